@@ -1,0 +1,319 @@
+import { EventEmitter } from 'node:events';
+import { AppError, systemClock, type Clock, type Logger, type MediaFrame, type TrackSet } from '../core/index.js';
+import { Reader, type StreamEvent } from './reader.js';
+import { TimestampRepair } from './timestamps.js';
+
+export type IngestProtocol = 'rtmp' | 'rtmps' | 'whip';
+
+export interface PublishInfo {
+  readonly sessionId: string;
+  readonly protocol: IngestProtocol;
+  readonly remoteAddress: string;
+}
+
+export type StreamState = 'live' | 'reconnecting';
+
+/** What the control API shows about a stream that is live (or waiting for its publisher to return). */
+export interface LiveStatus {
+  readonly streamId: string;
+  readonly state: StreamState;
+  readonly sessionId: string;
+  readonly protocol: IngestProtocol;
+  readonly remoteAddress: string;
+  readonly tracks: TrackSet | undefined;
+  /** When the stream went live (first session), ms since epoch. */
+  readonly liveSince: number;
+  /** When the current (or last) publish session started. */
+  readonly sessionSince: number;
+  readonly fps: number;
+  readonly bitrateKbps: number;
+  readonly frames: number;
+  readonly bytes: number;
+  readonly repairedTimestamps: number;
+  readonly sessions: number;
+}
+
+export interface HubOptions {
+  /** How long a stream waits for its publisher to come back before it ends. */
+  readonly graceMs: number;
+  /** Frames a reader may have queued before it starts dropping. */
+  readonly readerQueueFrames: number;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+}
+
+export interface HubEvents {
+  'stream-start': [streamId: string];
+  'session-start': [streamId: string, info: PublishInfo];
+  'session-end': [streamId: string, info: PublishInfo, reason: string];
+  'stream-end': [streamId: string, reason: string];
+}
+
+/** A publisher's handle on its stream. Every call after close() is ignored. */
+export interface Publisher {
+  readonly streamId: string;
+  readonly sessionId: string;
+  /** Announce the session's tracks; readers get a session-start. Call again if the codec config changes. */
+  setTracks(tracks: TrackSet): void;
+  /** Hand one frame to every reader. Never blocks. */
+  write(frame: MediaFrame): void;
+  /** End this publish session; the stream waits graceMs for a new one. Idempotent. */
+  close(reason: string): void;
+  readonly closed: boolean;
+}
+
+class LiveStream {
+  publisher: PublisherImpl | undefined;
+  state: StreamState = 'live';
+  readers = new Set<Reader>();
+  graceTimer: NodeJS.Timeout | undefined;
+  liveSince: number;
+  sessions = 0;
+  info!: PublishInfo;
+  sessionSince = 0;
+  tracks: TrackSet | undefined;
+  frames = 0;
+  bytes = 0;
+  videoFrames = 0;
+  repaired = 0;
+  // Rates measured over the last tick of the hub's 1 s timer.
+  fps = 0;
+  bitrateKbps = 0;
+  #lastFrames = 0;
+  #lastBytes = 0;
+  #lastTick: number;
+
+  constructor(readonly id: string, now: number) {
+    this.liveSince = now;
+    this.#lastTick = now;
+  }
+
+  broadcast(ev: StreamEvent): void {
+    for (const r of this.readers) r.push(ev);
+  }
+
+  measure(now: number): void {
+    const dt = (now - this.#lastTick) / 1000;
+    if (dt <= 0) return;
+    this.fps = Math.round(((this.videoFrames - this.#lastFrames) / dt) * 100) / 100;
+    this.bitrateKbps = Math.round(((this.bytes - this.#lastBytes) * 8) / 1000 / dt);
+    this.#lastFrames = this.videoFrames;
+    this.#lastBytes = this.bytes;
+    this.#lastTick = now;
+  }
+}
+
+class PublisherImpl implements Publisher {
+  closed = false;
+  readonly #repair: TimestampRepair;
+
+  constructor(
+    readonly streamId: string,
+    readonly sessionId: string,
+    readonly info: PublishInfo,
+    readonly kick: (reason: string) => void,
+    readonly hub: StreamHub,
+    readonly stream: LiveStream,
+    logger: Logger,
+  ) {
+    this.#repair = new TimestampRepair((kind, track, from, to) => {
+      stream.repaired++;
+      hub.counters.timestampRepairs++;
+      // One line per repair would flood the log on a bad source; log the first few per session.
+      if (stream.repaired <= 5) logger.warn({ stream: streamId, session: sessionId, kind, track, from, to }, 'timestamp repaired');
+    });
+  }
+
+  setTracks(tracks: TrackSet): void {
+    if (this.closed) return;
+    this.stream.tracks = tracks;
+    this.stream.broadcast({ type: 'session-start', sessionId: this.sessionId, tracks, wallClock: this.hub.clock.now() });
+  }
+
+  write(frame: MediaFrame): void {
+    if (this.closed) return;
+    const fixed = this.#repair.repair(frame);
+    const s = this.stream;
+    s.frames++;
+    s.bytes += fixed.data.byteLength;
+    if (fixed.track === 'video') s.videoFrames++;
+    this.hub.counters.frames++;
+    this.hub.counters.bytes += fixed.data.byteLength;
+    s.broadcast({ type: 'frame', frame: fixed });
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.hub.onPublisherClosed(this, reason);
+  }
+}
+
+/**
+ * Registry of live streams: one publisher each, many readers. A second publisher on the same stream
+ * takes over at once (OBS reconnects before the server notices the old socket died); a stream whose
+ * publisher leaves waits `graceMs` for one to come back before it ends, so players see one continuous
+ * stream across reconnects.
+ */
+export class StreamHub extends EventEmitter<HubEvents> {
+  readonly clock: Clock;
+  readonly counters = { frames: 0, bytes: 0, timestampRepairs: 0, takeovers: 0, sessions: 0 };
+  readonly #opts: HubOptions;
+  readonly #log: Logger;
+  readonly #streams = new Map<string, LiveStream>();
+  readonly #timer: NodeJS.Timeout;
+  #closed = false;
+
+  constructor(opts: HubOptions) {
+    super();
+    this.#opts = opts;
+    this.#log = opts.logger;
+    this.clock = opts.clock ?? systemClock;
+    this.#timer = setInterval(() => {
+      const now = this.clock.now();
+      for (const s of this.#streams.values()) s.measure(now);
+    }, 1000);
+    this.#timer.unref();
+  }
+
+  /**
+   * Start a publish session. `kick` is called (once) if the session is taken over or disconnected by
+   * an operator; the ingest session must then close its connection.
+   */
+  publish(streamId: string, info: PublishInfo, kick: (reason: string) => void): Publisher {
+    if (this.#closed) throw new AppError('E_CLOSED', 'stream hub closed');
+    const now = this.clock.now();
+    let stream = this.#streams.get(streamId);
+    let fresh = false;
+    if (!stream) {
+      stream = new LiveStream(streamId, now);
+      this.#streams.set(streamId, stream);
+      fresh = true;
+    }
+    const old = stream.publisher;
+    if (old && !old.closed) {
+      this.counters.takeovers++;
+      this.#log.info({ stream: streamId, session: old.sessionId, by: info.sessionId }, 'publisher taken over');
+      old.closed = true;
+      stream.broadcast({ type: 'session-end', sessionId: old.sessionId, reason: 'takeover' });
+      this.emit('session-end', streamId, old.info, 'takeover');
+      old.kick('taken over by a new publisher');
+    }
+    if (stream.graceTimer) clearTimeout(stream.graceTimer);
+    stream.graceTimer = undefined;
+    const pub = new PublisherImpl(streamId, info.sessionId, info, kick, this, stream, this.#log);
+    stream.publisher = pub;
+    stream.state = 'live';
+    stream.info = info;
+    stream.sessionSince = now;
+    stream.sessions++;
+    stream.tracks = undefined;
+    this.counters.sessions++;
+    if (fresh) this.emit('stream-start', streamId);
+    this.emit('session-start', streamId, info);
+    return pub;
+  }
+
+  /** @internal called by a publisher's close(). */
+  onPublisherClosed(pub: PublisherImpl, reason: string): void {
+    const stream = pub.stream;
+    if (stream.publisher !== pub) return; // already replaced (takeover)
+    stream.broadcast({ type: 'session-end', sessionId: pub.sessionId, reason });
+    this.emit('session-end', stream.id, pub.info, reason);
+    stream.state = 'reconnecting';
+    stream.fps = 0;
+    stream.bitrateKbps = 0;
+    stream.graceTimer = setTimeout(() => this.end(stream.id, 'publisher did not return'), this.#opts.graceMs);
+    stream.graceTimer.unref();
+  }
+
+  /**
+   * Read a stream's events from now on. If a session is running, the reader first gets its
+   * session-start (and then frames; it should wait for a keyframe). Subscribe from a 'stream-start'
+   * listener to see a stream from its first event; a stream that is not live is refused.
+   */
+  subscribe(streamId: string, name: string): Reader {
+    let stream = this.#streams.get(streamId);
+    if (!stream) throw new AppError('E_STREAM_NOT_LIVE', `stream ${streamId} is not live`);
+    const reader = new Reader(name, this.#opts.readerQueueFrames, (r) => stream?.readers.delete(r));
+    stream.readers.add(reader);
+    const pub = stream.publisher;
+    if (pub && !pub.closed && stream.tracks) {
+      reader.push({ type: 'session-start', sessionId: pub.sessionId, tracks: stream.tracks, wallClock: this.clock.now() });
+    }
+    return reader;
+  }
+
+  /** Disconnect the current publisher (operator action). The stream then waits for the grace period. */
+  kick(streamId: string, reason: string): boolean {
+    const pub = this.#streams.get(streamId)?.publisher;
+    if (!pub || pub.closed) return false;
+    pub.close(reason);
+    pub.kick(reason);
+    return true;
+  }
+
+  /** End a stream now: kick its publisher, tell readers, forget it. */
+  end(streamId: string, reason: string): void {
+    const stream = this.#streams.get(streamId);
+    if (!stream) return;
+    if (stream.graceTimer) clearTimeout(stream.graceTimer);
+    const pub = stream.publisher;
+    if (pub && !pub.closed) {
+      pub.closed = true;
+      stream.broadcast({ type: 'session-end', sessionId: pub.sessionId, reason });
+      this.emit('session-end', streamId, pub.info, reason);
+      pub.kick(reason);
+    }
+    this.#streams.delete(streamId);
+    stream.broadcast({ type: 'stream-end', reason });
+    stream.readers.clear();
+    this.#log.info({ stream: streamId, reason }, 'stream ended');
+    this.emit('stream-end', streamId, reason);
+  }
+
+  status(streamId: string): LiveStatus | undefined {
+    const s = this.#streams.get(streamId);
+    if (!s) return undefined;
+    return {
+      streamId: s.id,
+      state: s.state,
+      sessionId: s.info.sessionId,
+      protocol: s.info.protocol,
+      remoteAddress: s.info.remoteAddress,
+      tracks: s.tracks,
+      liveSince: s.liveSince,
+      sessionSince: s.sessionSince,
+      fps: s.fps,
+      bitrateKbps: s.bitrateKbps,
+      frames: s.frames,
+      bytes: s.bytes,
+      repairedTimestamps: s.repaired,
+      sessions: s.sessions,
+    };
+  }
+
+  list(): LiveStatus[] {
+    const out: LiveStatus[] = [];
+    for (const id of this.#streams.keys()) {
+      const st = this.status(id);
+      if (st) out.push(st);
+    }
+    return out;
+  }
+
+  /** Sum of frames dropped by slow readers of a stream. */
+  droppedFrames(streamId: string): number {
+    let n = 0;
+    for (const r of this.#streams.get(streamId)?.readers ?? []) n += r.dropped;
+    return n;
+  }
+
+  /** End every stream (their publishers are kicked) and stop the timer. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    for (const id of [...this.#streams.keys()]) this.end(id, 'server shutting down');
+  }
+}
