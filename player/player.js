@@ -1,0 +1,91 @@
+// The watch page: hls.js in low-latency mode, a quality menu, a live badge and a latency readout.
+// It talks to the server over HTTP only. window.__player exposes state for tests and curious users.
+(function () {
+  'use strict';
+  const id = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
+  const src = '/live/' + encodeURIComponent(id) + '/master.m3u8' + location.search;
+  const video = document.getElementById('video');
+  const badge = document.getElementById('badge');
+  const latencyEl = document.getElementById('latency');
+  const quality = document.getElementById('quality');
+  const statusEl = document.getElementById('status');
+  const state = { id, src, ended: false, errors: [], latency: null, level: -1, hls: null, video };
+  window.__player = state;
+
+  function setStatus(text) { statusEl.textContent = text; }
+  function setBadge(kind, text) { badge.className = 'badge ' + kind; badge.textContent = text; }
+
+  document.getElementById('unmute').addEventListener('click', () => { video.muted = false; video.play().catch(() => {}); });
+
+  if (!window.Hls || !window.Hls.isSupported()) {
+    if (video.canPlayType('application/vnd.apple.mpegurl')) {
+      video.src = src; // Safari plays LL-HLS natively
+      setStatus('native HLS');
+    } else {
+      setStatus('This browser cannot play HLS (no Media Source Extensions).');
+    }
+    return;
+  }
+
+  let retryTimer = null;
+  function start() {
+    const hls = new window.Hls({
+      lowLatencyMode: true,
+      backBufferLength: 30,
+      // Catch up gently when playback drifts behind the target latency.
+      maxLiveSyncPlaybackRate: 1.5,
+      manifestLoadingMaxRetry: 6,
+      levelLoadingMaxRetry: 6,
+    });
+    state.hls = hls;
+    hls.loadSource(src);
+    hls.attachMedia(video);
+    hls.on(window.Hls.Events.MANIFEST_PARSED, (_e, data) => {
+      quality.length = 1;
+      data.levels.forEach((l, i) => {
+        const opt = document.createElement('option');
+        opt.value = String(i);
+        opt.textContent = (l.height ? l.height + 'p' : l.name || 'level ' + i) + ' · ' + Math.round(l.bitrate / 1000) + ' kb/s';
+        quality.appendChild(opt);
+      });
+      setStatus('playing ' + data.levels.length + ' rendition(s)');
+      video.play().catch(() => setStatus('press play'));
+    });
+    hls.on(window.Hls.Events.LEVEL_SWITCHED, (_e, data) => { state.level = data.level; });
+    hls.on(window.Hls.Events.LEVEL_UPDATED, (_e, data) => {
+      if (!data.details.live) { state.ended = true; setBadge('ended', 'ENDED'); setStatus('the stream has ended'); }
+    });
+    hls.on(window.Hls.Events.ERROR, (_e, data) => {
+      state.errors.push({ type: data.type, details: data.details, fatal: data.fatal });
+      if (!data.fatal) return;
+      if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) { hls.recoverMediaError(); return; }
+      setBadge('offline', 'OFFLINE');
+      setStatus('waiting for the stream…');
+      hls.destroy();
+      state.hls = null;
+      clearTimeout(retryTimer);
+      retryTimer = setTimeout(start, 3000);
+    });
+  }
+
+  quality.addEventListener('change', () => {
+    if (state.hls) state.hls.currentLevel = Number(quality.value);
+  });
+  document.getElementById('golive').addEventListener('click', () => {
+    if (state.hls && state.hls.liveSyncPosition) video.currentTime = state.hls.liveSyncPosition;
+  });
+
+  setInterval(() => {
+    const hls = state.hls;
+    if (!hls || state.ended) return;
+    const pdt = hls.playingDate;
+    if (pdt && !video.paused) {
+      state.latency = (Date.now() - pdt.getTime()) / 1000;
+      latencyEl.textContent = 'latency ' + state.latency.toFixed(2) + ' s';
+      const behind = hls.targetLatency ? state.latency > hls.targetLatency + 3 : false;
+      setBadge(behind ? 'behind' : 'live', behind ? 'BEHIND' : 'LIVE');
+    }
+  }, 250);
+
+  start();
+})();

@@ -1,0 +1,249 @@
+import type { FastifyInstance } from 'fastify';
+import { AppError, hashSecret, newStreamKey } from '../core/index.js';
+import type { Catalog, StreamRecord } from '../catalog/index.js';
+import type { LiveStatus, StreamHub } from '../stream/index.js';
+import { codecString } from '../core/index.js';
+
+export interface StreamRoutesDeps {
+  readonly catalog: Catalog;
+  readonly hub: StreamHub;
+  readonly publicBaseUrl: string;
+  readonly publicRtmpUrl: string;
+}
+
+const PROFILES = ['passthrough'] as const;
+
+const idParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } },
+} as const;
+
+const liveSchema = {
+  type: ['object', 'null'],
+  properties: {
+    state: { type: 'string', enum: ['live', 'reconnecting'] },
+    protocol: { type: 'string' },
+    remoteAddress: { type: 'string' },
+    video: {
+      type: ['object', 'null'],
+      properties: { codec: { type: 'string' }, codecs: { type: 'string' }, width: { type: 'integer' }, height: { type: 'integer' } },
+    },
+    audio: {
+      type: ['object', 'null'],
+      properties: { codec: { type: 'string' }, codecs: { type: 'string' }, sampleRate: { type: 'integer' }, channels: { type: 'integer' } },
+    },
+    fps: { type: 'number' },
+    bitrateKbps: { type: 'number' },
+    uptimeSeconds: { type: 'number' },
+    sessionUptimeSeconds: { type: 'number' },
+    sessions: { type: 'integer' },
+    repairedTimestamps: { type: 'integer' },
+  },
+} as const;
+
+const streamSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    name: { type: 'string' },
+    profile: { type: 'string' },
+    record: { type: 'boolean' },
+    createdAt: { type: 'string', format: 'date-time' },
+    updatedAt: { type: 'string', format: 'date-time' },
+    keyRotatedAt: { type: 'string', format: 'date-time' },
+    streamKey: { type: 'string', description: 'Only in the answers to create and rotate-key; stored only as a hash.' },
+    ingest: {
+      type: 'object',
+      properties: {
+        rtmp: { type: 'string', description: 'Full publish URL with the key when the key is in this answer, else the server URL.' },
+        rtmpServer: { type: 'string' },
+        whip: { type: 'string' },
+      },
+    },
+    playback: { type: 'object', properties: { hls: { type: 'string' }, watch: { type: 'string' } } },
+    live: liveSchema,
+  },
+} as const;
+
+const errorSchema = {
+  type: 'object',
+  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } },
+} as const;
+
+function liveView(st: LiveStatus | undefined, now: number) {
+  if (!st) return null;
+  const v = st.tracks?.video;
+  const a = st.tracks?.audio;
+  return {
+    state: st.state,
+    protocol: st.protocol,
+    remoteAddress: st.remoteAddress,
+    video: v ? { codec: v.codec, codecs: safeCodecString(v), width: v.width, height: v.height } : null,
+    audio: a ? { codec: a.codec, codecs: safeCodecString(a), sampleRate: a.sampleRate, channels: a.channels } : null,
+    fps: st.fps,
+    bitrateKbps: st.bitrateKbps,
+    uptimeSeconds: Math.round((now - st.liveSince) / 1000),
+    sessionUptimeSeconds: Math.round((now - st.sessionSince) / 1000),
+    sessions: st.sessions,
+    repairedTimestamps: st.repairedTimestamps,
+  };
+}
+
+function safeCodecString(t: Parameters<typeof codecString>[0]): string {
+  try {
+    return codecString(t);
+  } catch {
+    return t.codec;
+  }
+}
+
+export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDeps): void {
+  const { catalog, hub } = deps;
+  const view = (s: StreamRecord, streamKey?: string) => ({
+    id: s.id,
+    name: s.name,
+    profile: s.profile,
+    record: s.record,
+    createdAt: s.createdAt.toISOString(),
+    updatedAt: s.updatedAt.toISOString(),
+    keyRotatedAt: s.keyRotatedAt.toISOString(),
+    ...(streamKey ? { streamKey } : {}),
+    ingest: {
+      rtmp: streamKey ? `${deps.publicRtmpUrl}/${streamKey}` : deps.publicRtmpUrl,
+      rtmpServer: deps.publicRtmpUrl,
+      whip: `${deps.publicBaseUrl}/whip`,
+    },
+    playback: { hls: `${deps.publicBaseUrl}/live/${s.id}/master.m3u8`, watch: `${deps.publicBaseUrl}/watch/${s.id}` },
+    live: liveView(hub.status(s.id), Date.now()),
+  });
+  const mustGet = async (id: string) => {
+    const s = await catalog.getStream(id);
+    if (!s) throw new AppError('E_STREAM_NOT_FOUND', `no stream ${id}`);
+    return s;
+  };
+
+  app.post<{ Body: { name: string; profile?: (typeof PROFILES)[number]; record?: boolean } }>(
+    '/api/v1/streams',
+    {
+      schema: {
+        summary: 'Create a stream; the answer holds its stream key (shown only here and on rotate-key)',
+        tags: ['streams'],
+        body: {
+          type: 'object',
+          required: ['name'],
+          additionalProperties: false,
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 200 },
+            profile: { type: 'string', enum: [...PROFILES], default: 'passthrough', description: '"abr" arrives with the ABR ladder' },
+            record: { type: 'boolean', default: true },
+          },
+        },
+        response: { 201: streamSchema, 400: errorSchema, 401: errorSchema },
+      },
+    },
+    async (req, reply) => {
+      const key = newStreamKey();
+      const s = await catalog.createStream({ name: req.body.name, profile: req.body.profile ?? 'passthrough', record: req.body.record, keyHash: hashSecret(key) });
+      req.log.info({ stream: s.id, name: s.name }, 'stream created');
+      return reply.code(201).send(view(s, key));
+    },
+  );
+
+  app.get<{ Querystring: { limit: number; cursor?: string } }>(
+    '/api/v1/streams',
+    {
+      schema: {
+        summary: 'List streams (oldest first), with live status',
+        tags: ['streams'],
+        querystring: {
+          type: 'object',
+          properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 }, cursor: { type: 'string', maxLength: 512 } },
+        },
+        response: { 200: { type: 'object', properties: { items: { type: 'array', items: streamSchema }, nextCursor: { type: ['string', 'null'] } } } },
+      },
+    },
+    async (req) => {
+      const page = await catalog.listStreams({ limit: req.query.limit, cursor: req.query.cursor });
+      return { items: page.items.map((s) => view(s)), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/api/v1/streams/:id',
+    { schema: { summary: 'Get a stream with its live status', tags: ['streams'], params: idParams, response: { 200: streamSchema, 404: errorSchema } } },
+    async (req) => view(await mustGet(req.params.id)),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/api/v1/streams/:id/live',
+    { schema: { summary: 'Live status: codec, resolution, fps, bitrate, uptime, publisher address', tags: ['streams'], params: idParams, response: { 200: liveSchema, 404: errorSchema, 409: errorSchema } } },
+    async (req) => {
+      await mustGet(req.params.id);
+      const live = liveView(hub.status(req.params.id), Date.now());
+      if (!live) throw new AppError('E_STREAM_NOT_LIVE', `stream ${req.params.id} is not live`);
+      return live;
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { limit: number } }>(
+    '/api/v1/streams/:id/sessions',
+    {
+      schema: {
+        summary: 'Publish sessions of a stream, newest first',
+        tags: ['streams'],
+        params: idParams,
+        querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } } },
+      },
+    },
+    async (req) => {
+      await mustGet(req.params.id);
+      const items = await catalog.listSessions(req.params.id, req.query.limit);
+      return { items };
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { disconnect?: boolean } | undefined }>(
+    '/api/v1/streams/:id/rotate-key',
+    {
+      schema: {
+        summary: 'Issue a new stream key; the old one stops working. With {"disconnect": true} the current publisher is also cut off.',
+        tags: ['streams'],
+        params: idParams,
+        body: { type: ['object', 'null'], additionalProperties: false, properties: { disconnect: { type: 'boolean', default: false } } },
+        response: { 200: streamSchema, 404: errorSchema },
+      },
+    },
+    async (req) => {
+      const key = newStreamKey();
+      const s = await catalog.rotateStreamKey(req.params.id, hashSecret(key));
+      if (!s) throw new AppError('E_STREAM_NOT_FOUND', `no stream ${req.params.id}`);
+      if (req.body?.disconnect) hub.kick(s.id, 'stream key rotated');
+      req.log.info({ stream: s.id }, 'stream key rotated');
+      return view(s, key);
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/api/v1/streams/:id/disconnect',
+    { schema: { summary: 'Disconnect the current publisher (it may reconnect with its key)', tags: ['streams'], params: idParams, response: { 409: errorSchema, 404: errorSchema } } },
+    async (req, reply) => {
+      await mustGet(req.params.id);
+      if (!hub.kick(req.params.id, 'disconnected by operator')) throw new AppError('E_STREAM_NOT_LIVE', `stream ${req.params.id} has no publisher`);
+      req.log.info({ stream: req.params.id }, 'publisher disconnected by operator');
+      return reply.code(204).send();
+    },
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/api/v1/streams/:id',
+    { schema: { summary: 'Delete a stream; a live one ends at once', tags: ['streams'], params: idParams, response: { 404: errorSchema } } },
+    async (req, reply) => {
+      const ok = await catalog.deleteStream(req.params.id);
+      if (!ok) throw new AppError('E_STREAM_NOT_FOUND', `no stream ${req.params.id}`);
+      hub.end(req.params.id, 'stream deleted');
+      req.log.info({ stream: req.params.id }, 'stream deleted');
+      return reply.code(204).send();
+    },
+  );
+}

@@ -1,0 +1,177 @@
+import { mkdir } from 'node:fs/promises';
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+import { AppError, ClosedError } from '../core/index.js';
+import type { Logger } from '../core/index.js';
+import { toAppError } from './errors.js';
+
+/** Something that runs SQL: the database itself or an open transaction. */
+export interface Queryable {
+  /** One statement, parameters bound as $1..$n (never interpolated). */
+  query<T>(sql: string, params?: readonly unknown[]): Promise<{ rows: T[] }>;
+  /** A script of several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface Db extends Queryable {
+  readonly kind: 'pglite' | 'postgres';
+  /** Runs `fn` in BEGIN/COMMIT; rolls back and rethrows when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Waits for queries in flight, then releases the database. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Names we splice into SQL (schema) must be plain identifiers: they cannot be bound as parameters. */
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export function assertIdentifier(name: string, what: string): void {
+  if (!IDENTIFIER.test(name)) {
+    throw new AppError('E_CONFIG_INVALID', `${what} must match ${IDENTIFIER.source}, got ${JSON.stringify(name)}`);
+  }
+}
+
+interface Backend extends Queryable {
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  end(): Promise<void>;
+}
+
+/**
+ * Wraps a backend with what both share: closed-state checks, driver errors mapped to AppError (see
+ * errors.ts), tracking of work in flight so close() can wait for it, and idempotent close.
+ */
+class TrackedDb implements Db {
+  readonly kind: 'pglite' | 'postgres';
+  #backend: Backend;
+  #inFlight = new Set<Promise<unknown>>();
+  #closing: Promise<void> | undefined;
+
+  constructor(kind: 'pglite' | 'postgres', backend: Backend) {
+    this.kind = kind;
+    this.#backend = backend;
+  }
+
+  query<T>(sql: string, params?: readonly unknown[]): Promise<{ rows: T[] }> {
+    return this.#track(() => this.#backend.query<T>(sql, params));
+  }
+
+  exec(sql: string): Promise<void> {
+    return this.#track(() => this.#backend.exec(sql));
+  }
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.#track(() => this.#backend.transaction(fn));
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#inFlight]);
+      await this.#backend.end();
+    })();
+    return this.#closing;
+  }
+
+  #track<T>(run: () => Promise<T>): Promise<T> {
+    if (this.#closing) return Promise.reject(new ClosedError('catalog'));
+    const p = run().catch((err: unknown) => {
+      throw toAppError(err);
+    });
+    this.#inFlight.add(p);
+    const forget = () => this.#inFlight.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+}
+
+/** Embedded PostgreSQL (WASM) with its files in `dir`. */
+export async function openPglite(dir: string, logger: Logger): Promise<Db> {
+  await mkdir(dir, { recursive: true });
+  const pgl = new PGlite(dir);
+  await pgl.waitReady;
+  logger.info({ dir }, 'catalog: PGlite ready');
+  const asQueryable = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
+    query: async <T>(sql: string, params?: readonly unknown[]) => {
+      const res = await q.query<T>(sql, params ? [...params] : undefined);
+      return { rows: res.rows };
+    },
+    exec: async (sql: string) => {
+      await q.exec(sql);
+    },
+  });
+  return new TrackedDb('pglite', {
+    ...asQueryable(pgl),
+    transaction: (fn) => pgl.transaction((tx) => fn(asQueryable(tx))),
+    end: () => pgl.close(),
+  });
+}
+
+export interface PostgresOptions {
+  url: string;
+  logger: Logger;
+  /** Schema to create (if missing) and put alone on search_path. */
+  schema?: string;
+  max?: number;
+}
+
+/** A `pg` Pool against a real PostgreSQL server. */
+export async function openPostgres(opts: PostgresOptions): Promise<Db> {
+  const { url, logger, schema } = opts;
+  if (schema !== undefined) assertIdentifier(schema, 'catalog schema');
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.max ?? 10,
+    connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: 30_000,
+    // Every pooled connection starts with the schema on its search_path; no per-checkout SET needed.
+    ...(schema !== undefined ? { options: `-c search_path=${schema}` } : {}),
+  });
+  // An idle client losing its server must not crash the process; the next query reports the failure.
+  pool.on('error', (err) => logger.warn({ err }, 'catalog: idle PostgreSQL connection failed'));
+
+  const asQueryable = (q: pg.Pool | pg.PoolClient): Queryable => ({
+    query: async <T>(sql: string, params?: readonly unknown[]) => {
+      const res = await q.query(sql, params ? [...params] : undefined);
+      return { rows: res.rows as T[] };
+    },
+    exec: async (sql: string) => {
+      // Without parameters pg uses the simple protocol, which accepts several statements.
+      await q.query(sql);
+    },
+  });
+
+  const transaction = async <T>(fn: (tx: Queryable) => Promise<T>): Promise<T> => {
+    const client = await pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const out = await fn(asQueryable(client));
+      await client.query('COMMIT');
+      return out;
+    } catch (err) {
+      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
+        broken = true;
+        logger.warn({ err: rollbackErr }, 'catalog: ROLLBACK failed; discarding connection');
+      });
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  };
+
+  const db = new TrackedDb('postgres', { ...asQueryable(pool), transaction, end: () => pool.end() });
+  try {
+    if (schema !== undefined) {
+      // Two processes creating the same schema at once would race on pg_namespace's unique index.
+      await db.transaction(async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`livepack.schema.${schema}`]);
+        await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+      });
+    } else {
+      await db.query('SELECT 1');
+    }
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  logger.info({ schema: schema ?? 'public' }, 'catalog: PostgreSQL ready');
+  return db;
+}

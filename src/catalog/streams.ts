@@ -1,0 +1,130 @@
+import { AppError, newId } from '../core/index.js';
+import type { Queryable } from './db.js';
+import { checkLimit, toDate, toNumber } from './types.js';
+import type { Page, StreamProfile, StreamRecord } from './types.js';
+
+interface StreamRow {
+  id: string;
+  name: string;
+  profile: StreamProfile;
+  record: boolean;
+  created_at: Date | string;
+  updated_at: Date | string;
+  key_rotated_at: Date | string;
+}
+
+const COLUMNS = 'id, name, profile, record, created_at, updated_at, key_rotated_at';
+
+function toStream(r: StreamRow): StreamRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    profile: r.profile,
+    record: r.record,
+    createdAt: toDate(r.created_at),
+    updatedAt: toDate(r.updated_at),
+    keyRotatedAt: toDate(r.key_rotated_at),
+  };
+}
+
+/**
+ * Keyset cursor: the (created_at, id) of the last row of a page, as base64url JSON. Opaque to callers;
+ * timestamps are millisecond Dates written by us, so the round trip through a JS number is exact.
+ */
+function encodeCursor(s: StreamRecord): string {
+  return Buffer.from(JSON.stringify({ t: s.createdAt.getTime(), id: s.id }), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): { t: Date; id: string } {
+  const bad = (cause?: unknown) => new AppError('E_VALIDATION', 'invalid cursor', { cause });
+  if (cursor.length === 0 || cursor.length > 512 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw bad();
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch (err) {
+    throw bad(err);
+  }
+  if (typeof v !== 'object' || v === null) throw bad();
+  const { t, id } = v as { t?: unknown; id?: unknown };
+  if (typeof t !== 'number' || !Number.isSafeInteger(t) || typeof id !== 'string' || id.length === 0) throw bad();
+  const date = new Date(t);
+  if (Number.isNaN(date.getTime())) throw bad();
+  return { t: date, id };
+}
+
+export async function createStream(
+  q: Queryable,
+  input: { name: string; profile: StreamProfile; record?: boolean; keyHash: string },
+): Promise<StreamRecord> {
+  const now = new Date();
+  const { rows } = await q.query<StreamRow>(
+    `INSERT INTO streams (id, name, profile, record, key_hash, created_at, updated_at, key_rotated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $6, $6) RETURNING ${COLUMNS}`,
+    [newId(), input.name, input.profile, input.record ?? false, input.keyHash, now],
+  );
+  return toStream(rows[0]);
+}
+
+export async function getStream(q: Queryable, id: string): Promise<StreamRecord | undefined> {
+  const { rows } = await q.query<StreamRow>(`SELECT ${COLUMNS} FROM streams WHERE id = $1`, [id]);
+  return rows.length > 0 ? toStream(rows[0]) : undefined;
+}
+
+export async function findStreamByKeyHash(q: Queryable, keyHash: string): Promise<StreamRecord | undefined> {
+  const { rows } = await q.query<StreamRow>(`SELECT ${COLUMNS} FROM streams WHERE key_hash = $1`, [keyHash]);
+  return rows.length > 0 ? toStream(rows[0]) : undefined;
+}
+
+export async function listStreams(q: Queryable, opts: { limit: number; cursor?: string }): Promise<Page<StreamRecord>> {
+  const { limit } = opts;
+  checkLimit(limit);
+  const after = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor);
+  // One extra row tells whether another page follows, so the last page has nextCursor null.
+  const { rows } =
+    after === undefined
+      ? await q.query<StreamRow>(`SELECT ${COLUMNS} FROM streams ORDER BY created_at, id LIMIT $1`, [limit + 1])
+      : await q.query<StreamRow>(
+          `SELECT ${COLUMNS} FROM streams WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3`,
+          [after.t, after.id, limit + 1],
+        );
+  const items = rows.slice(0, limit).map(toStream);
+  const nextCursor = rows.length > limit ? encodeCursor(items[items.length - 1]) : null;
+  return { items, nextCursor };
+}
+
+export async function countStreams(q: Queryable): Promise<number> {
+  const { rows } = await q.query<{ n: string | number }>('SELECT count(*) AS n FROM streams');
+  return toNumber(rows[0].n);
+}
+
+export async function updateStream(
+  q: Queryable,
+  id: string,
+  patch: { name?: string; profile?: StreamProfile; record?: boolean },
+): Promise<StreamRecord | undefined> {
+  if (patch.name === undefined && patch.profile === undefined && patch.record === undefined) {
+    return getStream(q, id);
+  }
+  // A null parameter keeps the column as it is; none of these columns accepts null anyway.
+  const { rows } = await q.query<StreamRow>(
+    `UPDATE streams
+        SET name = COALESCE($2, name), profile = COALESCE($3, profile), record = COALESCE($4, record), updated_at = $5
+      WHERE id = $1 RETURNING ${COLUMNS}`,
+    [id, patch.name ?? null, patch.profile ?? null, patch.record ?? null, new Date()],
+  );
+  return rows.length > 0 ? toStream(rows[0]) : undefined;
+}
+
+export async function rotateStreamKey(q: Queryable, id: string, keyHash: string): Promise<StreamRecord | undefined> {
+  const { rows } = await q.query<StreamRow>(
+    `UPDATE streams SET key_hash = $2, key_rotated_at = $3, updated_at = $3 WHERE id = $1 RETURNING ${COLUMNS}`,
+    [id, keyHash, new Date()],
+  );
+  return rows.length > 0 ? toStream(rows[0]) : undefined;
+}
+
+/** Its publish sessions go with it (ON DELETE CASCADE). */
+export async function deleteStream(q: Queryable, id: string): Promise<boolean> {
+  const { rows } = await q.query<{ id: string }>('DELETE FROM streams WHERE id = $1 RETURNING id', [id]);
+  return rows.length > 0;
+}

@@ -1,0 +1,48 @@
+import { AppError } from '../core/index.js';
+
+export type StreamProfile = 'passthrough' | 'abr';
+
+export interface StreamRecord {
+  id: string;
+  name: string;
+  profile: StreamProfile;
+  record: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+  keyRotatedAt: Date;
+}
+
+export interface PublishSessionRecord {
+  id: string;
+  streamId: string;
+  protocol: string;
+  remoteAddress: string;
+  startedAt: Date;
+  endedAt: Date | null;
+  endReason: string | null;
+  bytes: number;
+  frames: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+/** A timestamptz as either driver returns it (both give Date by default; strings are tolerated). */
+export function toDate(v: Date | string): Date {
+  return v instanceof Date ? v : new Date(v);
+}
+
+/** bigint/count columns: pg returns strings, PGlite numbers. Values stay far below 2^53 (bytes, frames). */
+export function toNumber(v: string | number | bigint): number {
+  return Number(v);
+}
+
+export const MAX_PAGE_SIZE = 1000;
+
+export function checkLimit(limit: number): void {
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
+    throw new AppError('E_VALIDATION', `limit must be an integer in 1..${MAX_PAGE_SIZE}`);
+  }
+}

@@ -1,0 +1,167 @@
+import { readFileSync } from 'node:fs';
+import { AppError } from '../core/index.js';
+import { SETTINGS, type Setting } from './settings.js';
+
+export { SETTINGS } from './settings.js';
+export type { Setting, SettingName } from './settings.js';
+
+export interface ServerConfig {
+  readonly host: string;
+  readonly httpPort: number;
+  readonly dataDir: string;
+  readonly apiToken: string | undefined;
+  readonly publicBaseUrl: string;
+  readonly publicRtmpUrl: string;
+  readonly logLevel: string;
+  readonly createDefaultStream: boolean;
+}
+
+export interface RtmpConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly tls: { readonly port: number; readonly certFile: string; readonly keyFile: string } | undefined;
+  readonly limits: {
+    readonly maxConnections: number;
+    readonly handshakeTimeoutMs: number;
+    readonly idleTimeoutMs: number;
+    readonly maxChunkSize: number;
+    readonly maxMessageSize: number;
+  };
+}
+
+export interface HlsConfig {
+  readonly partTargetMs: number;
+  readonly segmentTargetMs: number;
+  readonly windowSeconds: number;
+  readonly holdMs: number;
+  readonly endedRetentionMs: number;
+}
+
+export interface StreamConfig {
+  readonly graceMs: number;
+  readonly readerQueueFrames: number;
+}
+
+export interface CatalogConfig {
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+}
+
+export interface Config {
+  readonly server: ServerConfig;
+  readonly rtmp: RtmpConfig;
+  readonly hls: HlsConfig;
+  readonly stream: StreamConfig;
+  readonly catalog: CatalogConfig;
+}
+
+type Raw = Record<string, string | undefined>;
+type Value = string | number | boolean | undefined;
+
+function parseOne(s: Setting, raw: string | undefined): Value {
+  if (raw === undefined || raw === '') return s.default;
+  switch (s.type) {
+    case 'string':
+      return raw;
+    case 'bool':
+      if (/^(1|true|yes|on)$/i.test(raw)) return true;
+      if (/^(0|false|no|off)$/i.test(raw)) return false;
+      throw new AppError('E_CONFIG_INVALID', `${s.env}=${JSON.stringify(raw)} is not a boolean (use true or false)`);
+    case 'int': {
+      if (!/^-?\d+$/.test(raw.trim())) throw new AppError('E_CONFIG_INVALID', `${s.env}=${JSON.stringify(raw)} is not a whole number`);
+      const n = Number(raw);
+      if ((s.min !== undefined && n < s.min) || (s.max !== undefined && n > s.max)) {
+        throw new AppError('E_CONFIG_INVALID', `${s.env}=${n} is out of range (${s.min} to ${s.max})`);
+      }
+      return n;
+    }
+  }
+}
+
+/**
+ * Read and validate every setting once: from `env`, over the optional JSON file named by CONFIG_FILE
+ * (an object of the same names). Throws E_CONFIG_INVALID naming the setting and the reason.
+ */
+export function loadConfig(env: Raw = process.env): Config {
+  let fileValues: Raw = {};
+  if (env.CONFIG_FILE) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(env.CONFIG_FILE, 'utf8'));
+    } catch (err) {
+      throw new AppError('E_CONFIG_INVALID', `CONFIG_FILE ${env.CONFIG_FILE} is not readable JSON`, { cause: err });
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new AppError('E_CONFIG_INVALID', `CONFIG_FILE ${env.CONFIG_FILE} must hold a JSON object`);
+    }
+    const known = new Set<string>(SETTINGS.map((s) => s.env));
+    for (const [k, v] of Object.entries(parsed)) {
+      if (!known.has(k)) throw new AppError('E_CONFIG_INVALID', `CONFIG_FILE has an unknown setting ${k}`);
+      fileValues[k] = v === null || v === undefined ? undefined : String(v);
+    }
+  }
+  const v: Record<string, Value> = {};
+  for (const s of SETTINGS) v[s.env] = parseOne(s, env[s.env] ?? fileValues[s.env]);
+
+  const str = (k: string) => v[k] as string | undefined;
+  const num = (k: string) => v[k] as number;
+  if (Boolean(str('RTMPS_CERT')) !== Boolean(str('RTMPS_KEY'))) {
+    throw new AppError('E_CONFIG_INVALID', 'RTMPS_CERT and RTMPS_KEY must be set together');
+  }
+  if (num('HLS_SEGMENT_TARGET_MS') < 2 * num('HLS_PART_TARGET_MS')) {
+    throw new AppError('E_CONFIG_INVALID', 'HLS_SEGMENT_TARGET_MS must be at least twice HLS_PART_TARGET_MS');
+  }
+  for (const k of ['PUBLIC_BASE_URL', 'PUBLIC_RTMP_URL', 'DATABASE_URL']) {
+    const url = str(k);
+    if (url !== undefined && !URL.canParse(url)) throw new AppError('E_CONFIG_INVALID', `${k}=${JSON.stringify(url)} is not a URL`);
+  }
+  const token = str('API_TOKEN');
+  if (token !== undefined && token.length < 16) throw new AppError('E_CONFIG_INVALID', 'API_TOKEN must be at least 16 characters');
+
+  const host = str('HOST')!;
+  const dataDir = str('DATA_DIR')!;
+  const cert = str('RTMPS_CERT');
+  const key = str('RTMPS_KEY');
+  const config: Config = {
+    server: {
+      host,
+      httpPort: num('HTTP_PORT'),
+      dataDir,
+      apiToken: token,
+      publicBaseUrl: (str('PUBLIC_BASE_URL') ?? `http://localhost:${num('HTTP_PORT')}`).replace(/\/+$/, ''),
+      publicRtmpUrl: (str('PUBLIC_RTMP_URL') ?? `rtmp://localhost:${num('RTMP_PORT')}/live`).replace(/\/+$/, ''),
+      logLevel: str('LOG_LEVEL')!,
+      createDefaultStream: v.CREATE_DEFAULT_STREAM as boolean,
+    },
+    rtmp: {
+      host,
+      port: num('RTMP_PORT'),
+      tls: cert && key ? { port: num('RTMPS_PORT'), certFile: cert, keyFile: key } : undefined,
+      limits: {
+        maxConnections: num('RTMP_MAX_CONNECTIONS'),
+        handshakeTimeoutMs: num('RTMP_HANDSHAKE_TIMEOUT_MS'),
+        idleTimeoutMs: num('RTMP_IDLE_TIMEOUT_MS'),
+        maxChunkSize: num('RTMP_MAX_CHUNK_SIZE'),
+        maxMessageSize: num('RTMP_MAX_MESSAGE_SIZE'),
+      },
+    },
+    hls: {
+      partTargetMs: num('HLS_PART_TARGET_MS'),
+      segmentTargetMs: num('HLS_SEGMENT_TARGET_MS'),
+      windowSeconds: num('HLS_WINDOW_SECONDS'),
+      holdMs: num('HLS_HOLD_MS'),
+      endedRetentionMs: num('HLS_ENDED_RETENTION_MS'),
+    },
+    stream: { graceMs: num('RECONNECT_GRACE_MS'), readerQueueFrames: num('READER_QUEUE_FRAMES') },
+    catalog: { databaseUrl: str('DATABASE_URL'), dataDir },
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

@@ -1,0 +1,44 @@
+/**
+ * Every setting the server reads: environment variable, type, default, limits, meaning. The README's
+ * configuration reference lists the same table; keep them in step.
+ */
+export type SettingType = 'int' | 'string' | 'bool';
+
+export interface Setting {
+  readonly env: string;
+  readonly type: SettingType;
+  readonly default?: string | number | boolean;
+  readonly min?: number;
+  readonly max?: number;
+  readonly doc: string;
+}
+
+export const SETTINGS = [
+  { env: 'HOST', type: 'string', default: '0.0.0.0', doc: 'Address the RTMP and HTTP servers bind to.' },
+  { env: 'HTTP_PORT', type: 'int', default: 8080, min: 0, max: 65535, doc: 'HTTP port: API, origin, player, metrics.' },
+  { env: 'RTMP_PORT', type: 'int', default: 1935, min: 0, max: 65535, doc: 'RTMP ingest port.' },
+  { env: 'RTMPS_PORT', type: 'int', default: 1936, min: 0, max: 65535, doc: 'RTMPS ingest port; used only when RTMPS_CERT and RTMPS_KEY are set.' },
+  { env: 'RTMPS_CERT', type: 'string', doc: 'Path to the PEM certificate (chain) for RTMPS.' },
+  { env: 'RTMPS_KEY', type: 'string', doc: 'Path to the PEM private key for RTMPS.' },
+  { env: 'DATA_DIR', type: 'string', default: './data', doc: 'Where the embedded catalog, the generated API token and media live.' },
+  { env: 'API_TOKEN', type: 'string', doc: 'Operator bearer token for /api/v1. When unset, one is generated on first start, kept in DATA_DIR/api-token and printed once.' },
+  { env: 'PUBLIC_BASE_URL', type: 'string', doc: 'Base URL viewers reach (CDN or origin), used in playback URLs the API returns. Default: http://localhost:HTTP_PORT.' },
+  { env: 'PUBLIC_RTMP_URL', type: 'string', doc: 'Base RTMP URL broadcasters reach, used in ingest URLs the API returns. Default: rtmp://localhost:RTMP_PORT/live.' },
+  { env: 'DATABASE_URL', type: 'string', doc: 'PostgreSQL connection string. When unset, the embedded PGlite catalog under DATA_DIR/catalog is used.' },
+  { env: 'LOG_LEVEL', type: 'string', default: 'info', doc: 'pino log level: fatal, error, warn, info, debug, trace, silent.' },
+  { env: 'HLS_PART_TARGET_MS', type: 'int', default: 200, min: 50, max: 2000, doc: 'LL-HLS part target; fitted to whole frames (29.97 fps gives 0.201 s).' },
+  { env: 'HLS_SEGMENT_TARGET_MS', type: 'int', default: 2000, min: 500, max: 10000, doc: 'Segment target; segments are cut at the first keyframe after it. Set the encoder keyframe interval to divide it.' },
+  { env: 'HLS_WINDOW_SECONDS', type: 'int', default: 24, min: 6, max: 600, doc: 'Seconds of complete segments each live media playlist lists.' },
+  { env: 'HLS_HOLD_MS', type: 'int', default: 6000, min: 500, max: 30000, doc: 'Longest a blocking playlist request or a preload-hint part request is held.' },
+  { env: 'HLS_ENDED_RETENTION_MS', type: 'int', default: 60000, min: 0, max: 3600000, doc: 'How long an ended stream keeps serving its final playlist (EXT-X-ENDLIST) before it is released.' },
+  { env: 'RECONNECT_GRACE_MS', type: 'int', default: 30000, min: 0, max: 600000, doc: 'How long a stream waits for its publisher to return before the playlist ends.' },
+  { env: 'READER_QUEUE_FRAMES', type: 'int', default: 600, min: 16, max: 100000, doc: 'Frames a slow internal reader may queue before it drops to the next keyframe.' },
+  { env: 'RTMP_MAX_CONNECTIONS', type: 'int', default: 500, min: 1, max: 100000, doc: 'RTMP connections accepted at once; more are refused.' },
+  { env: 'RTMP_HANDSHAKE_TIMEOUT_MS', type: 'int', default: 10000, min: 100, max: 120000, doc: 'Time a client has to complete the RTMP handshake.' },
+  { env: 'RTMP_IDLE_TIMEOUT_MS', type: 'int', default: 30000, min: 1000, max: 600000, doc: 'An RTMP connection that sends nothing for this long is closed.' },
+  { env: 'RTMP_MAX_CHUNK_SIZE', type: 'int', default: 65536, min: 128, max: 16777215, doc: 'Largest chunk size a client may set.' },
+  { env: 'RTMP_MAX_MESSAGE_SIZE', type: 'int', default: 8388608, min: 65536, max: 67108864, doc: 'Largest RTMP message (one video frame) accepted.' },
+  { env: 'CREATE_DEFAULT_STREAM', type: 'bool', default: true, doc: 'On first start with an empty catalog, create a stream named "default" and print its URLs.' },
+] as const satisfies readonly Setting[];
+
+export type SettingName = (typeof SETTINGS)[number]['env'];

@@ -1,0 +1,151 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import { AppError, type Logger } from '../../core/index.js';
+import { RtmpSession, type SessionTransport } from './session.js';
+import { newCounters, type RtmpCounters, type RtmpServerOptions } from './types.js';
+
+/** How long a closed connection may take to flush its last replies before it is destroyed. */
+const LINGER_MS = 2000;
+
+interface Connection {
+  readonly socket: net.Socket;
+  readonly session: RtmpSession;
+}
+
+function listen(server: net.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(new AppError('E_CONFIG_INVALID', `RTMP cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      const addr = server.address();
+      resolve(typeof addr === 'object' && addr ? addr.port : port);
+    });
+  });
+}
+
+function closeServer(server: net.Server | undefined): Promise<void> {
+  if (!server?.listening) return Promise.resolve();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/**
+ * RTMP (and RTMPS on its own port) listener. Owns its connections: `close()` stops listening and
+ * closes every session, which closes its publisher.
+ */
+export class RtmpServer {
+  readonly counters: RtmpCounters = newCounters();
+  readonly #opts: RtmpServerOptions;
+  readonly #log: Logger;
+  readonly #connections = new Set<Connection>();
+  #plain: net.Server | undefined;
+  #secure: tls.Server | undefined;
+  #started = false;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(opts: RtmpServerOptions) {
+    const l = opts.limits;
+    for (const [k, v] of Object.entries(l)) {
+      if (!Number.isInteger(v) || v <= 0) throw new AppError('E_CONFIG_INVALID', `RTMP limit ${k} must be a positive integer, got ${v}`);
+    }
+    if (l.maxChunkSize > 0x7fffffff) throw new AppError('E_CONFIG_INVALID', 'RTMP limit maxChunkSize must be below 2^31');
+    this.#opts = opts;
+    this.#log = opts.logger.child({ module: 'rtmp' });
+  }
+
+  async start(): Promise<{ port: number; tlsPort?: number }> {
+    if (this.#started || this.#closed) throw new AppError('E_CONFIG_INVALID', 'RTMP server already started or closed');
+    this.#started = true;
+    const o = this.#opts;
+    this.#plain = net.createServer((s) => this.#accept(s, 'rtmp'));
+    const port = await listen(this.#plain, o.host, o.port);
+    let tlsPort: number | undefined;
+    if (o.tls) {
+      this.#secure = tls.createServer({ cert: o.tls.cert, key: o.tls.key, handshakeTimeout: o.limits.handshakeTimeoutMs });
+      this.#secure.on('secureConnection', (s) => this.#accept(s, 'rtmps'));
+      // A failed TLS handshake is a client's problem; count it, do not log each one.
+      this.#secure.on('tlsClientError', () => this.counters.badInput++);
+      tlsPort = await listen(this.#secure, o.host, o.tls.port);
+    }
+    this.#log.info({ host: o.host, port, tlsPort }, 'rtmp listening');
+    return tlsPort === undefined ? { port } : { port, tlsPort };
+  }
+
+  /** Stops listening and closes every connection. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
+    const done = Promise.all([closeServer(this.#plain), closeServer(this.#secure)]);
+    for (const c of [...this.#connections]) {
+      c.session.close('server shutting down');
+      c.socket.destroy();
+    }
+    await done;
+  }
+
+  #accept(socket: net.Socket, protocol: 'rtmp' | 'rtmps'): void {
+    const o = this.#opts;
+    this.counters.connections++;
+    socket.on('error', () => {}); // errors are handled through 'close'
+    if (this.#closed || this.#connections.size >= o.limits.maxConnections) {
+      socket.destroy();
+      return;
+    }
+    this.counters.activeConnections++;
+    socket.setNoDelay(true);
+    const remoteAddress = socket.remoteAddress ?? 'unknown';
+    let linger: NodeJS.Timeout | undefined;
+    const transport: SessionTransport = {
+      remoteAddress,
+      get writableLength() {
+        return socket.writableLength;
+      },
+      write: (data) => {
+        if (!socket.destroyed) socket.write(data);
+      },
+      pause: () => socket.pause(),
+      resume: () => socket.resume(),
+      close: () => {
+        if (socket.destroyed) return;
+        socket.end();
+        linger = setTimeout(() => socket.destroy(), LINGER_MS);
+        linger.unref();
+      },
+    };
+    const timedOut = (what: string) => {
+      this.counters.timeouts++;
+      this.#log.info({ session: session.id, remote: remoteAddress }, `rtmp connection closed: ${what} timeout`);
+      session.close(`${what} timeout`);
+      socket.destroy();
+    };
+    const handshakeTimer = setTimeout(() => timedOut('handshake'), o.limits.handshakeTimeoutMs);
+    handshakeTimer.unref();
+    const session = new RtmpSession({
+      transport,
+      protocol,
+      limits: o.limits,
+      counters: this.counters,
+      authorize: o.authorize,
+      hub: o.hub,
+      logger: o.logger,
+      onHandshake: () => clearTimeout(handshakeTimer),
+      onClose: () => clearTimeout(handshakeTimer),
+    });
+    const conn: Connection = { socket, session };
+    this.#connections.add(conn);
+    socket.setTimeout(o.limits.idleTimeoutMs, () => timedOut('idle'));
+    socket.on('data', (data: Buffer) => session.feed(data));
+    socket.once('close', () => {
+      clearTimeout(handshakeTimer);
+      if (linger) clearTimeout(linger);
+      session.close('connection closed');
+      this.#connections.delete(conn);
+      this.counters.activeConnections--;
+    });
+  }
+}

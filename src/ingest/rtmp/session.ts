@@ -1,0 +1,363 @@
+import { AppError, isAppError, newId, TIMESCALE, type Logger } from '../../core/index.js';
+import type { IngestProtocol, Publisher } from '../../stream/index.js';
+import { decodeAmf0, isAmfObject, type AmfObject, type AmfValue } from './amf0.js';
+import { ChunkParser, encodeMessage, MessageType, type RtmpMessage } from './chunk.js';
+import { parseAggregate } from './flv.js';
+import { Handshake } from './handshake.js';
+import { MediaAssembler } from './media.js';
+import * as m from './messages.js';
+import type { RtmpCounters, RtmpLimits, RtmpServerOptions } from './types.js';
+
+/** The socket as a session sees it; the server adapts a net/tls socket, tests a fake. */
+export interface SessionTransport {
+  readonly remoteAddress: string;
+  /** Bytes queued for the peer and not yet sent. */
+  readonly writableLength: number;
+  write(data: Buffer): void;
+  pause(): void;
+  resume(): void;
+  /** Flush what was written, then close. */
+  close(): void;
+}
+
+export interface SessionOptions extends Pick<RtmpServerOptions, 'authorize' | 'hub'> {
+  readonly transport: SessionTransport;
+  readonly protocol: Extract<IngestProtocol, 'rtmp' | 'rtmps'>;
+  readonly limits: RtmpLimits;
+  readonly counters: RtmpCounters;
+  readonly logger: Logger;
+  readonly onHandshake?: () => void;
+  readonly onClose?: (reason: string) => void;
+}
+
+/** Our outgoing chunk size, and the acknowledgement window / peer bandwidth we announce. */
+const OUT_CHUNK_SIZE = 4096;
+const WINDOW = 5_000_000;
+/** A peer that does not read our replies (pings, statuses) is cut off past this. */
+const MAX_WRITE_BACKLOG = 1024 * 1024;
+/** Chunk streams a peer may use at once (FFmpeg uses 2-8, OBS 4-6). */
+const MAX_CHUNK_STREAMS = 64;
+const MAX_MESSAGE_STREAMS = 8;
+const ACCEPTED_APP = 'live';
+
+type PublishState = 'idle' | 'authorizing' | 'live' | 'ended';
+
+/**
+ * One RTMP connection: handshake, chunk stream, NetConnection / NetStream commands, and media into
+ * the hub. `feed()` never throws: bad input closes this connection with one logged reason.
+ */
+export class RtmpSession {
+  readonly id = newId();
+  readonly #o: SessionOptions;
+  readonly #handshake = new Handshake();
+  readonly #chunks: ChunkParser;
+  #log: Logger;
+  #closed = false;
+  #app: string | undefined;
+  #streams = 0;
+  #state: PublishState = 'idle';
+  #publisher: Publisher | undefined;
+  #media: MediaAssembler | undefined;
+  #metadata: AmfValue;
+  /** Messages held while authorize() runs, so nothing is processed out of order. */
+  #queued: RtmpMessage[] = [];
+  #queuedBytes = 0;
+  #received = 0;
+  #lastAck = 0;
+  #peerWindow = 0;
+  /** Message stream id the client publishes on (from createStream). */
+  #msgStream = 1;
+
+  constructor(opts: SessionOptions) {
+    this.#o = opts;
+    this.#log = opts.logger.child({ session: this.id, remote: opts.transport.remoteAddress });
+    this.#chunks = new ChunkParser({
+      maxChunkSize: opts.limits.maxChunkSize,
+      maxMessageSize: opts.limits.maxMessageSize,
+      maxChunkStreams: MAX_CHUNK_STREAMS,
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get handshakeDone(): boolean {
+    return this.#handshake.state === 'done';
+  }
+
+  /** Bytes held by the parser and the authorize queue (bounded by the limits). */
+  get bufferedBytes(): number {
+    return this.#chunks.bufferedBytes + this.#queuedBytes;
+  }
+
+  feed(data: Buffer): void {
+    if (this.#closed) return;
+    this.#o.counters.bytesIn += data.byteLength;
+    try {
+      let bytes: Buffer | undefined = data;
+      if (this.#handshake.state !== 'done') {
+        const step = this.#handshake.push(data);
+        if (step.reply) this.#o.transport.write(step.reply);
+        if (!step.done) return;
+        this.#o.onHandshake?.();
+        bytes = step.rest;
+      }
+      if (bytes && bytes.byteLength > 0) {
+        this.#received += bytes.byteLength;
+        this.#dispatch(this.#chunks.push(bytes));
+        this.#acknowledge();
+      }
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  /** Ends the session: the publisher (if any) and the connection. Idempotent. */
+  close(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#state = 'ended';
+    this.#publisher?.close(reason);
+    this.#queued = [];
+    this.#queuedBytes = 0;
+    this.#log.debug({ reason }, 'rtmp connection closed');
+    this.#o.transport.close();
+    this.#o.onClose?.(reason);
+  }
+
+  #fail(err: unknown): void {
+    if (this.#closed) return;
+    const reason = err instanceof Error ? err.message : String(err);
+    if (isAppError(err) && err.code === 'E_UNSUPPORTED_CODEC') {
+      this.#o.counters.unsupportedCodec++;
+      this.#log.warn({ reason }, 'rtmp publish refused: unsupported codec');
+      this.#status({ level: 'error', code: 'NetStream.Publish.Rejected', description: reason });
+    } else if (isAppError(err)) {
+      this.#o.counters.badInput++;
+      this.#log.warn({ reason, code: err.code }, 'rtmp connection closed: bad input');
+    } else {
+      this.#o.counters.badInput++;
+      this.#log.error({ err }, 'rtmp connection closed: internal error');
+    }
+    this.close(reason);
+  }
+
+  #dispatch(msgs: RtmpMessage[]): void {
+    for (const msg of msgs) {
+      if (this.#closed) return;
+      if (this.#state === 'authorizing') {
+        this.#queuedBytes += msg.payload.byteLength;
+        if (this.#queuedBytes > 2 * this.#o.limits.maxMessageSize) {
+          throw new AppError('E_LIMIT_EXCEEDED', 'too much data sent while the publish was being authorized');
+        }
+        this.#queued.push(msg);
+      } else {
+        this.#onMessage(msg);
+      }
+    }
+  }
+
+  #send(msg: RtmpMessage): void {
+    if (this.#closed) return;
+    this.#o.transport.write(encodeMessage(msg, OUT_CHUNK_SIZE));
+    if (this.#o.transport.writableLength > MAX_WRITE_BACKLOG) {
+      throw new AppError('E_LIMIT_EXCEEDED', 'peer does not read what we send');
+    }
+  }
+
+  /** Sends onStatus on the publishing message stream; never throws (used on the way out, too). */
+  #status(info: m.StatusInfo): void {
+    try {
+      this.#send(m.onStatusMessage(this.#msgStream, info));
+    } catch {
+      // the connection is being closed anyway
+    }
+  }
+
+  /** 5.4.3: "The client or the server MUST send an acknowledgment to the peer after receiving bytes equal to the window size." */
+  #acknowledge(): void {
+    if (this.#peerWindow > 0 && this.#received - this.#lastAck >= this.#peerWindow) {
+      this.#lastAck = this.#received;
+      this.#send(m.acknowledgementMessage(this.#received));
+    }
+  }
+
+  #onMessage(msg: RtmpMessage): void {
+    const p = msg.payload;
+    switch (msg.type) {
+      case MessageType.windowAckSize:
+        if (p.byteLength < 4) throw new AppError('E_PROTOCOL', 'short Window Acknowledgement Size');
+        this.#peerWindow = p.readUInt32BE(0);
+        return;
+      case MessageType.userControl:
+        if (p.byteLength < 2) throw new AppError('E_PROTOCOL', 'short User Control message');
+        // PingRequest: "The client MUST respond with PingResponse" and the same timestamp; we do as well.
+        if (p.readUInt16BE(0) === m.UserControl.pingRequest && p.byteLength >= 6) {
+          this.#send(m.userControlMessage(m.UserControl.pingResponse, p.readUInt32BE(2)));
+        }
+        return;
+      case MessageType.commandAmf0:
+      case MessageType.commandAmf3:
+        return this.#command(this.#amf(msg), msg.streamId);
+      case MessageType.dataAmf0:
+      case MessageType.dataAmf3:
+        return this.#data(this.#amf(msg));
+      case MessageType.audio:
+      case MessageType.video:
+        return this.#mediaMessage(msg.type, msg.timestamp, p);
+      case MessageType.aggregate:
+        if (this.#state !== 'live') return;
+        for (const item of parseAggregate(p, msg.timestamp)) this.#mediaMessage(item.type, item.timestamp, item.body);
+        return;
+      default:
+        // Acknowledgement, Set Peer Bandwidth, shared objects: nothing to do for an ingest server.
+        return;
+    }
+  }
+
+  /** AMF3 command/data messages (17, 15) as FFmpeg and OBS send them: a 0 format byte, then AMF0. */
+  #amf(msg: RtmpMessage): AmfValue[] {
+    const amf3 = msg.type === MessageType.commandAmf3 || msg.type === MessageType.dataAmf3;
+    const body = amf3 ? msg.payload.subarray(1) : msg.payload;
+    return decodeAmf0(body);
+  }
+
+  #mediaMessage(type: number, timestamp: number, body: Buffer): void {
+    const media = this.#media;
+    if (this.#state !== 'live' || !media) return;
+    if (type === MessageType.video) media.video(timestamp, body);
+    else if (type === MessageType.audio) media.audio(timestamp, body);
+  }
+
+  #data(values: AmfValue[]): void {
+    // "@setDataFrame" "onMetaData" {...} from FFmpeg / OBS; plain "onMetaData" {...} from others.
+    const [first, second, third] = values;
+    const meta = first === '@setDataFrame' && second === 'onMetaData' ? third : first === 'onMetaData' ? second : undefined;
+    if (!isAmfObject(meta)) return;
+    this.#metadata = meta;
+    this.#media?.metadata(meta);
+  }
+
+  #command(values: AmfValue[], streamId: number): void {
+    const [name, txn, , ...args] = values;
+    if (typeof name !== 'string') throw new AppError('E_PROTOCOL', 'command without a name');
+    const t = typeof txn === 'number' ? txn : 0;
+    switch (name) {
+      case 'connect':
+        return this.#connect(t, values[2]);
+      case 'releaseStream':
+        return this.#send(m.commandMessage(['_result', t, null, undefined]));
+      case 'FCPublish':
+        return this.#send(
+          m.commandMessage(['onFCPublish', 0, null, { level: 'status', code: 'NetStream.Publish.Start', description: 'FCPublish' }]),
+        );
+      case 'createStream':
+        if (++this.#streams > MAX_MESSAGE_STREAMS) throw new AppError('E_LIMIT_EXCEEDED', 'too many createStream calls');
+        return this.#send(m.commandMessage(['_result', t, null, this.#streams]));
+      case 'publish':
+        return this.#publish(args[0], streamId);
+      case 'FCUnpublish':
+      case 'deleteStream':
+      case 'closeStream':
+        if (this.#state === 'live') {
+          this.#state = 'ended';
+          this.#publisher?.close('unpublished');
+          this.#log.info({}, 'rtmp publish ended by the client');
+        }
+        return;
+      case 'play':
+      case 'play2':
+        this.#log.info({ command: name }, 'rtmp play refused: ingest only');
+        this.#status({ level: 'error', code: 'NetStream.Play.Failed', description: 'This server accepts publishing only.' });
+        return this.close('play refused');
+      default:
+        return; // getStreamLength, _checkbw, onBWDone, _result of nothing we asked...
+    }
+  }
+
+  #connect(txn: number, obj: AmfValue): void {
+    if (this.#app !== undefined) throw new AppError('E_PROTOCOL', 'second connect on one connection');
+    const cmd: AmfObject = isAmfObject(obj) ? obj : {};
+    // "rtmp://host/live/key": app "live"; some clients append "/" or a query (tokens) to it.
+    const app = typeof cmd.app === 'string' ? cmd.app.split('?')[0].replace(/^\/+|\/+$/g, '') : '';
+    this.#app = app;
+    if (app !== ACCEPTED_APP) {
+      this.#o.counters.authFailures++;
+      this.#log.warn({ app: app.slice(0, 64) }, 'rtmp connect refused: unknown app');
+      this.#send(
+        m.commandMessage(['_error', txn, null, { level: 'error', code: 'NetConnection.Connect.Rejected', description: `Unknown application.` }]),
+      );
+      return this.close('unknown app');
+    }
+    this.#send(m.windowAckSizeMessage(WINDOW));
+    this.#send(m.setPeerBandwidthMessage(WINDOW));
+    this.#send(m.setChunkSizeMessage(OUT_CHUNK_SIZE));
+    const props: AmfObject = { fmsVer: 'FMS/3,5,7,7009', capabilities: 31, mode: 1 };
+    // Enhanced RTMP: a client that lists the FourCCs it can send learns the ones we take.
+    if (cmd.fourCcList !== undefined) props.fourCcList = ['avc1', 'hvc1', 'av01'];
+    const info = { level: 'status', code: 'NetConnection.Connect.Success', description: 'Connection succeeded.', objectEncoding: 0 };
+    this.#send(m.commandMessage(['_result', txn, props, info]));
+  }
+
+  #publish(nameValue: AmfValue, streamId: number): void {
+    if (this.#app === undefined) throw new AppError('E_PROTOCOL', 'publish before connect');
+    if (this.#state !== 'idle') throw new AppError('E_PROTOCOL', 'second publish on one connection');
+    // The publish name is the stream key; OBS and others may append "?param=...".
+    const key = typeof nameValue === 'string' ? nameValue.split('?')[0] : '';
+    this.#state = 'authorizing';
+    this.#msgStream = streamId;
+    this.#o.transport.pause();
+    const app = this.#app;
+    const remote = this.#o.transport.remoteAddress;
+    const run = async (): Promise<string> => {
+      if (key === '') throw new AppError('E_STREAM_KEY_INVALID', 'empty stream key');
+      return (await this.#o.authorize(app, key, remote)).streamId;
+    };
+    run().then(
+      (id) => this.#started(id),
+      (err: unknown) => this.#refused(err),
+    );
+  }
+
+  #refused(err: unknown): void {
+    if (this.#closed) return;
+    if (isAppError(err) && err.code === 'E_STREAM_KEY_INVALID') {
+      this.#o.counters.authFailures++;
+      this.#log.warn({ app: this.#app, reason: err.message }, 'rtmp publish refused: invalid stream key');
+      this.#status({ level: 'error', code: 'NetStream.Publish.BadName', description: 'Invalid stream key.' });
+      return this.close('invalid stream key');
+    }
+    this.#log.error({ err }, 'rtmp publish failed: authorize error');
+    this.#status({ level: 'error', code: 'NetStream.Publish.Failed', description: 'Publish failed.' });
+    this.close('authorize failed');
+  }
+
+  #started(id: string): void {
+    if (this.#closed) return;
+    this.#log = this.#log.child({ stream: id });
+    const info = { sessionId: this.id, protocol: this.#o.protocol, remoteAddress: this.#o.transport.remoteAddress };
+    let publisher: Publisher;
+    try {
+      publisher = this.#o.hub.publish(id, info, (reason) => this.close(reason));
+    } catch (err) {
+      return this.#refused(err);
+    }
+    this.#publisher = publisher;
+    try {
+      this.#media = new MediaAssembler(publisher, { maxBufferedFrames: 300, maxBufferedTicks: 2 * TIMESCALE, now: Date.now });
+      if (this.#metadata !== undefined) this.#media.metadata(this.#metadata);
+      this.#state = 'live';
+      this.#log.info({ app: this.#app, protocol: this.#o.protocol }, 'rtmp publish started');
+      this.#send(m.userControlMessage(m.UserControl.streamBegin, this.#msgStream));
+      this.#status({ level: 'status', code: 'NetStream.Publish.Start', description: 'Publishing.' });
+      const queued = this.#queued;
+      this.#queued = [];
+      this.#queuedBytes = 0;
+      this.#dispatch(queued);
+      this.#o.transport.resume();
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+}

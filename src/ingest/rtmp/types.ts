@@ -1,0 +1,68 @@
+import type { Logger } from '../../core/index.js';
+import type { StreamHub } from '../../stream/index.js';
+
+export interface RtmpLimits {
+  /** Open connections at once; more are destroyed on accept. */
+  maxConnections: number;
+  /** Time for C0/C1/C2 to arrive after accept. */
+  handshakeTimeoutMs: number;
+  /** A connection that sends nothing for this long is closed. */
+  idleTimeoutMs: number;
+  /** Largest chunk size a peer may set with Set Chunk Size. */
+  maxChunkSize: number;
+  /** Largest RTMP message (a whole video frame) a peer may send. */
+  maxMessageSize: number;
+}
+
+/**
+ * Defaults:
+ * - 500 connections: far above the publishers one node can package, low enough to bound memory
+ *   (each connection may hold up to 2 x maxMessageSize of partial messages, usually far less).
+ * - 10 s handshake: generous for RTMPS over a slow link, short enough to shed idle port scans.
+ * - 30 s idle: encoders send media continuously; OBS's own send timeout is 30 s as well.
+ * - 64 KiB chunks: OBS and FFmpeg use 4096, GStreamer 128; the RTMP maximum (2^31-1) is never needed.
+ * - 8 MiB messages: a 4K intra frame at a high bitrate is 1-3 MiB; the 24-bit length field allows 16 MiB.
+ */
+export const DEFAULT_RTMP_LIMITS: RtmpLimits = Object.freeze({
+  maxConnections: 500,
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 30_000,
+  maxChunkSize: 65_536,
+  maxMessageSize: 8 * 1024 * 1024,
+});
+
+export interface RtmpAuthResult {
+  streamId: string;
+}
+
+export interface RtmpServerOptions {
+  /** Bind address; port 0 picks a free port. */
+  host: string;
+  port: number;
+  /** RTMPS on its own port when given. */
+  tls?: { port: number; cert: string | Buffer; key: string | Buffer };
+  limits: RtmpLimits;
+  /** Resolves the stream for app + key, or throws AppError('E_STREAM_KEY_INVALID'). Only app "live" is accepted. */
+  authorize(app: string, streamKey: string, remoteAddress: string): Promise<RtmpAuthResult>;
+  hub: Pick<StreamHub, 'publish'>;
+  logger: Logger;
+}
+
+export interface RtmpCounters {
+  /** Connections accepted since start (including refused ones over the limit). */
+  connections: number;
+  activeConnections: number;
+  /** Connections closed for malformed or over-limit input. */
+  badInput: number;
+  /** Publishes refused for a wrong app or stream key. */
+  authFailures: number;
+  /** Publishes refused for a codec we do not take. */
+  unsupportedCodec: number;
+  /** Connections closed by the handshake or idle timeout. */
+  timeouts: number;
+  bytesIn: number;
+}
+
+export function newCounters(): RtmpCounters {
+  return { connections: 0, activeConnections: 0, badInput: 0, authFailures: 0, unsupportedCodec: 0, timeouts: 0, bytesIn: 0 };
+}

@@ -1,0 +1,171 @@
+/**
+ * Composition root: read config, build every module in order, wire them, and shut down in reverse.
+ * The only place that builds concrete instances.
+ */
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { buildApp } from './api/index.js';
+import { openCatalog, type Catalog } from './catalog/index.js';
+import { loadConfig, type Config } from './config/index.js';
+import { AppError, hashSecret, newStreamKey, type Logger } from './core/index.js';
+import { RtmpServer } from './ingest/rtmp/index.js';
+import { LiveOrigin, LivePackager } from './packager/index.js';
+import { StreamHub } from './stream/index.js';
+import { randomBytes } from 'node:crypto';
+
+export interface RunningServer {
+  readonly httpPort: number;
+  readonly rtmpPort: number;
+  readonly rtmpsPort?: number;
+  readonly apiToken: string;
+  close(): Promise<void>;
+}
+
+/** The operator token: API_TOKEN, else the one kept in DATA_DIR, else a new one (printed once). */
+function resolveApiToken(config: Config, log: Logger): string {
+  if (config.server.apiToken) return config.server.apiToken;
+  const file = join(config.server.dataDir, 'api-token');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const token = randomBytes(24).toString('base64url');
+  writeFileSync(file, token + '\n', { mode: 0o600 });
+  log.info({ file }, 'generated an operator API token (kept in DATA_DIR)');
+  console.log(`\n  Operator API token (printed once, kept in ${file}):\n    ${token}\n`);
+  return token;
+}
+
+async function createDefaultStream(catalog: Catalog, config: Config): Promise<void> {
+  if (!config.server.createDefaultStream || (await catalog.countStreams()) > 0) return;
+  const key = newStreamKey();
+  const s = await catalog.createStream({ name: 'default', profile: 'passthrough', keyHash: hashSecret(key) });
+  console.log(
+    [
+      '',
+      '  A stream named "default" was created. Publish to it with OBS or FFmpeg:',
+      `    RTMP URL:   ${config.server.publicRtmpUrl}`,
+      `    Stream key: ${key}`,
+      `    (one line:  ${config.server.publicRtmpUrl}/${key})`,
+      `  Watch it at: ${config.server.publicBaseUrl}/watch/${s.id}`,
+      '  The key is shown only now; rotate it with POST /api/v1/streams/<id>/rotate-key.',
+      '',
+    ].join('\n'),
+  );
+}
+
+export async function startServer(config: Config, logger?: pino.Logger): Promise<RunningServer> {
+  const log = logger ?? pino({ level: config.server.logLevel });
+  const started = performance.now();
+  mkdirSync(config.server.dataDir, { recursive: true });
+  const apiToken = resolveApiToken(config, log);
+
+  const catalog = await openCatalog({ databaseUrl: config.catalog.databaseUrl, dataDir: config.catalog.dataDir, logger: log.child({ module: 'catalog' }) });
+  const hub = new StreamHub({ ...config.stream, logger: log.child({ module: 'hub' }) });
+  const packager = new LivePackager({ hub, logger: log.child({ module: 'packager' }), ...config.hls });
+  packager.start();
+  const origin = new LiveOrigin(packager, { holdMs: config.hls.holdMs, startupWaitMs: Math.max(config.hls.holdMs, 3 * config.hls.segmentTargetMs) });
+
+  // Publish sessions go into the catalog; a catalog failure is logged, never stops the stream.
+  hub.on('session-start', (streamId, info) => {
+    catalog
+      .startSession({ id: info.sessionId, streamId, protocol: info.protocol, remoteAddress: info.remoteAddress, startedAt: new Date() })
+      .catch((err) => log.warn({ err, stream: streamId }, 'could not record publish session'));
+  });
+  hub.on('session-end', (streamId, info, reason) => {
+    const st = hub.status(streamId);
+    catalog
+      .endSession(info.sessionId, { endedAt: new Date(), reason, bytes: st?.bytes ?? 0, frames: st?.frames ?? 0 })
+      .catch((err) => log.warn({ err, stream: streamId }, 'could not record end of publish session'));
+  });
+
+  const tls = config.rtmp.tls;
+  const rtmp = new RtmpServer({
+    host: config.rtmp.host,
+    port: config.rtmp.port,
+    tls: tls ? { port: tls.port, cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } : undefined,
+    limits: config.rtmp.limits,
+    hub,
+    logger: log.child({ module: 'rtmp' }),
+    async authorize(app, streamKey) {
+      if (app !== 'live') throw new AppError('E_STREAM_KEY_INVALID', `unknown application "${app}" (publish to /live/<streamKey>)`);
+      // Keys are looked up by their SHA-256: the database compares hashes, never the key itself.
+      const s = await catalog.findStreamByKeyHash(hashSecret(streamKey));
+      if (!s) throw new AppError('E_STREAM_KEY_INVALID', 'unknown stream key');
+      return { streamId: s.id };
+    },
+  });
+
+  const app = await buildApp({
+    catalog,
+    hub,
+    packager,
+    origin,
+    apiToken,
+    publicBaseUrl: config.server.publicBaseUrl,
+    publicRtmpUrl: config.server.publicRtmpUrl,
+    ingestCounters: () => rtmp.counters,
+    logger: log.child({ module: 'http' }),
+  });
+
+  let rtmpAddr: { port: number; tlsPort?: number };
+  try {
+    await app.listen({ host: config.server.host, port: config.server.httpPort });
+    rtmpAddr = await rtmp.start();
+  } catch (err) {
+    await app.close().catch(() => {});
+    await rtmp.close().catch(() => {});
+    packager.close();
+    hub.close();
+    await catalog.close();
+    throw err;
+  }
+  await createDefaultStream(catalog, config);
+  const address = app.server.address();
+  const httpPort = typeof address === 'object' && address ? address.port : config.server.httpPort;
+  log.info({ httpPort, rtmpPort: rtmpAddr.port, rtmpsPort: rtmpAddr.tlsPort, catalog: catalog.kind, startupMs: Math.round(performance.now() - started) }, 'server started');
+
+  let closing: Promise<void> | undefined;
+  return {
+    httpPort,
+    rtmpPort: rtmpAddr.port,
+    rtmpsPort: rtmpAddr.tlsPort,
+    apiToken,
+    close() {
+      // Reverse order of construction: stop taking publishers, end streams, answer held requests, stop HTTP, close the catalog.
+      closing ??= (async () => {
+        await rtmp.close();
+        hub.close();
+        packager.close();
+        await app.close();
+        await catalog.close();
+        log.info('server stopped');
+      })();
+      return closing;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    console.error(`Configuration error: ${(err as Error).message}`);
+    process.exit(2);
+  }
+  const server = await startServer(config);
+  const stop = (signal: string) => {
+    console.error(`\n${signal} received, shutting down`);
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    server.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('main.ts')) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

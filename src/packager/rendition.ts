@@ -1,0 +1,338 @@
+import { AppError, ClosedError, type TrackSet } from '../core/index.js';
+import { renderMediaPlaylist, type MediaPlaylistState, type PartEntry, type RenditionReport, type SegmentEntry } from './playlist.js';
+import type { PartOut, SegmenterSink } from './segmenter.js';
+
+export interface WindowOptions {
+  /** Complete segments kept in the playlist. */
+  readonly windowSegments: number;
+  /** Segments kept fetchable after they leave the playlist (players and CDNs a little behind). */
+  readonly retainSegments: number;
+  readonly segmentTargetMs: number;
+  /** Advertised PART-TARGET in seconds, read when a playlist is rendered (fitted to frames after the first part). */
+  readonly partTarget: () => number;
+}
+
+interface StoredPart {
+  readonly entry: PartEntry;
+  readonly bytes: Uint8Array;
+}
+
+interface StoredSegment {
+  readonly msn: number;
+  readonly prefix: string;
+  readonly initUri: string;
+  readonly discontinuity: boolean;
+  readonly programDateTime: number;
+  readonly parts: StoredPart[];
+  duration: number;
+  bytes?: Uint8Array;
+}
+
+interface PlaylistWaiter {
+  readonly msn: number;
+  readonly part: number | undefined;
+  readonly resolve: () => void;
+}
+
+interface FileWaiter {
+  readonly name: string;
+  readonly resolve: (bytes: Uint8Array | undefined) => void;
+}
+
+export type FileKind = 'init' | 'part' | 'segment';
+
+/**
+ * The in-memory live window of one rendition: init segments, parts and segments by name, the playlist
+ * state, and the requests held for blocking reload and preload hints. File names carry the stream run's
+ * random id and the session number, so a CDN never serves an old run's file for a new one.
+ */
+export class LiveRendition implements SegmenterSink {
+  readonly name: string;
+  readonly #runId: string;
+  readonly #opts: WindowOptions;
+  #session = 0;
+  #prefix = '';
+  #initUri = '';
+  #inits = new Map<string, Uint8Array>();
+  #segments: StoredSegment[] = [];
+  #retired: StoredSegment[] = [];
+  #pending: StoredSegment | undefined;
+  #nextMsn = 0;
+  #partSeq = 0;
+  #discontinuitySeq = 0;
+  #nextDiscontinuity = false;
+  #ended = false;
+  #live = false;
+  #playlistWaiters = new Set<PlaylistWaiter>();
+  #fileWaiters = new Set<FileWaiter>();
+  tracks: TrackSet = {};
+  peakBandwidth = 0;
+  #bitsSum = 0;
+  #secondsSum = 0;
+  maxSegmentSeconds = 0;
+
+  constructor(name: string, runId: string, opts: WindowOptions) {
+    this.name = name;
+    this.#runId = runId;
+    this.#opts = opts;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  get hasSegments(): boolean {
+    return this.#segments.length > 0;
+  }
+
+  get averageBandwidth(): number {
+    return this.#secondsSum > 0 ? this.#bitsSum / this.#secondsSum : 0;
+  }
+
+  // ---- SegmenterSink ----
+
+  init(bytes: Uint8Array, tracks: TrackSet, discontinuity: boolean): void {
+    this.#session++;
+    this.#prefix = `${this.#runId}s${this.#session}`;
+    this.#initUri = `${this.#prefix}_init.mp4`;
+    this.#inits.set(this.#initUri, bytes);
+    this.tracks = tracks;
+    this.#nextDiscontinuity = discontinuity;
+    this.#live = true;
+    // A hinted part of the previous session will never come.
+    this.#releaseFiles(undefined, (w) => !w.name.startsWith(this.#prefix));
+  }
+
+  part(p: PartOut): void {
+    if (!this.#pending) {
+      this.#pending = {
+        msn: this.#nextMsn++,
+        prefix: this.#prefix,
+        initUri: this.#initUri,
+        discontinuity: this.#nextDiscontinuity,
+        programDateTime: p.programDateTime,
+        parts: [],
+        duration: 0,
+      };
+      this.#nextDiscontinuity = false;
+    }
+    const uri = `${this.#prefix}_p${this.#partSeq++}.m4s`;
+    this.#pending.parts.push({ entry: { uri, duration: p.duration, independent: p.independent }, bytes: p.bytes });
+    this.#pending.duration += p.duration;
+    this.#releaseFiles(p.bytes, (w) => w.name === uri);
+    this.#wake();
+  }
+
+  segmentEnd(): void {
+    const seg = this.#pending;
+    if (!seg) return;
+    this.#pending = undefined;
+    seg.bytes = concat(seg.parts.map((p) => p.bytes));
+    this.#segments.push(seg);
+    const bits = seg.bytes.byteLength * 8;
+    if (seg.duration > 0) {
+      this.peakBandwidth = Math.max(this.peakBandwidth, bits / seg.duration);
+      this.#bitsSum += bits;
+      this.#secondsSum += seg.duration;
+    }
+    this.maxSegmentSeconds = Math.max(this.maxSegmentSeconds, seg.duration);
+    while (this.#segments.length > this.#opts.windowSegments) {
+      const old = this.#segments.shift()!;
+      if (old.discontinuity) this.#discontinuitySeq++;
+      this.#retired.push(old);
+    }
+    while (this.#retired.length > this.#opts.retainSegments) {
+      const gone = this.#retired.shift()!;
+      if (!this.#segments.some((s) => s.initUri === gone.initUri) && !this.#retired.some((s) => s.initUri === gone.initUri)) {
+        if (gone.initUri !== this.#initUri) this.#inits.delete(gone.initUri);
+      }
+    }
+    // Part bytes are needed only near the live edge; older segments are served whole.
+    const keepParts = this.#segments.length - 4;
+    for (let i = 0; i < keepParts; i++) this.#dropPartBytes(this.#segments[i]);
+    this.#wake();
+  }
+
+  /** The publish session ended; hints for its next part will not be answered with bytes. */
+  sessionEnd(): void {
+    this.#live = false;
+    this.#releaseFiles(undefined, () => true);
+    this.#wake();
+  }
+
+  /** The stream ended: the playlist gets EXT-X-ENDLIST and every held request is answered. */
+  end(): void {
+    this.#ended = true;
+    this.sessionEnd();
+  }
+
+  /** Answer every held request (server shutdown). */
+  close(): void {
+    this.end();
+  }
+
+  // ---- queries ----
+
+  lastMsnPart(): { msn: number; part: number } {
+    if (this.#pending && this.#pending.parts.length > 0) return { msn: this.#pending.msn, part: this.#pending.parts.length - 1 };
+    const last = this.#segments[this.#segments.length - 1];
+    return last ? { msn: last.msn, part: last.parts.length - 1 } : { msn: -1, part: -1 };
+  }
+
+  targetDuration(): number {
+    return Math.max(Math.ceil(this.#opts.segmentTargetMs / 1000), Math.round(this.maxSegmentSeconds));
+  }
+
+  state(reports: readonly RenditionReport[]): MediaPlaylistState {
+    const target = this.targetDuration();
+    const partTarget = this.#opts.partTarget();
+    const toEntry = (s: StoredSegment): SegmentEntry => ({
+      msn: s.msn,
+      uri: `${s.prefix}_${s.msn}.m4s`,
+      duration: s.duration,
+      parts: s.parts.map((p) => p.entry),
+      programDateTime: s.programDateTime,
+      discontinuity: s.discontinuity,
+      initUri: s.initUri,
+    });
+    const pending = this.#pending;
+    return {
+      version: 9,
+      targetDuration: target,
+      partTarget,
+      partHoldBack: 3 * partTarget,
+      canSkipUntil: 6 * target,
+      discontinuitySequence: this.#discontinuitySeq,
+      segments: this.#segments.map(toEntry),
+      pending: pending
+        ? { msn: pending.msn, parts: pending.parts.map((p) => p.entry), programDateTime: pending.programDateTime, discontinuity: pending.discontinuity, initUri: pending.initUri }
+        : undefined,
+      preloadHint: this.#live && !this.#ended ? `${this.#prefix}_p${this.#partSeq}.m4s` : undefined,
+      renditionReports: reports,
+      ended: this.#ended,
+      partWindow: 3 * target,
+    };
+  }
+
+  /** Whether the playlist holds part `part` of segment `msn` (or the whole segment when part is undefined). */
+  has(msn: number, part: number | undefined): boolean {
+    const last = this.lastMsnPart();
+    const pending = this.#pending;
+    if (part === undefined) {
+      // Segment msn is complete once a later one has begun or it is in the list of complete segments.
+      const lastComplete = this.#segments.length ? this.#segments[this.#segments.length - 1].msn : -1;
+      return msn <= lastComplete || (pending !== undefined && pending.msn > msn);
+    }
+    return msn < last.msn || (msn === last.msn && part <= last.part);
+  }
+
+  /**
+   * Render the playlist once it holds `msn`/`part` (blocking playlist reload). Without msn it answers at
+   * once. Rejects with E_PLAYLIST_TOO_FAR_AHEAD for requests the window cannot reach soon.
+   */
+  async playlist(
+    q: { msn?: number; part?: number; skip?: boolean },
+    reports: () => readonly RenditionReport[],
+    holdMs: number,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    if (q.msn !== undefined && !this.#ended) {
+      const last = this.lastMsnPart();
+      // "If the _HLS_msn is greater than the Media Sequence Number of the last Media Segment in the current
+      // Playlist plus two, or if the _HLS_part exceeds the last Partial Segment in the current Playlist by
+      // the Advance Part Limit, then the server SHOULD immediately return Bad Request."
+      if (q.msn > last.msn + 2) {
+        throw new AppError('E_PLAYLIST_TOO_FAR_AHEAD', `_HLS_msn=${q.msn} is more than two segments past the last one (${last.msn})`);
+      }
+      if (q.part !== undefined && q.msn === last.msn && q.part > last.part + 3) {
+        throw new AppError('E_PLAYLIST_TOO_FAR_AHEAD', `_HLS_part=${q.part} is more than three parts past the last one (${last.part})`);
+      }
+      if (!this.has(q.msn, q.part)) await this.#waitFor(q.msn, q.part, holdMs, signal);
+    }
+    return renderMediaPlaylist(this.state(reports()), { skip: q.skip });
+  }
+
+  #waitFor(msn: number, part: number | undefined, holdMs: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.#playlistWaiters.delete(waiter);
+      };
+      const waiter: PlaylistWaiter = { msn, part, resolve: () => (done(), resolve()) };
+      // A request the stream does not satisfy in time is answered with what there is; the client asks again.
+      const timer = setTimeout(waiter.resolve, holdMs);
+      const onAbort = () => (done(), reject(new ClosedError('client request')));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#playlistWaiters.add(waiter);
+    });
+  }
+
+  get heldRequests(): number {
+    return this.#playlistWaiters.size + this.#fileWaiters.size;
+  }
+
+  #wake(): void {
+    for (const w of this.#playlistWaiters) {
+      if (this.#ended || this.has(w.msn, w.part)) w.resolve();
+    }
+  }
+
+  /** Bytes and kind of a file by name; waits (up to holdMs) for the part announced by the preload hint. */
+  async file(name: string, holdMs: number, signal?: AbortSignal): Promise<{ kind: FileKind; bytes: Uint8Array } | undefined> {
+    const found = this.#lookup(name);
+    if (found) return found;
+    if (!this.#live || name !== `${this.#prefix}_p${this.#partSeq}.m4s`) return undefined;
+    const bytes = await new Promise<Uint8Array | undefined>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.#fileWaiters.delete(waiter);
+      };
+      const waiter: FileWaiter = { name, resolve: (b) => (done(), resolve(b)) };
+      const timer = setTimeout(() => waiter.resolve(undefined), holdMs);
+      const onAbort = () => (done(), reject(new ClosedError('client request')));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#fileWaiters.add(waiter);
+    });
+    return bytes ? { kind: 'part', bytes } : undefined;
+  }
+
+  #lookup(name: string): { kind: FileKind; bytes: Uint8Array } | undefined {
+    const init = this.#inits.get(name);
+    if (init) return { kind: 'init', bytes: init };
+    const m = /^([A-Za-z0-9]+)_(p?)(\d+)\.m4s$/.exec(name);
+    if (!m) return undefined;
+    const [, prefix, isPart, numStr] = m;
+    const num = Number(numStr);
+    const all = this.#pending ? [...this.#retired, ...this.#segments, this.#pending] : [...this.#retired, ...this.#segments];
+    for (const seg of all) {
+      if (seg.prefix !== prefix) continue;
+      if (!isPart) {
+        if (seg.msn === num && seg.bytes) return { kind: 'segment', bytes: seg.bytes };
+        continue;
+      }
+      for (const p of seg.parts) {
+        if (p.entry.uri === name && p.bytes.byteLength > 0) return { kind: 'part', bytes: p.bytes };
+      }
+    }
+    return undefined;
+  }
+
+  #releaseFiles(bytes: Uint8Array | undefined, match: (w: FileWaiter) => boolean): void {
+    for (const w of this.#fileWaiters) if (match(w)) w.resolve(bytes);
+  }
+
+  #dropPartBytes(seg: StoredSegment): void {
+    for (let i = 0; i < seg.parts.length; i++) {
+      const p = seg.parts[i];
+      if (p.bytes.byteLength > 0) seg.parts[i] = { entry: p.entry, bytes: EMPTY };
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  return Buffer.concat(chunks);
+}

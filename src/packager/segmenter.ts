@@ -1,0 +1,268 @@
+import { TIMESCALE, type MediaFrame, type TrackSet } from '../core/index.js';
+import { buildFragment, buildInitSegment, type CmafSample, type CmafTrack, type FragmentTrack } from './cmaf/index.js';
+
+export interface SegmenterOptions {
+  /** Nominal part duration in ms (PART-TARGET before it is fitted to whole frames). */
+  readonly partTargetMs: number;
+  /** Nominal segment duration in ms; segments are cut at the first keyframe at or after it. */
+  readonly segmentTargetMs: number;
+}
+
+export interface PartOut {
+  readonly bytes: Uint8Array;
+  /** Seconds. */
+  readonly duration: number;
+  readonly independent: boolean;
+  /** Wall clock of the part's first sample (ms since epoch), from the ingest clock. */
+  readonly programDateTime: number;
+  /** Decode time of the part's first video (or audio) sample on the rendition's continuous timeline. */
+  readonly timelineDts: number;
+}
+
+/** Where the segmenter delivers its output; the live window implements it. */
+export interface SegmenterSink {
+  /** A new publish session starts: new init segment; `discontinuity` is false only for the first one. */
+  init(bytes: Uint8Array, tracks: TrackSet, discontinuity: boolean): void;
+  part(part: PartOut): void;
+  /** The segment holding the parts delivered since the last segmentEnd() is complete. */
+  segmentEnd(): void;
+}
+
+const VIDEO_ID = 1;
+const AUDIO_ID = 2;
+
+interface Pending {
+  frame: MediaFrame;
+}
+
+/**
+ * Cuts one rendition's frames into CMAF parts and segments. Parts hold a whole number of frames and
+ * last about PART-TARGET; segments start on a video keyframe once the segment target is reached.
+ * Timestamps run on one continuous timeline across publish sessions, so a reconnect continues the same
+ * playlist.
+ */
+export class Segmenter {
+  readonly #opts: SegmenterOptions;
+  readonly #sink: SegmenterSink;
+  #tracks: TrackSet = {};
+  #sessions = 0;
+  #fragmentSeq = 0;
+  /** Offset from session dts to timeline dts; set at the session's first keyframe. */
+  #offset: number | undefined;
+  #timelineEnd = 0;
+  #wallAnchor = 0;
+  #dtsAnchor = 0;
+  #video: Pending[] = [];
+  #audio: Pending[] = [];
+  #partStart = 0;
+  #segStart = 0;
+  #partHasFrames = false;
+  #frameDur = 0;
+  #audioDur = 0;
+  /** Nominal spacing of the frames that drive cuts (metadata frame rate, or the audio frame size); 0 if unknown. */
+  #nominalDur = 0;
+  /** End of the last audio run, in the audio track's timescale; the next run continues from it. */
+  #audioEnd: number | undefined;
+  #lastVideoDts: number | undefined;
+  #lastAudioDts: number | undefined;
+  /** Advertised PART-TARGET in ticks, fixed when the first part is cut. */
+  #partTarget: number | undefined;
+  /** Frames dropped while waiting for a session's first keyframe. */
+  droppedBeforeKeyframe = 0;
+  /** Parts that came out longer than the advertised PART-TARGET (a source with irregular timing). */
+  oversizedParts = 0;
+  maxSegmentTicks = 0;
+
+  constructor(opts: SegmenterOptions, sink: SegmenterSink) {
+    this.#opts = opts;
+    this.#sink = sink;
+  }
+
+  /** PART-TARGET in seconds: the nominal target fitted to whole frames of the first session. */
+  get partTargetSeconds(): number {
+    return (this.#partTarget ?? (this.#opts.partTargetMs * TIMESCALE) / 1000) / TIMESCALE;
+  }
+
+  startSession(tracks: TrackSet): void {
+    this.endSession();
+    this.#tracks = tracks;
+    this.#offset = undefined;
+    this.#lastVideoDts = undefined;
+    this.#lastAudioDts = undefined;
+    this.#audioDur = tracks.audio ? this.#nominalAudioTicks() : 0;
+    this.#audioEnd = undefined;
+    this.#nominalDur = tracks.video ? (tracks.video.frameRate > 0 ? TIMESCALE / tracks.video.frameRate : 0) : this.#audioDur;
+    if (this.#nominalDur > 0 && this.#frameDur === 0) this.#frameDur = this.#nominalDur;
+    const init = buildInitSegment(this.#cmafTracks());
+    this.#sink.init(init, tracks, this.#sessions > 0);
+    this.#sessions++;
+  }
+
+  push(frame: MediaFrame): void {
+    const drivesCuts = this.#tracks.video ? frame.track === 'video' : frame.track === 'audio';
+    if (frame.track === 'video' && !this.#tracks.video) return;
+    if (frame.track === 'audio' && !this.#tracks.audio) return;
+    if (this.#offset === undefined) {
+      // A session starts at its first video keyframe (or first audio frame without video); what comes
+      // before cannot be decoded on its own.
+      if (!drivesCuts || (frame.track === 'video' && !frame.keyframe)) {
+        this.droppedBeforeKeyframe++;
+        return;
+      }
+      this.#offset = this.#timelineEnd - frame.dts;
+      this.#wallAnchor = frame.wallClock;
+      this.#dtsAnchor = frame.dts + this.#offset;
+      this.#partStart = this.#segStart = frame.dts + this.#offset;
+    }
+    const dts = frame.dts + this.#offset;
+    if (dts < this.#dtsAnchor) {
+      // Interleaving skew: audio stamped just before the session's first keyframe has nothing to play with.
+      this.droppedBeforeKeyframe++;
+      return;
+    }
+    if (frame.track === 'video') {
+      if (this.#lastVideoDts !== undefined) this.#updateFrameDur(dts - this.#lastVideoDts);
+      this.#lastVideoDts = dts;
+    } else {
+      if (this.#lastAudioDts !== undefined && !this.#tracks.video) this.#updateFrameDur(dts - this.#lastAudioDts);
+      this.#lastAudioDts = dts;
+    }
+    if (drivesCuts && this.#partHasFrames) {
+      const startsSegment = (frame.keyframe || frame.track === 'audio') && dts - this.#segStart >= this.#segmentTicks() - this.#frameDur / 2;
+      if (startsSegment || this.#partFull(dts)) {
+        this.#emitPart(dts);
+        if (startsSegment) {
+          this.maxSegmentTicks = Math.max(this.maxSegmentTicks, dts - this.#segStart);
+          this.#sink.segmentEnd();
+          this.#segStart = dts;
+        }
+        this.#partStart = dts;
+      }
+    }
+    const shifted: MediaFrame = { ...frame, dts, pts: frame.pts + this.#offset };
+    (frame.track === 'video' ? this.#video : this.#audio).push({ frame: shifted });
+    if (drivesCuts) this.#partHasFrames = true;
+  }
+
+  /** Flush what is buffered as the session's last part and close its segment. Idempotent. */
+  endSession(): void {
+    if (this.#partHasFrames) {
+      // Whole ticks: the muxer takes integer sample durations, and the next session continues from this end.
+      const step = Math.round(this.#frameDur) || TIMESCALE / 30;
+      const lastDriver = this.#tracks.video ? this.#lastVideoDts : this.#lastAudioDts;
+      let end = (lastDriver ?? this.#partStart) + step;
+      // The last frame's duration is a guess (RTMP's whole milliseconds put that frame up to half a ms
+      // late): it must not push the part past the advertised PART-TARGET.
+      if (lastDriver !== undefined && this.#partTarget !== undefined) end = Math.min(end, Math.max(lastDriver + 1, this.#partStart + this.#partTarget));
+      this.#emitPart(end, true);
+      this.maxSegmentTicks = Math.max(this.maxSegmentTicks, end - this.#segStart);
+      this.#sink.segmentEnd();
+    }
+    this.#video = [];
+    this.#audio = [];
+    this.#partHasFrames = false;
+    this.#offset = undefined;
+  }
+
+  #segmentTicks(): number {
+    return (this.#opts.segmentTargetMs * TIMESCALE) / 1000;
+  }
+
+  #updateFrameDur(delta: number): void {
+    if (delta <= 0 || delta > TIMESCALE) return;
+    this.#frameDur = this.#frameDur === 0 ? delta : this.#frameDur * 0.9 + delta * 0.1;
+  }
+
+  /** Frames per part: the whole number of frames closest to the nominal part target. */
+  #framesPerPart(): number {
+    const nominal = (this.#opts.partTargetMs * TIMESCALE) / 1000;
+    let n = Math.max(1, Math.round(nominal / this.#frameDur));
+    // Later sessions may run at another frame rate: never exceed the PART-TARGET already advertised.
+    if (this.#partTarget !== undefined) while (n > 1 && n * this.#frameDur > this.#partTarget + 45) n--;
+    return n;
+  }
+
+  #partFull(dts: number): boolean {
+    if (this.#frameDur === 0) return dts - this.#partStart >= (this.#opts.partTargetMs * TIMESCALE) / 1000;
+    const n = this.#framesPerPart();
+    if (this.#partTarget === undefined) {
+      // PART-TARGET is fitted once to whole frames (29.97 fps: 6 frames = 200.2 ms) and rounded up to the
+      // millisecond, so every part is at most PART-TARGET and all but a segment's last are at least 85%.
+      // Fitted to the nominal frame spacing when known: the measured one after a single delta is skewed
+      // by RTMP's whole milliseconds (29.97 fps: 33 ms, which would advertise 0.200 for 0.2002 s parts).
+      const fd = this.#nominalDur || this.#frameDur;
+      const fit = Math.max(1, Math.round((this.#opts.partTargetMs * TIMESCALE) / 1000 / fd));
+      this.#partTarget = Math.ceil(((fit * fd) / TIMESCALE) * 1000 - 0.1) * (TIMESCALE / 1000);
+    }
+    const elapsed = dts - this.#partStart;
+    return elapsed >= (n - 0.5) * this.#frameDur || elapsed + this.#frameDur / 2 > this.#partTarget;
+  }
+
+  #nominalAudioTicks(): number {
+    const a = this.#tracks.audio;
+    if (!a) return 0;
+    const samples = a.codec === 'opus' ? 960 : 1024;
+    return (samples * TIMESCALE) / (a.codec === 'opus' ? 48_000 : a.sampleRate);
+  }
+
+  /** Mux everything before `end` into one part. At session end (`flush`) every buffered frame goes. */
+  #emitPart(end: number, flush = false): void {
+    const tracks: FragmentTrack[] = [];
+    const video = this.#video;
+    let firstDts = this.#partStart;
+    let independent = true;
+    if (this.#tracks.video && video.length > 0) {
+      const samples: CmafSample[] = video.map((p, i) => {
+        const next = i + 1 < video.length ? video[i + 1].frame.dts : end;
+        return { duration: next - p.frame.dts, data: p.frame.data, keyframe: p.frame.keyframe, compositionOffset: p.frame.pts - p.frame.dts };
+      });
+      firstDts = video[0].frame.dts;
+      independent = video[0].frame.keyframe;
+      tracks.push({ id: VIDEO_ID, baseMediaDecodeTime: firstDts, samples });
+      this.#video = [];
+    }
+    const audio = this.#audio;
+    const take = flush ? audio.length : audio.findIndex((p) => p.frame.dts >= end);
+    const count = take < 0 ? audio.length : take;
+    if (this.#tracks.audio && count > 0) {
+      const rate = this.#tracks.audio.codec === 'opus' ? 48_000 : this.#tracks.audio.sampleRate;
+      const toRate = (t: number) => Math.round((t * rate) / TIMESCALE);
+      const nominal = toRate(this.#audioDur);
+      const samples: CmafSample[] = [];
+      const first = toRate(audio[0].frame.dts);
+      const base = this.#audioEnd !== undefined && Math.abs(first - this.#audioEnd) < nominal / 2 ? this.#audioEnd : first;
+      for (let i = 0; i < count; i++) {
+        // The run continues the last one when its first frame is within half a frame of that run's end
+        // (whose last frame got the nominal duration), so the audio timeline has no gap and no overlap.
+        const cur = i === 0 ? base : toRate(audio[i].frame.dts);
+        const nextFrame = audio[i + 1];
+        const dur = nextFrame ? toRate(nextFrame.frame.dts) - cur : nominal;
+        samples.push({ duration: dur > 0 ? dur : nominal, data: audio[i].frame.data, keyframe: true, compositionOffset: 0 });
+      }
+      if (!this.#tracks.video) firstDts = audio[0].frame.dts;
+      tracks.push({ id: AUDIO_ID, baseMediaDecodeTime: base, samples });
+      this.#audioEnd = base + samples.reduce((sum, x) => sum + x.duration, 0);
+      this.#audio = audio.slice(count);
+    }
+    this.#partHasFrames = false;
+    if (tracks.length === 0) return;
+    const durationTicks = end - this.#partStart;
+    if (this.#partTarget !== undefined && durationTicks > this.#partTarget + 1) this.oversizedParts++;
+    this.#timelineEnd = Math.max(this.#timelineEnd, end);
+    this.#sink.part({
+      bytes: buildFragment(++this.#fragmentSeq, tracks),
+      duration: durationTicks / TIMESCALE,
+      independent,
+      programDateTime: this.#wallAnchor + ((this.#partStart - this.#dtsAnchor) * 1000) / TIMESCALE,
+      timelineDts: firstDts,
+    });
+  }
+
+  #cmafTracks(): CmafTrack[] {
+    const out: CmafTrack[] = [];
+    if (this.#tracks.video) out.push({ id: VIDEO_ID, info: this.#tracks.video, timescale: TIMESCALE });
+    const a = this.#tracks.audio;
+    if (a) out.push({ id: AUDIO_ID, info: a, timescale: a.codec === 'opus' ? 48_000 : a.sampleRate });
+    return out;
+  }
+}

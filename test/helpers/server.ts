@@ -1,0 +1,182 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config/index.js';
+import { startServer, type RunningServer } from '../../src/main.js';
+import { pino } from 'pino';
+
+export interface TestServer extends RunningServer {
+  readonly base: string;
+  readonly dataDir: string;
+  api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }>;
+  rtmpUrl(key: string): string;
+  stop(): Promise<void>;
+}
+
+/** A whole server on 127.0.0.1 with ports chosen by the OS and a fresh DATA_DIR. */
+export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+  const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'livepack-test-'));
+  const config = loadConfig({
+    HOST: '127.0.0.1',
+    HTTP_PORT: '0',
+    RTMP_PORT: '0',
+    DATA_DIR: dataDir,
+    API_TOKEN: 'test-token-0123456789abcdef',
+    CREATE_DEFAULT_STREAM: 'false',
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const server = await startServer(config, logger);
+  const base = `http://127.0.0.1:${server.httpPort}`;
+  return {
+    ...server,
+    base,
+    dataDir,
+    async api(method, path, body) {
+      const res = await fetch(base + path, {
+        method,
+        headers: { authorization: `Bearer ${server.apiToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+      const text = await res.text();
+      return { status: res.status, json: text ? JSON.parse(text) : undefined };
+    },
+    rtmpUrl: (key) => `rtmp://127.0.0.1:${server.rtmpPort}/live/${key}`,
+    async stop() {
+      await server.close();
+      if (!env.DATA_DIR) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface PublishOptions {
+  readonly size?: string;
+  readonly fps?: number;
+  readonly gop?: number;
+  readonly seconds?: number;
+  readonly extraArgs?: string[];
+}
+
+/** A real FFmpeg publishing a synthetic H.264 + AAC stream in real time over RTMP. */
+export function ffmpegPublish(url: string, opts: PublishOptions = {}): ChildProcess & { stderrText: () => string } {
+  const fps = opts.fps ?? 30;
+  const args = [
+    '-hide_banner', '-loglevel', 'error', '-re',
+    '-f', 'lavfi', '-i', `testsrc2=size=${opts.size ?? '640x360'}:rate=${fps}`,
+    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+    ...(opts.seconds ? ['-t', String(opts.seconds)] : []),
+    '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p',
+    '-g', String(opts.gop ?? fps), '-keyint_min', String(opts.gop ?? fps), '-sc_threshold', '0', '-b:v', '800k',
+    '-c:a', 'aac', '-b:a', '96k', '-ar', '48000', '-ac', '2',
+    ...(opts.extraArgs ?? []),
+    '-f', 'flv', url,
+  ];
+  const child = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] }) as ChildProcess & { stderrText: () => string };
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    err += d.toString();
+    if (err.length > 20_000) err = err.slice(-10_000);
+  });
+  child.stderrText = () => err;
+  return child;
+}
+
+export function waitExit(child: ChildProcess, timeoutMs = 30_000): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('process did not exit in time')), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      resolve(code);
+    });
+  });
+}
+
+export function kill(child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGKILL'): Promise<unknown> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const done = waitExit(child).catch(() => undefined);
+  child.kill(signal);
+  return done;
+}
+
+/** Poll `fn` until it returns a truthy value (for state that has no event to await from outside). */
+export async function until<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, stepMs = 100): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+}
+
+/** Run a command and collect stdout/stderr. */
+export function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${cmd} timed out`));
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Parse the tags of a media playlist that matter to tests. */
+export function parseMediaPlaylist(text: string) {
+  const lines = text.trim().split('\n');
+  const num = (tag: string) => {
+    const l = lines.find((x) => x.startsWith(tag));
+    return l ? Number(l.slice(tag.length)) : undefined;
+  };
+  const segments: { uri: string; duration: number; msn: number; discontinuity: boolean; pdt?: string; map?: string }[] = [];
+  const parts: { uri: string; duration: number; independent: boolean; msn: number }[] = [];
+  let msn = num('#EXT-X-MEDIA-SEQUENCE:') ?? 0;
+  const skipped = num('#EXT-X-SKIP:SKIPPED-SEGMENTS=') ?? 0;
+  msn += skipped;
+  let disc = false;
+  let pdt: string | undefined;
+  let map: string | undefined;
+  let pendingDuration = 0;
+  for (const l of lines) {
+    if (l === '#EXT-X-DISCONTINUITY') disc = true;
+    else if (l.startsWith('#EXT-X-PROGRAM-DATE-TIME:')) pdt = l.slice(25);
+    else if (l.startsWith('#EXT-X-MAP:URI=')) map = /URI="([^"]+)"/.exec(l)![1];
+    else if (l.startsWith('#EXT-X-PART:')) {
+      const m = /DURATION=([\d.]+),URI="([^"]+)"/.exec(l)!;
+      parts.push({ uri: m[2], duration: Number(m[1]), independent: l.includes('INDEPENDENT=YES'), msn });
+    } else if (l.startsWith('#EXTINF:')) pendingDuration = Number(l.slice(8).split(',')[0]);
+    else if (!l.startsWith('#') && l.length > 0) {
+      segments.push({ uri: l, duration: pendingDuration, msn, discontinuity: disc, pdt, map });
+      msn++;
+      disc = false;
+    }
+  }
+  const hint = /#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"/.exec(text)?.[1];
+  return {
+    lines,
+    targetDuration: num('#EXT-X-TARGETDURATION:'),
+    mediaSequence: num('#EXT-X-MEDIA-SEQUENCE:') ?? 0,
+    partTarget: Number(/PART-TARGET=([\d.]+)/.exec(text)?.[1]),
+    segments,
+    parts,
+    hint,
+    ended: text.includes('#EXT-X-ENDLIST'),
+    nextMsn: msn,
+  };
+}
