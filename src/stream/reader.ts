@@ -11,8 +11,9 @@ export type StreamEvent =
 
 /**
  * One consumer of a live stream. Events are queued up to `maxFrames` media frames; past that the reader
- * drops queued frames and then video until the next keyframe, and counts what it dropped. The publisher
- * never waits for a reader. Control events are never dropped.
+ * drops queued frames and then every frame until the next video keyframe (the next audio frame when the
+ * session has no video), and counts what it dropped. The publisher never waits for a reader. Control
+ * events are never dropped.
  */
 export class Reader implements AsyncIterable<StreamEvent> {
   readonly name: string;
@@ -22,6 +23,8 @@ export class Reader implements AsyncIterable<StreamEvent> {
   #waiting: ((ev: IteratorResult<StreamEvent>) => void) | undefined;
   #closed = false;
   #needKeyframe = false;
+  /** Whether the current session has video; without it every audio frame is a place to resume. */
+  #hasVideo = true;
   #onClose: (reader: Reader) => void;
   dropped = 0;
 
@@ -40,7 +43,7 @@ export class Reader implements AsyncIterable<StreamEvent> {
     if (this.#closed) return;
     if (ev.type === 'frame') {
       if (this.#needKeyframe) {
-        if (ev.frame.track === 'video' && ev.frame.keyframe) this.#needKeyframe = false;
+        if ((ev.frame.track === 'video' || !this.#hasVideo) && ev.frame.keyframe) this.#needKeyframe = false;
         else {
           this.dropped++;
           return;
@@ -58,6 +61,7 @@ export class Reader implements AsyncIterable<StreamEvent> {
       this.#frames++;
     } else if (ev.type === 'session-start') {
       this.#needKeyframe = false;
+      this.#hasVideo = ev.tracks.video !== undefined;
     }
     this.#deliver(ev);
     if (ev.type === 'stream-end') this.#finish();

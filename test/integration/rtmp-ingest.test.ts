@@ -1,6 +1,6 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,11 +75,11 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited(child);
 }
 
-function ffmpeg(key: string): ChildProcess {
+function ffmpeg(key: string, url = `rtmp://127.0.0.1:${port}/live/${key}`): ChildProcess {
   const args = ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30'];
   args.push('-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '30');
   args.push('-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '30', '-c:a', 'aac', '-f', 'flv');
-  args.push(`rtmp://127.0.0.1:${port}/live/${key}`);
+  args.push(url);
   return track(spawn(FFMPEG, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
 }
 
@@ -283,5 +283,43 @@ describe('RTMP ingest with real publishers', () => {
     expect(code).not.toBe('still running');
     expect(code).not.toBe(0);
     expect(hub.counters.takeovers).toBe(1);
+  });
+});
+
+describe('RTMPS', () => {
+  it('FFmpeg publishes over TLS on its own port', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rtmps-'));
+    try {
+      const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost'];
+      await promisify(execFile)('openssl', [...args, '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')]);
+      const withTls = new RtmpServer({
+        host: '127.0.0.1',
+        port: 0,
+        tls: { port: 0, cert: readFileSync(join(dir, 'cert.pem')), key: readFileSync(join(dir, 'key.pem')) },
+        limits: DEFAULT_RTMP_LIMITS,
+        hub,
+        logger: captureLogger(logs),
+        authorize: async (_app, key) => ({ streamId: `tls-${key}` }),
+      });
+      const ports = await withTls.start();
+      try {
+        expect(ports.tlsPort).toBeGreaterThan(0);
+        expect(ports.tlsPort).not.toBe(ports.port);
+        let protocol: string | undefined;
+        hub.once('session-start', (_id, info) => (protocol = info.protocol));
+        const reader = readerFor('tls-k');
+        ffmpeg('k', `rtmps://127.0.0.1:${ports.tlsPort}/live/k`);
+        const r = await reader;
+        const { tracks } = await sessionStart(r);
+        expect(tracks.video).toMatchObject({ codec: 'h264', width: 640, height: 360 });
+        expect(protocol).toBe('rtmps');
+        expectIncreasing(await frames(r, 10), 'video');
+      } finally {
+        await Promise.all([...children].map(stop));
+        await withTls.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -223,13 +223,18 @@ describe('RTMP session: publish', () => {
     const { session, t } = setup();
     const ping: RtmpMessage = { csid: 2, type: 4, streamId: 0, timestamp: 0, payload: hex('0006 01020304') };
     const win: RtmpMessage = { csid: 2, type: 5, streamId: 0, timestamp: 0, payload: hex('00000400') }; // 1024
-    session.feed(Buffer.concat([hello(), wire([ping, win])]));
+    const first = Buffer.concat([hello(), wire([ping, win])]);
+    session.feed(first);
     const pong = t.messages().find((m) => m.type === 4);
     expect(pong?.payload).toEqual(hex('0007 01020304'));
-    session.feed(wire([{ csid: 3, type: 19, streamId: 0, timestamp: 0, payload: Buffer.alloc(1100) }]));
-    const acks = t.messages().filter((m) => m.type === MessageType.acknowledgement);
-    expect(acks).toHaveLength(1);
-    expect(acks[0].payload.readUInt32BE(0)).toBeGreaterThanOrEqual(1024);
+    // The sequence number is every byte received so far, handshake included.
+    const ack = () => t.messages().filter((m) => m.type === MessageType.acknowledgement).map((m) => m.payload.readUInt32BE(0));
+    expect(ack()).toEqual([first.length]);
+    const small = wire([{ csid: 3, type: 19, streamId: 0, timestamp: 0, payload: Buffer.alloc(500) }]);
+    session.feed(small);
+    expect(ack()).toEqual([first.length]); // less than a window since the last one
+    session.feed(small);
+    expect(ack()).toEqual([first.length, first.length + 2 * small.length]);
   });
 
   it('is closed by the hub kick (takeover)', async () => {

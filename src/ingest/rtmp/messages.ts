@@ -1,4 +1,4 @@
-import { encodeAmf0, type AmfObject, type AmfValue } from './amf0.js';
+import { encodeAmf0, isAmfObject, type AmfObject, type AmfValue } from './amf0.js';
 import { MessageType, type RtmpMessage } from './chunk.js';
 
 /** Chunk stream ids we send on: protocol control on 2 (5.4), commands on 3, stream status on 5. */
@@ -62,4 +62,49 @@ export interface StatusInfo extends AmfObject {
 /** `onStatus(0, null, info)` on a message stream (7.2.2). */
 export function onStatusMessage(streamId: number, info: StatusInfo): RtmpMessage {
   return commandMessage(['onStatus', 0, null, info], streamId, OutCsid.stream);
+}
+
+/** `_result(txn, null, value)`, the reply to releaseStream / createStream. */
+export function resultMessage(txn: number, value: AmfValue): RtmpMessage {
+  return commandMessage(['_result', txn, null, value]);
+}
+
+export function onFCPublishMessage(): RtmpMessage {
+  return commandMessage(['onFCPublish', 0, null, { level: 'status', code: 'NetStream.Publish.Start', description: 'FCPublish' }]);
+}
+
+/** The FourCCs we take from Enhanced RTMP clients that list theirs in connect (`fourCcList`). */
+export const FOURCC_LIST = ['avc1', 'hvc1', 'av01'] as const;
+
+/**
+ * What a server says to a connect it accepts: Window Acknowledgement Size, Set Peer Bandwidth, our Set
+ * Chunk Size, then `_result` with the server properties and NetConnection.Connect.Success.
+ */
+export function connectReplies(txn: number, cmd: AmfObject, chunkSize: number, window: number): RtmpMessage[] {
+  const props: AmfObject = { fmsVer: 'FMS/3,5,7,7009', capabilities: 31, mode: 1 };
+  // Enhanced RTMP: a client that lists the FourCCs it can send learns the ones we take.
+  if (cmd.fourCcList !== undefined) props.fourCcList = [...FOURCC_LIST];
+  const info = { level: 'status', code: 'NetConnection.Connect.Success', description: 'Connection succeeded.', objectEncoding: 0 };
+  return [windowAckSizeMessage(window), setPeerBandwidthMessage(window), setChunkSizeMessage(chunkSize), commandMessage(['_result', txn, props, info])];
+}
+
+export function connectRejectedMessage(txn: number, description: string): RtmpMessage {
+  return commandMessage(['_error', txn, null, { level: 'error', code: 'NetConnection.Connect.Rejected', description }]);
+}
+
+/** "rtmp://host/live/key" connects to app "live"; some clients append "/" or a "?query" (tokens). */
+export function appName(cmd: AmfObject): string {
+  return typeof cmd.app === 'string' ? cmd.app.split('?')[0].replace(/^\/+|\/+$/g, '') : '';
+}
+
+/** The publish name is the stream key; OBS and others may append "?param=...". */
+export function streamKey(name: AmfValue): string {
+  return typeof name === 'string' ? name.split('?')[0] : '';
+}
+
+/** The metadata object of `@setDataFrame onMetaData {...}` (FFmpeg, OBS) or `onMetaData {...}` (others). */
+export function metadataOf(values: AmfValue[]): AmfObject | undefined {
+  const [first, second, third] = values;
+  const meta = first === '@setDataFrame' && second === 'onMetaData' ? third : first === 'onMetaData' ? second : undefined;
+  return isAmfObject(meta) ? meta : undefined;
 }

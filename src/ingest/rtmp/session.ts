@@ -1,34 +1,14 @@
-import { AppError, isAppError, newId, TIMESCALE, type Logger } from '../../core/index.js';
-import type { IngestProtocol, Publisher } from '../../stream/index.js';
-import { decodeAmf0, isAmfObject, type AmfObject, type AmfValue } from './amf0.js';
+import { AppError, isAppError, newId, type Logger } from '../../core/index.js';
+import type { Publisher } from '../../stream/index.js';
+import { decodeAmf0, isAmfObject, type AmfValue } from './amf0.js';
 import { ChunkParser, encodeMessage, MessageType, type RtmpMessage } from './chunk.js';
 import { parseAggregate } from './flv.js';
 import { Handshake } from './handshake.js';
-import { MediaAssembler } from './media.js';
+import { DEFAULT_ASSEMBLER_OPTIONS, MediaAssembler } from './media.js';
 import * as m from './messages.js';
-import type { RtmpCounters, RtmpLimits, RtmpServerOptions } from './types.js';
+import type { SessionOptions } from './types.js';
 
-/** The socket as a session sees it; the server adapts a net/tls socket, tests a fake. */
-export interface SessionTransport {
-  readonly remoteAddress: string;
-  /** Bytes queued for the peer and not yet sent. */
-  readonly writableLength: number;
-  write(data: Buffer): void;
-  pause(): void;
-  resume(): void;
-  /** Flush what was written, then close. */
-  close(): void;
-}
-
-export interface SessionOptions extends Pick<RtmpServerOptions, 'authorize' | 'hub'> {
-  readonly transport: SessionTransport;
-  readonly protocol: Extract<IngestProtocol, 'rtmp' | 'rtmps'>;
-  readonly limits: RtmpLimits;
-  readonly counters: RtmpCounters;
-  readonly logger: Logger;
-  readonly onHandshake?: () => void;
-  readonly onClose?: (reason: string) => void;
-}
+export type { SessionOptions, SessionTransport } from './types.js';
 
 /** Our outgoing chunk size, and the acknowledgement window / peer bandwidth we announce. */
 const OUT_CHUNK_SIZE = 4096;
@@ -94,6 +74,7 @@ export class RtmpSession {
   feed(data: Buffer): void {
     if (this.#closed) return;
     this.#o.counters.bytesIn += data.byteLength;
+    this.#received += data.byteLength;
     try {
       let bytes: Buffer | undefined = data;
       if (this.#handshake.state !== 'done') {
@@ -104,7 +85,6 @@ export class RtmpSession {
         bytes = step.rest;
       }
       if (bytes && bytes.byteLength > 0) {
-        this.#received += bytes.byteLength;
         this.#dispatch(this.#chunks.push(bytes));
         this.#acknowledge();
       }
@@ -117,6 +97,7 @@ export class RtmpSession {
   close(reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#state === 'live') this.#log.info({ reason }, 'rtmp publish ended');
     this.#state = 'ended';
     this.#publisher?.close(reason);
     this.#queued = [];
@@ -231,10 +212,8 @@ export class RtmpSession {
   }
 
   #data(values: AmfValue[]): void {
-    // "@setDataFrame" "onMetaData" {...} from FFmpeg / OBS; plain "onMetaData" {...} from others.
-    const [first, second, third] = values;
-    const meta = first === '@setDataFrame' && second === 'onMetaData' ? third : first === 'onMetaData' ? second : undefined;
-    if (!isAmfObject(meta)) return;
+    const meta = m.metadataOf(values);
+    if (!meta) return;
     this.#metadata = meta;
     this.#media?.metadata(meta);
   }
@@ -247,14 +226,12 @@ export class RtmpSession {
       case 'connect':
         return this.#connect(t, values[2]);
       case 'releaseStream':
-        return this.#send(m.commandMessage(['_result', t, null, undefined]));
+        return this.#send(m.resultMessage(t, undefined));
       case 'FCPublish':
-        return this.#send(
-          m.commandMessage(['onFCPublish', 0, null, { level: 'status', code: 'NetStream.Publish.Start', description: 'FCPublish' }]),
-        );
+        return this.#send(m.onFCPublishMessage());
       case 'createStream':
         if (++this.#streams > MAX_MESSAGE_STREAMS) throw new AppError('E_LIMIT_EXCEEDED', 'too many createStream calls');
-        return this.#send(m.commandMessage(['_result', t, null, this.#streams]));
+        return this.#send(m.resultMessage(t, this.#streams));
       case 'publish':
         return this.#publish(args[0], streamId);
       case 'FCUnpublish':
@@ -263,7 +240,7 @@ export class RtmpSession {
         if (this.#state === 'live') {
           this.#state = 'ended';
           this.#publisher?.close('unpublished');
-          this.#log.info({}, 'rtmp publish ended by the client');
+          this.#log.info({ reason: 'unpublished' }, 'rtmp publish ended');
         }
         return;
       case 'play':
@@ -278,33 +255,22 @@ export class RtmpSession {
 
   #connect(txn: number, obj: AmfValue): void {
     if (this.#app !== undefined) throw new AppError('E_PROTOCOL', 'second connect on one connection');
-    const cmd: AmfObject = isAmfObject(obj) ? obj : {};
-    // "rtmp://host/live/key": app "live"; some clients append "/" or a query (tokens) to it.
-    const app = typeof cmd.app === 'string' ? cmd.app.split('?')[0].replace(/^\/+|\/+$/g, '') : '';
+    const cmd = isAmfObject(obj) ? obj : {};
+    const app = m.appName(cmd);
     this.#app = app;
     if (app !== ACCEPTED_APP) {
       this.#o.counters.authFailures++;
       this.#log.warn({ app: app.slice(0, 64) }, 'rtmp connect refused: unknown app');
-      this.#send(
-        m.commandMessage(['_error', txn, null, { level: 'error', code: 'NetConnection.Connect.Rejected', description: `Unknown application.` }]),
-      );
+      this.#send(m.connectRejectedMessage(txn, 'Unknown application.'));
       return this.close('unknown app');
     }
-    this.#send(m.windowAckSizeMessage(WINDOW));
-    this.#send(m.setPeerBandwidthMessage(WINDOW));
-    this.#send(m.setChunkSizeMessage(OUT_CHUNK_SIZE));
-    const props: AmfObject = { fmsVer: 'FMS/3,5,7,7009', capabilities: 31, mode: 1 };
-    // Enhanced RTMP: a client that lists the FourCCs it can send learns the ones we take.
-    if (cmd.fourCcList !== undefined) props.fourCcList = ['avc1', 'hvc1', 'av01'];
-    const info = { level: 'status', code: 'NetConnection.Connect.Success', description: 'Connection succeeded.', objectEncoding: 0 };
-    this.#send(m.commandMessage(['_result', txn, props, info]));
+    for (const msg of m.connectReplies(txn, cmd, OUT_CHUNK_SIZE, WINDOW)) this.#send(msg);
   }
 
   #publish(nameValue: AmfValue, streamId: number): void {
     if (this.#app === undefined) throw new AppError('E_PROTOCOL', 'publish before connect');
     if (this.#state !== 'idle') throw new AppError('E_PROTOCOL', 'second publish on one connection');
-    // The publish name is the stream key; OBS and others may append "?param=...".
-    const key = typeof nameValue === 'string' ? nameValue.split('?')[0] : '';
+    const key = m.streamKey(nameValue);
     this.#state = 'authorizing';
     this.#msgStream = streamId;
     this.#o.transport.pause();
@@ -328,7 +294,7 @@ export class RtmpSession {
       this.#status({ level: 'error', code: 'NetStream.Publish.BadName', description: 'Invalid stream key.' });
       return this.close('invalid stream key');
     }
-    this.#log.error({ err }, 'rtmp publish failed: authorize error');
+    this.#log.error({ err }, 'rtmp publish failed');
     this.#status({ level: 'error', code: 'NetStream.Publish.Failed', description: 'Publish failed.' });
     this.close('authorize failed');
   }
@@ -345,7 +311,7 @@ export class RtmpSession {
     }
     this.#publisher = publisher;
     try {
-      this.#media = new MediaAssembler(publisher, { maxBufferedFrames: 300, maxBufferedTicks: 2 * TIMESCALE, now: Date.now });
+      this.#media = new MediaAssembler(publisher, DEFAULT_ASSEMBLER_OPTIONS);
       if (this.#metadata !== undefined) this.#media.metadata(this.#metadata);
       this.#state = 'live';
       this.#log.info({ app: this.#app, protocol: this.#o.protocol }, 'rtmp publish started');

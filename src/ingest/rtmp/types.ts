@@ -1,5 +1,5 @@
 import type { Logger } from '../../core/index.js';
-import type { StreamHub } from '../../stream/index.js';
+import type { IngestProtocol, StreamHub } from '../../stream/index.js';
 
 export interface RtmpLimits {
   /** Open connections at once; more are destroyed on accept. */
@@ -65,4 +65,26 @@ export interface RtmpCounters {
 
 export function newCounters(): RtmpCounters {
   return { connections: 0, activeConnections: 0, badInput: 0, authFailures: 0, unsupportedCodec: 0, timeouts: 0, bytesIn: 0 };
+}
+
+/** The socket as a session sees it; the server adapts a net/tls socket, tests a fake. */
+export interface SessionTransport {
+  readonly remoteAddress: string;
+  /** Bytes queued for the peer and not yet sent. */
+  readonly writableLength: number;
+  write(data: Buffer): void;
+  pause(): void;
+  resume(): void;
+  /** Flush what was written, then close. */
+  close(): void;
+}
+
+export interface SessionOptions extends Pick<RtmpServerOptions, 'authorize' | 'hub'> {
+  readonly transport: SessionTransport;
+  readonly protocol: Extract<IngestProtocol, 'rtmp' | 'rtmps'>;
+  readonly limits: RtmpLimits;
+  readonly counters: RtmpCounters;
+  readonly logger: Logger;
+  readonly onHandshake?: () => void;
+  readonly onClose?: (reason: string) => void;
 }
