@@ -101,7 +101,8 @@ export function loadConfig(env: Raw = process.env): Config {
     }
   }
   const v: Record<string, Value> = {};
-  for (const s of SETTINGS) v[s.env] = parseOne(s, env[s.env] ?? fileValues[s.env]);
+  // An empty variable counts as unset (as in parseOne), so it does not hide the file's value.
+  for (const s of SETTINGS) v[s.env] = parseOne(s, env[s.env] || fileValues[s.env]);
 
   const str = (k: string) => v[k] as string | undefined;
   const num = (k: string) => v[k] as number;
@@ -114,6 +115,13 @@ export function loadConfig(env: Raw = process.env): Config {
   for (const k of ['PUBLIC_BASE_URL', 'PUBLIC_RTMP_URL', 'DATABASE_URL']) {
     const url = str(k);
     if (url !== undefined && !URL.canParse(url)) throw new AppError('E_CONFIG_INVALID', `${k}=${JSON.stringify(url)} is not a URL`);
+  }
+  // "localhost:8080" parses as a URL of scheme "localhost:"; the URLs handed to viewers and broadcasters need theirs.
+  for (const [k, schemes] of [['PUBLIC_BASE_URL', ['http:', 'https:']], ['PUBLIC_RTMP_URL', ['rtmp:', 'rtmps:']]] as const) {
+    const url = str(k);
+    if (url !== undefined && !(schemes as readonly string[]).includes(new URL(url).protocol)) {
+      throw new AppError('E_CONFIG_INVALID', `${k}=${JSON.stringify(url)} must start with ${schemes.map((x) => `${x}//`).join(' or ')}`);
+    }
   }
   const token = str('API_TOKEN');
   if (token !== undefined && token.length < 16) throw new AppError('E_CONFIG_INVALID', 'API_TOKEN must be at least 16 characters');

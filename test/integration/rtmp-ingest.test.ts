@@ -314,6 +314,13 @@ describe('RTMPS', () => {
         expect(tracks.video).toMatchObject({ codec: 'h264', width: 640, height: 360 });
         expect(protocol).toBe('rtmps');
         expectIncreasing(await frames(r, 10), 'video');
+        // A peer that speaks no TLS on the RTMPS port is counted and closed; the stream goes on.
+        const junk = net.connect(ports.tlsPort!, '127.0.0.1', () => junk.write(randomBytes(3000)));
+        junk.on('error', () => {});
+        junk.resume();
+        await closed(junk);
+        expect(withTls.counters.badInput).toBe(1);
+        expectIncreasing(await frames(r, 5), 'video');
       } finally {
         await Promise.all([...children].map(stop));
         await withTls.close();

@@ -6,6 +6,8 @@ import { newCounters, type RtmpCounters, type RtmpServerOptions } from './types.
 
 /** How long a closed connection may take to flush its last replies before it is destroyed. */
 const LINGER_MS = 2000;
+/** Refusals over maxConnections are counted each, logged at most this often. */
+const REFUSED_LOG_INTERVAL_MS = 10_000;
 
 interface Connection {
   readonly socket: net.Socket;
@@ -43,6 +45,9 @@ export class RtmpServer {
   #started = false;
   #closed = false;
   #closing: Promise<void> | undefined;
+  #refusedLogAt = 0;
+  /** TCP sockets under the TLS server, so close() can end handshakes still in progress. */
+  readonly #tlsRaw = new Set<net.Socket>();
 
   constructor(opts: RtmpServerOptions) {
     const l = opts.limits;
@@ -63,9 +68,17 @@ export class RtmpServer {
     let tlsPort: number | undefined;
     if (o.tls) {
       this.#secure = tls.createServer({ cert: o.tls.cert, key: o.tls.key, handshakeTimeout: o.limits.handshakeTimeoutMs });
+      // Bounds TLS handshakes in progress too, which #accept does not see yet.
+      this.#secure.maxConnections = o.limits.maxConnections;
+      this.#secure.on('connection', (raw: net.Socket) => {
+        this.#tlsRaw.add(raw);
+        raw.once('close', () => this.#tlsRaw.delete(raw));
+      });
       this.#secure.on('secureConnection', (s) => this.#accept(s, 'rtmps'));
-      // A failed TLS handshake is a client's problem; count it, do not log each one.
-      this.#secure.on('tlsClientError', () => this.counters.badInput++);
+      this.#secure.on('tlsClientError', (err, socket) => {
+        this.counters.badInput++;
+        this.#log.warn({ remote: socket.remoteAddress, reason: err.message }, 'rtmps connection closed: bad input');
+      });
       tlsPort = await listen(this.#secure, o.host, o.tls.port);
     }
     this.#log.info({ host: o.host, port, tlsPort }, 'rtmp listening');
@@ -85,15 +98,23 @@ export class RtmpServer {
       c.session.close('server shutting down');
       c.socket.destroy();
     }
+    for (const raw of this.#tlsRaw) raw.destroy();
     await done;
   }
 
   #accept(socket: net.Socket, protocol: 'rtmp' | 'rtmps'): void {
     const o = this.#opts;
     this.counters.connections++;
-    socket.on('error', () => {}); // errors are handled through 'close'
+    let socketError: string | undefined;
+    // Errors (ECONNRESET...) end in 'close', which closes the session with this as the reason.
+    socket.on('error', (err) => (socketError ??= `socket error: ${err.message}`));
     if (this.#closed || this.#connections.size >= o.limits.maxConnections) {
       socket.destroy();
+      const now = Date.now();
+      if (!this.#closed && now - this.#refusedLogAt > REFUSED_LOG_INTERVAL_MS) {
+        this.#refusedLogAt = now;
+        this.#log.warn({ maxConnections: o.limits.maxConnections }, 'rtmp connection refused: too many connections');
+      }
       return;
     }
     this.counters.activeConnections++;
@@ -143,7 +164,7 @@ export class RtmpServer {
     socket.once('close', () => {
       clearTimeout(handshakeTimer);
       if (linger) clearTimeout(linger);
-      session.close('connection closed');
+      session.close(socketError ?? 'connection closed');
       this.#connections.delete(conn);
       this.counters.activeConnections--;
     });

@@ -99,7 +99,11 @@ export class RtmpSession {
     this.#closed = true;
     if (this.#state === 'live') this.#log.info({ reason }, 'rtmp publish ended');
     this.#state = 'ended';
-    this.#publisher?.close(reason);
+    try {
+      this.#publisher?.close(reason);
+    } catch (err) {
+      this.#log.error({ err }, 'rtmp publisher close failed');
+    }
     this.#queued = [];
     this.#queuedBytes = 0;
     this.#log.debug({ reason }, 'rtmp connection closed');

@@ -1,0 +1,181 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig, SETTINGS } from '../../src/config/index.js';
+import { AppError } from '../../src/core/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'livepack-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let files = 0;
+function configFile(content: unknown): string {
+  const path = join(dir, `config-${files++}.json`);
+  writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+  return path;
+}
+
+/** The AppError loadConfig throws for `env` (fails the test if it does not throw one). */
+function configError(env: Record<string, string | undefined>): AppError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).code).toBe('E_CONFIG_INVALID');
+    return err as AppError;
+  }
+  throw new Error(`loadConfig(${JSON.stringify(env)}) did not throw`);
+}
+
+describe('loadConfig', () => {
+  it('gives the documented defaults for an empty environment', () => {
+    expect(loadConfig({})).toEqual({
+      server: {
+        host: '0.0.0.0',
+        httpPort: 8080,
+        dataDir: './data',
+        apiToken: undefined,
+        publicBaseUrl: 'http://localhost:8080',
+        publicRtmpUrl: 'rtmp://localhost:1935/live',
+        logLevel: 'info',
+        createDefaultStream: true,
+      },
+      rtmp: {
+        host: '0.0.0.0',
+        port: 1935,
+        tls: undefined,
+        limits: { maxConnections: 500, handshakeTimeoutMs: 10_000, idleTimeoutMs: 30_000, maxChunkSize: 65_536, maxMessageSize: 8_388_608 },
+      },
+      hls: { partTargetMs: 200, segmentTargetMs: 2000, windowSeconds: 24, holdMs: 6000, endedRetentionMs: 60_000 },
+      stream: { graceMs: 30_000, readerQueueFrames: 600 },
+      catalog: { databaseUrl: undefined, dataDir: './data' },
+    });
+  });
+
+  it('treats empty values as unset', () => {
+    expect(loadConfig({ HTTP_PORT: '', CREATE_DEFAULT_STREAM: '', HOST: '' })).toEqual(loadConfig({}));
+  });
+
+  it('reads every kind of setting from the environment', () => {
+    const c = loadConfig({
+      HOST: '127.0.0.1',
+      HTTP_PORT: '9000',
+      RTMP_PORT: '1940',
+      RTMPS_PORT: '1941',
+      RTMPS_CERT: '/etc/tls/cert.pem',
+      RTMPS_KEY: '/etc/tls/key.pem',
+      DATA_DIR: '/var/lib/livepack',
+      API_TOKEN: '0123456789abcdef',
+      PUBLIC_BASE_URL: 'https://cdn.example.com/',
+      PUBLIC_RTMP_URL: 'rtmp://ingest.example.com/live//',
+      DATABASE_URL: 'postgres://u:p@db:5432/live',
+      CREATE_DEFAULT_STREAM: 'no',
+      HLS_PART_TARGET_MS: '250',
+      RECONNECT_GRACE_MS: '0',
+    });
+    expect(c.server).toEqual({
+      host: '127.0.0.1',
+      httpPort: 9000,
+      dataDir: '/var/lib/livepack',
+      apiToken: '0123456789abcdef',
+      publicBaseUrl: 'https://cdn.example.com',
+      publicRtmpUrl: 'rtmp://ingest.example.com/live',
+      logLevel: 'info',
+      createDefaultStream: false,
+    });
+    expect(c.rtmp.port).toBe(1940);
+    expect(c.rtmp.tls).toEqual({ port: 1941, certFile: '/etc/tls/cert.pem', keyFile: '/etc/tls/key.pem' });
+    expect(c.hls.partTargetMs).toBe(250);
+    expect(c.stream.graceMs).toBe(0);
+    expect(c.catalog).toEqual({ databaseUrl: 'postgres://u:p@db:5432/live', dataDir: '/var/lib/livepack' });
+  });
+
+  it.each([
+    ['true', true],
+    ['YES', true],
+    ['1', true],
+    ['on', true],
+    ['false', false],
+    ['No', false],
+    ['0', false],
+    ['off', false],
+  ])('reads the boolean %s', (raw, value) => {
+    expect(loadConfig({ CREATE_DEFAULT_STREAM: raw }).server.createDefaultStream).toBe(value);
+  });
+
+  it.each([
+    [{ HTTP_PORT: 'abc' }, 'HTTP_PORT="abc" is not a whole number'],
+    [{ HTTP_PORT: '80.5' }, 'HTTP_PORT="80.5" is not a whole number'],
+    [{ RTMP_PORT: '1e3' }, 'RTMP_PORT="1e3" is not a whole number'],
+    [{ HTTP_PORT: '70000' }, 'HTTP_PORT=70000 is out of range (0 to 65535)'],
+    [{ READER_QUEUE_FRAMES: '15' }, 'READER_QUEUE_FRAMES=15 is out of range (16 to 100000)'],
+    [{ HLS_PART_TARGET_MS: '-200' }, 'HLS_PART_TARGET_MS=-200 is out of range (50 to 2000)'],
+    [{ CREATE_DEFAULT_STREAM: 'maybe' }, 'CREATE_DEFAULT_STREAM="maybe" is not a boolean (use true or false)'],
+    [{ RTMPS_CERT: '/etc/tls/cert.pem' }, 'RTMPS_CERT and RTMPS_KEY must be set together'],
+    [{ RTMPS_KEY: '/etc/tls/key.pem' }, 'RTMPS_CERT and RTMPS_KEY must be set together'],
+    [{ API_TOKEN: 'short-token' }, 'API_TOKEN must be at least 16 characters'],
+    [{ PUBLIC_BASE_URL: 'not a url' }, 'PUBLIC_BASE_URL="not a url" is not a URL'],
+    [{ PUBLIC_RTMP_URL: '//host/live' }, 'PUBLIC_RTMP_URL="//host/live" is not a URL'],
+    [{ DATABASE_URL: 'postgres://u:p@db:port/x' }, 'DATABASE_URL="postgres://u:p@db:port/x" is not a URL'],
+    // A URL, but not one a viewer or a broadcaster can use: "localhost:" is taken for the scheme.
+    [{ PUBLIC_BASE_URL: 'localhost:8080' }, 'PUBLIC_BASE_URL="localhost:8080" must start with http:// or https://'],
+    [{ PUBLIC_RTMP_URL: 'http://ingest.example.com/live' }, 'PUBLIC_RTMP_URL="http://ingest.example.com/live" must start with rtmp:// or rtmps://'],
+    [{ HLS_PART_TARGET_MS: '1500', HLS_SEGMENT_TARGET_MS: '2000' }, 'HLS_SEGMENT_TARGET_MS must be at least twice HLS_PART_TARGET_MS'],
+  ])('refuses %o naming the setting', (env, message) => {
+    expect(configError(env).message).toBe(message);
+  });
+
+  it('accepts the limits of a range', () => {
+    expect(loadConfig({ HTTP_PORT: '0', READER_QUEUE_FRAMES: '16' }).server.httpPort).toBe(0);
+    expect(loadConfig({ HTTP_PORT: '65535' }).server.httpPort).toBe(65535);
+  });
+
+  it('reads CONFIG_FILE and lets the environment override it', () => {
+    const path = configFile({ HTTP_PORT: 9000, LOG_LEVEL: 'debug', CREATE_DEFAULT_STREAM: false, HOST: '127.0.0.1', API_TOKEN: null });
+    const fromFile = loadConfig({ CONFIG_FILE: path });
+    expect(fromFile.server).toMatchObject({ httpPort: 9000, logLevel: 'debug', createDefaultStream: false, host: '127.0.0.1', apiToken: undefined });
+    expect(fromFile.server.publicBaseUrl).toBe('http://localhost:9000');
+    const overridden = loadConfig({ CONFIG_FILE: path, HTTP_PORT: '9100', LOG_LEVEL: 'warn' });
+    expect(overridden.server).toMatchObject({ httpPort: 9100, logLevel: 'warn', createDefaultStream: false, host: '127.0.0.1' });
+  });
+
+  it('lets an empty environment variable fall back to CONFIG_FILE, as if it were unset', () => {
+    const path = configFile({ HTTP_PORT: 9000 });
+    expect(loadConfig({ CONFIG_FILE: path, HTTP_PORT: '' }).server.httpPort).toBe(9000);
+  });
+
+  it('validates values from CONFIG_FILE like the environment', () => {
+    expect(configError({ CONFIG_FILE: configFile({ HTTP_PORT: 'eighty' }) }).message).toBe('HTTP_PORT="eighty" is not a whole number');
+  });
+
+  it('refuses an unknown key in CONFIG_FILE', () => {
+    const path = configFile({ HTTP_PORT: 9000, HTTP_PROT: 9001 });
+    expect(configError({ CONFIG_FILE: path }).message).toBe('CONFIG_FILE has an unknown setting HTTP_PROT');
+  });
+
+  it('refuses a CONFIG_FILE that is missing, not JSON or not an object', () => {
+    const missing = join(dir, 'missing.json');
+    const e = configError({ CONFIG_FILE: missing });
+    expect(e.message).toBe(`CONFIG_FILE ${missing} is not readable JSON`);
+    expect(e.cause).toBeInstanceOf(Error);
+    const bad = configFile('{ "HTTP_PORT": 80,');
+    expect(configError({ CONFIG_FILE: bad }).message).toBe(`CONFIG_FILE ${bad} is not readable JSON`);
+    const list = configFile([1, 2]);
+    expect(configError({ CONFIG_FILE: list }).message).toBe(`CONFIG_FILE ${list} must hold a JSON object`);
+  });
+
+  it('returns a deeply frozen object', () => {
+    const c = loadConfig({ RTMPS_CERT: 'c.pem', RTMPS_KEY: 'k.pem' });
+    for (const o of [c, c.server, c.rtmp, c.rtmp.limits, c.rtmp.tls, c.hls, c.stream, c.catalog]) expect(Object.isFrozen(o)).toBe(true);
+    expect(() => {
+      (c.server as { httpPort: number }).httpPort = 1;
+    }).toThrow(TypeError);
+    expect(c.server.httpPort).toBe(8080);
+  });
+
+  it('documents every setting', () => {
+    const names = SETTINGS.map((s) => s.env);
+    expect(new Set(names).size).toBe(names.length);
+    for (const s of SETTINGS) expect(s.doc.length).toBeGreaterThan(10);
+  });
+});
