@@ -75,10 +75,12 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited(child);
 }
 
-function ffmpeg(key: string, url = `rtmp://127.0.0.1:${port}/live/${key}`): ChildProcess {
+function ffmpeg(key: string, url = `rtmp://127.0.0.1:${port}/live/${key}`, videoCodec = 'libx264'): ChildProcess {
   const args = ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30'];
   args.push('-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '30');
-  args.push('-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '30', '-c:a', 'aac', '-f', 'flv');
+  if (videoCodec === 'libx264') args.push('-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '30');
+  else args.push('-c:v', videoCodec);
+  args.push('-c:a', 'aac', '-f', 'flv');
   args.push(url);
   return track(spawn(FFMPEG, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
 }
@@ -232,6 +234,13 @@ describe('RTMP ingest with real publishers', () => {
     expect(server.counters.authFailures).toBe(1);
     expect(started).toBe(false);
     expect(logs.filter((l) => l.level === 'warn' && /stream key/.test(l.msg ?? ''))).toHaveLength(1);
+  });
+
+  it('an unsupported codec (Sorenson H.263): FFmpeg is refused and the codec counter rises', async () => {
+    const code = await exited(ffmpeg('key-a', undefined, 'flv'));
+    expect(code).not.toBe(0);
+    expect(server.counters).toMatchObject({ unsupportedCodec: 1, badInput: 0 });
+    expect(logs.filter((l) => l.level === 'warn' && /unsupported codec/.test(l.msg ?? ''))).toHaveLength(1);
   });
 
   it('garbage on other sockets does not disturb a publishing stream', async () => {

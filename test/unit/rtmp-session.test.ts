@@ -133,7 +133,7 @@ const media = (): RtmpMessage[] => [
 ];
 
 /** A whole publish as a client sends it. */
-export function publishBytes(key = 'good'): Buffer {
+function publishBytes(key = 'good'): Buffer {
   const setChunk: RtmpMessage = { csid: 2, type: 1, streamId: 0, timestamp: 0, payload: hex('00001000') };
   return Buffer.concat([hello(), wire([setChunk]), wire([...preamble(key), ...media()], 4096)]);
 }

@@ -56,7 +56,7 @@ export class RtmpServer {
     }
     if (l.maxChunkSize > 0x7fffffff) throw new AppError('E_CONFIG_INVALID', 'RTMP limit maxChunkSize must be below 2^31');
     this.#opts = opts;
-    this.#log = opts.logger.child({ module: 'rtmp' });
+    this.#log = opts.logger;
   }
 
   async start(): Promise<{ port: number; tlsPort?: number }> {
@@ -139,6 +139,7 @@ export class RtmpServer {
       },
     };
     const timedOut = (what: string) => {
+      if (session.closed) return void socket.destroy(); // already on its way out
       this.counters.timeouts++;
       this.#log.info({ session: session.id, remote: remoteAddress }, `rtmp connection closed: ${what} timeout`);
       session.close(`${what} timeout`);
@@ -153,7 +154,7 @@ export class RtmpServer {
       counters: this.counters,
       authorize: o.authorize,
       hub: o.hub,
-      logger: o.logger,
+      logger: this.#log,
       onHandshake: () => clearTimeout(handshakeTimer),
       onClose: () => clearTimeout(handshakeTimer),
     });
