@@ -244,8 +244,9 @@ export class LiveRendition implements SegmenterSink {
       if (q.msn > last.msn + 2) {
         throw new AppError('E_PLAYLIST_TOO_FAR_AHEAD', `_HLS_msn=${q.msn} is more than two segments past the last one (${last.msn})`);
       }
-      if (q.part !== undefined && q.msn === last.msn && q.part > last.part + 3) {
-        throw new AppError('E_PLAYLIST_TOO_FAR_AHEAD', `_HLS_part=${q.part} is more than three parts past the last one (${last.part})`);
+      // Parts count across the segment boundary: part p of a later segment is at least p + 1 parts ahead.
+      if (q.part !== undefined && ((q.msn === last.msn && q.part > last.part + 3) || (q.msn > last.msn && q.part >= 3))) {
+        throw new AppError('E_PLAYLIST_TOO_FAR_AHEAD', `_HLS_msn=${q.msn}&_HLS_part=${q.part} is more than three parts past the last one (${last.msn}.${last.part})`);
       }
       if (!this.has(q.msn, q.part)) await this.#waitFor(q.msn, q.part, holdMs, signal);
     }
@@ -254,6 +255,7 @@ export class LiveRendition implements SegmenterSink {
 
   #waitFor(msn: number, part: number | undefined, holdMs: number, signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(new ClosedError('client request'));
       const done = () => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
@@ -284,6 +286,7 @@ export class LiveRendition implements SegmenterSink {
     if (found) return found;
     if (!this.#live || name !== `${this.#prefix}_p${this.#partSeq}.m4s`) return undefined;
     const bytes = await new Promise<Uint8Array | undefined>((resolve, reject) => {
+      if (signal?.aborted) return reject(new ClosedError('client request'));
       const done = () => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);

@@ -31,6 +31,21 @@ export interface SegmenterSink {
 const VIDEO_ID = 1;
 const AUDIO_ID = 2;
 
+/** Frame rates encoders use. */
+const COMMON_FPS = [24_000 / 1001, 24, 25, 30_000 / 1001, 30, 48, 50, 60_000 / 1001, 60];
+
+/**
+ * The frame spacing to fit PART-TARGET to when no frame rate was announced. One spacing measured from RTMP's
+ * whole milliseconds is ambiguous (33 ms at 29.97 and at 30 fps): unless it is a common frame duration
+ * exactly, take the longest of it and the common ones within 3%, so parts of either rate fit.
+ */
+function spacingForFit(measured: number): number {
+  if (COMMON_FPS.some((fps) => Math.abs(TIMESCALE / fps - measured) < 1)) return measured;
+  let fd = measured;
+  for (const fps of COMMON_FPS) if (Math.abs(TIMESCALE / fps - measured) <= measured * 0.03) fd = Math.max(fd, TIMESCALE / fps);
+  return fd;
+}
+
 interface Pending {
   frame: MediaFrame;
 }
@@ -190,7 +205,7 @@ export class Segmenter {
       // millisecond, so every part is at most PART-TARGET and all but a segment's last are at least 85%.
       // Fitted to the nominal frame spacing when known: the measured one after a single delta is skewed
       // by RTMP's whole milliseconds (29.97 fps: 33 ms, which would advertise 0.200 for 0.2002 s parts).
-      const fd = this.#nominalDur || this.#frameDur;
+      const fd = this.#nominalDur || spacingForFit(this.#frameDur);
       const fit = Math.max(1, Math.round((this.#opts.partTargetMs * TIMESCALE) / 1000 / fd));
       this.#partTarget = Math.ceil(((fit * fd) / TIMESCALE) * 1000 - 0.1) * (TIMESCALE / 1000);
     }

@@ -100,7 +100,7 @@ export class Reader implements AsyncIterable<StreamEvent> {
     return { next: () => this.#nextResult() };
   }
 
-  /** Stops delivery; queued events are still handed out, then iteration ends. Idempotent. */
+  /** Stops delivery and discards what is queued; a pending next() resolves as done. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#finish();
