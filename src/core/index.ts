@@ -5,4 +5,4 @@ export { silentLogger } from './logger.js';
 export * from './ids.js';
 export type { Clock } from './clock.js';
 export { systemClock } from './clock.js';
-export * from './codecs.js';
+export * from './codecs/index.js';
