@@ -1,0 +1,53 @@
+import type { Summary } from './stats.js';
+
+/** The compact table `npm run bench:latency` prints; `r` is the results object latency.ts writes as JSON. */
+export function printReport(r: any, player: Summary, answer: Summary, aboveFastest: Summary): void {
+  const f = (x: number, d: number) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+  const row = (name: string, s: Summary, d: number) =>
+    [name.padEnd(38), String(s.n).padStart(6), ...[s.p50, s.p95, s.p99, s.min, s.max].map((x) => f(x, d).padStart(8))].join('');
+  const kv = (k: string, v: string) => console.log(`  ${k.padEnd(64)}${v}`);
+  const e = r.environment;
+  console.log(`\nlivepack latency bench  ${r.date}`);
+  console.log(`  ${e.platform}, ${e.cpus} CPUs (${e.cpuModel}), node ${e.node}, Chromium ${e.chromium}, hls.js ${e.hlsjs}`);
+  console.log(`  source: ${r.setup.source}`);
+  console.log(
+    `  server: ${r.setup.server}; PART-TARGET ${r.setup.partTargetS} s, PART-HOLD-BACK ${r.setup.partHoldBackS} s, segment target ${r.setup.segmentTargetS} s`,
+  );
+  console.log(`  measured ${r.setup.measureS} s after ${r.setup.warmupS} s of player warm-up\n`);
+  console.log(['  ' + 'latency'.padEnd(36), 'n'.padStart(6), ...['p50', 'p95', 'p99', 'min', 'max'].map((h) => h.padStart(8))].join(''));
+  console.log('  ' + row('player latency (s)', player, 2));
+  console.log('  ' + row('blocked playlist answer delay (ms)', answer, 1));
+  console.log('  ' + row('  same, above the fastest answer (ms)', aboveFastest, 1));
+  const pl = r.playerLatencyS;
+  const bl = r.blockedAnswerDelayMs;
+  console.log(
+    `  player: ${pl.waitingEvents} stall(s), ${pl.samplesWithoutDate} sample(s) without a playing date, hls.js target latency ${pl.hlsTargetLatencyS?.toFixed(2)} s, ` +
+      `${pl.hlsErrors.length} hls.js error event(s)${pl.hlsErrors.length ? ' (' + [...new Set(pl.hlsErrors.map((x: any) => x.details))].join(', ') + ')' : ''}`,
+  );
+  if (bl.pdtAnchorLateEstimateMs > 0) {
+    const late = bl.pdtAnchorLateEstimateMs;
+    console.log(
+      `  PDT anchor: the fastest held answer came ${late} ms before its part's PDT end, so PDT likely runs ~${late} ms late ` +
+        `and the ingest-to-screen latency is ~${(player.p50 + late / 1000).toFixed(2)} s (p50)`,
+    );
+  }
+  console.log(
+    `  playlist client: ${bl.requests} requests over ${bl.clientSeconds} s, ${bl.answersCounted} answers in the window, ` +
+      `${bl.notHeldExcluded} not held (excluded), ${bl.errors} error(s), ${bl.missingPart} without the part asked for\n`,
+  );
+  console.log('  start-up and memory');
+  kv('startServer() in-process (existing DATA_DIR)', `${r.startup.startServerMs} ms`);
+  r.startup.coldStart.forEach((c: any, i: number) => {
+    kv(`${c.command} -> /healthz 200, ${i === 0 ? 'empty DATA_DIR' : 'restart'}`, `${c.untilHealthzMs} ms, idle RSS ${c.idleRssMB} MB`);
+  });
+  kv('RSS in-process, idle (before publishing)', `${r.memory.inProcessIdleRssMB} MB`);
+  kv(`RSS in-process, one stream (after ${r.memory.afterPublishingS} s)`, `${r.memory.inProcessOneStreamRssMB} MB`);
+  console.log('\n  definitions');
+  console.log(`  - player latency: ${pl.definition}`);
+  console.log(`  - blocked playlist answer delay: ${bl.definition}`);
+  console.log(
+    '  - above the fastest answer: the same delays minus the smallest one. An error of the PDT anchor (the ingest time of the ' +
+      "session's first keyframe) shifts every delay equally; this row does not depend on it.",
+  );
+  console.log(`  - in-process RSS: ${r.memory.note}`);
+}
