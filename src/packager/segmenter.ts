@@ -65,8 +65,11 @@ export class Segmenter {
   /** Offset from session dts to timeline dts; set at the session's first keyframe. */
   #offset: number | undefined;
   #timelineEnd = 0;
+  /** Wall clock of timeline instant #dtsAnchor: PROGRAM-DATE-TIME = #wallAnchor + (dts - #dtsAnchor). */
   #wallAnchor = 0;
   #dtsAnchor = 0;
+  /** The anchor is refined until the session's first segment is complete, then fixed. */
+  #anchorOpen = false;
   #video: Pending[] = [];
   #audio: Pending[] = [];
   #partStart = 0;
@@ -127,6 +130,7 @@ export class Segmenter {
       this.#offset = this.#timelineEnd - frame.dts;
       this.#wallAnchor = frame.wallClock;
       this.#dtsAnchor = frame.dts + this.#offset;
+      this.#anchorOpen = true;
       this.#partStart = this.#segStart = frame.dts + this.#offset;
     }
     const dts = frame.dts + this.#offset;
@@ -134,6 +138,13 @@ export class Segmenter {
       // Interleaving skew: audio stamped just before the session's first keyframe has nothing to play with.
       this.droppedBeforeKeyframe++;
       return;
+    }
+    if (this.#anchorOpen) {
+      // A frame's arrival is its capture time plus a delay that varies (encoder, network, a busy event
+      // loop when the session starts). The smallest arrival-minus-media-time seen is the best estimate of
+      // the capture clock, so one late first keyframe does not make every PDT of the session late.
+      const candidate = frame.wallClock - ((dts - this.#dtsAnchor) * 1000) / TIMESCALE;
+      if (candidate < this.#wallAnchor) this.#wallAnchor = candidate;
     }
     if (frame.track === 'video') {
       if (this.#lastVideoDts !== undefined) this.#updateFrameDur(dts - this.#lastVideoDts);
@@ -150,6 +161,7 @@ export class Segmenter {
           this.maxSegmentTicks = Math.max(this.maxSegmentTicks, dts - this.#segStart);
           this.#sink.segmentEnd();
           this.#segStart = dts;
+          this.#anchorOpen = false;
         }
         this.#partStart = dts;
       }

@@ -379,3 +379,28 @@ describe('Segmenter: sessions', () => {
     expect(seg.droppedBeforeKeyframe).toBe(0);
   });
 });
+
+describe('Segmenter PROGRAM-DATE-TIME anchor', () => {
+  it('is not made late by a first keyframe that arrived late', () => {
+    const sink = new RecordingSink();
+    const seg = new Segmenter({ partTargetMs: 200, segmentTargetMs: 2000 }, sink);
+    seg.startSession({ video: videoTrack(30) });
+    // Every frame reaches the server 20 ms after capture, but the first keyframe 70 ms after (a busy event loop).
+    const frames = makeFrames({ fps: 30, gop: 30, videoFrames: 150, audio: false, msRound: false });
+    frames.forEach((f, i) => seg.push({ ...f, wallClock: f.wallClock + (i === 0 ? 70 : 20) }));
+    const second = sink.segments[1];
+    expect(second).toBeDefined();
+    // From the second segment on, PDT follows the typical (smallest) delay, not the first frame's.
+    expect(second[0].programDateTime).toBeCloseTo(WALL_BASE + 20 + second[0].timelineDts / 90, 6);
+  });
+
+  it('is fixed once the first segment is complete', () => {
+    const sink = new RecordingSink();
+    const seg = new Segmenter({ partTargetMs: 200, segmentTargetMs: 2000 }, sink);
+    seg.startSession({ video: videoTrack(30) });
+    const frames = makeFrames({ fps: 30, gop: 30, videoFrames: 180, audio: false, msRound: false });
+    // After 3 s the source suddenly arrives 500 ms early (a clock step): PDT must not jump back mid-session.
+    frames.forEach((f) => seg.push({ ...f, wallClock: f.wallClock + (f.dts >= 3 * TIMESCALE ? -500 : 0) }));
+    for (const p of sink.parts) expect(p.programDateTime).toBeCloseTo(WALL_BASE + p.timelineDts / 90, 6);
+  });
+});
