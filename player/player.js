@@ -32,8 +32,9 @@
     const hls = new window.Hls({
       lowLatencyMode: true,
       backBufferLength: 30,
-      // Catch up gently when playback drifts behind the target latency.
-      maxLiveSyncPlaybackRate: 1.5,
+      // hls.js only speeds up with more than 1 s buffered, which a 0.6 s target never has; the player
+      // does its own gentle catch-up below, so hls.js's is left off.
+      maxLiveSyncPlaybackRate: 1,
       manifestLoadingMaxRetry: 6,
       levelLoadingMaxRetry: 6,
     });
@@ -75,9 +76,24 @@
     if (state.hls && state.hls.liveSyncPosition) video.currentTime = state.hls.liveSyncPosition;
   });
 
+  // Drift correction: play slightly faster while more than 150 ms behind hls.js's target latency
+  // (PART-HOLD-BACK) with enough buffered to spare; back to normal speed near the target or on a thin buffer.
+  const CATCH_UP_RATE = 1.08;
+  function steer(hls) {
+    const target = hls.targetLatency;
+    const latency = hls.latency;
+    if (!target || !latency || video.paused || !video.buffered.length) return;
+    const ahead = video.buffered.end(video.buffered.length - 1) - video.currentTime;
+    const behind = latency - target;
+    if (behind > 0.15 && ahead > 0.35) video.playbackRate = CATCH_UP_RATE;
+    else if (behind < 0.05 || ahead < 0.2) video.playbackRate = 1;
+    state.playbackRate = video.playbackRate;
+  }
+
   setInterval(() => {
     const hls = state.hls;
     if (!hls || state.ended) return;
+    steer(hls);
     const pdt = hls.playingDate;
     if (pdt && !video.paused) {
       state.latency = (Date.now() - pdt.getTime()) / 1000;
