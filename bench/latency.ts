@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import type { Browser } from 'playwright-core';
+import pg from 'pg';
 import { loadConfig } from '../src/config/index.js';
 import { startServer, type RunningServer } from '../src/main.js';
 import { ffmpegPublish, kill, run } from '../test/helpers/server.js';
@@ -125,6 +126,27 @@ interface PageSample {
   paused: boolean;
 }
 
+/** Run `fn` with a URL whose search_path is a fresh schema; undefined when PostgreSQL is unreachable. */
+async function withPgSchema<T>(baseUrl: string, fn: (url: string) => Promise<T>): Promise<T | undefined> {
+  const schema = `bench_${Date.now().toString(36)}`;
+  const admin = new pg.Client({ connectionString: baseUrl, connectionTimeoutMillis: 2000 });
+  try {
+    await admin.connect();
+  } catch {
+    console.error(`(PostgreSQL not reachable at ${baseUrl}: skipping the DATABASE_URL start-up figure)`);
+    return undefined;
+  }
+  try {
+    await admin.query(`CREATE SCHEMA ${schema}`);
+    const url = new URL(baseUrl);
+    url.searchParams.set('options', `-c search_path=${schema}`);
+    return await fn(url.toString());
+  } finally {
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+    await admin.end();
+  }
+}
+
 async function main(): Promise<void> {
   const startedAt = new Date();
 
@@ -133,7 +155,16 @@ async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'livepack-bench-'));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
   const cold: ColdStart[] = [];
-  for (let i = 0; i < 2; i++) cold.push(await coldStart(ROOT, dataDir, stop.signal));
+  cold.push(await coldStart(ROOT, dataDir, stop.signal, 'first start, embedded'));
+  cold.push(await coldStart(ROOT, dataDir, stop.signal, 'restart, embedded'));
+  // The same start with PostgreSQL as the catalog (DATABASE_URL, default the local test database), in a
+  // schema of its own that is dropped afterwards. Skipped when PostgreSQL is not reachable.
+  const pgDataDir = mkdtempSync(join(tmpdir(), 'livepack-bench-pg-'));
+  cleanups.push(() => rmSync(pgDataDir, { recursive: true, force: true }));
+  const pgStart = await withPgSchema(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test', (url) =>
+    coldStart(ROOT, pgDataDir, stop.signal, 'PostgreSQL catalog', { DATABASE_URL: url }),
+  );
+  if (pgStart) cold.push(pgStart);
   check();
 
   // 2. In-process server with default HLS settings on that DATA_DIR; start-up time and idle memory.
@@ -312,7 +343,7 @@ async function main(): Promise<void> {
     startup: {
       startServerMs: Math.round(startServerMs),
       startServerNote: 'DATA_DIR already holds the catalog (created by the first separate-process start)',
-      coldStart: cold.map((c) => ({ command: c.command, untilHealthzMs: Math.round(c.readyMs), idleRssMB: mb(c.idleRssBytes) })),
+      coldStart: cold.map((c) => ({ command: c.command, label: c.label, untilHealthzMs: Math.round(c.readyMs), idleRssMB: mb(c.idleRssBytes) })),
     },
     memory: {
       inProcessIdleRssMB: mb(rssIdle),

@@ -58,6 +58,8 @@ function exited(child: ChildProcess, timeoutMs: number): Promise<void> {
 
 export interface ColdStart {
   readonly command: string;
+  /** What kind of start this was, e.g. "empty DATA_DIR". */
+  readonly label: string;
   /** From spawn to the first 200 from /healthz. */
   readonly readyMs: number;
   /** RSS of the server process one second after it became ready, idle, bytes. */
@@ -68,7 +70,14 @@ export interface ColdStart {
  * Start the server the way `npm start` does, as its own process (`node --import tsx src/main.ts`) on free
  * ports with `dataDir` as DATA_DIR, and time it until /healthz answers 200. Stops it with SIGTERM afterwards.
  */
-export async function coldStart(repoRoot: string, dataDir: string, signal: AbortSignal, timeoutMs = 30_000): Promise<ColdStart> {
+export async function coldStart(
+  repoRoot: string,
+  dataDir: string,
+  signal: AbortSignal,
+  label: string,
+  extraEnv: Record<string, string> = {},
+  timeoutMs = 30_000,
+): Promise<ColdStart> {
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
   const args = ['--import', 'tsx', 'src/main.ts'];
   const t0 = performance.now();
@@ -86,6 +95,7 @@ export async function coldStart(repoRoot: string, dataDir: string, signal: Abort
         CREATE_DEFAULT_STREAM: 'false',
         LOG_LEVEL: 'warn',
         CONFIG_FILE: '',
+        ...extraEnv,
       },
     }),
   );
@@ -106,7 +116,7 @@ export async function coldStart(repoRoot: string, dataDir: string, signal: Abort
     }
     const readyMs = performance.now() - t0;
     await new Promise((r) => setTimeout(r, 1000));
-    return { command: `node ${args.join(' ')}`, readyMs, idleRssBytes: rssOf(child.pid!) };
+    return { command: `node ${args.join(' ')}`, label, readyMs, idleRssBytes: rssOf(child.pid!) };
   } finally {
     child.kill('SIGTERM');
     await exited(child, 10_000);

@@ -5,7 +5,7 @@ export function printReport(r: any, player: Summary, answer: Summary, aboveFaste
   const f = (x: number, d: number) => (Number.isFinite(x) ? x.toFixed(d) : '-');
   const row = (name: string, s: Summary, d: number) =>
     [name.padEnd(38), String(s.n).padStart(6), ...[s.p50, s.p95, s.p99, s.min, s.max].map((x) => f(x, d).padStart(8))].join('');
-  const kv = (k: string, v: string) => console.log(`  ${k.padEnd(64)}${v}`);
+  const kv = (k: string, v: string) => console.log(`  ${k.padEnd(72)}${v}`);
   const e = r.environment;
   console.log(`\nlivepack latency bench  ${r.date}`);
   console.log(`  ${e.platform}, ${e.cpus} CPUs (${e.cpuModel}), node ${e.node}, Chromium ${e.chromium}, hls.js ${e.hlsjs}`);
@@ -37,9 +37,7 @@ export function printReport(r: any, player: Summary, answer: Summary, aboveFaste
   );
   console.log('  start-up and memory');
   kv('startServer() in-process (existing DATA_DIR)', `${r.startup.startServerMs} ms`);
-  r.startup.coldStart.forEach((c: any, i: number) => {
-    kv(`${c.command} -> /healthz 200, ${i === 0 ? 'empty DATA_DIR' : 'restart'}`, `${c.untilHealthzMs} ms, idle RSS ${c.idleRssMB} MB`);
-  });
+  for (const c of r.startup.coldStart) kv(`${c.command} -> /healthz 200, ${c.label}`, `${c.untilHealthzMs} ms, idle RSS ${c.idleRssMB} MB`);
   kv('RSS in-process, idle (before publishing)', `${r.memory.inProcessIdleRssMB} MB`);
   kv(`RSS in-process, one stream (after ${r.memory.afterPublishingS} s)`, `${r.memory.inProcessOneStreamRssMB} MB`);
   console.log('\n  definitions');
