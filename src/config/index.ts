@@ -35,6 +35,7 @@ export interface HlsConfig {
   readonly windowSeconds: number;
   readonly holdMs: number;
   readonly endedRetentionMs: number;
+  readonly maxHeldRequests: number;
 }
 
 export interface StreamConfig {
@@ -159,6 +160,7 @@ export function loadConfig(env: Raw = process.env): Config {
       windowSeconds: num('HLS_WINDOW_SECONDS'),
       holdMs: num('HLS_HOLD_MS'),
       endedRetentionMs: num('HLS_ENDED_RETENTION_MS'),
+      maxHeldRequests: num('HLS_MAX_HELD_REQUESTS'),
     },
     stream: { graceMs: num('RECONNECT_GRACE_MS'), readerQueueFrames: num('READER_QUEUE_FRAMES') },
     catalog: { databaseUrl: str('DATABASE_URL'), dataDir },

@@ -30,6 +30,7 @@ export const SETTINGS = [
   { env: 'HLS_SEGMENT_TARGET_MS', type: 'int', default: 2000, min: 500, max: 10000, doc: 'Segment target; segments are cut at the first keyframe after it. Set the encoder keyframe interval to divide it.' },
   { env: 'HLS_WINDOW_SECONDS', type: 'int', default: 24, min: 6, max: 600, doc: 'Seconds of complete segments each live media playlist lists.' },
   { env: 'HLS_HOLD_MS', type: 'int', default: 6000, min: 500, max: 30000, doc: 'Longest a blocking playlist request or a preload-hint part request is held.' },
+  { env: 'HLS_MAX_HELD_REQUESTS', type: 'int', default: 5000, min: 1, max: 1000000, doc: 'Blocking playlist and preload-hint requests held at once per rendition; more get 429 (put a CDN in front for large audiences).' },
   { env: 'HLS_ENDED_RETENTION_MS', type: 'int', default: 60000, min: 0, max: 3600000, doc: 'How long an ended stream keeps serving its final playlist (EXT-X-ENDLIST) before it is released.' },
   { env: 'RECONNECT_GRACE_MS', type: 'int', default: 30000, min: 0, max: 600000, doc: 'How long a stream waits for its publisher to return before the playlist ends.' },
   { env: 'READER_QUEUE_FRAMES', type: 'int', default: 600, min: 16, max: 100000, doc: 'Frames a slow internal reader may queue before it drops to the next keyframe.' },

@@ -14,6 +14,8 @@ export interface LivePackagerOptions {
   readonly windowSeconds: number;
   /** How long an ended stream's playlists (with EXT-X-ENDLIST) stay available. */
   readonly endedRetentionMs: number;
+  /** Blocking requests held at once per rendition. */
+  readonly maxHeldRequests: number;
 }
 
 export interface PackagerCounters {
@@ -64,6 +66,7 @@ export class StreamPackage {
       retainSegments: 3,
       segmentTargetMs: this.#opts.segmentTargetMs,
       partTarget: () => segmenter?.partTargetSeconds ?? this.#opts.partTargetMs / 1000,
+      maxHeldRequests: this.#opts.maxHeldRequests,
     });
     const counters = this.#counters;
     const sink = {

@@ -10,6 +10,8 @@ export interface WindowOptions {
   readonly segmentTargetMs: number;
   /** Advertised PART-TARGET in seconds, read when a playlist is rendered (fitted to frames after the first part). */
   readonly partTarget: () => number;
+  /** Requests (blocking playlist reloads and preload-hint parts) held at once; more are refused. */
+  readonly maxHeldRequests: number;
 }
 
 interface StoredPart {
@@ -248,7 +250,10 @@ export class LiveRendition implements SegmenterSink {
       if (q.part !== undefined && ((q.msn === last.msn && q.part > last.part + 3) || (q.msn > last.msn && q.part >= 3))) {
         throw new AppError('E_PLAYLIST_TOO_FAR_AHEAD', `_HLS_msn=${q.msn}&_HLS_part=${q.part} is more than three parts past the last one (${last.msn}.${last.part})`);
       }
-      if (!this.has(q.msn, q.part)) await this.#waitFor(q.msn, q.part, holdMs, signal);
+      if (!this.has(q.msn, q.part)) {
+        this.#checkHeldLimit();
+        await this.#waitFor(q.msn, q.part, holdMs, signal);
+      }
     }
     return renderMediaPlaylist(this.state(reports()), { skip: q.skip });
   }
@@ -270,6 +275,12 @@ export class LiveRendition implements SegmenterSink {
     });
   }
 
+  #checkHeldLimit(): void {
+    if (this.heldRequests >= this.#opts.maxHeldRequests) {
+      throw new AppError('E_LIMIT_EXCEEDED', `too many requests held on rendition ${this.name} (${this.#opts.maxHeldRequests})`);
+    }
+  }
+
   get heldRequests(): number {
     return this.#playlistWaiters.size + this.#fileWaiters.size;
   }
@@ -285,6 +296,7 @@ export class LiveRendition implements SegmenterSink {
     const found = this.#lookup(name);
     if (found) return found;
     if (!this.#live || name !== `${this.#prefix}_p${this.#partSeq}.m4s`) return undefined;
+    this.#checkHeldLimit();
     const bytes = await new Promise<Uint8Array | undefined>((resolve, reject) => {
       if (signal?.aborted) return reject(new ClosedError('client request'));
       const done = () => {

@@ -46,7 +46,7 @@ describe('loadConfig', () => {
         tls: undefined,
         limits: { maxConnections: 500, handshakeTimeoutMs: 10_000, idleTimeoutMs: 30_000, maxChunkSize: 65_536, maxMessageSize: 8_388_608 },
       },
-      hls: { partTargetMs: 200, segmentTargetMs: 2000, windowSeconds: 24, holdMs: 6000, endedRetentionMs: 60_000 },
+      hls: { partTargetMs: 200, segmentTargetMs: 2000, windowSeconds: 24, holdMs: 6000, endedRetentionMs: 60_000, maxHeldRequests: 5000 },
       stream: { graceMs: 30_000, readerQueueFrames: 600 },
       catalog: { databaseUrl: undefined, dataDir: './data' },
     });

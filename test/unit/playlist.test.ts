@@ -329,12 +329,13 @@ const INIT1 = Uint8Array.from([0xaa, 1]);
 const INIT2 = Uint8Array.from([0xaa, 2]);
 const noReports = () => [];
 
-function rendition(o: { windowSegments?: number; retainSegments?: number } = {}) {
+function rendition(o: { windowSegments?: number; retainSegments?: number; maxHeldRequests?: number } = {}) {
   return new LiveRendition('source', 'run1', {
     windowSegments: o.windowSegments ?? 3,
     retainSegments: o.retainSegments ?? 2,
     segmentTargetMs: 2000,
     partTarget: () => 0.5,
+    maxHeldRequests: o.maxHeldRequests ?? 1000,
   });
 }
 
@@ -432,12 +433,30 @@ describe('LiveRendition: blocking playlist reload', () => {
     await tooFar({ msn: 4 });
     await tooFar({ msn: 4, part: 0 });
     await tooFar({ msn: 1, part: 4 });
+    // Parts count across the segment boundary: part 3 of the next segment is at least four parts ahead.
+    await tooFar({ msn: 2, part: 3 });
     expect(r.heldRequests).toBe(0);
     // The limits themselves are held, not refused.
     const ac = new AbortController();
     const held = [r.playlist({ msn: 3 }, noReports, 5000, ac.signal), r.playlist({ msn: 1, part: 3 }, noReports, 5000, ac.signal)];
     expect(await settled(Promise.race(held))).toBe(false);
     expect(r.heldRequests).toBe(2);
+    ac.abort();
+    for (const h of held) await expect(h).rejects.toBeInstanceOf(ClosedError);
+    expect(r.heldRequests).toBe(0);
+  });
+
+  it('refuses to hold more than maxHeldRequests at once with E_LIMIT_EXCEEDED (429)', async () => {
+    const r = rendition({ maxHeldRequests: 2 });
+    r.init(INIT1, TRACKS, false);
+    new Feeder(r).segment();
+    const ac = new AbortController();
+    const held = [r.playlist({ msn: 1, part: 1 }, noReports, 5000, ac.signal), r.file('run1s1_p4.m4s', 5000, ac.signal)];
+    expect(r.heldRequests).toBe(2);
+    await expect(r.playlist({ msn: 1, part: 2 }, noReports, 5000)).rejects.toMatchObject({ code: 'E_LIMIT_EXCEEDED', status: 429 });
+    await expect(r.file('run1s1_p4.m4s', 5000)).rejects.toMatchObject({ code: 'E_LIMIT_EXCEEDED' });
+    // What needs no holding is still answered.
+    expect(await r.playlist({ msn: 0 }, noReports, 5000)).toContain('run1s1_0.m4s');
     ac.abort();
     for (const h of held) await expect(h).rejects.toBeInstanceOf(ClosedError);
     expect(r.heldRequests).toBe(0);
