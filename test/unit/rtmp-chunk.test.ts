@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AppError } from '../../src/core/index.js';
 import {
   ChunkParser,
   encodeBasicHeader,
@@ -11,6 +10,7 @@ import {
   type RtmpMessage,
 } from '../../src/ingest/rtmp/chunk.js';
 import { Handshake, HANDSHAKE_SIZE } from '../../src/ingest/rtmp/handshake.js';
+import { code } from '../helpers/errors.js';
 
 const LIMITS: ChunkParserLimits = { maxChunkSize: 65_536, maxMessageSize: 1 << 20, maxChunkStreams: 16 };
 
@@ -48,15 +48,6 @@ function bytes(n: number, seed = 1): Buffer {
   return Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff));
 }
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(AppError);
-    return (err as AppError).code;
-  }
-  return 'no error';
-}
 
 function summary(msgs: RtmpMessage[]) {
   return msgs.map((m) => ({ csid: m.csid, type: m.type, streamId: m.streamId, timestamp: m.timestamp, payload: m.payload.toString('hex') }));

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { AppError, msToTicks, type MediaFrame, type TrackSet } from '../../src/core/index.js';
+import { msToTicks, type MediaFrame, type TrackSet } from '../../src/core/index.js';
 import { parseAggregate, parseAudioTag, parseVideoTag } from '../../src/ingest/rtmp/flv.js';
 import { MediaAssembler, reprefixNals } from '../../src/ingest/rtmp/media.js';
+import { code } from '../helpers/errors.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const ascii = (s: string) => Buffer.from(s, 'latin1');
@@ -18,15 +19,6 @@ const ASC_48K = hex('1190');
 const ASC_44K = hex('1210');
 const NALS = hex('00000005 6588840021 00000002 0601');
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(AppError);
-    return (err as AppError).code;
-  }
-  return 'no error';
-}
 
 describe('legacy FLV video tags (AVC)', () => {
   it('reads the AVC sequence header', () => {
