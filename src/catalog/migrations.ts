@@ -26,7 +26,7 @@ export const MIGRATIONS: readonly Migration[] = [
         id             text COLLATE "C" PRIMARY KEY,
         name           text NOT NULL CHECK (char_length(name) BETWEEN 1 AND 200),
         profile        text NOT NULL CHECK (profile IN ('passthrough', 'abr')),
-        record         boolean NOT NULL DEFAULT false,
+        record         boolean NOT NULL DEFAULT true,
         key_hash       text NOT NULL UNIQUE,
         created_at     timestamptz NOT NULL,
         updated_at     timestamptz NOT NULL,

@@ -60,7 +60,7 @@ export async function createStream(
   const { rows } = await q.query<StreamRow>(
     `INSERT INTO streams (id, name, profile, record, key_hash, created_at, updated_at, key_rotated_at)
      VALUES ($1, $2, $3, $4, $5, $6, $6, $6) RETURNING ${COLUMNS}`,
-    [newId(), input.name, input.profile, input.record ?? false, input.keyHash, now],
+    [newId(), input.name, input.profile, input.record ?? true, input.keyHash, now],
   );
   return toStream(rows[0]);
 }

@@ -128,7 +128,7 @@ function catalogSuite(kind: 'pglite' | 'postgres', backend: Backend): void {
     expect(await catalog.findStreamByKeyHash(newKeyHash())).toBeUndefined();
 
     const plain = await catalog.createStream({ name: 'Side', profile: 'passthrough', keyHash: newKeyHash() });
-    expect(plain.record).toBe(false);
+    expect(plain.record).toBe(true); // recording is on unless asked otherwise
   });
 
   it('rejects a duplicate key hash with E_CONFLICT and keeps the cause', async () => {
