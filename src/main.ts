@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import pinoPretty from 'pino-pretty';
 import { buildApp } from './api/index.js';
 import { openCatalog, type Catalog } from './catalog/index.js';
 import { loadConfig, type Config } from './config/index.js';
@@ -52,8 +53,16 @@ async function createDefaultStream(catalog: Catalog, config: Config): Promise<vo
   );
 }
 
+/** pino as JSON lines, or pretty lines for a person at a terminal (LOG_FORMAT). */
+function buildLogger(config: Config): pino.Logger {
+  const { logFormat, logLevel } = config.server;
+  const pretty = logFormat === 'pretty' || (logFormat === 'auto' && process.stdout.isTTY === true);
+  if (!pretty) return pino({ level: logLevel });
+  return pino({ level: logLevel }, pinoPretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+}
+
 export async function startServer(config: Config, logger?: pino.Logger): Promise<RunningServer> {
-  const log = logger ?? pino({ level: config.server.logLevel });
+  const log = logger ?? buildLogger(config);
   const started = performance.now();
   mkdirSync(config.server.dataDir, { recursive: true });
   const apiToken = resolveApiToken(config, log);

@@ -13,6 +13,7 @@ export interface ServerConfig {
   readonly publicBaseUrl: string;
   readonly publicRtmpUrl: string;
   readonly logLevel: string;
+  readonly logFormat: 'auto' | 'json' | 'pretty';
   readonly createDefaultStream: boolean;
 }
 
@@ -124,6 +125,14 @@ export function loadConfig(env: Raw = process.env): Config {
       throw new AppError('E_CONFIG_INVALID', `${k}=${JSON.stringify(url)} must start with ${schemes.map((x) => `${x}//`).join(' or ')}`);
     }
   }
+  const logFormat = str('LOG_FORMAT')!;
+  if (!['auto', 'json', 'pretty'].includes(logFormat)) {
+    throw new AppError('E_CONFIG_INVALID', `LOG_FORMAT=${JSON.stringify(logFormat)} must be auto, json or pretty`);
+  }
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+  if (!levels.includes(str('LOG_LEVEL')!)) {
+    throw new AppError('E_CONFIG_INVALID', `LOG_LEVEL=${JSON.stringify(str('LOG_LEVEL'))} must be one of ${levels.join(', ')}`);
+  }
   const token = str('API_TOKEN');
   if (token !== undefined && token.length < 16) throw new AppError('E_CONFIG_INVALID', 'API_TOKEN must be at least 16 characters');
 
@@ -140,6 +149,7 @@ export function loadConfig(env: Raw = process.env): Config {
       publicBaseUrl: (str('PUBLIC_BASE_URL') ?? `http://localhost:${num('HTTP_PORT')}`).replace(/\/+$/, ''),
       publicRtmpUrl: (str('PUBLIC_RTMP_URL') ?? `rtmp://localhost:${num('RTMP_PORT')}/live`).replace(/\/+$/, ''),
       logLevel: str('LOG_LEVEL')!,
+      logFormat: logFormat as ServerConfig['logFormat'],
       createDefaultStream: v.CREATE_DEFAULT_STREAM as boolean,
     },
     rtmp: {

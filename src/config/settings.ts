@@ -25,6 +25,7 @@ export const SETTINGS = [
   { env: 'PUBLIC_BASE_URL', type: 'string', doc: 'Base URL viewers reach (CDN or origin), used in playback URLs the API returns. Default: http://localhost:HTTP_PORT.' },
   { env: 'PUBLIC_RTMP_URL', type: 'string', doc: 'Base RTMP URL broadcasters reach, used in ingest URLs the API returns. Default: rtmp://localhost:RTMP_PORT/live.' },
   { env: 'DATABASE_URL', type: 'string', doc: 'PostgreSQL connection string. When unset, the embedded PGlite catalog under DATA_DIR/catalog is used.' },
+  { env: 'LOG_FORMAT', type: 'string', default: 'auto', doc: 'json (one JSON object a line, for log shippers), pretty (for people), or auto: pretty when stdout is a terminal.' },
   { env: 'LOG_LEVEL', type: 'string', default: 'info', doc: 'pino log level: fatal, error, warn, info, debug, trace, silent.' },
   { env: 'HLS_PART_TARGET_MS', type: 'int', default: 200, min: 50, max: 2000, doc: 'LL-HLS part target; fitted to whole frames (29.97 fps gives 0.201 s).' },
   { env: 'HLS_SEGMENT_TARGET_MS', type: 'int', default: 2000, min: 500, max: 10000, doc: 'Segment target; segments are cut at the first keyframe after it. Set the encoder keyframe interval to divide it.' },

@@ -38,6 +38,7 @@ describe('loadConfig', () => {
         publicBaseUrl: 'http://localhost:8080',
         publicRtmpUrl: 'rtmp://localhost:1935/live',
         logLevel: 'info',
+        logFormat: 'auto',
         createDefaultStream: true,
       },
       rtmp: {
@@ -81,6 +82,7 @@ describe('loadConfig', () => {
       publicBaseUrl: 'https://cdn.example.com',
       publicRtmpUrl: 'rtmp://ingest.example.com/live',
       logLevel: 'info',
+      logFormat: 'auto',
       createDefaultStream: false,
     });
     expect(c.rtmp.port).toBe(1940);
@@ -123,6 +125,12 @@ describe('loadConfig', () => {
     [{ HLS_PART_TARGET_MS: '1500', HLS_SEGMENT_TARGET_MS: '2000' }, 'HLS_SEGMENT_TARGET_MS must be at least twice HLS_PART_TARGET_MS'],
   ])('refuses %o naming the setting', (env, message) => {
     expect(configError(env).message).toBe(message);
+  });
+
+  it('refuses an unknown LOG_FORMAT or LOG_LEVEL, naming the setting', () => {
+    expect(configError({ LOG_FORMAT: 'xml' }).message).toContain('LOG_FORMAT');
+    expect(configError({ LOG_LEVEL: 'loud' }).message).toContain('LOG_LEVEL');
+    expect(loadConfig({ LOG_FORMAT: 'json', LOG_LEVEL: 'debug' }).server).toMatchObject({ logFormat: 'json', logLevel: 'debug' });
   });
 
   it('accepts the limits of a range', () => {
