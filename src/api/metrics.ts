@@ -82,6 +82,7 @@ export function buildMetrics(src: MetricSources): Registry {
   mirrored(registry, 'livepack_ingest_frames_total', 'Frames received from publishers', () => src.hub.counters.frames);
   mirrored(registry, 'livepack_ingest_bytes_total', 'Media bytes received from publishers', () => src.hub.counters.bytes);
   mirrored(registry, 'livepack_timestamp_repairs_total', 'Source timestamps that went backwards or jumped and were repaired', () => src.hub.counters.timestampRepairs);
+  mirrored(registry, 'livepack_reader_dropped_frames_total', 'Frames dropped by slow internal readers (packager, recorder, transcoder)', () => src.hub.counters.readerDrops);
   mirrored(registry, 'livepack_publisher_takeovers_total', 'Publish sessions replaced by a reconnecting publisher', () => src.hub.counters.takeovers);
   return registry;
 }

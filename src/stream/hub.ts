@@ -157,7 +157,9 @@ class PublisherImpl implements Publisher {
  */
 export class StreamHub extends EventEmitter<HubEvents> {
   readonly clock: Clock;
-  readonly counters = { frames: 0, bytes: 0, timestampRepairs: 0, takeovers: 0, sessions: 0 };
+  readonly counters = { frames: 0, bytes: 0, timestampRepairs: 0, takeovers: 0, sessions: 0, readerDrops: 0 };
+  /** Drops of each reader already counted and logged. */
+  readonly #reportedDrops = new WeakMap<Reader, number>();
   readonly #opts: HubOptions;
   readonly #log: Logger;
   readonly #streams = new Map<string, LiveStream>();
@@ -171,7 +173,10 @@ export class StreamHub extends EventEmitter<HubEvents> {
     this.clock = opts.clock ?? systemClock;
     this.#timer = setInterval(() => {
       const now = this.clock.now();
-      for (const s of this.#streams.values()) s.measure(now);
+      for (const s of this.#streams.values()) {
+        s.measure(now);
+        for (const r of s.readers) this.#reportDrops(s.id, r);
+      }
     }, 1000);
     this.#timer.unref();
   }
@@ -235,7 +240,10 @@ export class StreamHub extends EventEmitter<HubEvents> {
   subscribe(streamId: string, name: string): Reader {
     let stream = this.#streams.get(streamId);
     if (!stream) throw new AppError('E_STREAM_NOT_LIVE', `stream ${streamId} is not live`);
-    const reader = new Reader(name, this.#opts.readerQueueFrames, (r) => stream?.readers.delete(r));
+    const reader = new Reader(name, this.#opts.readerQueueFrames, (r) => {
+      this.#reportDrops(streamId, r);
+      stream?.readers.delete(r);
+    });
     stream.readers.add(reader);
     const pub = stream.publisher;
     if (pub && !pub.closed && stream.tracks) {
@@ -300,6 +308,15 @@ export class StreamHub extends EventEmitter<HubEvents> {
       if (st) out.push(st);
     }
     return out;
+  }
+
+  /** Count a reader's new drops and log them: once a second at most per reader, never per frame. */
+  #reportDrops(streamId: string, r: Reader): void {
+    const before = this.#reportedDrops.get(r) ?? 0;
+    if (r.dropped === before) return;
+    this.#reportedDrops.set(r, r.dropped);
+    this.counters.readerDrops += r.dropped - before;
+    this.#log.warn({ stream: streamId, reader: r.name, dropped: r.dropped - before, total: r.dropped }, 'slow reader dropped frames');
   }
 
   /** Sum of frames dropped by slow readers of a stream. */

@@ -149,6 +149,9 @@ describe('StreamHub: slow readers', () => {
     expect(hub.status('s1')!.frames).toBe(40);
     const got = describeEvents(await drain(slow));
     expect(got).toEqual(['start:a', ...Array.from({ length: 10 }, (_, i) => `f${30 + i}`)]);
+    // The drops reach the hub's counter (for /metrics) by the time the reader is gone.
+    slow.close();
+    expect(hub.counters.readerDrops).toBe(30);
   });
 
   it('never drops control events', async () => {
