@@ -74,6 +74,7 @@ export function buildMetrics(src: MetricSources): Registry {
   mirrored(registry, 'livepack_hls_parts_total', 'LL-HLS parts produced', () => c.parts);
   mirrored(registry, 'livepack_hls_segments_total', 'HLS segments completed', () => c.segments);
   mirrored(registry, 'livepack_hls_oversized_parts_total', 'Parts longer than PART-TARGET (irregular source timing)', () => c.oversizedParts);
+  mirrored(registry, 'livepack_hls_forced_cuts_total', 'Segments cut without a keyframe (source keyframe interval too long)', () => c.forcedCuts);
   mirrored(registry, 'livepack_packager_errors_total', 'Events the packager could not package', () => c.errors);
   mirrored(registry, 'livepack_ingest_bad_input_total', 'Ingest connections closed for malformed input', () => src.ingest().badInput);
   mirrored(registry, 'livepack_ingest_auth_failures_total', 'Publish attempts refused for a wrong stream key', () => src.ingest().authFailures);

@@ -22,6 +22,7 @@ export interface PackagerCounters {
   parts: number;
   segments: number;
   oversizedParts: number;
+  forcedCuts: number;
   errors: number;
 }
 
@@ -66,6 +67,7 @@ export class StreamPackage {
       retainSegments: 3,
       segmentTargetMs: this.#opts.segmentTargetMs,
       partTarget: () => segmenter?.partTargetSeconds ?? this.#opts.partTargetMs / 1000,
+      targetDuration: () => segmenter?.targetDurationSeconds ?? Math.ceil(this.#opts.segmentTargetMs / 1000),
       maxHeldRequests: this.#opts.maxHeldRequests,
     });
     const counters = this.#counters;
@@ -90,16 +92,29 @@ export class StreamPackage {
 
   async #pump(name: string, reader: Reader, segmenter: Segmenter, rendition: LiveRendition): Promise<void> {
     const log = this.#log.child({ rendition: name });
+    let forcedLogged = false;
     for await (const ev of reader) {
       try {
         switch (ev.type) {
           case 'session-start':
             segmenter.startSession(ev.tracks);
+            forcedLogged = false;
             break;
           case 'frame': {
-            const before = segmenter.oversizedParts;
+            const oversized = segmenter.oversizedParts;
+            const forced = segmenter.forcedCuts;
             segmenter.push(ev.frame);
-            if (segmenter.oversizedParts !== before) this.#counters.oversizedParts++;
+            if (segmenter.oversizedParts !== oversized) this.#counters.oversizedParts++;
+            if (segmenter.forcedCuts !== forced) {
+              this.#counters.forcedCuts++;
+              if (!forcedLogged) {
+                forcedLogged = true;
+                log.warn(
+                  { targetDuration: segmenter.targetDurationSeconds },
+                  'no keyframe within the target duration: segment cut without one (set the encoder keyframe interval to 1-2 s)',
+                );
+              }
+            }
             break;
           }
           case 'session-end':
@@ -172,7 +187,8 @@ export class StreamPackage {
     }
     if (variants.length === 0) return undefined;
     variants.sort((a, b) => b.bandwidth - a.bandwidth);
-    return renderMultivariantPlaylist(variants);
+    const independent = [...this.#rungs.values()].every((r) => r.segmenter.forcedCuts === 0);
+    return renderMultivariantPlaylist(variants, { independentSegments: independent });
   }
 
   close(): void {
@@ -187,7 +203,7 @@ export class StreamPackage {
  * Ended runs stay (with EXT-X-ENDLIST) for endedRetentionMs, then their memory is released.
  */
 export class LivePackager {
-  readonly counters: PackagerCounters = { parts: 0, segments: 0, oversizedParts: 0, errors: 0 };
+  readonly counters: PackagerCounters = { parts: 0, segments: 0, oversizedParts: 0, forcedCuts: 0, errors: 0 };
   readonly #opts: LivePackagerOptions;
   readonly #packages = new Map<string, StreamPackage>();
   readonly #timers = new Set<NodeJS.Timeout>();

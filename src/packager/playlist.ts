@@ -146,8 +146,13 @@ export interface VariantEntry {
   readonly name?: string;
 }
 
-export function renderMultivariantPlaylist(variants: readonly VariantEntry[]): string {
-  const out = ['#EXTM3U', '#EXT-X-VERSION:9', '#EXT-X-INDEPENDENT-SEGMENTS'];
+/**
+ * `independentSegments`: every segment starts with a keyframe (EXT-X-INDEPENDENT-SEGMENTS); false once a
+ * segment had to be cut without one.
+ */
+export function renderMultivariantPlaylist(variants: readonly VariantEntry[], opts: { independentSegments?: boolean } = {}): string {
+  const out = ['#EXTM3U', '#EXT-X-VERSION:9'];
+  if (opts.independentSegments !== false) out.push('#EXT-X-INDEPENDENT-SEGMENTS');
   for (const v of variants) {
     const attrs = [`BANDWIDTH=${Math.round(v.bandwidth)}`];
     if (v.averageBandwidth) attrs.push(`AVERAGE-BANDWIDTH=${Math.round(v.averageBandwidth)}`);

@@ -10,6 +10,8 @@ export interface WindowOptions {
   readonly segmentTargetMs: number;
   /** Advertised PART-TARGET in seconds, read when a playlist is rendered (fitted to frames after the first part). */
   readonly partTarget: () => number;
+  /** EXT-X-TARGETDURATION in seconds (fixed by the segmenter at the first segment). */
+  readonly targetDuration: () => number;
   /** Requests (blocking playlist reloads and preload-hint parts) held at once; more are refused. */
   readonly maxHeldRequests: number;
 }
@@ -71,7 +73,6 @@ export class LiveRendition implements SegmenterSink {
   peakBandwidth = 0;
   #bitsSum = 0;
   #secondsSum = 0;
-  maxSegmentSeconds = 0;
 
   constructor(name: string, runId: string, opts: WindowOptions) {
     this.name = name;
@@ -137,7 +138,6 @@ export class LiveRendition implements SegmenterSink {
       this.#bitsSum += bits;
       this.#secondsSum += seg.duration;
     }
-    this.maxSegmentSeconds = Math.max(this.maxSegmentSeconds, seg.duration);
     while (this.#segments.length > this.#opts.windowSegments) {
       const old = this.#segments.shift()!;
       if (old.discontinuity) this.#discontinuitySeq++;
@@ -182,7 +182,7 @@ export class LiveRendition implements SegmenterSink {
   }
 
   targetDuration(): number {
-    return Math.max(Math.ceil(this.#opts.segmentTargetMs / 1000), Math.round(this.maxSegmentSeconds));
+    return this.#opts.targetDuration();
   }
 
   state(reports: readonly RenditionReport[]): MediaPlaylistState {

@@ -90,10 +90,24 @@ export class Segmenter {
   /** Parts that came out longer than the advertised PART-TARGET (a source with irregular timing). */
   oversizedParts = 0;
   maxSegmentTicks = 0;
+  /** Segments cut without a keyframe because the source's keyframe interval outgrew TARGETDURATION. */
+  forcedCuts = 0;
+  /** The current segment started on a keyframe. */
+  #segIndependent = true;
+  /** EXT-X-TARGETDURATION in whole seconds, fixed when the first segment completes. */
+  #targetDuration: number | undefined;
 
   constructor(opts: SegmenterOptions, sink: SegmenterSink) {
     this.#opts = opts;
     this.#sink = sink;
+  }
+
+  /**
+   * EXT-X-TARGETDURATION: the segment target rounded up, or the first segment's rounded duration if the
+   * source's keyframe interval is longer. Fixed once known, since it must not change during the playlist.
+   */
+  get targetDurationSeconds(): number {
+    return this.#targetDuration ?? Math.ceil(this.#opts.segmentTargetMs / 1000);
   }
 
   /** PART-TARGET in seconds: the nominal target fitted to whole frames of the first session. */
@@ -132,6 +146,7 @@ export class Segmenter {
       this.#dtsAnchor = frame.dts + this.#offset;
       this.#anchorOpen = true;
       this.#partStart = this.#segStart = frame.dts + this.#offset;
+      this.#segIndependent = true;
     }
     const dts = frame.dts + this.#offset;
     if (dts < this.#dtsAnchor) {
@@ -154,13 +169,22 @@ export class Segmenter {
       this.#lastAudioDts = dts;
     }
     if (drivesCuts && this.#partHasFrames) {
-      const startsSegment = (frame.keyframe || frame.track === 'audio') && dts - this.#segStart >= this.#segmentTicks() - this.#frameDur / 2;
-      if (startsSegment || this.#partFull(dts)) {
+      const inSegment = dts - this.#segStart;
+      // After a forced cut the segment did not start on a keyframe: end it at the very next keyframe so
+      // segments are independent again as soon as the source allows.
+      const keyCut =
+        (frame.keyframe || frame.track === 'audio') && (inSegment >= this.#segmentTicks() - this.#frameDur / 2 || !this.#segIndependent);
+      // No keyframe in time (infinite GOP, intra refresh, a keyframe interval longer than the target):
+      // cut anyway rather than let one segment grow without bound. The next segment then does not start
+      // on a keyframe; its first part is not INDEPENDENT.
+      const forcedCut = !keyCut && inSegment >= this.#maxSegmentTicks();
+      if (keyCut || forcedCut || this.#partFull(dts)) {
         this.#emitPart(dts);
-        if (startsSegment) {
-          this.maxSegmentTicks = Math.max(this.maxSegmentTicks, dts - this.#segStart);
-          this.#sink.segmentEnd();
+        if (keyCut || forcedCut) {
+          if (forcedCut) this.forcedCuts++;
+          this.#closeSegment(dts);
           this.#segStart = dts;
+          this.#segIndependent = keyCut;
           this.#anchorOpen = false;
         }
         this.#partStart = dts;
@@ -182,8 +206,7 @@ export class Segmenter {
       // late): it must not push the part past the advertised PART-TARGET.
       if (lastDriver !== undefined && this.#partTarget !== undefined) end = Math.min(end, Math.max(lastDriver + 1, this.#partStart + this.#partTarget));
       this.#emitPart(end, true);
-      this.maxSegmentTicks = Math.max(this.maxSegmentTicks, end - this.#segStart);
-      this.#sink.segmentEnd();
+      this.#closeSegment(end);
     }
     this.#video = [];
     this.#audio = [];
@@ -193,6 +216,21 @@ export class Segmenter {
 
   #segmentTicks(): number {
     return (this.#opts.segmentTargetMs * TIMESCALE) / 1000;
+  }
+
+  /** Longest a segment may grow: its EXTINF rounded to the nearest second must not exceed TARGETDURATION. */
+  #maxSegmentTicks(): number {
+    if (this.#targetDuration === undefined) return 3 * this.#segmentTicks();
+    // Cut while the segment is still at least half a frame short of T + 0.5 s: timestamps rounded to whole
+    // milliseconds can put a frame just under a one-frame margin and the next one exactly on T + 0.5 s.
+    return (this.#targetDuration + 0.5) * TIMESCALE - 1.5 * Math.max(this.#frameDur, 1);
+  }
+
+  #closeSegment(end: number): void {
+    const ticks = end - this.#segStart;
+    this.maxSegmentTicks = Math.max(this.maxSegmentTicks, ticks);
+    this.#targetDuration ??= Math.max(Math.ceil(this.#opts.segmentTargetMs / 1000), Math.round(ticks / TIMESCALE));
+    this.#sink.segmentEnd();
   }
 
   #updateFrameDur(delta: number): void {

@@ -318,6 +318,11 @@ describe('renderMultivariantPlaylist', () => {
       ),
     );
   });
+
+  it('leaves out EXT-X-INDEPENDENT-SEGMENTS once a segment was cut without a keyframe', () => {
+    const text = renderMultivariantPlaylist([{ uri: 'source/index.m3u8', bandwidth: 1000, codecs: 'avc1.42c01e' }], { independentSegments: false });
+    expect(text).toBe(lines('#EXTM3U', '#EXT-X-VERSION:9', '#EXT-X-STREAM-INF:BANDWIDTH=1000,CODECS="avc1.42c01e"', 'source/index.m3u8'));
+  });
 });
 
 // ---- LiveRendition ----
@@ -329,12 +334,13 @@ const INIT1 = Uint8Array.from([0xaa, 1]);
 const INIT2 = Uint8Array.from([0xaa, 2]);
 const noReports = () => [];
 
-function rendition(o: { windowSegments?: number; retainSegments?: number; maxHeldRequests?: number } = {}) {
+function rendition(o: { windowSegments?: number; retainSegments?: number; maxHeldRequests?: number; targetDuration?: number } = {}) {
   return new LiveRendition('source', 'run1', {
     windowSegments: o.windowSegments ?? 3,
     retainSegments: o.retainSegments ?? 2,
     segmentTargetMs: 2000,
     partTarget: () => 0.5,
+    targetDuration: () => o.targetDuration ?? 2,
     maxHeldRequests: o.maxHeldRequests ?? 1000,
   });
 }
@@ -659,14 +665,12 @@ describe('LiveRendition: window', () => {
     expect((await r.file('run1s2_2.m4s', 10))?.kind).toBe('segment');
   });
 
-  it('reports the target duration from the longest segment and the bandwidth of what it served', () => {
-    const r = rendition();
+  it('reports the target duration it is given and the bandwidth of what it served', () => {
+    const r = rendition({ targetDuration: 4 });
     r.init(INIT1, TRACKS, false);
     const f = new Feeder(r);
     f.segment(4); // 2 s, 8 bytes
-    expect(r.targetDuration()).toBe(2);
     f.segment(7); // 3.5 s, 14 bytes
-    expect(r.maxSegmentSeconds).toBe(3.5);
     expect(r.targetDuration()).toBe(4);
     expect(r.peakBandwidth).toBe(32);
     expect(r.averageBandwidth).toBeCloseTo((22 * 8) / 5.5, 9);

@@ -404,3 +404,56 @@ describe('Segmenter PROGRAM-DATE-TIME anchor', () => {
     for (const p of sink.parts) expect(p.programDateTime).toBeCloseTo(WALL_BASE + p.timelineDts / 90, 6);
   });
 });
+
+describe('Segmenter TARGETDURATION and sources without keyframes in time', () => {
+  const run = (gop: number, videoFrames: number) => {
+    const sink = new RecordingSink();
+    const seg = new Segmenter({ partTargetMs: 200, segmentTargetMs: 2000 }, sink);
+    seg.startSession({ video: videoTrack(30), audio: audioTrack });
+    const targets = new Set<number>();
+    for (const f of makeFrames({ fps: 30, gop, videoFrames, audio: true, msRound: true })) {
+      seg.push(f);
+      if (sink.segments.length > 0) targets.add(seg.targetDurationSeconds);
+    }
+    seg.endSession();
+    return { sink, seg, targets };
+  };
+  const duration = (parts: PartOut[]) => parts.reduce((a, p) => a + p.duration, 0);
+
+  it('cuts a source with a single keyframe into bounded segments, never growing one without end', () => {
+    const { sink, seg, targets } = run(100_000, 30 * 30); // 30 s, one keyframe
+    expect(sink.segments.length).toBe(5); // 6 s, then about 6.47 s each
+    expect(seg.forcedCuts).toBe(sink.segments.length - 1);
+    // The first segment is cut at three times the target; TARGETDURATION follows it and never changes.
+    expect([...targets]).toEqual([6]);
+    for (const s of sink.segments) expect(Math.round(duration(s))).toBeLessThanOrEqual(6);
+    // Only the very first part starts on a keyframe.
+    expect(sink.segments.slice(1).every((s) => !s[0].independent)).toBe(true);
+  });
+
+  it('takes TARGETDURATION from a keyframe interval longer than the target, without forced cuts', () => {
+    const { sink, seg, targets } = run(75, 30 * 20); // 2.5 s GOP
+    expect([...targets]).toEqual([3]);
+    expect(seg.forcedCuts).toBe(0);
+    for (const s of sink.segments.slice(0, -1)) expect(duration(s)).toBeCloseTo(2.5, 2);
+  });
+
+  it('keeps TARGETDURATION when one keyframe comes late, cutting that segment within its rounding', () => {
+    const sink = new RecordingSink();
+    const seg = new Segmenter({ partTargetMs: 200, segmentTargetMs: 2000 }, sink);
+    seg.startSession({ video: videoTrack(30) });
+    // Keyframes every 60 frames until the one due at frame 240 comes at 260; the encoder's GOP goes on from there.
+    const isKey = (i: number) => (i < 240 ? i % 60 === 0 : (i - 260) % 60 === 0);
+    const frames = makeFrames({ fps: 30, gop: 60, videoFrames: 600, audio: false, msRound: false }).map((f, i) => ({ ...f, keyframe: isKey(i) }));
+    for (const f of frames) seg.push(f);
+    seg.endSession();
+    expect(seg.targetDurationSeconds).toBe(2);
+    for (const s of sink.segments) expect(Math.round(duration(s))).toBeLessThanOrEqual(2);
+    expect(seg.forcedCuts).toBe(1);
+    // The forced segment is followed by a short one that ends at the late keyframe; from there every
+    // segment starts on a keyframe again.
+    const forced = sink.segments.findIndex((s, i) => i > 0 && !s[0].independent);
+    expect(duration(sink.segments[forced])).toBeCloseTo(6 / 30, 3);
+    expect(sink.segments.slice(forced + 1).every((s) => s[0].independent)).toBe(true);
+  });
+});
