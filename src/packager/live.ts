@@ -78,9 +78,9 @@ export class StreamPackage {
         rendition.part(p);
         if (rendition.hasSegments) this.#notifyReady();
       },
-      segmentEnd: () => {
+      segmentEnd: (programDateTime: number) => {
         counters.segments++;
-        rendition.segmentEnd();
+        rendition.segmentEnd(programDateTime);
         this.#notifyReady();
       },
     };

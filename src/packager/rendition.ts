@@ -26,7 +26,8 @@ interface StoredSegment {
   readonly prefix: string;
   readonly initUri: string;
   readonly discontinuity: boolean;
-  readonly programDateTime: number;
+  /** Set from the first part, then corrected when the segment completes (the PDT anchor may have moved). */
+  programDateTime: number;
   readonly parts: StoredPart[];
   duration: number;
   bytes?: Uint8Array;
@@ -97,8 +98,12 @@ export class LiveRendition implements SegmenterSink {
   init(bytes: Uint8Array, tracks: TrackSet, discontinuity: boolean): void {
     this.#session++;
     this.#prefix = `${this.#runId}s${this.#session}`;
+    const previous = this.#initUri;
     this.#initUri = `${this.#prefix}_init.mp4`;
     this.#inits.set(this.#initUri, bytes);
+    // A session that never completed a segment (no keyframe, a codec change right away) leaves an init
+    // nothing refers to: drop it so a publisher that keeps reconnecting cannot grow the map.
+    if (previous && !this.#referenced(previous)) this.#inits.delete(previous);
     this.tracks = tracks;
     this.#nextDiscontinuity = discontinuity;
     this.#live = true;
@@ -126,10 +131,11 @@ export class LiveRendition implements SegmenterSink {
     this.#wake();
   }
 
-  segmentEnd(): void {
+  segmentEnd(programDateTime?: number): void {
     const seg = this.#pending;
     if (!seg) return;
     this.#pending = undefined;
+    if (programDateTime !== undefined) seg.programDateTime = programDateTime;
     seg.bytes = concat(seg.parts.map((p) => p.bytes));
     this.#segments.push(seg);
     const bits = seg.bytes.byteLength * 8;
@@ -145,13 +151,17 @@ export class LiveRendition implements SegmenterSink {
     }
     while (this.#retired.length > this.#opts.retainSegments) {
       const gone = this.#retired.shift()!;
-      if (!this.#segments.some((s) => s.initUri === gone.initUri) && !this.#retired.some((s) => s.initUri === gone.initUri)) {
-        if (gone.initUri !== this.#initUri) this.#inits.delete(gone.initUri);
-      }
+      if (!this.#referenced(gone.initUri)) this.#inits.delete(gone.initUri);
     }
-    // Part bytes are needed only near the live edge; older segments are served whole.
-    const keepParts = this.#segments.length - 4;
-    for (let i = 0; i < keepParts; i++) this.#dropPartBytes(this.#segments[i]);
+    // Part bytes are needed only where parts are listed (within partWindow of the end) and a little
+    // behind it for players that read an older playlist; older segments are served whole.
+    const target = this.targetDuration();
+    const keepSeconds = 3 * target + target;
+    let tail = 0;
+    for (let i = this.#segments.length - 1; i >= 0; i--) {
+      if (tail > keepSeconds) this.#dropPartBytes(this.#segments[i]);
+      tail += this.#segments[i].duration;
+    }
     this.#wake();
   }
 
@@ -336,6 +346,12 @@ export class LiveRendition implements SegmenterSink {
 
   #releaseFiles(bytes: Uint8Array | undefined, match: (w: FileWaiter) => boolean): void {
     for (const w of this.#fileWaiters) if (match(w)) w.resolve(bytes);
+  }
+
+  /** Whether a segment in the window or still fetchable, or the current session, uses this init. */
+  #referenced(initUri: string): boolean {
+    if (initUri === this.#initUri || this.#pending?.initUri === initUri) return true;
+    return this.#segments.some((s) => s.initUri === initUri) || this.#retired.some((s) => s.initUri === initUri);
   }
 
   #dropPartBytes(seg: StoredSegment): void {

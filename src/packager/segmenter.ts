@@ -24,8 +24,11 @@ export interface SegmenterSink {
   /** A new publish session starts: new init segment; `discontinuity` is false only for the first one. */
   init(bytes: Uint8Array, tracks: TrackSet, discontinuity: boolean): void;
   part(part: PartOut): void;
-  /** The segment holding the parts delivered since the last segmentEnd() is complete. */
-  segmentEnd(): void;
+  /**
+   * The segment holding the parts delivered since the last segmentEnd() is complete. `programDateTime` is
+   * its start on the final PDT anchor (the first segment of a session may have been announced earlier).
+   */
+  segmentEnd(programDateTime: number): void;
 }
 
 const VIDEO_ID = 1;
@@ -214,6 +217,11 @@ export class Segmenter {
     this.#offset = undefined;
   }
 
+  /** Wall clock (ms) of a timeline instant of the current session. */
+  #pdt(timelineDts: number): number {
+    return this.#wallAnchor + ((timelineDts - this.#dtsAnchor) * 1000) / TIMESCALE;
+  }
+
   #segmentTicks(): number {
     return (this.#opts.segmentTargetMs * TIMESCALE) / 1000;
   }
@@ -230,7 +238,7 @@ export class Segmenter {
     const ticks = end - this.#segStart;
     this.maxSegmentTicks = Math.max(this.maxSegmentTicks, ticks);
     this.#targetDuration ??= Math.max(Math.ceil(this.#opts.segmentTargetMs / 1000), Math.round(ticks / TIMESCALE));
-    this.#sink.segmentEnd();
+    this.#sink.segmentEnd(this.#pdt(this.#segStart));
   }
 
   #updateFrameDur(delta: number): void {
@@ -318,7 +326,7 @@ export class Segmenter {
       bytes: buildFragment(++this.#fragmentSeq, tracks),
       duration: durationTicks / TIMESCALE,
       independent,
-      programDateTime: this.#wallAnchor + ((this.#partStart - this.#dtsAnchor) * 1000) / TIMESCALE,
+      programDateTime: this.#pdt(this.#partStart),
       timelineDts: firstDts,
     });
   }

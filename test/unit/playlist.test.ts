@@ -452,6 +452,31 @@ describe('LiveRendition: blocking playlist reload', () => {
     expect(r.heldRequests).toBe(0);
   });
 
+  it('can fetch every part it lists, whatever the segment durations', async () => {
+    const r = rendition({ windowSegments: 10, targetDuration: 3 });
+    r.init(INIT1, TRACKS, false);
+    const f = new Feeder(r);
+    for (let i = 0; i < 12; i++) f.segment(3); // 1.5 s segments: parts of six segments are listed
+    f.part();
+    const text = await r.playlist({}, noReports, 10);
+    const listed = [...text.matchAll(/#EXT-X-PART:DURATION=[\d.]+,URI="([^"]+)"/g)].map((m) => m[1]);
+    expect(listed.length).toBeGreaterThan(12);
+    for (const uri of listed) expect((await r.file(uri, 10))?.kind, uri).toBe('part');
+  });
+
+  it('drops the init of a session that never completed a segment', async () => {
+    const r = rendition();
+    r.init(INIT1, TRACKS, false);
+    new Feeder(r).segment();
+    r.sessionEnd();
+    r.init(INIT2, TRACKS, true); // publishes, but no segment before it goes away
+    r.sessionEnd();
+    r.init(Uint8Array.from([0xaa, 3]), TRACKS, true);
+    expect(await r.file('run1s1_init.mp4', 10)).toEqual({ kind: 'init', bytes: INIT1 }); // still used by segment 0
+    expect(await r.file('run1s2_init.mp4', 10)).toBeUndefined();
+    expect((await r.file('run1s3_init.mp4', 10))?.kind).toBe('init');
+  });
+
   it('refuses to hold more than maxHeldRequests at once with E_LIMIT_EXCEEDED (429)', async () => {
     const r = rendition({ maxHeldRequests: 2 });
     r.init(INIT1, TRACKS, false);

@@ -91,7 +91,9 @@ class RecordingSink implements SegmenterSink {
     this.calls.push('part');
     this.open.push(part);
   }
-  segmentEnd(): void {
+  segmentPdts: number[] = [];
+  segmentEnd(programDateTime: number): void {
+    this.segmentPdts.push(programDateTime);
     this.calls.push('segmentEnd');
     this.segments.push(this.open);
     this.open = [];
@@ -392,6 +394,20 @@ describe('Segmenter PROGRAM-DATE-TIME anchor', () => {
     expect(second).toBeDefined();
     // From the second segment on, PDT follows the typical (smallest) delay, not the first frame's.
     expect(second[0].programDateTime).toBeCloseTo(WALL_BASE + 20 + second[0].timelineDts / 90, 6);
+  });
+
+  it("corrects the first segment's PDT when it completes", () => {
+    const sink = new RecordingSink();
+    const seg = new Segmenter({ partTargetMs: 200, segmentTargetMs: 2000 }, sink);
+    seg.startSession({ video: videoTrack(30) });
+    // The first 11 frames arrive 70 ms after capture (a busy start), the rest 20 ms after.
+    const frames = makeFrames({ fps: 30, gop: 30, videoFrames: 150, audio: false, msRound: false });
+    frames.forEach((f, i) => seg.push({ ...f, wallClock: f.wallClock + (i <= 10 ? 70 : 20) }));
+    // The first part went out with the late anchor; the segment's PDT is corrected when it completes, so
+    // consecutive segments' PDTs differ by exactly their durations.
+    expect(sink.segments[0][0].programDateTime).toBeCloseTo(WALL_BASE + 70, 6);
+    expect(sink.segmentPdts[0]).toBeCloseTo(WALL_BASE + 20, 6);
+    expect(sink.segmentPdts[1] - sink.segmentPdts[0]).toBeCloseTo(2000, 6);
   });
 
   it('is fixed once the first segment is complete', () => {
