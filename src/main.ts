@@ -139,11 +139,13 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     rtmpsPort: rtmpAddr.tlsPort,
     apiToken,
     close() {
-      // Reverse order of construction: stop taking publishers, end streams, answer held requests, stop HTTP, close the catalog.
+      // Reverse order of construction: stop taking publishers, answer held requests (without ending the
+      // playlists: viewers move to another origin or wait for the restart), drop the streams, stop HTTP,
+      // close the catalog.
       closing ??= (async () => {
         await rtmp.close();
-        hub.close();
         packager.close();
+        hub.close();
         await app.close();
         await catalog.close();
         log.info('server stopped');

@@ -40,7 +40,8 @@ export class StreamPackage {
   readonly #counters: PackagerCounters;
   readonly #log: Logger;
   #readers: Reader[] = [];
-  #ready: Array<() => void> = [];
+  #ready = new Set<() => void>();
+  #closing = false;
   endedAt: number | undefined;
 
   constructor(streamId: string, opts: LivePackagerOptions, counters: PackagerCounters) {
@@ -132,30 +133,38 @@ export class StreamPackage {
         log.error({ err, event: ev.type }, 'packaging failed for an event');
       }
     }
-    rendition.end();
+    // The reader ends after stream-end, or when the server shuts down: then viewers must not be told the
+    // stream ended (they would stop), only have their held requests answered (close()).
+    if (!this.#closing) rendition.end();
     this.endedAt ??= Date.now();
     this.#notifyReady();
   }
 
   /** Resolves once the first rendition has a complete segment (or the stream ended), or after timeoutMs. */
   whenReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    if (this.renditions.some((r) => r.hasSegments || r.ended)) return Promise.resolve();
+    if (this.#closing || signal?.aborted || this.renditions.some((r) => r.hasSegments || r.ended)) return Promise.resolve();
+    // Bounded like held playlist requests: past the limit, answer at once with what there is.
+    if (this.#ready.size >= this.#opts.maxHeldRequests) return Promise.resolve();
     return new Promise((resolve) => {
       const finish = () => {
         clearTimeout(t);
         signal?.removeEventListener('abort', finish);
+        this.#ready.delete(finish);
         resolve();
       };
       const t = setTimeout(finish, timeoutMs);
       signal?.addEventListener('abort', finish, { once: true });
-      this.#ready.push(finish);
+      this.#ready.add(finish);
     });
   }
 
+  /** Requests waiting for the stream's first segment. */
+  get waitingForStart(): number {
+    return this.#ready.size;
+  }
+
   #notifyReady(): void {
-    const waiting = this.#ready;
-    this.#ready = [];
-    for (const f of waiting) f();
+    for (const f of [...this.#ready]) f();
   }
 
   reportsFor(name: string): RenditionReport[] {
@@ -191,7 +200,9 @@ export class StreamPackage {
     return renderMultivariantPlaylist(variants, { independentSegments: independent });
   }
 
+  /** Stop packaging (server shutdown or run replaced): answer held requests, but do not end the playlists. */
   close(): void {
+    this.#closing = true;
     for (const r of this.#readers) r.close();
     for (const { rendition } of this.#rungs.values()) rendition.close();
     this.#notifyReady();
@@ -230,7 +241,10 @@ export class LivePackager {
 
   heldRequests(): number {
     let n = 0;
-    for (const p of this.#packages.values()) for (const r of p.renditions) n += r.heldRequests;
+    for (const p of this.#packages.values()) {
+      n += p.waitingForStart;
+      for (const r of p.renditions) n += r.heldRequests;
+    }
     return n;
   }
 

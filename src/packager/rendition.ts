@@ -67,6 +67,7 @@ export class LiveRendition implements SegmenterSink {
   #discontinuitySeq = 0;
   #nextDiscontinuity = false;
   #ended = false;
+  #closed = false;
   #live = false;
   #playlistWaiters = new Set<PlaylistWaiter>();
   #fileWaiters = new Set<FileWaiter>();
@@ -178,9 +179,15 @@ export class LiveRendition implements SegmenterSink {
     this.sessionEnd();
   }
 
-  /** Answer every held request (server shutdown). */
+  /**
+   * Server shutdown: answer every held request with the playlist as it is (no EXT-X-ENDLIST: the stream
+   * goes on elsewhere or after a restart) and hold no new ones. Idempotent.
+   */
   close(): void {
-    this.end();
+    this.#closed = true;
+    this.#live = false;
+    this.#releaseFiles(undefined, () => true);
+    for (const w of this.#playlistWaiters) w.resolve();
   }
 
   // ---- queries ----
@@ -260,7 +267,7 @@ export class LiveRendition implements SegmenterSink {
       if (q.part !== undefined && ((q.msn === last.msn && q.part > last.part + 3) || (q.msn > last.msn && q.part >= 3))) {
         throw new AppError('E_PLAYLIST_TOO_FAR_AHEAD', `_HLS_msn=${q.msn}&_HLS_part=${q.part} is more than three parts past the last one (${last.msn}.${last.part})`);
       }
-      if (!this.has(q.msn, q.part)) {
+      if (!this.has(q.msn, q.part) && !this.#closed) {
         this.#checkHeldLimit();
         await this.#waitFor(q.msn, q.part, holdMs, signal);
       }

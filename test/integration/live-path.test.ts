@@ -243,3 +243,27 @@ describe('stream keys', () => {
     }
   });
 });
+
+describe('server shutdown', () => {
+  it('answers held requests without ending the playlist, so players wait for the origin to return', async () => {
+    const srv = await startTestServer();
+    const s = (await srv.api('POST', '/api/v1/streams', { name: 'shutdown' })).json;
+    const pub = ffmpegPublish(srv.rtmpUrl(s.streamKey));
+    try {
+      const url = `${srv.base}/live/${s.id}/source/index.m3u8`;
+      const pl = await until(async () => {
+        const res = await fetch(url);
+        return res.status === 200 ? parseMediaPlaylist(await res.text()) : undefined;
+      }, 20_000, 200);
+      const held = fetch(`${url}?_HLS_msn=${pl.nextMsn + 1}`).then(async (r) => ({ status: r.status, text: await r.text() }));
+      await until(async () => /^livepack_hls_blocking_requests_held [1-9]/m.test(await (await fetch(`${srv.base}/metrics`)).text()), 5000, 20);
+      await srv.stop();
+      const answer = await held;
+      expect(answer.status).toBe(200);
+      expect(answer.text).toContain('#EXTINF');
+      expect(answer.text).not.toContain('#EXT-X-ENDLIST');
+    } finally {
+      await kill(pub);
+    }
+  });
+});

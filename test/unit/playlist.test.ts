@@ -543,6 +543,25 @@ describe('LiveRendition: blocking playlist reload', () => {
     expect(r.heldRequests).toBe(0);
   });
 
+  it('close() (server shutdown) answers held requests without ending the playlist, and holds no more', async () => {
+    const r = rendition();
+    r.init(INIT1, TRACKS, false);
+    const f = new Feeder(r);
+    f.segment();
+    f.part();
+    const held = [r.playlist({ msn: 1, part: 1 }, noReports, 60_000), r.file('run1s1_p5.m4s', 60_000)];
+    expect(r.heldRequests).toBe(2);
+    r.close();
+    const text = await held[0];
+    expect(text).not.toContain('#EXT-X-ENDLIST');
+    expect(text).toContain('run1s1_p4.m4s');
+    expect(await held[1]).toBeUndefined();
+    expect(r.heldRequests).toBe(0);
+    expect(r.ended).toBe(false);
+    expect(await settled(r.playlist({ msn: 1, part: 2 }, noReports, 60_000))).toBe(true);
+    expect(r.heldRequests).toBe(0);
+  });
+
   it('end() answers held requests with a playlist that has EXT-X-ENDLIST', async () => {
     const r = rendition();
     r.init(INIT1, TRACKS, false);
