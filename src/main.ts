@@ -73,16 +73,21 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
   packager.start();
   const origin = new LiveOrigin(packager, { holdMs: config.hls.holdMs, startupWaitMs: Math.max(config.hls.holdMs, 3 * config.hls.segmentTargetMs) });
 
-  // Publish sessions go into the catalog; a catalog failure is logged, never stops the stream.
+  // Publish sessions go into the catalog; a catalog failure is logged, never stops the stream. A session's
+  // end is written after its start (with a pool they could otherwise race and leave the session open).
+  const sessionStarts = new Map<string, Promise<void>>();
   hub.on('session-start', (streamId, info) => {
-    catalog
+    const started = catalog
       .startSession({ id: info.sessionId, streamId, protocol: info.protocol, remoteAddress: info.remoteAddress, startedAt: new Date() })
       .catch((err) => log.warn({ err, stream: streamId }, 'could not record publish session'));
+    sessionStarts.set(info.sessionId, started);
   });
-  hub.on('session-end', (streamId, info, reason) => {
-    const st = hub.status(streamId);
-    catalog
-      .endSession(info.sessionId, { endedAt: new Date(), reason, bytes: st?.bytes ?? 0, frames: st?.frames ?? 0 })
+  hub.on('session-end', (streamId, info, reason, stats) => {
+    const endedAt = new Date();
+    const started = sessionStarts.get(info.sessionId) ?? Promise.resolve();
+    sessionStarts.delete(info.sessionId);
+    void started
+      .then(() => catalog.endSession(info.sessionId, { endedAt, reason, bytes: stats.bytes, frames: stats.frames }))
       .catch((err) => log.warn({ err, stream: streamId }, 'could not record end of publish session'));
   });
 

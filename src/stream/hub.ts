@@ -42,10 +42,16 @@ export interface HubOptions {
   readonly clock?: Clock;
 }
 
+/** What one publish session delivered. */
+export interface SessionStats {
+  readonly frames: number;
+  readonly bytes: number;
+}
+
 export interface HubEvents {
   'stream-start': [streamId: string];
   'session-start': [streamId: string, info: PublishInfo];
-  'session-end': [streamId: string, info: PublishInfo, reason: string];
+  'session-end': [streamId: string, info: PublishInfo, reason: string, stats: SessionStats];
   'stream-end': [streamId: string, reason: string];
 }
 
@@ -105,6 +111,8 @@ class LiveStream {
 
 class PublisherImpl implements Publisher {
   closed = false;
+  #frames = 0;
+  #bytes = 0;
   readonly #repair: TimestampRepair;
 
   constructor(
@@ -124,6 +132,10 @@ class PublisherImpl implements Publisher {
     });
   }
 
+  stats(): SessionStats {
+    return { frames: this.#frames, bytes: this.#bytes };
+  }
+
   setTracks(tracks: TrackSet): void {
     if (this.closed) return;
     this.stream.tracks = tracks;
@@ -133,6 +145,8 @@ class PublisherImpl implements Publisher {
   write(frame: MediaFrame): void {
     if (this.closed) return;
     const fixed = this.#repair.repair(frame);
+    this.#frames++;
+    this.#bytes += fixed.data.byteLength;
     const s = this.stream;
     s.frames++;
     s.bytes += fixed.data.byteLength;
@@ -201,7 +215,7 @@ export class StreamHub extends EventEmitter<HubEvents> {
       this.#log.info({ stream: streamId, session: old.sessionId, by: info.sessionId }, 'publisher taken over');
       old.closed = true;
       stream.broadcast({ type: 'session-end', sessionId: old.sessionId, reason: 'takeover' });
-      this.emit('session-end', streamId, old.info, 'takeover');
+      this.emit('session-end', streamId, old.info, 'takeover', old.stats());
       old.kick('taken over by a new publisher');
     }
     if (stream.graceTimer) clearTimeout(stream.graceTimer);
@@ -224,7 +238,7 @@ export class StreamHub extends EventEmitter<HubEvents> {
     const stream = pub.stream;
     if (stream.publisher !== pub) return; // already replaced (takeover)
     stream.broadcast({ type: 'session-end', sessionId: pub.sessionId, reason });
-    this.emit('session-end', stream.id, pub.info, reason);
+    this.emit('session-end', stream.id, pub.info, reason, pub.stats());
     stream.state = 'reconnecting';
     stream.fps = 0;
     stream.bitrateKbps = 0;
@@ -270,7 +284,7 @@ export class StreamHub extends EventEmitter<HubEvents> {
     if (pub && !pub.closed) {
       pub.closed = true;
       stream.broadcast({ type: 'session-end', sessionId: pub.sessionId, reason });
-      this.emit('session-end', streamId, pub.info, reason);
+      this.emit('session-end', streamId, pub.info, reason, pub.stats());
       pub.kick(reason);
     }
     this.#streams.delete(streamId);

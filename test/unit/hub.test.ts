@@ -201,6 +201,26 @@ describe('StreamHub: slow readers', () => {
 });
 
 describe('StreamHub: sessions and lifecycle', () => {
+  it("reports what each session delivered, not the stream's running total", () => {
+    const hub = makeHub();
+    const ends: Array<[string, number, number]> = [];
+    hub.on('session-end', (_id, i, _reason, st) => ends.push([i.sessionId, st.frames, st.bytes]));
+    const a = hub.publish('s1', info('a'), () => {});
+    a.setTracks(TRACKS);
+    for (let i = 0; i < 3; i++) a.write(frame(i, { keyframe: i === 0 }));
+    const b = hub.publish('s1', info('b'), () => {}); // takes over
+    b.setTracks(TRACKS);
+    for (let i = 0; i < 2; i++) b.write(frame(i, { keyframe: i === 0 }));
+    b.close('gone');
+    const size = frame(0, { keyframe: true }).data.byteLength;
+    expect(ends).toEqual([
+      ['a', 3, 3 * size],
+      ['b', 2, 2 * size],
+    ]);
+    expect(hub.status('s1')!.frames).toBe(5);
+    hub.close();
+  });
+
   it('lets a second publisher take over: the first is kicked, readers see session-end(takeover) then the new session', async () => {
     const hub = makeHub();
     const log: string[] = [];
