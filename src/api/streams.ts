@@ -218,7 +218,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
       const key = newStreamKey();
       const s = await catalog.rotateStreamKey(req.params.id, hashSecret(key));
       if (!s) throw new AppError('E_STREAM_NOT_FOUND', `no stream ${req.params.id}`);
-      if (req.body?.disconnect) hub.kick(s.id, 'stream key rotated');
+      hub.revoke(s.id, { kick: req.body?.disconnect === true, reason: 'stream key rotated' });
       req.log.info({ stream: s.id }, 'stream key rotated');
       return view(s, key);
     },
@@ -241,6 +241,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
     async (req, reply) => {
       const ok = await catalog.deleteStream(req.params.id);
       if (!ok) throw new AppError('E_STREAM_NOT_FOUND', `no stream ${req.params.id}`);
+      hub.revoke(req.params.id, { kick: false, reason: 'stream deleted' });
       hub.end(req.params.id, 'stream deleted');
       req.log.info({ stream: req.params.id }, 'stream deleted');
       return reply.code(204).send();

@@ -9,7 +9,12 @@ export interface PublishInfo {
   readonly sessionId: string;
   readonly protocol: IngestProtocol;
   readonly remoteAddress: string;
+  /** When the stream key check for this publish began (ms since epoch, the hub's clock). */
+  readonly authorizedAt?: number;
 }
+
+/** Revocations are remembered this long: far longer than any key check takes. */
+const REVOCATION_MEMORY_MS = 5 * 60_000;
 
 export type StreamState = 'live' | 'reconnecting';
 
@@ -177,6 +182,8 @@ export class StreamHub extends EventEmitter<HubEvents> {
   readonly #opts: HubOptions;
   readonly #log: Logger;
   readonly #streams = new Map<string, LiveStream>();
+  /** Stream id -> when its key was last revoked (rotated, or the stream deleted). */
+  readonly #revoked = new Map<string, number>();
   readonly #timer: NodeJS.Timeout;
   #closed = false;
 
@@ -201,6 +208,11 @@ export class StreamHub extends EventEmitter<HubEvents> {
    */
   publish(streamId: string, info: PublishInfo, kick: (reason: string) => void): Publisher {
     if (this.#closed) throw new AppError('E_CLOSED', 'stream hub closed');
+    const revokedAt = this.#revoked.get(streamId);
+    if (info.authorizedAt !== undefined && revokedAt !== undefined && info.authorizedAt <= revokedAt) {
+      // The key was rotated (or the stream deleted) while this publisher's key was being checked.
+      throw new AppError('E_STREAM_KEY_INVALID', 'the stream key was revoked while the publish was being authorized');
+    }
     const now = this.clock.now();
     let stream = this.#streams.get(streamId);
     let fresh = false;
@@ -264,6 +276,17 @@ export class StreamHub extends EventEmitter<HubEvents> {
       reader.push({ type: 'session-start', sessionId: pub.sessionId, tracks: stream.tracks, wallClock: this.clock.now() });
     }
     return reader;
+  }
+
+  /**
+   * The stream's key no longer holds (rotated, or the stream deleted): publishes whose key check began
+   * before now are refused. With `kick`, the current publisher is also disconnected.
+   */
+  revoke(streamId: string, opts: { kick: boolean; reason: string }): void {
+    const now = this.clock.now();
+    for (const [id, at] of this.#revoked) if (now - at > REVOCATION_MEMORY_MS) this.#revoked.delete(id);
+    this.#revoked.set(streamId, now);
+    if (opts.kick) this.kick(streamId, opts.reason);
   }
 
   /** Disconnect the current publisher (operator action). The stream then waits for the grace period. */

@@ -443,3 +443,41 @@ describe('TimestampRepair', () => {
     expect(hub.counters.timestampRepairs).toBe(1);
   });
 });
+
+describe('StreamHub: key revocation', () => {
+  it('refuses a publish whose key check began before the key was revoked, and accepts later ones', () => {
+    let now = 1_000;
+    const hub = new StreamHub({ graceMs: 50, readerQueueFrames: 16, logger: silentLogger, clock: { now: () => now } });
+    hubs.push(hub);
+    const kick = vi.fn();
+    const a = hub.publish('s1', { ...info('a'), authorizedAt: 990 }, kick);
+    now = 2_000;
+    hub.revoke('s1', { kick: false, reason: 'stream key rotated' });
+    expect(kick).not.toHaveBeenCalled(); // the current publisher stays unless asked
+    expect(a.closed).toBe(false);
+    // B's key check started at 1 500, before the rotation at 2 000: refused like a wrong key.
+    let err: unknown;
+    try {
+      hub.publish('s1', { ...info('b'), authorizedAt: 1_500 }, () => {});
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).code).toBe('E_STREAM_KEY_INVALID');
+    expect(hub.status('s1')!.sessionId).toBe('a');
+    // C checked the new key after the rotation.
+    now = 2_100;
+    hub.publish('s1', { ...info('c'), authorizedAt: 2_050 }, () => {});
+    expect(hub.status('s1')!.sessionId).toBe('c');
+    expect(kick).toHaveBeenCalledTimes(1); // taken over by c
+  });
+
+  it('kicks the current publisher when asked', () => {
+    const hub = makeHub();
+    const kick = vi.fn();
+    const a = hub.publish('s1', info('a'), kick);
+    hub.revoke('s1', { kick: true, reason: 'stream key rotated' });
+    expect(kick).toHaveBeenCalledWith('stream key rotated');
+    expect(a.closed).toBe(true);
+  });
+});

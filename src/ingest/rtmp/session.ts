@@ -280,12 +280,14 @@ export class RtmpSession {
     this.#o.transport.pause();
     const app = this.#app;
     const remote = this.#o.transport.remoteAddress;
+    // Taken before the key check, so a key revoked while the check runs cannot go live afterwards.
+    const authorizedAt = Date.now();
     const run = async (): Promise<string> => {
       if (key === '') throw new AppError('E_STREAM_KEY_INVALID', 'empty stream key');
       return (await this.#o.authorize(app, key, remote)).streamId;
     };
     run().then(
-      (id) => this.#started(id),
+      (id) => this.#started(id, authorizedAt),
       (err: unknown) => this.#refused(err),
     );
   }
@@ -303,10 +305,10 @@ export class RtmpSession {
     this.close('authorize failed');
   }
 
-  #started(id: string): void {
+  #started(id: string, authorizedAt: number): void {
     if (this.#closed) return;
     this.#log = this.#log.child({ stream: id });
-    const info = { sessionId: this.id, protocol: this.#o.protocol, remoteAddress: this.#o.transport.remoteAddress };
+    const info = { sessionId: this.id, protocol: this.#o.protocol, remoteAddress: this.#o.transport.remoteAddress, authorizedAt };
     let publisher: Publisher;
     try {
       publisher = this.#o.hub.publish(id, info, (reason) => this.close(reason));
