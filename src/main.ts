@@ -15,7 +15,12 @@ import { LiveOrigin, LivePackager } from './packager/index.js';
 import { StreamHub } from './stream/index.js';
 import { randomBytes } from 'node:crypto';
 
+/** Longest one shutdown step (RTMP, HTTP, catalog) may take before it is cut short. */
+const SHUTDOWN_STEP_MS = 5000;
+
 export interface RunningServer {
+  /** 'running', the shutdown step in progress, or 'stopped'. */
+  readonly shutdownStep: string;
   readonly httpPort: number;
   readonly rtmpPort: number;
   readonly rtmpsPort?: number;
@@ -138,7 +143,11 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
   log.info({ httpPort, rtmpPort: rtmpAddr.port, rtmpsPort: rtmpAddr.tlsPort, catalog: catalog.kind, startupMs: Math.round(performance.now() - started) }, 'server started');
 
   let closing: Promise<void> | undefined;
+  let shutdownStep = 'running';
   return {
+    get shutdownStep() {
+      return shutdownStep;
+    },
     httpPort,
     rtmpPort: rtmpAddr.port,
     rtmpsPort: rtmpAddr.tlsPort,
@@ -148,12 +157,32 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
       // playlists: viewers move to another origin or wait for the restart), drop the streams, stop HTTP,
       // close the catalog.
       closing ??= (async () => {
-        await rtmp.close();
-        packager.close();
-        hub.close();
-        await app.close();
-        await catalog.close();
-        log.info('server stopped');
+        const t0 = performance.now();
+        // Every step is bounded: a shutdown that waits forever for one stuck client or query is worse
+        // than one that cuts it off. A step over its time is logged with its name.
+        const step = async (name: string, fn: () => unknown, limitMs = SHUTDOWN_STEP_MS, onLate?: () => void) => {
+          shutdownStep = name;
+          let timer: NodeJS.Timeout | undefined;
+          const late = new Promise<'late'>((resolve) => {
+            timer = setTimeout(() => resolve('late'), limitMs);
+          });
+          const outcome = await Promise.race([Promise.resolve(fn()).then(() => 'done' as const), late]);
+          clearTimeout(timer);
+          if (outcome === 'late') {
+            log.warn({ step: name, limitMs }, 'shutdown step did not finish in time; going on');
+            onLate?.();
+          }
+          log.debug({ step: name, ms: Math.round(performance.now() - t0) }, 'shutdown step done');
+        };
+        await step('rtmp', () => rtmp.close());
+        await step('packager', () => packager.close());
+        await step('hub', () => hub.close());
+        // Held requests were answered above; what is left are downloads in flight. Give them a moment,
+        // then close every connection.
+        await step('http', () => app.close(), SHUTDOWN_STEP_MS, () => app.server.closeAllConnections());
+        await step('catalog', () => catalog.close());
+        shutdownStep = 'stopped';
+        log.info({ ms: Math.round(performance.now() - t0) }, 'server stopped');
       })();
       return closing;
     },

@@ -32,6 +32,9 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
   const base = `http://127.0.0.1:${server.httpPort}`;
   return {
     ...server,
+    get shutdownStep() {
+      return server.shutdownStep;
+    },
     base,
     dataDir,
     async api(method, path, body) {
@@ -45,7 +48,10 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     },
     rtmpUrl: (key) => `rtmp://127.0.0.1:${server.rtmpPort}/live/${key}`,
     async stop() {
+      // A shutdown slower than its bounded steps allow names the step it is stuck in.
+      const slow = setTimeout(() => console.warn(`[test server] shutdown still in step "${server.shutdownStep}" after 12 s`), 12_000);
       await server.close();
+      clearTimeout(slow);
       if (!env.DATA_DIR) rmSync(dataDir, { recursive: true, force: true });
     },
   };

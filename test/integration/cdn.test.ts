@@ -72,6 +72,7 @@ describe('nginx edge from deploy/nginx.conf', () => {
     // A plain reload always goes to the origin.
     const plain = await fetch(`${edge}/live/${id}/source/index.m3u8`);
     expect(plain.headers.get('x-cache-status')).toBe('BYPASS');
+    await plain.text();
   });
 
   it('passes blocking playlist requests through and collapses identical ones', async () => {

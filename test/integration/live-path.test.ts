@@ -180,6 +180,8 @@ describe('live path: RTMP -> LL-HLS', () => {
     expect(seam.map).not.toBe(before.segments[0].map);
     const seg = await get(`/live/${stream.id}/source/${seam.uri}`);
     expect(seg.status).toBe(200);
+    // Read the body: an unread response keeps its connection busy and the server's close waiting.
+    expect((await seg.arrayBuffer()).byteLength).toBeGreaterThan(1000);
   });
 
   it('a second publisher with the same key takes over at once', async () => {
