@@ -58,7 +58,11 @@ export class LiveRendition implements SegmenterSink {
   #session = 0;
   #prefix = '';
   #initUri = '';
-  #inits = new Map<string, Uint8Array>();
+  /** Every fetchable file by name: inits, parts near the live edge, segments in and just behind the window. */
+  #files = new Map<string, { kind: FileKind; bytes: Uint8Array }>();
+  /** Bumped on every change of the window; the last rendered playlist per skip flag is reused until then. */
+  #version = 0;
+  #rendered: Array<{ version: number; reports: string; text: string } | undefined> = [undefined, undefined];
   #segments: StoredSegment[] = [];
   #retired: StoredSegment[] = [];
   #pending: StoredSegment | undefined;
@@ -101,10 +105,11 @@ export class LiveRendition implements SegmenterSink {
     this.#prefix = `${this.#runId}s${this.#session}`;
     const previous = this.#initUri;
     this.#initUri = `${this.#prefix}_init.mp4`;
-    this.#inits.set(this.#initUri, bytes);
+    this.#files.set(this.#initUri, { kind: 'init', bytes });
+    this.#version++;
     // A session that never completed a segment (no keyframe, a codec change right away) leaves an init
     // nothing refers to: drop it so a publisher that keeps reconnecting cannot grow the map.
-    if (previous && !this.#referenced(previous)) this.#inits.delete(previous);
+    if (previous && !this.#referenced(previous)) this.#files.delete(previous);
     this.tracks = tracks;
     this.#nextDiscontinuity = discontinuity;
     this.#live = true;
@@ -128,6 +133,8 @@ export class LiveRendition implements SegmenterSink {
     const uri = `${this.#prefix}_p${this.#partSeq++}.m4s`;
     this.#pending.parts.push({ entry: { uri, duration: p.duration, independent: p.independent }, bytes: p.bytes });
     this.#pending.duration += p.duration;
+    this.#files.set(uri, { kind: 'part', bytes: p.bytes });
+    this.#version++;
     this.#releaseFiles(p.bytes, (w) => w.name === uri);
     this.#wake();
   }
@@ -138,7 +145,9 @@ export class LiveRendition implements SegmenterSink {
     this.#pending = undefined;
     if (programDateTime !== undefined) seg.programDateTime = programDateTime;
     seg.bytes = concat(seg.parts.map((p) => p.bytes));
+    this.#files.set(segmentUri(seg), { kind: 'segment', bytes: seg.bytes });
     this.#segments.push(seg);
+    this.#version++;
     const bits = seg.bytes.byteLength * 8;
     if (seg.duration > 0) {
       this.peakBandwidth = Math.max(this.peakBandwidth, bits / seg.duration);
@@ -152,7 +161,9 @@ export class LiveRendition implements SegmenterSink {
     }
     while (this.#retired.length > this.#opts.retainSegments) {
       const gone = this.#retired.shift()!;
-      if (!this.#referenced(gone.initUri)) this.#inits.delete(gone.initUri);
+      this.#files.delete(segmentUri(gone));
+      this.#dropPartBytes(gone);
+      if (!this.#referenced(gone.initUri)) this.#files.delete(gone.initUri);
     }
     // Part bytes are needed only where parts are listed (within partWindow of the end) and a little
     // behind it for players that read an older playlist; older segments are served whole.
@@ -169,6 +180,7 @@ export class LiveRendition implements SegmenterSink {
   /** The publish session ended; hints for its next part will not be answered with bytes. */
   sessionEnd(): void {
     this.#live = false;
+    this.#version++;
     this.#releaseFiles(undefined, () => true);
     this.#wake();
   }
@@ -186,6 +198,7 @@ export class LiveRendition implements SegmenterSink {
   close(): void {
     this.#closed = true;
     this.#live = false;
+    this.#version++;
     this.#releaseFiles(undefined, () => true);
     for (const w of this.#playlistWaiters) w.resolve();
   }
@@ -207,7 +220,7 @@ export class LiveRendition implements SegmenterSink {
     const partTarget = this.#opts.partTarget();
     const toEntry = (s: StoredSegment): SegmentEntry => ({
       msn: s.msn,
-      uri: `${s.prefix}_${s.msn}.m4s`,
+      uri: segmentUri(s),
       duration: s.duration,
       parts: s.parts.map((p) => p.entry),
       programDateTime: s.programDateTime,
@@ -272,7 +285,16 @@ export class LiveRendition implements SegmenterSink {
         await this.#waitFor(q.msn, q.part, holdMs, signal);
       }
     }
-    return renderMediaPlaylist(this.state(reports()), { skip: q.skip });
+    // Many viewers ask for the same playlist at the same moment (blocking reloads released together):
+    // render once per change of the window (and of the other renditions' reports).
+    const reportList = reports();
+    const reportsKey = reportList.map((r) => `${r.uri} ${r.lastMsn} ${r.lastPart}`).join('|');
+    const slot = q.skip ? 1 : 0;
+    const cached = this.#rendered[slot];
+    if (cached && cached.version === this.#version && cached.reports === reportsKey) return cached.text;
+    const text = renderMediaPlaylist(this.state(reportList), { skip: q.skip });
+    this.#rendered[slot] = { version: this.#version, reports: reportsKey, text };
+    return text;
   }
 
   #waitFor(msn: number, part: number | undefined, holdMs: number, signal?: AbortSignal): Promise<void> {
@@ -331,24 +353,7 @@ export class LiveRendition implements SegmenterSink {
   }
 
   #lookup(name: string): { kind: FileKind; bytes: Uint8Array } | undefined {
-    const init = this.#inits.get(name);
-    if (init) return { kind: 'init', bytes: init };
-    const m = /^([A-Za-z0-9]+)_(p?)(\d+)\.m4s$/.exec(name);
-    if (!m) return undefined;
-    const [, prefix, isPart, numStr] = m;
-    const num = Number(numStr);
-    const all = this.#pending ? [...this.#retired, ...this.#segments, this.#pending] : [...this.#retired, ...this.#segments];
-    for (const seg of all) {
-      if (seg.prefix !== prefix) continue;
-      if (!isPart) {
-        if (seg.msn === num && seg.bytes) return { kind: 'segment', bytes: seg.bytes };
-        continue;
-      }
-      for (const p of seg.parts) {
-        if (p.entry.uri === name && p.bytes.byteLength > 0) return { kind: 'part', bytes: p.bytes };
-      }
-    }
-    return undefined;
+    return this.#files.get(name);
   }
 
   #releaseFiles(bytes: Uint8Array | undefined, match: (w: FileWaiter) => boolean): void {
@@ -364,12 +369,19 @@ export class LiveRendition implements SegmenterSink {
   #dropPartBytes(seg: StoredSegment): void {
     for (let i = 0; i < seg.parts.length; i++) {
       const p = seg.parts[i];
-      if (p.bytes.byteLength > 0) seg.parts[i] = { entry: p.entry, bytes: EMPTY };
+      if (p.bytes.byteLength > 0) {
+        seg.parts[i] = { entry: p.entry, bytes: EMPTY };
+        this.#files.delete(p.entry.uri);
+      }
     }
   }
 }
 
 const EMPTY = new Uint8Array(0);
+
+function segmentUri(s: { prefix: string; msn: number }): string {
+  return `${s.prefix}_${s.msn}.m4s`;
+}
 
 function concat(chunks: Uint8Array[]): Uint8Array {
   return Buffer.concat(chunks);
