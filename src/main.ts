@@ -2,7 +2,8 @@
  * Composition root: read config, build every module in order, wire them, and shut down in reverse.
  * The only place that builds concrete instances.
  */
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
@@ -13,7 +14,6 @@ import { AppError, hashSecret, newStreamKey, type Logger } from './core/index.js
 import { RtmpServer } from './ingest/rtmp/index.js';
 import { LiveOrigin, LivePackager } from './packager/index.js';
 import { StreamHub } from './stream/index.js';
-import { randomBytes } from 'node:crypto';
 
 /** Longest one shutdown step (RTMP, HTTP, catalog) may take before it is cut short. */
 const SHUTDOWN_STEP_MS = 5000;

@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import { AppError, hashSecret, newStreamKey } from '../core/index.js';
+import { AppError, codecString, hashSecret, newStreamKey } from '../core/index.js';
 import type { Catalog, StreamRecord } from '../catalog/index.js';
 import type { LiveStatus, StreamHub } from '../stream/index.js';
-import { codecString } from '../core/index.js';
 
 export interface StreamRoutesDeps {
   readonly catalog: Catalog;
