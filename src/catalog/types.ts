@@ -1,6 +1,6 @@
-import { AppError } from '../core/index.js';
+import { AppError, type StreamProfile } from '../core/index.js';
 
-export type StreamProfile = 'passthrough' | 'abr';
+export type { StreamProfile };
 
 export interface StreamRecord {
   id: string;

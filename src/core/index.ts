@@ -6,3 +6,4 @@ export * from './ids.js';
 export type { Clock } from './clock.js';
 export { systemClock } from './clock.js';
 export * from './codecs/index.js';
+export * from './ladder.js';

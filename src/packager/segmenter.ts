@@ -1,5 +1,6 @@
 import { TIMESCALE, type MediaFrame, type TrackSet } from '../core/index.js';
 import { buildFragment, buildInitSegment, type CmafSample, type CmafTrack, type FragmentTrack } from './cmaf/index.js';
+import type { SegmentTimeline } from './timeline.js';
 
 export interface SegmenterOptions {
   /** Nominal part duration in ms (PART-TARGET before it is fitted to whole frames). */
@@ -29,7 +30,22 @@ export interface SegmenterSink {
    * its start on the final PDT anchor (the first segment of a session may have been announced earlier).
    */
   segmentEnd(programDateTime: number): void;
+  /**
+   * A segment begins at timeline dts `timelineDts` (called before its first part). `msn` is set for a
+   * follower: the source's media sequence number of the segment that starts at the same instant.
+   */
+  segmentStart?(info: { timelineDts: number; msn: number | undefined; sessionStart: boolean }): void;
 }
+
+/**
+ * How a segmenter relates to the other renditions of its stream. The source rendition leads: it decides
+ * where segments start and records that on the timeline. A transcoded rung follows: it cuts exactly where
+ * the source cut (its keyframes were forced at the source's), so segments with the same media sequence
+ * number cover the same instants and carry the same PROGRAM-DATE-TIME in every rung.
+ */
+export type SegmenterRole =
+  | { readonly kind: 'leader'; readonly timeline: SegmentTimeline }
+  | { readonly kind: 'follower'; readonly timeline: SegmentTimeline; readonly minMsn: () => number };
 
 const VIDEO_ID = 1;
 const AUDIO_ID = 2;
@@ -100,9 +116,32 @@ export class Segmenter {
   /** EXT-X-TARGETDURATION in whole seconds, fixed when the first segment completes. */
   #targetDuration: number | undefined;
 
-  constructor(opts: SegmenterOptions, sink: SegmenterSink) {
+  readonly #role: SegmenterRole | undefined;
+  /** The source session whose clock this session runs on (leader: its own; follower: the one it was transcoded from). */
+  #sessionKey = '';
+  #followerSkew = 0;
+  /** Frames a follower cut at a source boundary that was not a keyframe in its own encoding. */
+  unalignedCuts = 0;
+
+  constructor(opts: SegmenterOptions, sink: SegmenterSink, role?: SegmenterRole) {
     this.#opts = opts;
     this.#sink = sink;
+    this.#role = role;
+  }
+
+  /** Half a frame: how far a follower's frame may be from the source's boundary and still match it. */
+  #tolerance(): number {
+    return Math.max(this.#frameDur || this.#nominalDur || TIMESCALE / 60, 90) / 2;
+  }
+
+  /**
+   * A follower frame's position on the package timeline, or undefined before the source session it
+   * was transcoded from has started there.
+   */
+  followerTimelineDts(frame: MediaFrame): number | undefined {
+    if (this.#role?.kind !== 'follower') return undefined;
+    const clock = this.#role.timeline.session(this.#sessionKey);
+    return clock ? frame.dts + clock.offset : undefined;
   }
 
   /**
@@ -118,8 +157,10 @@ export class Segmenter {
     return (this.#partTarget ?? (this.#opts.partTargetMs * TIMESCALE) / 1000) / TIMESCALE;
   }
 
-  startSession(tracks: TrackSet): void {
+  /** `sessionKey`: the source publish session (see SegmenterRole); unused without a role. */
+  startSession(tracks: TrackSet, sessionKey = ''): void {
     this.endSession();
+    this.#sessionKey = sessionKey;
     this.#tracks = tracks;
     this.#offset = undefined;
     this.#lastVideoDts = undefined;
@@ -137,6 +178,7 @@ export class Segmenter {
     const drivesCuts = this.#tracks.video ? frame.track === 'video' : frame.track === 'audio';
     if (frame.track === 'video' && !this.#tracks.video) return;
     if (frame.track === 'audio' && !this.#tracks.audio) return;
+    const role = this.#role;
     if (this.#offset === undefined) {
       // A session starts at its first video keyframe (or first audio frame without video); what comes
       // before cannot be decoded on its own.
@@ -144,14 +186,35 @@ export class Segmenter {
         this.droppedBeforeKeyframe++;
         return;
       }
-      this.#offset = this.#timelineEnd - frame.dts;
-      this.#wallAnchor = frame.wallClock;
-      this.#dtsAnchor = frame.dts + this.#offset;
-      this.#anchorOpen = true;
-      this.#partStart = this.#segStart = frame.dts + this.#offset;
-      this.#segIndependent = true;
+      if (role?.kind === 'follower') {
+        // A rung starts where the source started a segment it has not yet passed to the playlist.
+        const clock = role.timeline.session(this.#sessionKey);
+        const at = clock ? frame.dts + clock.offset : undefined;
+        const b = at === undefined ? undefined : role.timeline.boundaryNear(at, this.#tolerance());
+        if (!clock || at === undefined || !b || b.msn < role.minMsn()) {
+          this.droppedBeforeKeyframe++;
+          return;
+        }
+        this.#offset = clock.offset;
+        this.#followerSkew = b.timelineDts - at;
+        this.#dtsAnchor = b.timelineDts;
+        this.#partStart = this.#segStart = b.timelineDts;
+        this.#segIndependent = true;
+        this.#sink.segmentStart?.({ timelineDts: b.timelineDts, msn: b.msn, sessionStart: true });
+      } else {
+        this.#offset = this.#timelineEnd - frame.dts;
+        this.#wallAnchor = frame.wallClock;
+        this.#dtsAnchor = frame.dts + this.#offset;
+        this.#anchorOpen = true;
+        this.#partStart = this.#segStart = frame.dts + this.#offset;
+        this.#segIndependent = true;
+        this.#publishClock();
+        this.#sink.segmentStart?.({ timelineDts: this.#segStart, msn: undefined, sessionStart: true });
+      }
     }
-    const dts = frame.dts + this.#offset;
+    // A follower's frames may sit up to half a frame off the source's grid (another frame rate, or
+    // milliseconds rounded differently); they are shifted by the skew measured at its first segment.
+    const dts = frame.dts + this.#offset + this.#followerSkew;
     if (dts < this.#dtsAnchor) {
       // Interleaving skew: audio stamped just before the session's first keyframe has nothing to play with.
       this.droppedBeforeKeyframe++;
@@ -162,8 +225,12 @@ export class Segmenter {
       // loop when the session starts). The smallest arrival-minus-media-time seen is the best estimate of
       // the capture clock, so one late first keyframe does not make every PDT of the session late.
       const candidate = frame.wallClock - ((dts - this.#dtsAnchor) * 1000) / TIMESCALE;
-      if (candidate < this.#wallAnchor) this.#wallAnchor = candidate;
+      if (candidate < this.#wallAnchor) {
+        this.#wallAnchor = candidate;
+        this.#publishClock();
+      }
     }
+    if (role?.kind === 'leader' && drivesCuts) role.timeline.advance(dts);
     if (frame.track === 'video') {
       if (this.#lastVideoDts !== undefined) this.#updateFrameDur(dts - this.#lastVideoDts);
       this.#lastVideoDts = dts;
@@ -171,7 +238,9 @@ export class Segmenter {
       if (this.#lastAudioDts !== undefined && !this.#tracks.video) this.#updateFrameDur(dts - this.#lastAudioDts);
       this.#lastAudioDts = dts;
     }
-    if (drivesCuts && this.#partHasFrames) {
+    if (drivesCuts && this.#partHasFrames && role?.kind === 'follower') {
+      this.#followerCut(frame, dts, role.timeline);
+    } else if (drivesCuts && this.#partHasFrames) {
       const inSegment = dts - this.#segStart;
       // After a forced cut the segment did not start on a keyframe: end it at the very next keyframe so
       // segments are independent again as soon as the source allows.
@@ -189,6 +258,7 @@ export class Segmenter {
           this.#segStart = dts;
           this.#segIndependent = keyCut;
           this.#anchorOpen = false;
+          this.#sink.segmentStart?.({ timelineDts: dts, msn: undefined, sessionStart: false });
         }
         this.#partStart = dts;
       }
@@ -196,6 +266,34 @@ export class Segmenter {
     const shifted: MediaFrame = { ...frame, dts, pts: frame.pts + this.#offset };
     (frame.track === 'video' ? this.#video : this.#audio).push({ frame: shifted });
     if (drivesCuts) this.#partHasFrames = true;
+  }
+
+  /** A follower cuts where the source started its next segment (or, bounded, where it must). */
+  #followerCut(frame: MediaFrame, dts: number, timeline: SegmentTimeline): void {
+    const tol = this.#tolerance();
+    const next = timeline.boundaryAfter(this.#segStart, tol);
+    const atBoundary = next !== undefined && dts >= next.timelineDts - tol;
+    // The source's boundaries may stop coming (source rendition dropping frames): do not grow without bound.
+    const forced = !atBoundary && dts - this.#segStart >= this.#maxSegmentTicks();
+    if (atBoundary || forced || this.#partFull(dts)) {
+      this.#emitPart(dts);
+      if (atBoundary || forced) {
+        if (forced) this.forcedCuts++;
+        const independent = frame.keyframe || frame.track === 'audio';
+        if (atBoundary && !independent) this.unalignedCuts++;
+        this.#closeSegment(dts);
+        this.#segStart = dts;
+        this.#segIndependent = independent;
+        this.#sink.segmentStart?.({ timelineDts: dts, msn: atBoundary ? next.msn : undefined, sessionStart: false });
+      }
+      this.#partStart = dts;
+    }
+  }
+
+  /** The leader tells the timeline how its current session maps to the wall clock. */
+  #publishClock(): void {
+    if (this.#role?.kind !== 'leader' || this.#offset === undefined) return;
+    this.#role.timeline.setSession(this.#sessionKey, { offset: this.#offset, wallAnchor: this.#wallAnchor, dtsAnchor: this.#dtsAnchor });
   }
 
   /** Flush what is buffered as the session's last part and close its segment. Idempotent. */
@@ -215,10 +313,15 @@ export class Segmenter {
     this.#audio = [];
     this.#partHasFrames = false;
     this.#offset = undefined;
+    this.#followerSkew = 0;
   }
 
   /** Wall clock (ms) of a timeline instant of the current session. */
   #pdt(timelineDts: number): number {
+    if (this.#role?.kind === 'follower') {
+      const pdt = this.#role.timeline.pdt(this.#sessionKey, timelineDts);
+      if (pdt !== undefined) return pdt;
+    }
     return this.#wallAnchor + ((timelineDts - this.#dtsAnchor) * 1000) / TIMESCALE;
   }
 

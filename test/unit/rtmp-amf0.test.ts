@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../src/core/index.js';
-import { decodeAmf0, encodeAmf0, encodeAmf0EcmaArray, type AmfValue } from '../../src/ingest/rtmp/amf0.js';
+import { decodeAmf0, encodeAmf0, encodeAmf0EcmaArray, type AmfValue } from '../../src/flv/index.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 

@@ -5,10 +5,10 @@ import {
   encodeBasicHeader,
   encodeMessage,
   MessageType,
-  TimestampUnwrapper,
   type ChunkParserLimits,
   type RtmpMessage,
 } from '../../src/ingest/rtmp/chunk.js';
+import { TimestampUnwrapper } from '../../src/flv/index.js';
 import { Handshake, HANDSHAKE_SIZE } from '../../src/ingest/rtmp/handshake.js';
 import { code } from '../helpers/errors.js';
 

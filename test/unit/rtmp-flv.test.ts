@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { msToTicks, type MediaFrame, type TrackSet } from '../../src/core/index.js';
-import { parseAggregate, parseAudioTag, parseVideoTag } from '../../src/ingest/rtmp/flv.js';
-import { MediaAssembler, reprefixNals } from '../../src/ingest/rtmp/media.js';
+import { parseAggregate, parseAudioTag, parseVideoTag } from '../../src/flv/index.js';
+import { MediaAssembler, reprefixNals } from '../../src/flv/index.js';
 import { code } from '../helpers/errors.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AppError, type MediaFrame, type TrackSet } from '../../src/core/index.js';
-import { decodeAmf0, encodeAmf0, encodeAmf0EcmaArray } from '../../src/ingest/rtmp/amf0.js';
+import { decodeAmf0, encodeAmf0, encodeAmf0EcmaArray } from '../../src/flv/index.js';
 import { ChunkParser, encodeMessage, type RtmpMessage } from '../../src/ingest/rtmp/chunk.js';
-import { parseAggregate, parseAudioTag, parseVideoTag } from '../../src/ingest/rtmp/flv.js';
+import { parseAggregate, parseAudioTag, parseVideoTag } from '../../src/flv/index.js';
 import { Handshake } from '../../src/ingest/rtmp/handshake.js';
-import { MediaAssembler } from '../../src/ingest/rtmp/media.js';
+import { MediaAssembler } from '../../src/flv/index.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const AVC_C = hex('0164001effe1001a6764001eacd940a02ff970110000030001000003003c0f162d9601000668ebe3cb22c0fdf8f800');

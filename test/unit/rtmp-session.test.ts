@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AppError, silentLogger, type MediaFrame, type TrackSet } from '../../src/core/index.js';
 import type { PublishInfo, Publisher } from '../../src/stream/index.js';
-import { decodeAmf0, encodeAmf0, encodeAmf0EcmaArray, type AmfValue } from '../../src/ingest/rtmp/amf0.js';
+import { decodeAmf0, encodeAmf0, encodeAmf0EcmaArray, type AmfValue } from '../../src/flv/index.js';
 import { ChunkParser, encodeMessage, MessageType, type RtmpMessage } from '../../src/ingest/rtmp/chunk.js';
 import { HANDSHAKE_SIZE } from '../../src/ingest/rtmp/handshake.js';
 import { RtmpSession, type SessionTransport } from '../../src/ingest/rtmp/session.js';

@@ -1,4 +1,4 @@
-import { encodeAmf0, isAmfObject, type AmfObject, type AmfValue } from './amf0.js';
+import { encodeAmf0, isAmfObject, type AmfObject, type AmfValue } from '../../flv/index.js';
 import { MessageType, type RtmpMessage } from './chunk.js';
 
 /** Chunk stream ids we send on: protocol control on 2 (5.4), commands on 3, stream status on 5. */

@@ -1,10 +1,8 @@
 import { AppError, isAppError, newId, type Logger } from '../../core/index.js';
 import type { Publisher } from '../../stream/index.js';
-import { decodeAmf0, isAmfObject, type AmfValue } from './amf0.js';
 import { ChunkParser, encodeMessage, MessageType, type RtmpMessage } from './chunk.js';
-import { parseAggregate } from './flv.js';
 import { Handshake } from './handshake.js';
-import { DEFAULT_ASSEMBLER_OPTIONS, MediaAssembler } from './media.js';
+import { decodeAmf0, DEFAULT_ASSEMBLER_OPTIONS, isAmfObject, MediaAssembler, parseAggregate, type AmfValue } from '../../flv/index.js';
 import * as m from './messages.js';
 import type { SessionOptions } from './types.js';
 

@@ -1,4 +1,4 @@
-import { AppError } from '../../core/index.js';
+import { AppError } from '../core/index.js';
 
 /**
  * AMF0 (Adobe "Action Message Format" version 0), the encoding of RTMP commands and data messages.

@@ -12,10 +12,10 @@ import {
   type TrackSet,
   type VideoCodec,
   type VideoTrackInfo,
-} from '../../core/index.js';
+} from '../core/index.js';
 import { isAmfObject, type AmfObject, type AmfValue } from './amf0.js';
-import { TimestampUnwrapper } from './chunk.js';
-import { parseAudioTag, parseVideoTag } from './flv.js';
+import { TimestampUnwrapper } from './timestamps.js';
+import { parseAudioTag, parseVideoTag } from './tags.js';
 
 /** Where assembled tracks and frames go (a hub Publisher satisfies it). */
 export interface MediaSink {

@@ -1,4 +1,4 @@
-import { AppError, type VideoCodec } from '../../core/index.js';
+import { AppError, type VideoCodec } from '../core/index.js';
 
 /**
  * FLV audio / video tag bodies as carried in RTMP messages 8 and 9: the legacy layout (FLV 10.1 spec,
