@@ -10,8 +10,10 @@ import pinoPretty from 'pino-pretty';
 import { buildApp } from './api/index.js';
 import { openCatalog, type Catalog } from './catalog/index.js';
 import { loadConfig, type Config } from './config/index.js';
-import { AppError, hashSecret, newStreamKey, type Logger } from './core/index.js';
+import { AppError, DEFAULT_LADDER, hashSecret, newStreamKey, type Logger } from './core/index.js';
 import { RtmpServer } from './ingest/rtmp/index.js';
+import { DEFAULT_GOVERNOR, LiveTranscoder } from './livetranscode/index.js';
+import { findFfmpeg } from './process/index.js';
 import { LiveOrigin, LivePackager } from './packager/index.js';
 import { StreamHub } from './stream/index.js';
 
@@ -43,7 +45,7 @@ function resolveApiToken(config: Config, log: Logger): string {
 async function createDefaultStream(catalog: Catalog, config: Config): Promise<void> {
   if (!config.server.createDefaultStream || (await catalog.countStreams()) > 0) return;
   const key = newStreamKey();
-  const s = await catalog.createStream({ name: 'default', profile: 'passthrough', keyHash: hashSecret(key) });
+  const s = await catalog.createStream({ name: 'default', profile: 'abr', keyHash: hashSecret(key) });
   console.log(
     [
       '',
@@ -56,6 +58,19 @@ async function createDefaultStream(catalog: Catalog, config: Config): Promise<vo
       '',
     ].join('\n'),
   );
+}
+
+/**
+ * FFmpeg for the ladder: FFMPEG_PATH (a wrong one is a configuration error), else PATH or the npm-bundled
+ * one; none at all leaves ABR streams as passthrough (logged when one starts).
+ */
+function resolveFfmpeg(config: Config): string | undefined {
+  if (config.transcode.ffmpegPath) return findFfmpeg({ FFMPEG_PATH: config.transcode.ffmpegPath });
+  try {
+    return findFfmpeg({ PATH: process.env.PATH });
+  } catch {
+    return undefined;
+  }
 }
 
 /** pino as JSON lines, or pretty lines for a person at a terminal (LOG_FORMAT). */
@@ -74,8 +89,30 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
 
   const catalog = await openCatalog({ databaseUrl: config.catalog.databaseUrl, dataDir: config.catalog.dataDir, logger: log.child({ module: 'catalog' }) });
   const hub = new StreamHub({ ...config.stream, logger: log.child({ module: 'hub' }) });
-  const packager = new LivePackager({ hub, logger: log.child({ module: 'packager' }), ...config.hls });
+  // Transcoded rungs have a hub of their own: nothing that lists or records streams sees them as streams.
+  // Their grace period covers an FFmpeg restart with backoff.
+  const rungHub = new StreamHub({ ...config.stream, graceMs: Math.max(config.stream.graceMs, 30_000), logger: log.child({ module: 'rungs' }) });
+  const packager = new LivePackager({ hub, rungHub, logger: log.child({ module: 'packager' }), ...config.hls });
   packager.start();
+  const tc = config.transcode;
+  const transcoder = new LiveTranscoder({
+    hub,
+    rungHub,
+    logger: log.child({ module: 'transcode' }),
+    ffmpegPath: resolveFfmpeg(config),
+    x264Preset: tc.x264Preset,
+    vaapiDevice: tc.vaapiDevice,
+    readyTimeoutMs: tc.readyTimeoutMs,
+    maxStreams: tc.maxStreams,
+    governor: { ...DEFAULT_GOVERNOR, minSpeed: tc.minSpeed, slowForMs: tc.slowForMs, restoreAfterMs: tc.restoreAfterMs },
+    async resolveLadder(streamId) {
+      const s = await catalog.getStream(streamId);
+      return s?.profile === 'abr' ? (s.ladder ?? DEFAULT_LADDER) : undefined;
+    },
+  });
+  // Started after the packager: on a stream's start the packager subscribes first, so the source
+  // rendition exists (and leads) before any rung is published.
+  transcoder.start();
   const origin = new LiveOrigin(packager, { holdMs: config.hls.holdMs, startupWaitMs: Math.max(config.hls.holdMs, 3 * config.hls.segmentTargetMs) });
 
   // Publish sessions go into the catalog; a catalog failure is logged, never stops the stream. A session's
@@ -117,6 +154,7 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     catalog,
     hub,
     packager,
+    transcoder,
     origin,
     apiToken,
     publicBaseUrl: config.server.publicBaseUrl,
@@ -132,8 +170,10 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
   } catch (err) {
     await app.close().catch(() => {});
     await rtmp.close().catch(() => {});
+    await transcoder.close();
     packager.close();
     hub.close();
+    rungHub.close();
     await catalog.close();
     throw err;
   }
@@ -175,8 +215,13 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
           log.debug({ step: name, ms: Math.round(performance.now() - t0) }, 'shutdown step done');
         };
         await step('rtmp', () => rtmp.close());
+        // Every FFmpeg is stopped and waited for: none may outlive the server.
+        await step('transcoder', () => transcoder.close());
         await step('packager', () => packager.close());
-        await step('hub', () => hub.close());
+        await step('hub', () => {
+          hub.close();
+          rungHub.close();
+        });
         // Held requests were answered above; what is left are downloads in flight. Give them a moment,
         // then close every connection.
         await step('http', () => app.close(), SHUTDOWN_STEP_MS, () => app.server.closeAllConnections());

@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { isAppError } from '../core/index.js';
 import type { Catalog } from '../catalog/index.js';
+import type { LiveTranscoder } from '../livetranscode/index.js';
 import type { LiveOrigin, LivePackager } from '../packager/index.js';
 import type { StreamHub } from '../stream/index.js';
 import { requireToken } from './auth.js';
@@ -15,6 +16,8 @@ export interface AppDeps {
   readonly catalog: Catalog;
   readonly hub: StreamHub;
   readonly packager: LivePackager;
+  /** Absent in tests that build the app without transcoding. */
+  readonly transcoder?: LiveTranscoder;
   readonly origin: LiveOrigin;
   readonly apiToken: string;
   readonly publicBaseUrl: string;
@@ -63,7 +66,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerLiveRoutes(app, deps.origin);
   registerPlayerRoutes(app);
 
-  const registry = buildMetrics({ hub: deps.hub, packager: deps.packager, ingest: deps.ingestCounters });
+  const registry = buildMetrics({ hub: deps.hub, packager: deps.packager, transcoder: deps.transcoder, ingest: deps.ingestCounters });
   app.get('/metrics', { schema: { hide: true }, logLevel: 'warn' }, async (_req, reply) =>
     reply.type(registry.contentType).send(await registry.metrics()),
   );

@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import { AppError, codecString, hashSecret, newStreamKey } from '../core/index.js';
+import { AppError, LADDER_ENCODERS, LADDER_LIMITS, STREAM_PROFILES, codecString, hashSecret, newStreamKey, validateLadder } from '../core/index.js';
+import type { LadderRung, StreamProfile } from '../core/index.js';
+import { effectiveLadder } from '../catalog/index.js';
 import type { Catalog, StreamRecord } from '../catalog/index.js';
 import type { LiveStatus, StreamHub } from '../stream/index.js';
 
@@ -9,8 +11,6 @@ export interface StreamRoutesDeps {
   readonly publicBaseUrl: string;
   readonly publicRtmpUrl: string;
 }
-
-const PROFILES = ['passthrough'] as const;
 
 const idParams = {
   type: 'object',
@@ -41,12 +41,49 @@ const liveSchema = {
   },
 } as const;
 
+const rungSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    height: { type: 'integer' },
+    videoBitrateKbps: { type: 'integer' },
+    maxFrameRate: { type: 'number' },
+    encoder: { type: 'string', enum: [...LADDER_ENCODERS] },
+  },
+} as const;
+
+/**
+ * The ladder in a request body. No `type` on purpose: with the app's coerceTypes, `type: ['array', 'null']`
+ * turns 0, false and "" into null, and a PATCH would silently reset the ladder. validateLadder judges
+ * every value and names the rung and field it finds wrong.
+ */
+const ladderBodySchema = {
+  description:
+    `Transcoded rungs below the source (which is always the top rung): 1-${LADDER_LIMITS.maxRungs} objects ` +
+    '{ name?, height, videoBitrateKbps, maxFrameRate? (60), encoder? ("libx264") }; stored highest first. ' +
+    'null (or omitted on create) means the default ladder. Applies from the next start of the stream.',
+  examples: [
+    [
+      { name: '720p', height: 720, videoBitrateKbps: 3000, maxFrameRate: 30, encoder: 'libx264' },
+      { name: '360p', height: 360, videoBitrateKbps: 800 },
+    ],
+  ],
+} as const;
+
+const profileSchema = {
+  type: 'string',
+  enum: [...STREAM_PROFILES],
+  description: '"abr": the source plus transcoded rungs of the ladder; "passthrough": the source only. Applies from the next start.',
+} as const;
+
 const streamSchema = {
   type: 'object',
   properties: {
     id: { type: 'string' },
     name: { type: 'string' },
-    profile: { type: 'string' },
+    profile: { type: 'string', enum: [...STREAM_PROFILES] },
+    ladder: { type: 'array', items: rungSchema, description: 'The effective ladder: the stream\'s own, else the default. Unused while the profile is "passthrough".' },
+    customLadder: { type: 'boolean', description: 'Whether `ladder` is the stream\'s own (false: the default ladder).' },
     record: { type: 'boolean' },
     createdAt: { type: 'string', format: 'date-time' },
     updatedAt: { type: 'string', format: 'date-time' },
@@ -89,6 +126,11 @@ function liveView(st: LiveStatus | undefined, now: number) {
   };
 }
 
+/** A ladder from a request body: undefined leaves it, null means the default, anything else is validated. */
+function ladderInput(v: unknown): LadderRung[] | null | undefined {
+  return v === undefined || v === null ? v : validateLadder(v);
+}
+
 function safeCodecString(t: Parameters<typeof codecString>[0]): string {
   try {
     return codecString(t);
@@ -103,6 +145,8 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
     id: s.id,
     name: s.name,
     profile: s.profile,
+    ladder: effectiveLadder(s),
+    customLadder: s.ladder !== null,
     record: s.record,
     createdAt: s.createdAt.toISOString(),
     updatedAt: s.updatedAt.toISOString(),
@@ -122,7 +166,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
     return s;
   };
 
-  app.post<{ Body: { name: string; profile?: (typeof PROFILES)[number]; record?: boolean } }>(
+  app.post<{ Body: { name: string; profile?: StreamProfile; record?: boolean; ladder?: unknown } }>(
     '/api/v1/streams',
     {
       schema: {
@@ -134,16 +178,19 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
           additionalProperties: false,
           properties: {
             name: { type: 'string', minLength: 1, maxLength: 200 },
-            profile: { type: 'string', enum: [...PROFILES], default: 'passthrough', description: '"abr" arrives with the ABR ladder' },
+            profile: { ...profileSchema, default: 'abr' },
             record: { type: 'boolean', default: true },
+            ladder: ladderBodySchema,
           },
         },
         response: { 201: streamSchema, 400: errorSchema, 401: errorSchema },
       },
     },
     async (req, reply) => {
+      const { name, profile = 'abr', record } = req.body;
+      const ladder = ladderInput(req.body.ladder);
       const key = newStreamKey();
-      const s = await catalog.createStream({ name: req.body.name, profile: req.body.profile ?? 'passthrough', record: req.body.record, keyHash: hashSecret(key) });
+      const s = await catalog.createStream({ name, profile, record, ladder, keyHash: hashSecret(key) });
       req.log.info({ stream: s.id, name: s.name }, 'stream created');
       return reply.code(201).send(view(s, key));
     },
@@ -172,6 +219,36 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
     '/api/v1/streams/:id',
     { schema: { summary: 'Get a stream with its live status', tags: ['streams'], params: idParams, response: { 200: streamSchema, 404: errorSchema } } },
     async (req) => view(await mustGet(req.params.id)),
+  );
+
+  app.patch<{ Params: { id: string }; Body: { name?: string; profile?: StreamProfile; record?: boolean; ladder?: unknown } }>(
+    '/api/v1/streams/:id',
+    {
+      schema: {
+        summary: 'Change a stream; profile and ladder apply from its next start (a live stream keeps its running ladder)',
+        tags: ['streams'],
+        params: idParams,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 200 },
+            profile: profileSchema,
+            record: { type: 'boolean' },
+            ladder: ladderBodySchema,
+          },
+        },
+        response: { 200: streamSchema, 400: errorSchema, 404: errorSchema },
+      },
+    },
+    async (req) => {
+      const { name, profile, record } = req.body;
+      const ladder = ladderInput(req.body.ladder);
+      const s = await catalog.updateStream(req.params.id, { name, profile, record, ladder });
+      if (!s) throw new AppError('E_STREAM_NOT_FOUND', `no stream ${req.params.id}`);
+      req.log.info({ stream: s.id, fields: Object.keys(req.body), live: hub.status(s.id) !== undefined }, 'stream updated');
+      return view(s);
+    },
   );
 
   app.get<{ Params: { id: string } }>(

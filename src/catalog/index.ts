@@ -5,26 +5,27 @@ import type { Db } from './db.js';
 import { migrate } from './migrations.js';
 import * as sessions from './sessions.js';
 import * as streams from './streams.js';
-import type { Page, PublishSessionRecord, StreamProfile, StreamRecord } from './types.js';
+import type { NewStream, Page, PublishSessionRecord, StreamPatch, StreamRecord } from './types.js';
 
-export type { Page, PublishSessionRecord, StreamProfile, StreamRecord } from './types.js';
-export { MAX_PAGE_SIZE } from './types.js';
+export type { LadderRung, NewStream, Page, PublishSessionRecord, StreamPatch, StreamProfile, StreamRecord } from './types.js';
+export { MAX_PAGE_SIZE, effectiveLadder } from './types.js';
 
 /**
  * The catalog of streams and their publish sessions. Errors are AppErrors: E_CONFLICT for a duplicate
  * (key hash, session id) or a session of an unknown stream, E_VALIDATION for bad input (cursor, limit,
- * name length, profile), E_CLOSED after close(), E_INTERNAL otherwise; the driver error is the `cause`.
+ * name length, profile, ladder as validateLadder says), E_CLOSED after close(), E_INTERNAL otherwise; the driver error is the `cause`.
  */
 export interface Catalog {
   readonly kind: 'pglite' | 'postgres';
-  createStream(input: { name: string; profile: StreamProfile; record?: boolean; keyHash: string }): Promise<StreamRecord>;
+  /** A given ladder is validated and stored highest rung first. */
+  createStream(input: NewStream): Promise<StreamRecord>;
   getStream(id: string): Promise<StreamRecord | undefined>;
   findStreamByKeyHash(keyHash: string): Promise<StreamRecord | undefined>;
   /** Ordered by createdAt, id; `cursor` is the opaque nextCursor of the previous page; limit in 1..1000. */
   listStreams(opts: { limit: number; cursor?: string }): Promise<Page<StreamRecord>>;
   countStreams(): Promise<number>;
-  /** An empty patch returns the stream unchanged. */
-  updateStream(id: string, patch: { name?: string; profile?: StreamProfile; record?: boolean }): Promise<StreamRecord | undefined>;
+  /** An empty patch returns the stream unchanged; `ladder: null` goes back to the default ladder. */
+  updateStream(id: string, patch: StreamPatch): Promise<StreamRecord | undefined>;
   rotateStreamKey(id: string, keyHash: string): Promise<StreamRecord | undefined>;
   /** Also deletes its sessions. */
   deleteStream(id: string): Promise<boolean>;
@@ -60,7 +61,7 @@ class SqlCatalog implements Catalog {
     return this.#db.kind;
   }
 
-  createStream(input: { name: string; profile: StreamProfile; record?: boolean; keyHash: string }): Promise<StreamRecord> {
+  createStream(input: NewStream): Promise<StreamRecord> {
     return streams.createStream(this.#db, input);
   }
 
@@ -80,7 +81,7 @@ class SqlCatalog implements Catalog {
     return streams.countStreams(this.#db);
   }
 
-  updateStream(id: string, patch: { name?: string; profile?: StreamProfile; record?: boolean }): Promise<StreamRecord | undefined> {
+  updateStream(id: string, patch: StreamPatch): Promise<StreamRecord | undefined> {
     return streams.updateStream(this.#db, id, patch);
   }
 

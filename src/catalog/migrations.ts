@@ -48,6 +48,16 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX publish_sessions_stream_started_idx ON publish_sessions (stream_id, started_at DESC);
     `,
   },
+  {
+    version: 2,
+    name: 'custom ABR ladder per stream',
+    // NULL = the default ladder. Rungs are checked by validateLadder before they get here; the CHECK only
+    // keeps the column's shape, so a row written by hand cannot break reading it back.
+    sql: `
+      ALTER TABLE streams ADD COLUMN ladder jsonb
+        CONSTRAINT streams_ladder_is_array CHECK (ladder IS NULL OR jsonb_typeof(ladder) = 'array');
+    `,
+  },
 ];
 
 const CREATE_MIGRATIONS_TABLE = `

@@ -1,19 +1,38 @@
-import { AppError, newId } from '../core/index.js';
+import { AppError, newId, validateLadder } from '../core/index.js';
+import type { LadderRung } from '../core/index.js';
 import type { Queryable } from './db.js';
 import { checkLimit, toDate, toNumber } from './types.js';
-import type { Page, StreamProfile, StreamRecord } from './types.js';
+import type { NewStream, Page, StreamPatch, StreamProfile, StreamRecord } from './types.js';
 
 interface StreamRow {
   id: string;
   name: string;
   profile: StreamProfile;
   record: boolean;
+  ladder: LadderRung[] | string | null;
   created_at: Date | string;
   updated_at: Date | string;
   key_rotated_at: Date | string;
 }
 
-const COLUMNS = 'id, name, profile, record, created_at, updated_at, key_rotated_at';
+const COLUMNS = 'id, name, profile, record, ladder, created_at, updated_at, key_rotated_at';
+
+/**
+ * jsonb as either driver returns it: both pg and PGlite parse it (measured); a string, from a pool set up
+ * with other type parsers, is tolerated as toDate tolerates one.
+ */
+function toLadder(v: StreamRow['ladder']): LadderRung[] | null {
+  if (v === null) return null;
+  return typeof v === 'string' ? (JSON.parse(v) as LadderRung[]) : v;
+}
+
+/**
+ * The jsonb parameter for a ladder: checked (the catalog is the last gate before the column, whoever calls
+ * it) and sorted, then sent as JSON text. pg would send a JS array as a PostgreSQL array literal.
+ */
+function ladderParam(ladder: readonly LadderRung[] | null | undefined): string | null {
+  return ladder === undefined || ladder === null ? null : JSON.stringify(validateLadder(ladder));
+}
 
 function toStream(r: StreamRow): StreamRecord {
   return {
@@ -21,6 +40,7 @@ function toStream(r: StreamRow): StreamRecord {
     name: r.name,
     profile: r.profile,
     record: r.record,
+    ladder: toLadder(r.ladder),
     createdAt: toDate(r.created_at),
     updatedAt: toDate(r.updated_at),
     keyRotatedAt: toDate(r.key_rotated_at),
@@ -52,15 +72,13 @@ function decodeCursor(cursor: string): { t: Date; id: string } {
   return { t: date, id };
 }
 
-export async function createStream(
-  q: Queryable,
-  input: { name: string; profile: StreamProfile; record?: boolean; keyHash: string },
-): Promise<StreamRecord> {
+export async function createStream(q: Queryable, input: NewStream): Promise<StreamRecord> {
   const now = new Date();
+  const ladder = ladderParam(input.ladder);
   const { rows } = await q.query<StreamRow>(
-    `INSERT INTO streams (id, name, profile, record, key_hash, created_at, updated_at, key_rotated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $6, $6) RETURNING ${COLUMNS}`,
-    [newId(), input.name, input.profile, input.record ?? true, input.keyHash, now],
+    `INSERT INTO streams (id, name, profile, record, ladder, key_hash, created_at, updated_at, key_rotated_at)
+     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $7, $7) RETURNING ${COLUMNS}`,
+    [newId(), input.name, input.profile, input.record ?? true, ladder, input.keyHash, now],
   );
   return toStream(rows[0]);
 }
@@ -97,20 +115,19 @@ export async function countStreams(q: Queryable): Promise<number> {
   return toNumber(rows[0].n);
 }
 
-export async function updateStream(
-  q: Queryable,
-  id: string,
-  patch: { name?: string; profile?: StreamProfile; record?: boolean },
-): Promise<StreamRecord | undefined> {
-  if (patch.name === undefined && patch.profile === undefined && patch.record === undefined) {
+export async function updateStream(q: Queryable, id: string, patch: StreamPatch): Promise<StreamRecord | undefined> {
+  const { name, profile, record, ladder } = patch;
+  if (name === undefined && profile === undefined && record === undefined && ladder === undefined) {
     return getStream(q, id);
   }
-  // A null parameter keeps the column as it is; none of these columns accepts null anyway.
+  // For name, profile and record a null parameter keeps the column as it is (none of them accepts null).
+  // The ladder may be set to null (the default ladder), so whether to touch it travels in its own flag.
   const { rows } = await q.query<StreamRow>(
     `UPDATE streams
-        SET name = COALESCE($2, name), profile = COALESCE($3, profile), record = COALESCE($4, record), updated_at = $5
+        SET name = COALESCE($2, name), profile = COALESCE($3, profile), record = COALESCE($4, record),
+            ladder = CASE WHEN $5::boolean THEN $6::jsonb ELSE ladder END, updated_at = $7
       WHERE id = $1 RETURNING ${COLUMNS}`,
-    [id, patch.name ?? null, patch.profile ?? null, patch.record ?? null, new Date()],
+    [id, name ?? null, profile ?? null, record ?? null, ladder !== undefined, ladderParam(ladder), new Date()],
   );
   return rows.length > 0 ? toStream(rows[0]) : undefined;
 }

@@ -1,15 +1,40 @@
-import { AppError, type StreamProfile } from '../core/index.js';
+import { AppError, DEFAULT_LADDER } from '../core/index.js';
+import type { LadderRung, StreamProfile } from '../core/index.js';
 
-export type { StreamProfile };
+export type { LadderRung, StreamProfile };
 
 export interface StreamRecord {
   id: string;
   name: string;
   profile: StreamProfile;
   record: boolean;
+  /** The stream's own ABR ladder, highest rung first; null means DEFAULT_LADDER. Kept whatever the profile. */
+  ladder: LadderRung[] | null;
   createdAt: Date;
   updatedAt: Date;
   keyRotatedAt: Date;
+}
+
+/** What createStream needs; `ladder` omitted or null means the default ladder. */
+export interface NewStream {
+  name: string;
+  profile: StreamProfile;
+  record?: boolean;
+  ladder?: readonly LadderRung[] | null;
+  keyHash: string;
+}
+
+/** Fields to change; undefined leaves a field as it is, `ladder: null` goes back to the default ladder. */
+export interface StreamPatch {
+  name?: string;
+  profile?: StreamProfile;
+  record?: boolean;
+  ladder?: readonly LadderRung[] | null;
+}
+
+/** The ladder a stream transcodes to when its profile is 'abr': its own, else the default. */
+export function effectiveLadder(s: Pick<StreamRecord, 'ladder'>): readonly LadderRung[] {
+  return s.ladder ?? DEFAULT_LADDER;
 }
 
 export interface PublishSessionRecord {

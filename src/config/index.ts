@@ -44,6 +44,18 @@ export interface StreamConfig {
   readonly readerQueueFrames: number;
 }
 
+export interface TranscodeConfig {
+  /** Undefined: look for FFmpeg (PATH, then @ffmpeg-installer). */
+  readonly ffmpegPath: string | undefined;
+  readonly x264Preset: string;
+  readonly maxStreams: number;
+  readonly readyTimeoutMs: number;
+  readonly minSpeed: number;
+  readonly slowForMs: number;
+  readonly restoreAfterMs: number;
+  readonly vaapiDevice: string;
+}
+
 export interface CatalogConfig {
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
@@ -55,6 +67,7 @@ export interface Config {
   readonly hls: HlsConfig;
   readonly stream: StreamConfig;
   readonly catalog: CatalogConfig;
+  readonly transcode: TranscodeConfig;
 }
 
 type Raw = Record<string, string | undefined>;
@@ -133,6 +146,10 @@ export function loadConfig(env: Raw = process.env): Config {
   if (!levels.includes(str('LOG_LEVEL')!)) {
     throw new AppError('E_CONFIG_INVALID', `LOG_LEVEL=${JSON.stringify(str('LOG_LEVEL'))} must be one of ${levels.join(', ')}`);
   }
+  const presets = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow', 'placebo'];
+  if (!presets.includes(str('TRANSCODE_X264_PRESET')!)) {
+    throw new AppError('E_CONFIG_INVALID', `TRANSCODE_X264_PRESET=${JSON.stringify(str('TRANSCODE_X264_PRESET'))} must be one of ${presets.join(', ')}`);
+  }
   const token = str('API_TOKEN');
   if (token !== undefined && token.length < 16) throw new AppError('E_CONFIG_INVALID', 'API_TOKEN must be at least 16 characters');
 
@@ -174,6 +191,16 @@ export function loadConfig(env: Raw = process.env): Config {
     },
     stream: { graceMs: num('RECONNECT_GRACE_MS'), readerQueueFrames: num('READER_QUEUE_FRAMES') },
     catalog: { databaseUrl: str('DATABASE_URL'), dataDir },
+    transcode: {
+      ffmpegPath: str('FFMPEG_PATH'),
+      x264Preset: str('TRANSCODE_X264_PRESET')!,
+      maxStreams: num('TRANSCODE_MAX_STREAMS'),
+      readyTimeoutMs: num('TRANSCODE_READY_TIMEOUT_MS'),
+      minSpeed: num('TRANSCODE_MIN_SPEED_PERCENT') / 100,
+      slowForMs: num('TRANSCODE_SLOW_SECONDS') * 1000,
+      restoreAfterMs: num('TRANSCODE_RESTORE_SECONDS') * 1000,
+      vaapiDevice: str('VAAPI_DEVICE')!,
+    },
   };
   return deepFreeze(config);
 }

@@ -40,6 +40,14 @@ export const SETTINGS = [
   { env: 'RTMP_IDLE_TIMEOUT_MS', type: 'int', default: 30000, min: 1000, max: 600000, doc: 'An RTMP connection that sends nothing for this long is closed.' },
   { env: 'RTMP_MAX_CHUNK_SIZE', type: 'int', default: 65536, min: 128, max: 16777215, doc: 'Largest chunk size a client may set.' },
   { env: 'RTMP_MAX_MESSAGE_SIZE', type: 'int', default: 8388608, min: 65536, max: 67108864, doc: 'Largest RTMP message (one video frame) accepted.' },
+  { env: 'FFMPEG_PATH', type: 'string', doc: 'FFmpeg for the ABR ladder. Default: ffmpeg on PATH, else the one in @ffmpeg-installer/linux-x64 if installed; without any, ABR streams are served as passthrough.' },
+  { env: 'TRANSCODE_X264_PRESET', type: 'string', default: 'veryfast', doc: 'libx264 preset of transcoded rungs (ultrafast ... veryslow): CPU per rung against quality per bit.' },
+  { env: 'TRANSCODE_MAX_STREAMS', type: 'int', default: 8, min: 0, max: 1000, doc: 'Live streams transcoded at once; further ABR streams are served as passthrough (counted in /metrics).' },
+  { env: 'TRANSCODE_READY_TIMEOUT_MS', type: 'int', default: 10000, min: 1000, max: 120000, doc: 'Time FFmpeg has to produce its first frame of every rung before it counts as failed to start.' },
+  { env: 'TRANSCODE_MIN_SPEED_PERCENT', type: 'int', default: 90, min: 10, max: 100, doc: 'FFmpeg slower than this percentage of real time (over a few seconds) is falling behind.' },
+  { env: 'TRANSCODE_SLOW_SECONDS', type: 'int', default: 5, min: 1, max: 600, doc: 'Falling behind (too slow, or output lagging input by over 2 s) this long drops the most expensive rung.' },
+  { env: 'TRANSCODE_RESTORE_SECONDS', type: 'int', default: 60, min: 5, max: 86400, doc: 'A dropped rung is tried again no sooner than this, and only while the CPUs are at least 35% idle.' },
+  { env: 'VAAPI_DEVICE', type: 'string', default: '/dev/dri/renderD128', doc: 'DRM render node for rungs with encoder h264_vaapi.' },
   { env: 'CREATE_DEFAULT_STREAM', type: 'bool', default: true, doc: 'On first start with an empty catalog, create a stream named "default" and print its URLs.' },
 ] as const satisfies readonly Setting[];
 

@@ -1,12 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { codecString, type Logger } from '../core/index.js';
-import type { Reader, StreamHub } from '../stream/index.js';
+import { codecString, TIMESCALE, type Logger } from '../core/index.js';
+import { parseRungStreamId, type Reader, type StreamHub } from '../stream/index.js';
 import { renderMultivariantPlaylist, type RenditionReport, type VariantEntry } from './playlist.js';
 import { LiveRendition } from './rendition.js';
-import { Segmenter } from './segmenter.js';
+import { Segmenter, type SegmenterRole, type SegmentStartInfo } from './segmenter.js';
+import { SegmentTimeline } from './timeline.js';
 
 export interface LivePackagerOptions {
   readonly hub: StreamHub;
+  /** Where transcoded rungs are published (stream id `<source stream id>/<rung>`); absent: source only. */
+  readonly rungHub?: StreamHub;
   readonly logger: Logger;
   readonly partTargetMs: number;
   readonly segmentTargetMs: number;
@@ -24,18 +27,33 @@ export interface PackagerCounters {
   oversizedParts: number;
   forcedCuts: number;
   errors: number;
+  /** Rung segments listed as EXT-X-GAP (the rung was restarting or dropped). */
+  gapSegments: number;
+  /** Rung segments that could not take the source's media sequence number. */
+  unalignedSegments: number;
 }
 
 interface Rung {
   readonly rendition: LiveRendition;
   readonly segmenter: Segmenter;
+  readonly follower: boolean;
+  reader: Reader | undefined;
+  readonly addedAt: number;
 }
+
+/** A rung that has produced nothing this long after it appeared no longer holds back the multivariant playlist. */
+const RUNG_STARTUP_MS = 10_000;
+
+/** How long a rung waits for the source to reach the instant of its frame before deciding on a cut. */
+const LEADER_WAIT_MS = 1000;
 
 /** Every rendition of one live stream run, fed from hub readers. */
 export class StreamPackage {
   readonly streamId: string;
   readonly runId = randomBytes(4).toString('hex');
+  readonly timeline = new SegmentTimeline();
   readonly #rungs = new Map<string, Rung>();
+  #leader: Rung | undefined;
   readonly #opts: LivePackagerOptions;
   readonly #counters: PackagerCounters;
   readonly #log: Logger;
@@ -59,8 +77,23 @@ export class StreamPackage {
     return this.#rungs.get(name)?.rendition;
   }
 
-  /** Package the events of `reader` as rendition `name`. */
-  addRendition(name: string, reader: Reader): void {
+  /**
+   * Package the events of `reader` as rendition `name`. The first rendition is the source: it decides
+   * where segments start. A later one with `follow` is a transcoded rung of it: its segments start where
+   * the source's do and take their media sequence numbers and PDTs. Adding a name that exists attaches
+   * a new reader to it (a rung that was dropped and comes back continues its playlist).
+   */
+  addRendition(name: string, reader: Reader, opts: { follow?: boolean } = {}): void {
+    const existing = this.#rungs.get(name);
+    if (existing) {
+      existing.reader?.close();
+      existing.reader = reader;
+      this.#readers.push(reader);
+      void this.#pump(name, reader, existing);
+      return;
+    }
+    const follower = opts.follow === true && this.#leader !== undefined;
+    const leader = this.#leader;
     const segOpts = { partTargetMs: this.#opts.partTargetMs, segmentTargetMs: this.#opts.segmentTargetMs };
     let segmenter: Segmenter | undefined;
     const rendition = new LiveRendition(name, this.runId, {
@@ -68,10 +101,12 @@ export class StreamPackage {
       retainSegments: 3,
       segmentTargetMs: this.#opts.segmentTargetMs,
       partTarget: () => segmenter?.partTargetSeconds ?? this.#opts.partTargetMs / 1000,
-      targetDuration: () => segmenter?.targetDurationSeconds ?? Math.ceil(this.#opts.segmentTargetMs / 1000),
+      // Every rung of a stream has the source's TARGETDURATION: their segments are the source's.
+      targetDuration: () => (leader ?? { segmenter }).segmenter?.targetDurationSeconds ?? Math.ceil(this.#opts.segmentTargetMs / 1000),
       maxHeldRequests: this.#opts.maxHeldRequests,
     });
     const counters = this.#counters;
+    const timeline = this.timeline;
     const sink = {
       init: rendition.init.bind(rendition),
       part: (p: Parameters<LiveRendition['part']>[0]) => {
@@ -82,26 +117,81 @@ export class StreamPackage {
       segmentEnd: (programDateTime: number) => {
         counters.segments++;
         rendition.segmentEnd(programDateTime);
+        if (!follower) this.#fillPausedRungs(rendition.nextMsn - 1);
         this.#notifyReady();
       },
+      segmentStart: (info: SegmentStartInfo) => {
+        if (!follower) {
+          timeline.addBoundary({
+            msn: rendition.nextMsn,
+            timelineDts: info.timelineDts,
+            timelinePts: info.timelinePts,
+            sessionId: sessionKey,
+            sessionStart: info.sessionStart,
+          });
+        } else if (info.msn !== undefined && !rendition.alignTo(info.msn, (m) => this.#gapFor(m))) {
+          counters.unalignedSegments++;
+        }
+      },
     };
-    segmenter = new Segmenter(segOpts, sink);
-    this.#rungs.set(name, { rendition, segmenter });
+    let sessionKey = '';
+    const role: SegmenterRole = follower
+      ? { kind: 'follower', timeline, minMsn: () => rendition.nextMsn }
+      : { kind: 'leader', timeline };
+    segmenter = new Segmenter(segOpts, sink, role);
+    const rung: Rung = { rendition, segmenter, follower, reader, addedAt: Date.now() };
+    if (!follower) {
+      this.#leader = rung;
+      // The leader's session key is its own session id; it is set before the session's first frame.
+      this.#leaderSession = (id) => (sessionKey = id);
+    }
+    this.#rungs.set(name, rung);
     this.#readers.push(reader);
-    void this.#pump(name, reader, segmenter, rendition);
+    void this.#pump(name, reader, rung);
   }
 
-  async #pump(name: string, reader: Reader, segmenter: Segmenter, rendition: LiveRendition): Promise<void> {
+  #leaderSession: (id: string) => void = () => {};
+
+  /** Duration and PDT of the source's segment `msn`, for a rung's EXT-X-GAP in its place. */
+  #gapFor(msn: number): { duration: number; programDateTime: number } | undefined {
+    const b = this.timeline.boundary(msn);
+    const next = this.timeline.boundary(msn + 1);
+    if (!b || !next) return undefined;
+    const pdt = this.timeline.pdt(b.sessionId, b.timelineDts);
+    if (pdt === undefined) return undefined;
+    this.#counters.gapSegments++;
+    return { duration: (next.timelineDts - b.timelineDts) / TIMESCALE, programDateTime: pdt };
+  }
+
+  /**
+   * The source completed segment `msn`: a rung that is not running (FFmpeg restarting, or the rung
+   * dropped for lack of CPU) lists it as a gap, so its playlist keeps pace and never 404s.
+   */
+  #fillPausedRungs(msn: number): void {
+    for (const r of this.#rungs.values()) {
+      if (!r.follower || r.rendition.live || r.rendition.ended || !r.rendition.hasSegments) continue;
+      r.rendition.alignTo(msn + 1, (m) => this.#gapFor(m));
+    }
+  }
+
+  async #pump(name: string, reader: Reader, rung: Rung): Promise<void> {
+    const { segmenter, rendition, follower } = rung;
     const log = this.#log.child({ rendition: name });
     let forcedLogged = false;
     for await (const ev of reader) {
       try {
         switch (ev.type) {
           case 'session-start':
-            segmenter.startSession(ev.tracks);
+            if (!follower) this.#leaderSession(ev.sessionId);
+            segmenter.startSession(ev.tracks, follower ? (ev.sourceSessionId ?? '') : ev.sessionId);
             forcedLogged = false;
             break;
           case 'frame': {
+            if (follower) {
+              // The source decides where segments start: let it reach this instant first.
+              const at = segmenter.followerTimelineDts(ev.frame);
+              if (at !== undefined && at > this.timeline.horizon) await this.timeline.waitFor(at, LEADER_WAIT_MS);
+            }
             const oversized = segmenter.oversizedParts;
             const forced = segmenter.forcedCuts;
             segmenter.push(ev.frame);
@@ -124,7 +214,9 @@ export class StreamPackage {
             break;
           case 'stream-end':
             segmenter.endSession();
-            rendition.end();
+            // A rung's stream ends when it is dropped; its playlist goes on (with gaps) until the source's ends.
+            if (follower) rendition.sessionEnd();
+            else this.#endAll();
             break;
         }
       } catch (err) {
@@ -135,14 +227,26 @@ export class StreamPackage {
     }
     // The reader ends after stream-end, or when the server shuts down: then viewers must not be told the
     // stream ended (they would stop), only have their held requests answered (close()).
-    if (!this.#closing) rendition.end();
+    this.#readers = this.#readers.filter((r) => r !== reader);
+    if (rung.reader !== reader) return; // replaced by a new reader (a rung re-added)
+    if (follower) {
+      if (!this.#closing) rendition.sessionEnd();
+      return;
+    }
+    if (!this.#closing) this.#endAll();
     this.endedAt ??= Date.now();
     this.#notifyReady();
   }
 
+  /** The source ended: every rendition's playlist ends with it. */
+  #endAll(): void {
+    for (const r of this.#rungs.values()) if (!r.rendition.ended) r.rendition.end();
+    this.timeline.close();
+  }
+
   /** Resolves once the first rendition has a complete segment (or the stream ended), or after timeoutMs. */
   whenReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    if (this.#closing || signal?.aborted || this.renditions.some((r) => r.hasSegments || r.ended)) return Promise.resolve();
+    if (this.#closing || signal?.aborted || this.#ready_()) return Promise.resolve();
     // Bounded like held playlist requests: past the limit, answer at once with what there is.
     if (this.#ready.size >= this.#opts.maxHeldRequests) return Promise.resolve();
     return new Promise((resolve) => {
@@ -163,7 +267,21 @@ export class StreamPackage {
     return this.#ready.size;
   }
 
+  /**
+   * The multivariant playlist can be given out: the source has a segment, and so has every rung that is
+   * running (a player reads the multivariant playlist once; a rung missing from it stays unused).
+   */
+  #ready_(): boolean {
+    const leader = this.#leader?.rendition;
+    if (!leader) return false;
+    if (leader.ended) return true;
+    if (!leader.hasSegments) return false;
+    const now = Date.now();
+    return [...this.#rungs.values()].every((r) => !r.follower || r.rendition.hasSegments || r.rendition.ended || now - r.addedAt > RUNG_STARTUP_MS);
+  }
+
   #notifyReady(): void {
+    if (!this.#ready_() && !this.#closing && !this.#leader?.rendition.ended) return;
     for (const f of [...this.#ready]) f();
   }
 
@@ -179,8 +297,9 @@ export class StreamPackage {
 
   multivariant(): string | undefined {
     const variants: VariantEntry[] = [];
-    for (const r of this.renditions) {
-      if (!r.hasSegments) continue;
+    for (const { rendition: r, follower } of this.#rungs.values()) {
+      // A rung that is not running (restarting, or dropped for lack of CPU) is not offered to new players.
+      if (!r.hasSegments || (follower && !r.live && !r.ended)) continue;
       const { video, audio } = r.tracks;
       const codecs = [video, audio].filter((t) => t !== undefined).map((t) => codecString(t!));
       variants.push({
@@ -195,7 +314,8 @@ export class StreamPackage {
       });
     }
     if (variants.length === 0) return undefined;
-    variants.sort((a, b) => b.bandwidth - a.bandwidth);
+    // Highest resolution first (the source leads), then by bandwidth.
+    variants.sort((a, b) => (b.height ?? 0) - (a.height ?? 0) || b.bandwidth - a.bandwidth);
     const independent = [...this.#rungs.values()].every((r) => r.segmenter.forcedCuts === 0);
     return renderMultivariantPlaylist(variants, { independentSegments: independent });
   }
@@ -203,6 +323,7 @@ export class StreamPackage {
   /** Stop packaging (server shutdown or run replaced): answer held requests, but do not end the playlists. */
   close(): void {
     this.#closing = true;
+    this.timeline.close();
     for (const r of this.#readers) r.close();
     for (const { rendition } of this.#rungs.values()) rendition.close();
     this.#notifyReady();
@@ -214,12 +335,13 @@ export class StreamPackage {
  * Ended runs stay (with EXT-X-ENDLIST) for endedRetentionMs, then their memory is released.
  */
 export class LivePackager {
-  readonly counters: PackagerCounters = { parts: 0, segments: 0, oversizedParts: 0, forcedCuts: 0, errors: 0 };
+  readonly counters: PackagerCounters = { parts: 0, segments: 0, oversizedParts: 0, forcedCuts: 0, errors: 0, gapSegments: 0, unalignedSegments: 0 };
   readonly #opts: LivePackagerOptions;
   readonly #packages = new Map<string, StreamPackage>();
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #onStart = (streamId: string) => this.#startStream(streamId);
   readonly #onEnd = (streamId: string) => this.#scheduleRemoval(streamId);
+  readonly #onRungStart = (id: string) => this.#startRung(id);
   #closed = false;
 
   constructor(opts: LivePackagerOptions) {
@@ -229,6 +351,14 @@ export class LivePackager {
   start(): void {
     this.#opts.hub.on('stream-start', this.#onStart);
     this.#opts.hub.on('stream-end', this.#onEnd);
+    this.#opts.rungHub?.on('stream-start', this.#onRungStart);
+  }
+
+  #startRung(id: string): void {
+    const parsed = parseRungStreamId(id);
+    const pkg = parsed && this.#packages.get(parsed.streamId);
+    if (!parsed || !pkg || pkg.endedAt !== undefined) return;
+    pkg.addRendition(parsed.rung, this.#opts.rungHub!.subscribe(id, `packager:${parsed.rung}`), { follow: true });
   }
 
   get(streamId: string): StreamPackage | undefined {
@@ -275,6 +405,7 @@ export class LivePackager {
     this.#closed = true;
     this.#opts.hub.off('stream-start', this.#onStart);
     this.#opts.hub.off('stream-end', this.#onEnd);
+    this.#opts.rungHub?.off('stream-start', this.#onRungStart);
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
     for (const p of this.#packages.values()) p.close();

@@ -22,6 +22,11 @@ export interface SegmentEntry {
   readonly discontinuity: boolean;
   /** The init segment this segment needs (EXT-X-MAP). */
   readonly initUri: string;
+  /**
+   * EXT-X-GAP: this rendition has no media for the segment (a transcoded rung that was restarting or
+   * dropped); it keeps the media sequence numbers of every rung aligned. Clients do not load it.
+   */
+  readonly gap?: boolean;
 }
 
 export interface RenditionReport {
@@ -120,6 +125,9 @@ export function renderMediaPlaylist(state: MediaPlaylistState, opts: RenderOptio
     const seg = state.segments[i];
     emitHead(seg);
     if (listParts[i]) for (const p of seg.parts) out.push(partLine(p));
+    // "EXT-X-GAP ... indicates that the segment URI to which it applies does not contain media data and
+    // SHOULD NOT be loaded by clients."
+    if (seg.gap) out.push('#EXT-X-GAP');
     out.push(`#EXTINF:${fmtDuration(seg.duration)},`, seg.uri);
   }
   if (state.pending && state.pending.parts.length > 0) {

@@ -31,6 +31,7 @@ interface StoredSegment {
   readonly parts: StoredPart[];
   duration: number;
   bytes?: Uint8Array;
+  gap?: boolean;
 }
 
 interface PlaylistWaiter {
@@ -94,6 +95,51 @@ export class LiveRendition implements SegmenterSink {
     return this.#segments.length > 0;
   }
 
+  /** A publish session is running (parts may come). */
+  get live(): boolean {
+    return this.#live;
+  }
+
+  /** The media sequence number the next segment gets. */
+  get nextMsn(): number {
+    return this.#pending ? this.#pending.msn + 1 : this.#nextMsn;
+  }
+
+  /**
+   * A transcoded rung starts at the source's media sequence number `msn`. Before its first segment that
+   * just sets the counter; later, the segments it has no media for are listed as EXT-X-GAP (`fill`
+   * gives each one's duration and PDT). Returns false if `msn` is already behind the playlist.
+   */
+  alignTo(msn: number, fill: (msn: number) => { duration: number; programDateTime: number } | undefined): boolean {
+    if (this.#pending) return msn === this.#pending.msn + 1;
+    if (this.#segments.length === 0 && this.#retired.length === 0) {
+      this.#nextMsn = msn;
+      return true;
+    }
+    while (this.#nextMsn < msn) {
+      const g = fill(this.#nextMsn);
+      if (!g) break;
+      this.addGap(g.duration, g.programDateTime);
+    }
+    return this.#nextMsn === msn;
+  }
+
+  /** One EXT-X-GAP segment at the end of the playlist. */
+  addGap(duration: number, programDateTime: number): void {
+    if (this.#pending) return;
+    this.#pending = {
+      msn: this.#nextMsn++,
+      prefix: this.#prefix,
+      initUri: this.#initUri,
+      discontinuity: false,
+      programDateTime,
+      parts: [],
+      duration,
+      gap: true,
+    };
+    this.segmentEnd();
+  }
+
   get averageBandwidth(): number {
     return this.#secondsSum > 0 ? this.#bitsSum / this.#secondsSum : 0;
   }
@@ -145,11 +191,11 @@ export class LiveRendition implements SegmenterSink {
     this.#pending = undefined;
     if (programDateTime !== undefined) seg.programDateTime = programDateTime;
     seg.bytes = concat(seg.parts.map((p) => p.bytes));
-    this.#files.set(segmentUri(seg), { kind: 'segment', bytes: seg.bytes });
+    if (!seg.gap) this.#files.set(segmentUri(seg), { kind: 'segment', bytes: seg.bytes });
     this.#segments.push(seg);
     this.#version++;
     const bits = seg.bytes.byteLength * 8;
-    if (seg.duration > 0) {
+    if (seg.duration > 0 && !seg.gap) {
       this.peakBandwidth = Math.max(this.peakBandwidth, bits / seg.duration);
       this.#bitsSum += bits;
       this.#secondsSum += seg.duration;
@@ -226,6 +272,7 @@ export class LiveRendition implements SegmenterSink {
       programDateTime: s.programDateTime,
       discontinuity: s.discontinuity,
       initUri: s.initUri,
+      gap: s.gap,
     });
     const pending = this.#pending;
     return {

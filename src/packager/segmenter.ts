@@ -34,7 +34,15 @@ export interface SegmenterSink {
    * A segment begins at timeline dts `timelineDts` (called before its first part). `msn` is set for a
    * follower: the source's media sequence number of the segment that starts at the same instant.
    */
-  segmentStart?(info: { timelineDts: number; msn: number | undefined; sessionStart: boolean }): void;
+  segmentStart?(info: SegmentStartInfo): void;
+}
+
+export interface SegmentStartInfo {
+  readonly timelineDts: number;
+  /** Presentation time of the segment's first frame on the timeline (its keyframe's pts). */
+  readonly timelinePts: number;
+  readonly msn: number | undefined;
+  readonly sessionStart: boolean;
 }
 
 /**
@@ -119,7 +127,12 @@ export class Segmenter {
   readonly #role: SegmenterRole | undefined;
   /** The source session whose clock this session runs on (leader: its own; follower: the one it was transcoded from). */
   #sessionKey = '';
-  #followerSkew = 0;
+  /**
+   * A follower's current segment is the source's segment starting at this boundary: its PDT is the
+   * source's. (Rungs have no B-frames, so a rung keyframe's dts is its pts: it matches the source
+   * keyframe by presentation time, and its decode time may lie a reorder delay after the source's.)
+   */
+  #segBoundary: { msn: number; pts: number; pdt: number | undefined } | undefined;
   /** Frames a follower cut at a source boundary that was not a keyframe in its own encoding. */
   unalignedCuts = 0;
 
@@ -189,18 +202,18 @@ export class Segmenter {
       if (role?.kind === 'follower') {
         // A rung starts where the source started a segment it has not yet passed to the playlist.
         const clock = role.timeline.session(this.#sessionKey);
-        const at = clock ? frame.dts + clock.offset : undefined;
+        const at = clock ? frame.pts + clock.offset : undefined;
         const b = at === undefined ? undefined : role.timeline.boundaryNear(at, this.#tolerance());
         if (!clock || at === undefined || !b || b.msn < role.minMsn()) {
           this.droppedBeforeKeyframe++;
           return;
         }
         this.#offset = clock.offset;
-        this.#followerSkew = b.timelineDts - at;
-        this.#dtsAnchor = b.timelineDts;
-        this.#partStart = this.#segStart = b.timelineDts;
+        this.#dtsAnchor = frame.dts + clock.offset;
+        this.#partStart = this.#segStart = this.#dtsAnchor;
         this.#segIndependent = true;
-        this.#sink.segmentStart?.({ timelineDts: b.timelineDts, msn: b.msn, sessionStart: true });
+        this.#segBoundary = { msn: b.msn, pts: b.timelinePts, pdt: role.timeline.pdt(b.sessionId, b.timelineDts) };
+        this.#sink.segmentStart?.({ timelineDts: this.#segStart, timelinePts: at, msn: b.msn, sessionStart: true });
       } else {
         this.#offset = this.#timelineEnd - frame.dts;
         this.#wallAnchor = frame.wallClock;
@@ -209,12 +222,10 @@ export class Segmenter {
         this.#partStart = this.#segStart = frame.dts + this.#offset;
         this.#segIndependent = true;
         this.#publishClock();
-        this.#sink.segmentStart?.({ timelineDts: this.#segStart, msn: undefined, sessionStart: true });
+        this.#sink.segmentStart?.({ timelineDts: this.#segStart, timelinePts: frame.pts + this.#offset, msn: undefined, sessionStart: true });
       }
     }
-    // A follower's frames may sit up to half a frame off the source's grid (another frame rate, or
-    // milliseconds rounded differently); they are shifted by the skew measured at its first segment.
-    const dts = frame.dts + this.#offset + this.#followerSkew;
+    const dts = frame.dts + this.#offset;
     if (dts < this.#dtsAnchor) {
       // Interleaving skew: audio stamped just before the session's first keyframe has nothing to play with.
       this.droppedBeforeKeyframe++;
@@ -258,7 +269,7 @@ export class Segmenter {
           this.#segStart = dts;
           this.#segIndependent = keyCut;
           this.#anchorOpen = false;
-          this.#sink.segmentStart?.({ timelineDts: dts, msn: undefined, sessionStart: false });
+          this.#sink.segmentStart?.({ timelineDts: dts, timelinePts: frame.pts + this.#offset, msn: undefined, sessionStart: false });
         }
         this.#partStart = dts;
       }
@@ -271,8 +282,9 @@ export class Segmenter {
   /** A follower cuts where the source started its next segment (or, bounded, where it must). */
   #followerCut(frame: MediaFrame, dts: number, timeline: SegmentTimeline): void {
     const tol = this.#tolerance();
-    const next = timeline.boundaryAfter(this.#segStart, tol);
-    const atBoundary = next !== undefined && dts >= next.timelineDts - tol;
+    const pts = frame.pts + this.#offset!;
+    const next = timeline.boundaryAfter(this.#segBoundary?.pts ?? this.#segStart, tol);
+    const atBoundary = next !== undefined && pts >= next.timelinePts - tol;
     // The source's boundaries may stop coming (source rendition dropping frames): do not grow without bound.
     const forced = !atBoundary && dts - this.#segStart >= this.#maxSegmentTicks();
     if (atBoundary || forced || this.#partFull(dts)) {
@@ -284,7 +296,8 @@ export class Segmenter {
         this.#closeSegment(dts);
         this.#segStart = dts;
         this.#segIndependent = independent;
-        this.#sink.segmentStart?.({ timelineDts: dts, msn: atBoundary ? next.msn : undefined, sessionStart: false });
+        this.#segBoundary = atBoundary ? { msn: next.msn, pts: next.timelinePts, pdt: timeline.pdt(next.sessionId, next.timelineDts) } : undefined;
+        this.#sink.segmentStart?.({ timelineDts: dts, timelinePts: pts, msn: atBoundary ? next.msn : undefined, sessionStart: false });
       }
       this.#partStart = dts;
     }
@@ -313,12 +326,15 @@ export class Segmenter {
     this.#audio = [];
     this.#partHasFrames = false;
     this.#offset = undefined;
-    this.#followerSkew = 0;
+    this.#segBoundary = undefined;
   }
 
   /** Wall clock (ms) of a timeline instant of the current session. */
   #pdt(timelineDts: number): number {
     if (this.#role?.kind === 'follower') {
+      // The source's PDT of the segment's start, and from there this rung's own elapsed time.
+      const b = this.#segBoundary;
+      if (b?.pdt !== undefined) return b.pdt + ((timelineDts - this.#segStart) * 1000) / TIMESCALE;
       const pdt = this.#role.timeline.pdt(this.#sessionKey, timelineDts);
       if (pdt !== undefined) return pdt;
     }

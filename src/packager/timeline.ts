@@ -13,6 +13,8 @@ export interface SessionClock {
 export interface Boundary {
   readonly msn: number;
   readonly timelineDts: number;
+  /** Presentation time of the segment's first frame (the source keyframe's pts) on the timeline. */
+  readonly timelinePts: number;
   readonly sessionId: string;
   /** The first segment of a source session (a discontinuity in the source playlist). */
   readonly sessionStart: boolean;
@@ -69,19 +71,19 @@ export class SegmentTimeline {
     return c ? c.wallAnchor + ((timelineDts - c.dtsAnchor) * 1000) / TIMESCALE : undefined;
   }
 
-  /** The boundary within `tolerance` ticks of `timelineDts`, if the source cut a segment there. */
-  boundaryNear(timelineDts: number, tolerance: number): Boundary | undefined {
+  /** The boundary whose first frame is presented within `tolerance` ticks of `timelinePts`. */
+  boundaryNear(timelinePts: number, tolerance: number): Boundary | undefined {
     for (let i = this.#boundaries.length - 1; i >= 0; i--) {
       const b = this.#boundaries[i];
-      if (Math.abs(b.timelineDts - timelineDts) <= tolerance) return b;
-      if (b.timelineDts < timelineDts - tolerance) return undefined;
+      if (Math.abs(b.timelinePts - timelinePts) <= tolerance) return b;
+      if (b.timelinePts < timelinePts - tolerance) return undefined;
     }
     return undefined;
   }
 
-  /** The first boundary strictly after `timelineDts` (plus tolerance). */
-  boundaryAfter(timelineDts: number, tolerance: number): Boundary | undefined {
-    for (const b of this.#boundaries) if (b.timelineDts > timelineDts + tolerance) return b;
+  /** The first boundary presented after `timelinePts` (plus tolerance). */
+  boundaryAfter(timelinePts: number, tolerance: number): Boundary | undefined {
+    for (const b of this.#boundaries) if (b.timelinePts > timelinePts + tolerance) return b;
     return undefined;
   }
 

@@ -1,76 +1,8 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import type { Duplex, Readable, Writable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { AppError, ClosedError, type Logger } from '../core/index.js';
 import { StderrLog } from './stderr.js';
-
-export type SupervisorState = 'idle' | 'starting' | 'running' | 'backoff' | 'failed' | 'stopped';
-
-/**
- * How a child ended. 'never-started': it could not be spawned (ENOENT), or exited or was killed before it
- * was marked ready (bad arguments, unknown encoder, ready timeout). 'died': it ended by itself after it was
- * ready; exit code 0 counts too, because a live transcoder has no reason to finish on its own. 'stopped':
- * we asked it to end (stop() or restartNow()).
- */
-export type ExitKind = 'never-started' | 'died' | 'stopped';
-
-export interface BackoffOptions {
-  readonly initialMs: number;
-  readonly maxMs: number;
-  /** Each restart waits `factor` times longer than the one before, up to maxMs. */
-  readonly factor: number;
-}
-
-/** One spawned child, handed to onStart so the caller can wire its pipes. */
-export interface ChildHandle {
-  readonly pid: number;
-  /** 1 for the first child, then one more per spawn (restarts included). */
-  readonly attempt: number;
-  readonly stdin: Writable;
-  /** The caller must read it (or the child blocks once the pipe buffer is full). */
-  readonly stdout: Readable;
-  /** The pipes on fds 3, 4, ... (extra[0] is fd 3, FFmpeg's `pipe:3`). Read those the child writes to. */
-  readonly extra: readonly Duplex[];
-  /** The child works (e.g. its first output frame arrived). Only the first call counts. */
-  markReady(): void;
-}
-
-export interface ExitInfo {
-  readonly attempt: number;
-  readonly pid: number | undefined;
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly kind: ExitKind;
-  /** In words, for logs and status: 'exited with code 1 before ready', 'not ready within 5000 ms'... */
-  readonly reason: string;
-  /** The last lines the child printed on stderr, oldest first. */
-  readonly stderrTail: readonly string[];
-  readonly ranMs: number;
-}
-
-export interface SupervisorOptions {
-  /** Names the child in logs. */
-  readonly name: string;
-  readonly command: string;
-  /** Called at every (re)start, so a restart can run with other arguments (fewer outputs, say). */
-  readonly args: () => readonly string[];
-  readonly logger: Logger;
-  /** Extra pipes on fds 3..3+n-1. Default 0. */
-  readonly extraFds?: number;
-  /** A child not marked ready this long after spawn is killed and counts as never started. */
-  readonly readyTimeoutMs: number;
-  readonly backoff: BackoffOptions;
-  /** After a child has been ready this long, the next restart waits backoff.initialMs again. Default 30000. */
-  readonly stableAfterMs?: number;
-  /** Give up (state 'failed') after this many never-started children in a row. Default: never give up. */
-  readonly maxStartFailures?: number;
-  /** SIGTERM, then SIGKILL after this long. Default 3000. */
-  readonly killTimeoutMs?: number;
-  /** Logging limits for stderr; see StderrLog. Defaults: 2000 chars, 50 lines/s, 20 kept. */
-  readonly stderr?: { readonly maxLineLength?: number; readonly maxLinesPerSec?: number; readonly tailLines?: number };
-  readonly onStart?: (handle: ChildHandle) => void;
-  /** Called exactly once per child, the spawn failures included. */
-  readonly onExit?: (info: ExitInfo) => void;
-}
+import type { ChildHandle, ExitInfo, ExitKind, SupervisorOptions, SupervisorState } from './types.js';
 
 /** After the child exited, how long we wait for the rest of its stderr (the error message is often last). */
 const STDERR_DRAIN_MS = 500;
@@ -89,6 +21,7 @@ interface Run {
   ready: boolean;
   ending: Ending | undefined;
   restartReason?: string;
+  readyTimer: NodeJS.Timeout | undefined;
   termSent: boolean;
   exited: boolean;
   done: boolean;
@@ -173,11 +106,14 @@ export class Supervisor {
     if (this.#stopping) return;
     this.#log.info({ reason }, 'restart requested');
     const run = this.#run;
-    if (run && !run.exited) {
-      run.restartReason = reason;
-      this.#kill(run, 'restart');
-    } else if (run) {
-      this.#restartPending = reason; // it exited by itself and is being reported; restart right after
+    if (run) {
+      // Running, being killed for another reason, or already exited and being reported: the next child
+      // follows its exit at once either way.
+      this.#restartPending = reason;
+      if (!run.exited) {
+        run.restartReason = reason;
+        this.#kill(run, 'restart');
+      }
     } else {
       clearTimeout(this.#backoffTimer);
       if (this.#state === 'failed') this.#startFailures = 0;
@@ -226,17 +162,18 @@ export class Supervisor {
       child = spawn(command, args, { detached: true, stdio });
     } catch (err) {
       // Invalid arguments (a NUL byte, args() throwing): report like a spawn failure, after this call returns.
-      const run = this.#newRun(attempt, undefined, undefined);
+      const run = this.#newRun(attempt, undefined, this.#log.child({ attempt }), undefined);
       setImmediate(() => this.#finish(run, null, null, `spawn failed: ${(err as Error).message}`));
       return;
     }
+    const log = this.#log.child({ attempt, pid: child.pid });
     const stderr = child.pid === undefined ? undefined : new StderrLog(child.stderr!, {
-      logger: this.#log.child({ attempt, pid: child.pid }),
+      logger: log,
       maxLineLength: limits?.maxLineLength ?? 2000,
       maxLinesPerSec: limits?.maxLinesPerSec ?? 50,
       tailLines: limits?.tailLines ?? 20,
     });
-    const run = this.#newRun(attempt, child.pid, stderr);
+    const run = this.#newRun(attempt, child.pid, log, stderr);
     // A child that exits while we write to it gives EPIPE on stdin; that must not become an uncaught error.
     for (const s of child.stdio) s?.on('error', (err) => run.log.debug({ err }, 'pipe error'));
     child.once('exit', (code, signal) => this.#onExit(run, code, signal));
@@ -246,7 +183,7 @@ export class Supervisor {
     });
     if (run.pid === undefined) return; // 'error' follows (ENOENT, EACCES)
     run.log.info({ command, args }, 'spawned');
-    run.timers.push(setTimeout(() => this.#kill(run, 'ready-timeout'), this.#opts.readyTimeoutMs));
+    run.readyTimer = setTimeout(() => this.#kill(run, 'ready-timeout'), this.#opts.readyTimeoutMs);
     const handle: ChildHandle = {
       pid: run.pid,
       attempt,
@@ -263,19 +200,24 @@ export class Supervisor {
     }
   }
 
-  #newRun(attempt: number, pid: number | undefined, stderr: StderrLog | undefined): Run {
-    const log = this.#log.child({ attempt, pid });
-    const run: Run = { attempt, pid, startedAt: Date.now(), log, stderr, ready: false, ending: undefined, termSent: false, exited: false, done: false, timers: [] };
+  #newRun(attempt: number, pid: number | undefined, log: Logger, stderr: StderrLog | undefined): Run {
+    const run: Run = {
+      attempt, pid, startedAt: Date.now(), log, stderr, ready: false, ending: undefined,
+      readyTimer: undefined, termSent: false, exited: false, done: false, timers: [],
+    };
     this.#run = run;
     return run;
   }
 
   #markReady(run: Run): void {
-    if (run !== this.#run || run.ready || run.exited || run.ending) return;
+    // Output read just after the exit event (while stderr drains) still proves the child worked.
+    if (run !== this.#run || run.ready || run.done || run.ending) return;
     run.ready = true;
-    this.#state = 'running';
+    clearTimeout(run.readyTimer);
     this.#startFailures = 0;
     run.log.info({ readyMs: Date.now() - run.startedAt }, 'ready');
+    if (run.exited) return;
+    this.#state = 'running';
     run.timers.push(setTimeout(() => (this.#delayMs = this.#opts.backoff.initialMs), this.#opts.stableAfterMs ?? 30_000));
   }
 
@@ -293,6 +235,7 @@ export class Supervisor {
 
   #onExit(run: Run, code: number | null, signal: NodeJS.Signals | null): void {
     run.exited = true;
+    clearTimeout(run.readyTimer);
     for (const t of run.timers) clearTimeout(t);
     // Whatever else is left in its group (a shell's background job, say) goes with it; it also closes the
     // stderr those held open, so the drain below ends at once.
@@ -308,6 +251,7 @@ export class Supervisor {
   #finish(run: Run, code: number | null, signal: NodeJS.Signals | null, spawnError?: string): void {
     if (run.done) return;
     run.done = run.exited = true;
+    clearTimeout(run.readyTimer);
     for (const t of run.timers) clearTimeout(t);
     run.stderr?.close();
     const { ending } = run;
@@ -329,10 +273,10 @@ export class Supervisor {
     else run.log.warn({ kind, reason, ranMs: info.ranMs, stderrTail }, 'child ended by itself');
 
     // Decide first, so onExit sees the state we are going to.
-    let restartNow = ending === 'restart' || this.#restartPending !== undefined;
+    const immediate = ending === 'restart' || this.#restartPending !== undefined;
     this.#restartPending = undefined;
     if (this.#stopping) this.#state = 'stopped';
-    else if (restartNow) this.#state = 'backoff';
+    else if (immediate) this.#state = 'backoff';
     else {
       if (kind === 'never-started') this.#startFailures++;
       const max = this.#opts.maxStartFailures;
@@ -346,7 +290,7 @@ export class Supervisor {
     }
     if (this.#state === 'stopped') this.#resolveStop?.();
     if (this.#state !== 'backoff') return; // stopped, failed, or onExit already restarted it
-    if (restartNow) return this.#spawn();
+    if (immediate) return this.#spawn();
     const delay = this.#delayMs;
     this.#delayMs = Math.min(delay * this.#opts.backoff.factor, this.#opts.backoff.maxMs);
     this.#log.info({ delayMs: delay }, 'restarting after backoff');

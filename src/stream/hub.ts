@@ -3,7 +3,8 @@ import { AppError, systemClock, type Clock, type Logger, type MediaFrame, type T
 import { Reader, type StreamEvent } from './reader.js';
 import { TimestampRepair } from './timestamps.js';
 
-export type IngestProtocol = 'rtmp' | 'rtmps' | 'whip';
+/** How frames reach the hub: a publisher's protocol, or 'transcode' for a rung made from another stream. */
+export type IngestProtocol = 'rtmp' | 'rtmps' | 'whip' | 'transcode';
 
 export interface PublishInfo {
   readonly sessionId: string;
@@ -11,6 +12,8 @@ export interface PublishInfo {
   readonly remoteAddress: string;
   /** When the stream key check for this publish began (ms since epoch, the hub's clock). */
   readonly authorizedAt?: number;
+  /** A transcoded rung: the source publish session its frames (and timestamps) come from. */
+  readonly sourceSessionId?: string;
 }
 
 /** Revocations are remembered this long: far longer than any key check takes. */
@@ -144,7 +147,7 @@ class PublisherImpl implements Publisher {
   setTracks(tracks: TrackSet): void {
     if (this.closed) return;
     this.stream.tracks = tracks;
-    this.stream.broadcast({ type: 'session-start', sessionId: this.sessionId, tracks, wallClock: this.hub.clock.now() });
+    this.stream.broadcast({ type: 'session-start', sessionId: this.sessionId, sourceSessionId: this.info.sourceSessionId, tracks, wallClock: this.hub.clock.now() });
   }
 
   write(frame: MediaFrame): void {
@@ -273,7 +276,7 @@ export class StreamHub extends EventEmitter<HubEvents> {
     stream.readers.add(reader);
     const pub = stream.publisher;
     if (pub && !pub.closed && stream.tracks) {
-      reader.push({ type: 'session-start', sessionId: pub.sessionId, tracks: stream.tracks, wallClock: this.clock.now() });
+      reader.push({ type: 'session-start', sessionId: pub.sessionId, sourceSessionId: pub.info.sourceSessionId, tracks: stream.tracks, wallClock: this.clock.now() });
     }
     return reader;
   }

@@ -2,7 +2,14 @@ import type { MediaFrame, TrackSet } from '../core/index.js';
 
 export type StreamEvent =
   /** A publish session delivers its tracks; every frame until the next session-start belongs to it. */
-  | { readonly type: 'session-start'; readonly sessionId: string; readonly tracks: TrackSet; readonly wallClock: number }
+  | {
+      readonly type: 'session-start';
+      readonly sessionId: string;
+      /** Set for a transcoded rung: the source session it was made from. */
+      readonly sourceSessionId?: string;
+      readonly tracks: TrackSet;
+      readonly wallClock: number;
+    }
   | { readonly type: 'frame'; readonly frame: MediaFrame }
   /** The publisher went away (or was replaced); the stream may come back within the grace period. */
   | { readonly type: 'session-end'; readonly sessionId: string; readonly reason: string }

@@ -66,7 +66,7 @@ describe.each(backends)('control API on $name', ({ name, env }) => {
     const res = await srv.api('POST', '/api/v1/streams', { name: 'event 1' });
     expect(res.status).toBe(201);
     const s = res.json;
-    expect(s).toMatchObject({ name: 'event 1', profile: 'passthrough', record: true, live: null });
+    expect(s).toMatchObject({ name: 'event 1', profile: 'abr', customLadder: false, record: true, live: null });
     expect(s.id).toMatch(/^[A-Za-z0-9_-]+$/);
     expect(s.streamKey).toMatch(/^sk_[A-Za-z0-9_-]{32}$/); // 192 random bits
     expect(s.ingest.rtmp).toBe(`rtmp://localhost:0/live/${s.streamKey}`);
@@ -83,7 +83,8 @@ describe.each(backends)('control API on $name', ({ name, env }) => {
     const cases: Array<[unknown, string]> = [
       [{}, 'name'],
       [{ name: '' }, 'name'],
-      [{ name: 'x', profile: 'abr' }, 'profile'],
+      [{ name: 'x', profile: 'hd' }, 'profile'],
+      [{ name: 'x', ladder: 'hd' }, 'ladder'],
       [{ name: 'x', extra: 1 }, 'additional'],
     ];
     for (const [body, word] of cases) {

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashSecret, newId, newStreamKey, silentLogger } from '../../src/core/index.js';
-import type { AppError } from '../../src/core/index.js';
-import { openCatalog } from '../../src/catalog/index.js';
+import { DEFAULT_LADDER, hashSecret, newId, newStreamKey, silentLogger } from '../../src/core/index.js';
+import type { AppError, LadderRung } from '../../src/core/index.js';
+import { effectiveLadder, openCatalog } from '../../src/catalog/index.js';
 import type { Catalog, CatalogOptions, StreamRecord } from '../../src/catalog/index.js';
 import { openPglite, openPostgres } from '../../src/catalog/db.js';
 import type { Db } from '../../src/catalog/db.js';
@@ -91,7 +91,8 @@ async function expectCode(p: Promise<unknown>, code: string): Promise<AppError> 
   return err as AppError;
 }
 
-function catalogSuite(kind: 'pglite' | 'postgres', backend: Backend): void {
+function catalogSuite(kind: 'pglite' | 'postgres', makeBackend: () => Backend): void {
+  const backend = makeBackend();
   let catalog: Catalog;
 
   beforeAll(async () => {
@@ -116,7 +117,7 @@ function catalogSuite(kind: 'pglite' | 'postgres', backend: Backend): void {
   it('creates a stream and finds it by id and by key hash', async () => {
     const keyHash = newKeyHash();
     const s = await catalog.createStream({ name: 'Main stage', profile: 'abr', record: true, keyHash });
-    expect(s).toMatchObject({ name: 'Main stage', profile: 'abr', record: true });
+    expect(s).toMatchObject({ name: 'Main stage', profile: 'abr', record: true, ladder: null });
     expect(s.id).toMatch(/^[A-Za-z0-9_-]{16}$/);
     expect(s.createdAt).toBeInstanceOf(Date);
     expect(s.updatedAt.getTime()).toBe(s.createdAt.getTime());
@@ -199,6 +200,106 @@ function catalogSuite(kind: 'pglite' | 'postgres', backend: Backend): void {
     expect(await catalog.getStream(s.id)).toEqual(v);
     expect(await catalog.updateStream('missing', { name: 'x' })).toBeUndefined();
     await expectCode(catalog.updateStream(s.id, { name: '' }), 'E_VALIDATION');
+  });
+
+  it('stores a custom ladder as a jsonb array, highest rung first, and reads it back', async () => {
+    const input: LadderRung[] = [
+      { name: 'low', height: 240, videoBitrateKbps: 300, maxFrameRate: 15, encoder: 'libx264' },
+      { name: 'hd', height: 720, videoBitrateKbps: 3000, maxFrameRate: 29.97, encoder: 'h264_vaapi' },
+      { name: 'sd', height: 480, videoBitrateKbps: 1200, maxFrameRate: 30, encoder: 'h264_qsv' },
+    ];
+    const sorted = [input[1], input[2], input[0]];
+    const s = await catalog.createStream({ name: 'custom ladder', profile: 'passthrough', ladder: input, keyHash: newKeyHash() });
+    expect(s.ladder).toEqual(sorted);
+    expect(s.profile).toBe('passthrough'); // a ladder is kept whatever the profile
+    expect(await catalog.getStream(s.id)).toEqual(s);
+    const listed: StreamRecord[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await catalog.listStreams({ limit: 100, cursor });
+      listed.push(...page.items);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    expect(listed.find((x) => x.id === s.id)).toEqual(s);
+    const plain = await catalog.createStream({ name: 'default ladder', profile: 'abr', ladder: null, keyHash: newKeyHash() });
+    expect(plain.ladder).toBeNull();
+    expect(effectiveLadder(plain)).toBe(DEFAULT_LADDER);
+    expect(effectiveLadder(s)).toEqual(sorted);
+
+    // In the column: a jsonb array of objects (not a JSON string in jsonb, not a PostgreSQL array), and SQL NULL
+    // for the default. Checked through a raw connection with the catalog closed (PGlite allows one opener).
+    await catalog.close();
+    const db = await backend.openDb();
+    try {
+      const { rows } = await db.query<{ id: string; t: string | null; h: number | null }>(
+        `SELECT id, jsonb_typeof(ladder) AS t, (ladder -> 0 ->> 'height')::int AS h FROM streams WHERE id = ANY($1)`,
+        [[s.id, plain.id]],
+      );
+      expect(Object.fromEntries(rows.map((r) => [r.id, [r.t, r.h]]))).toEqual({ [s.id]: ['array', 720], [plain.id]: [null, null] });
+      await expectCode(db.query(`UPDATE streams SET ladder = '{"height": 720}'::jsonb WHERE id = $1`, [s.id]), 'E_VALIDATION');
+    } finally {
+      await db.close();
+      catalog = await openCatalog(backend.options());
+    }
+    expect(await catalog.getStream(s.id)).toEqual(s);
+  });
+
+  it('updates the ladder: undefined keeps it, null goes back to the default, a bad one is refused', async () => {
+    const first: LadderRung[] = [{ name: '720p', height: 720, videoBitrateKbps: 2500, maxFrameRate: 60, encoder: 'libx264' }];
+    const s = await catalog.createStream({ name: 'ladder updates', profile: 'abr', ladder: first, keyHash: newKeyHash() });
+    expect(s.ladder).toEqual(first);
+
+    const renamed = await catalog.updateStream(s.id, { name: 'renamed', profile: 'passthrough' });
+    expect(renamed).toMatchObject({ name: 'renamed', profile: 'passthrough', ladder: first });
+
+    const cleared = await catalog.updateStream(s.id, { ladder: null });
+    expect(cleared).toMatchObject({ name: 'renamed', profile: 'passthrough', ladder: null });
+    expect((await catalog.getStream(s.id))?.ladder).toBeNull();
+
+    const second: LadderRung[] = [
+      { name: 'b', height: 360, videoBitrateKbps: 700, maxFrameRate: 30, encoder: 'libx264' },
+      { name: 'a', height: 1080, videoBitrateKbps: 6000, maxFrameRate: 60, encoder: 'h264_nvenc' },
+    ];
+    const set = await catalog.updateStream(s.id, { ladder: second, profile: 'abr' });
+    expect(set).toMatchObject({ profile: 'abr', ladder: [second[1], second[0]] });
+    expect(await catalog.getStream(s.id)).toEqual(set);
+
+    const dup = [second[0], { ...second[1], name: 'b' }];
+    const err = await expectCode(catalog.updateStream(s.id, { ladder: dup }), 'E_VALIDATION');
+    expect(err.message).toBe('ladder[1].name: "b" is used by another rung');
+    await expectCode(catalog.createStream({ name: 'x', profile: 'abr', ladder: [], keyHash: newKeyHash() }), 'E_VALIDATION');
+    expect(await catalog.getStream(s.id)).toEqual(set);
+    expect(await catalog.updateStream('missing', { ladder: null })).toBeUndefined();
+  });
+
+  it('upgrades a version 1 database: existing streams get the default ladder', async () => {
+    const old = makeBackend();
+    await old.setup();
+    try {
+      const db = await old.openDb();
+      const id = newId();
+      try {
+        expect(await migrate(db, silentLogger, MIGRATIONS.slice(0, 1))).toEqual([1]);
+        const now = new Date();
+        await db.query(
+          `INSERT INTO streams (id, name, profile, record, key_hash, created_at, updated_at, key_rotated_at)
+           VALUES ($1, 'from v1', 'passthrough', true, $2, $3, $3, $3)`,
+          [id, newKeyHash(), now],
+        );
+      } finally {
+        await db.close();
+      }
+      const upgraded = await openCatalog(old.options());
+      try {
+        expect(await upgraded.getStream(id)).toMatchObject({ name: 'from v1', profile: 'passthrough', ladder: null });
+        const set = await upgraded.updateStream(id, { ladder: [...DEFAULT_LADDER].slice(1) });
+        expect(set?.ladder).toEqual(DEFAULT_LADDER.slice(1));
+      } finally {
+        await upgraded.close();
+      }
+    } finally {
+      await old.teardown();
+    }
   });
 
   it('rotates the key: the old hash no longer finds the stream', async () => {
@@ -311,11 +412,11 @@ function catalogSuite(kind: 'pglite' | 'postgres', backend: Backend): void {
 }
 
 describe('catalog on PGlite', () => {
-  catalogSuite('pglite', pgliteBackend());
+  catalogSuite('pglite', pgliteBackend);
 });
 
 describe.skipIf(skipPostgres)('catalog on PostgreSQL', () => {
-  catalogSuite('postgres', postgresBackend());
+  catalogSuite('postgres', postgresBackend);
 
   it('two processes migrating the same fresh schema at once both succeed', async () => {
     const schema = randomSchema();

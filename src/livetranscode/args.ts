@@ -1,0 +1,78 @@
+import type { LadderRung } from '../core/index.js';
+
+export interface TranscodeArgsInput {
+  readonly rungs: readonly LadderRung[];
+  readonly source: { readonly width: number; readonly height: number; readonly frameRate: number; readonly hasAudio: boolean };
+  /** libx264 preset (speed/quality trade-off). */
+  readonly x264Preset: string;
+  /** Render node for h264_vaapi. */
+  readonly vaapiDevice: string;
+}
+
+/** FFmpeg's -progress output goes to fd 3; rung i is written to fd 4 + i. */
+export const PROGRESS_FD = 3;
+export const FIRST_RUNG_FD = 4;
+
+/**
+ * Encoder options per encoder. Every one runs without B-frames (decode order = presentation order, no
+ * reordering delay) and turns the forced keyframes into IDR frames, so each rung has a random access
+ * point wherever the source has one.
+ */
+function encoderArgs(r: LadderRung, preset: string): string[] {
+  const rate = [`-b:v`, `${r.videoBitrateKbps}k`, `-maxrate`, `${r.videoBitrateKbps}k`, `-bufsize`, `${2 * r.videoBitrateKbps}k`];
+  switch (r.encoder) {
+    case 'libx264':
+      // zerolatency: no lookahead and no frame delay; sc_threshold 0: no keyframes of its own at scene cuts.
+      return ['-c:v', 'libx264', '-preset', preset, '-tune', 'zerolatency', ...rate, '-bf', '0', '-sc_threshold', '0', '-g', '600'];
+    case 'h264_nvenc':
+      return ['-c:v', 'h264_nvenc', '-preset', 'p4', '-tune', 'll', ...rate, '-bf', '0', '-forced-idr', '1', '-g', '600'];
+    case 'h264_qsv':
+      return ['-c:v', 'h264_qsv', '-preset', 'veryfast', ...rate, '-bf', '0', '-forced_idr', '1', '-g', '600'];
+    case 'h264_vaapi':
+      return ['-c:v', 'h264_vaapi', ...rate, '-bf', '0', '-g', '600'];
+  }
+}
+
+/** The video filter chain of one rung: frame rate cap, then scale on the short side (never up). */
+function rungFilter(r: LadderRung, source: TranscodeArgsInput['source']): string {
+  const steps: string[] = [];
+  // The fps filter keeps the frames nearest its grid; a source keyframe survives when the source rate is
+  // a whole multiple of the cap (60 -> 30), which is what common sources are.
+  if (source.frameRate > r.maxFrameRate + 0.5) steps.push(`fps=${r.maxFrameRate}`);
+  const portrait = source.height > source.width && source.width > 0;
+  steps.push(portrait ? `scale=${r.height}:-2` : `scale=-2:${r.height}`);
+  if (r.encoder === 'h264_vaapi') steps.push('format=nv12', 'hwupload');
+  return steps.join(',');
+}
+
+/**
+ * One FFmpeg for the whole ladder: the source is decoded once (FLV on stdin), split, and each rung is
+ * encoded and written as FLV to its own pipe with the source's timestamps (-copyts) and the source's
+ * audio copied in. Keyframes are forced where the source has them (-force_key_frames source), which is
+ * what lets every rung cut its segments where the source does.
+ */
+export function buildFfmpegArgs(input: TranscodeArgsInput): string[] {
+  const { rungs, source } = input;
+  const args = ['-hide_banner', '-nostdin', '-loglevel', 'level+warning', '-nostats', '-progress', `pipe:${PROGRESS_FD}`, '-stats_period', '0.5'];
+  if (rungs.some((r) => r.encoder === 'h264_vaapi')) args.push('-vaapi_device', input.vaapiDevice);
+  // Input: no probing delay beyond the FLV header and sequence headers we write first; slice threads
+  // (frame threads would hold frames back).
+  args.push('-fflags', '+nobuffer', '-probesize', '65536', '-analyzeduration', '0', '-thread_type', 'slice', '-f', 'flv', '-i', 'pipe:0');
+  args.push('-copyts');
+  const labels = rungs.map((_, i) => `[v${i}]`);
+  const graph =
+    rungs.length === 1
+      ? `[0:v]${rungFilter(rungs[0], source)}${labels[0]}`
+      : `[0:v]split=${rungs.length}${rungs.map((_, i) => `[s${i}]`).join('')};` +
+        rungs.map((r, i) => `[s${i}]${rungFilter(r, source)}${labels[i]}`).join(';');
+  args.push('-filter_complex', graph);
+  rungs.forEach((r, i) => {
+    args.push('-map', labels[i]);
+    if (source.hasAudio) args.push('-map', '0:a');
+    args.push(...encoderArgs(r, input.x264Preset), '-force_key_frames', 'source', '-fps_mode', 'passthrough');
+    if (source.hasAudio) args.push('-c:a', 'copy');
+    // Write every packet at once: the FLV muxer would otherwise fill 32 KB before the pipe sees a byte.
+    args.push('-flush_packets', '1', '-flvflags', 'no_duration_filesize', '-f', 'flv', `pipe:${FIRST_RUNG_FD + i}`);
+  });
+  return args;
+}

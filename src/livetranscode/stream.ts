@@ -1,0 +1,346 @@
+import { once } from 'node:events';
+import {
+  decodeAmf0,
+  FlvReader,
+  FlvWriter,
+  MediaAssembler,
+  DEFAULT_ASSEMBLER_OPTIONS,
+} from '../flv/index.js';
+import { newId, rungsFor, type LadderRung, type Logger, type MediaFrame, type TrackSet } from '../core/index.js';
+import { SpeedMeter, ProgressParser, Supervisor, type ChildHandle, type ExitInfo } from '../process/index.js';
+import { rungStreamId, type Publisher, type Reader, type StreamHub } from '../stream/index.js';
+import { buildFfmpegArgs, FIRST_RUNG_FD, PROGRESS_FD } from './args.js';
+import { LoadGovernor, type GovernorOptions } from './governor.js';
+import type { RungStatus, TranscodeCounters, TranscodeState, TranscodeStatus } from './types.js';
+
+export interface StreamTranscodeOptions {
+  readonly streamId: string;
+  readonly ladder: readonly LadderRung[];
+  readonly reader: Reader;
+  readonly rungHub: StreamHub;
+  readonly logger: Logger;
+  readonly ffmpegPath: string;
+  readonly x264Preset: string;
+  readonly vaapiDevice: string;
+  readonly readyTimeoutMs: number;
+  readonly governor: GovernorOptions;
+  readonly counters: TranscodeCounters;
+  /** Fraction of the machine's CPU time that was idle lately (0..1), for restoring dropped rungs. */
+  readonly cpuIdle: () => number | undefined;
+}
+
+/** Largest FLV tag read back from FFmpeg (one encoded frame). */
+const MAX_TAG_BYTES = 16 * 1024 * 1024;
+/** Waiting for FFmpeg to take more input longer than this means it is stuck; the frame is dropped. */
+const DRAIN_WAIT_MS = 2000;
+
+/** One FFmpeg child's pipes and the rung sessions it feeds. */
+interface Run {
+  readonly handle: ChildHandle;
+  readonly writer: FlvWriter;
+  readonly rungs: readonly LadderRung[];
+  readonly publishers: Map<string, Publisher>;
+  readonly producing: Set<string>;
+  /** A new FFmpeg starts decoding at a keyframe: frames before it are not written. */
+  needKeyframe: boolean;
+  lastWrittenMs: number;
+  outTimeMs: number | undefined;
+  ended: boolean;
+}
+
+/**
+ * The ladder of one live stream: reads the source from the hub, feeds one supervised FFmpeg (FLV on
+ * stdin), reads one FLV pipe per rung and publishes each rung to the rung hub, where the packager picks
+ * it up like any stream. A new source session (reconnect) gets a new FFmpeg; a crash is restarted with
+ * backoff; when FFmpeg cannot keep up in real time the most expensive rung is dropped and later restored.
+ */
+export class StreamTranscode {
+  readonly #o: StreamTranscodeOptions;
+  readonly #log: Logger;
+  readonly #governor: LoadGovernor;
+  readonly #meter = new SpeedMeter();
+  #tracks: TrackSet | undefined;
+  #sourceSession = '';
+  #supervisor: Supervisor | undefined;
+  #run: Run | undefined;
+  /** Rungs dropped for lack of CPU, most recent last. */
+  #dropped: LadderRung[] = [];
+  #everPublished = new Set<string>();
+  #state: TranscodeState = 'idle';
+  #lastError: string | undefined;
+  #restarts = 0;
+  #closed = false;
+  #done: Promise<void>;
+
+  constructor(opts: StreamTranscodeOptions) {
+    this.#o = opts;
+    this.#log = opts.logger.child({ stream: opts.streamId, module: 'transcode' });
+    this.#governor = new LoadGovernor(opts.governor);
+    this.#done = this.#loop();
+  }
+
+  /** The rungs this source gets (the ladder below the source's size), the dropped ones excluded. */
+  #activeRungs(): LadderRung[] {
+    const v = this.#tracks?.video;
+    if (!v) return [];
+    const dropped = new Set(this.#dropped.map((r) => r.name));
+    return rungsFor(this.#o.ladder, v).filter((r) => !dropped.has(r.name));
+  }
+
+  async #loop(): Promise<void> {
+    for await (const ev of this.#o.reader) {
+      if (this.#closed) break;
+      try {
+        if (ev.type === 'session-start') {
+          await this.#stopChild();
+          this.#tracks = ev.tracks;
+          this.#sourceSession = ev.sessionId;
+          this.#dropped = [];
+          this.#startChild();
+        } else if (ev.type === 'frame') {
+          await this.#write(ev.frame);
+        } else if (ev.type === 'session-end') {
+          await this.#stopChild();
+          this.#state = 'idle';
+        } else if (ev.type === 'stream-end') {
+          break;
+        }
+      } catch (err) {
+        this.#log.error({ err, event: ev.type }, 'transcoder failed on an event');
+      }
+    }
+    await this.#stopChild();
+    for (const name of this.#everPublished) this.#o.rungHub.end(rungStreamId(this.#o.streamId, name), 'source stream ended');
+    this.#state = 'stopped';
+  }
+
+  #startChild(): void {
+    const tracks = this.#tracks;
+    if (!tracks?.video) {
+      this.#state = 'idle';
+      this.#lastError = 'the source has no video';
+      return;
+    }
+    if (this.#activeRungs().length === 0) {
+      this.#state = 'idle';
+      this.#lastError = undefined;
+      this.#log.info({ height: tracks.video.height }, 'no rung of the ladder is below the source; serving the source only');
+      return;
+    }
+    this.#state = 'starting';
+    const sup = new Supervisor({
+      name: 'ffmpeg',
+      command: this.#o.ffmpegPath,
+      args: () =>
+        buildFfmpegArgs({
+          rungs: this.#activeRungs(),
+          source: { width: tracks.video!.width, height: tracks.video!.height, frameRate: tracks.video!.frameRate, hasAudio: tracks.audio?.codec === 'aac' },
+          x264Preset: this.#o.x264Preset,
+          vaapiDevice: this.#o.vaapiDevice,
+        }),
+      logger: this.#log,
+      extraFds: 1 + this.#o.ladder.length,
+      readyTimeoutMs: this.#o.readyTimeoutMs,
+      backoff: { initialMs: 500, maxMs: 10_000, factor: 2 },
+      maxStartFailures: 3,
+      onStart: (h) => this.#onStart(h),
+      onExit: (info) => this.#onExit(info),
+    });
+    this.#supervisor = sup;
+    sup.start();
+  }
+
+  async #stopChild(): Promise<void> {
+    const sup = this.#supervisor;
+    this.#supervisor = undefined;
+    if (sup) await sup.stop();
+    this.#endRun(this.#run, 'transcoder stopped');
+  }
+
+  #onStart(handle: ChildHandle): void {
+    const tracks = this.#tracks!;
+    const rungs = this.#activeRungs();
+    const run: Run = {
+      handle,
+      writer: new FlvWriter(),
+      rungs,
+      publishers: new Map(),
+      producing: new Set(),
+      needKeyframe: true,
+      lastWrittenMs: 0,
+      outTimeMs: undefined,
+      ended: false,
+    };
+    this.#run = run;
+    this.#governor.runStarted(Date.now());
+    this.#meter.reset();
+    handle.stdin.on('error', () => {}); // EPIPE when FFmpeg dies: its exit is what we act on
+    handle.stdin.write(run.writer.header({ video: tracks.video, audio: tracks.audio?.codec === 'aac' ? tracks.audio : undefined }));
+
+    const progress = new ProgressParser();
+    handle.extra[PROGRESS_FD - 3].on('data', (chunk: Buffer) => {
+      for (const p of progress.push(chunk)) this.#onProgress(run, p.outTimeUs);
+    });
+    rungs.forEach((rung, i) => {
+      const id = rungStreamId(this.#o.streamId, rung.name);
+      const pub = this.#o.rungHub.publish(id, { sessionId: newId(), protocol: 'transcode', remoteAddress: 'ffmpeg', sourceSessionId: this.#sourceSession }, () => {});
+      this.#everPublished.add(rung.name);
+      run.publishers.set(rung.name, pub);
+      const flv = new FlvReader({ maxTagBytes: MAX_TAG_BYTES });
+      const assembler = new MediaAssembler(
+        {
+          setTracks: (t) => pub.setTracks(t),
+          write: (f) => {
+            // FFmpeg ran with -copyts on timestamps relative to the writer's base: add it back.
+            const base = run.writer.base ?? 0;
+            pub.write({ ...f, dts: f.dts + base, pts: f.pts + base });
+            if (!run.producing.has(rung.name)) {
+              run.producing.add(rung.name);
+              if (run.producing.size === run.rungs.length) {
+                handle.markReady();
+                this.#state = 'running';
+              }
+            }
+          },
+        },
+        DEFAULT_ASSEMBLER_OPTIONS,
+      );
+      handle.extra[FIRST_RUNG_FD - 3 + i].on('data', (chunk: Buffer) => {
+        if (run.ended) return;
+        try {
+          for (const tag of flv.push(chunk)) {
+            if (tag.type === 9) assembler.video(tag.timestamp, tag.body);
+            else if (tag.type === 8) assembler.audio(tag.timestamp, tag.body);
+            else if (tag.type === 18) assembler.metadata(decodeAmf0(tag.body)[1]);
+          }
+        } catch (err) {
+          // Our own FFmpeg wrote something we cannot read: restart it rather than publish garbage.
+          this.#log.error({ err, rung: rung.name }, 'unreadable FLV from FFmpeg; restarting it');
+          this.#supervisor?.restartNow('unreadable output');
+        }
+      });
+    });
+  }
+
+  #onProgress(run: Run, outTimeUs: number | undefined): void {
+    if (outTimeUs === undefined || run !== this.#run) return;
+    const now = Date.now();
+    run.outTimeMs = outTimeUs / 1000;
+    this.#meter.add(now, outTimeUs);
+    const speed = this.#meter.speed();
+    const lagMs = run.needKeyframe ? undefined : run.lastWrittenMs - run.outTimeMs;
+    if (this.#governor.sample(now, { speed, lagMs })) {
+      const active = this.#activeRungs();
+      // The most expensive rung: the most pixels per second.
+      const victim = [...active].sort((a, b) => b.height * b.maxFrameRate - a.height * a.maxFrameRate)[0];
+      if (!victim) return;
+      this.#dropped.push(victim);
+      this.#o.counters.rungsDropped++;
+      this.#log.warn({ rung: victim.name, speed, lagMs }, 'FFmpeg cannot keep up in real time: dropping the most expensive rung');
+      this.#o.rungHub.end(rungStreamId(this.#o.streamId, victim.name), 'dropped: not enough CPU');
+      this.#everPublished.delete(victim.name);
+      if (active.length > 1) this.#supervisor?.restartNow(`dropping rung ${victim.name}`);
+      else void this.#stopChild().then(() => (this.#state = 'degraded'));
+    }
+  }
+
+  /** Called every second: bring a dropped rung back when the CPU allows. */
+  tick(now: number): void {
+    if (this.#dropped.length === 0 || this.#closed || !this.#tracks) return;
+    if (!this.#governor.canRestore(now, this.#o.cpuIdle(), this.#run !== undefined)) return;
+    const back = this.#dropped.pop()!;
+    this.#governor.restored(now);
+    this.#o.counters.rungsRestored++;
+    this.#log.info({ rung: back.name }, 'CPU headroom again: restoring a dropped rung');
+    if (this.#supervisor) this.#supervisor.restartNow(`restoring rung ${back.name}`);
+    else this.#startChild();
+  }
+
+  async #write(frame: MediaFrame): Promise<void> {
+    const run = this.#run;
+    if (!run || run.ended) return;
+    const stdin = run.handle.stdin;
+    if (stdin.destroyed || !stdin.writable) return;
+    if (run.needKeyframe) {
+      if (frame.track !== 'video' || !frame.keyframe) return;
+      run.needKeyframe = false;
+    }
+    const tracks = this.#tracks!;
+    if (frame.track === 'audio' && tracks.audio?.codec !== 'aac') return;
+    const codec = frame.track === 'video' ? tracks.video!.codec : 'aac';
+    const tag = run.writer.frame(frame, codec);
+    run.lastWrittenMs = Math.max(run.lastWrittenMs, (frame.dts - (run.writer.base ?? frame.dts)) / 90);
+    if (stdin.write(tag)) return;
+    // FFmpeg is not taking input as fast as it comes: wait (the hub reader queues, then drops to the next
+    // keyframe) rather than buffer without bound here.
+    const timer = AbortSignal.timeout(DRAIN_WAIT_MS);
+    await once(stdin, 'drain', { signal: timer }).catch(() => {});
+  }
+
+  #onExit(info: ExitInfo): void {
+    const run = this.#run;
+    this.#endRun(run, `ffmpeg ${info.kind}: ${info.reason}`);
+    if (info.kind === 'stopped') return;
+    this.#restarts++;
+    this.#o.counters.exits++;
+    const last = info.stderrTail.filter((l) => !/^\s*$/.test(l)).slice(-3).join(' | ');
+    this.#lastError = `${info.reason}${last ? `: ${last}` : ''}`;
+    if (info.kind === 'died') this.#o.counters.crashes++;
+    const sup = this.#supervisor;
+    // The supervisor restarts with backoff, or gives up after repeated start failures.
+    queueMicrotask(() => {
+      if (sup && sup === this.#supervisor) this.#state = sup.state === 'failed' ? 'failed' : 'restarting';
+    });
+    this.#log.warn({ kind: info.kind, code: info.code, signal: info.signal, stderr: info.stderrTail.slice(-5) }, 'FFmpeg exited');
+  }
+
+  /** The run's rung sessions end (their playlists continue with a gap, then a discontinuity). */
+  #endRun(run: Run | undefined, reason: string): void {
+    if (!run || run.ended) return;
+    run.ended = true;
+    for (const pub of run.publishers.values()) pub.close(reason);
+    if (this.#run === run) this.#run = undefined;
+  }
+
+  status(rungHub: StreamHub): TranscodeStatus {
+    const sup = this.#supervisor;
+    const all = this.#tracks?.video ? rungsFor(this.#o.ladder, this.#tracks.video) : [];
+    const dropped = new Set(this.#dropped.map((r) => r.name));
+    const rungs: RungStatus[] = all.map((r) => {
+      const live = rungHub.status(rungStreamId(this.#o.streamId, r.name));
+      const tracks = live?.tracks?.video;
+      return {
+        name: r.name,
+        height: r.height,
+        width: tracks?.width,
+        encoder: r.encoder,
+        targetBitrateKbps: r.videoBitrateKbps,
+        state: dropped.has(r.name) ? 'dropped' : this.#run?.producing.has(r.name) ? 'running' : 'starting',
+        fps: live?.state === 'live' ? live.fps : 0,
+        bitrateKbps: live?.state === 'live' ? live.bitrateKbps : 0,
+      };
+    });
+    return {
+      state: this.#state,
+      pid: sup?.pid,
+      speed: this.#meter.speed(),
+      lagMs: this.#run && this.#run.outTimeMs !== undefined ? Math.round(this.#run.lastWrittenMs - this.#run.outTimeMs) : undefined,
+      restarts: this.#restarts,
+      lastError: this.#lastError,
+      droppedRungs: [...dropped],
+      rungs,
+    };
+  }
+
+  /** Resolves when the source stream ended and FFmpeg is gone. */
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
+  /** Stop FFmpeg and end the rung streams. Idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#o.reader.close();
+    await this.#done;
+  }
+}

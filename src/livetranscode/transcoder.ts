@@ -1,0 +1,140 @@
+import { cpus } from 'node:os';
+import type { LadderRung, Logger } from '../core/index.js';
+import type { StreamHub } from '../stream/index.js';
+import type { GovernorOptions } from './governor.js';
+import { StreamTranscode } from './stream.js';
+import type { TranscodeCounters, TranscodeStatus } from './types.js';
+
+export interface LiveTranscoderOptions {
+  readonly hub: StreamHub;
+  /** Where rungs are published, as `<stream id>/<rung>`. */
+  readonly rungHub: StreamHub;
+  readonly logger: Logger;
+  /** FFmpeg to run; undefined when none was found (ABR streams are then served as passthrough). */
+  readonly ffmpegPath: string | undefined;
+  readonly x264Preset: string;
+  readonly vaapiDevice: string;
+  readonly readyTimeoutMs: number;
+  readonly governor: GovernorOptions;
+  /** Streams transcoded at once; more ABR streams are served as passthrough (and counted). */
+  readonly maxStreams: number;
+  /** The ladder of a stream that is to be transcoded, undefined for passthrough (catalog lookup). */
+  readonly resolveLadder: (streamId: string) => Promise<readonly LadderRung[] | undefined>;
+}
+
+/** Samples the machine's CPU idle fraction (all cores) between ticks. */
+class CpuIdle {
+  #last = cpus().map((c) => c.times);
+  value: number | undefined;
+
+  sample(): void {
+    const now = cpus().map((c) => c.times);
+    let idle = 0;
+    let total = 0;
+    now.forEach((t, i) => {
+      const p = this.#last[i];
+      if (!p) return;
+      idle += t.idle - p.idle;
+      total += t.user + t.nice + t.sys + t.irq + t.idle - (p.user + p.nice + p.sys + p.irq + p.idle);
+    });
+    this.#last = now;
+    if (total <= 0) return;
+    const v = idle / total;
+    // Smoothed over ~10 s: one quiet second is not headroom.
+    this.value = this.value === undefined ? v : this.value * 0.9 + v * 0.1;
+  }
+}
+
+/**
+ * Starts a StreamTranscode for every live stream whose profile is "abr" (the catalog says, through
+ * resolveLadder), up to maxStreams at once, and reports their status.
+ */
+export class LiveTranscoder {
+  readonly counters: TranscodeCounters = { streams: 0, exits: 0, crashes: 0, rungsDropped: 0, rungsRestored: 0, overLimit: 0 };
+  readonly #o: LiveTranscoderOptions;
+  readonly #log: Logger;
+  readonly #streams = new Map<string, StreamTranscode>();
+  readonly #cpu = new CpuIdle();
+  readonly #onStart = (streamId: string) => void this.#startStream(streamId);
+  #timer: NodeJS.Timeout | undefined;
+  #warnedNoFfmpeg = false;
+  #closed = false;
+
+  constructor(opts: LiveTranscoderOptions) {
+    this.#o = opts;
+    this.#log = opts.logger;
+  }
+
+  start(): void {
+    this.#o.hub.on('stream-start', this.#onStart);
+    this.#timer = setInterval(() => {
+      this.#cpu.sample();
+      const now = Date.now();
+      for (const s of this.#streams.values()) s.tick(now);
+    }, 1000);
+    this.#timer.unref();
+  }
+
+  get size(): number {
+    return this.#streams.size;
+  }
+
+  async #startStream(streamId: string): Promise<void> {
+    // Subscribe at once so the first session's events are queued while the catalog answers.
+    const reader = this.#o.hub.subscribe(streamId, 'transcoder');
+    let ladder: readonly LadderRung[] | undefined;
+    try {
+      ladder = await this.#o.resolveLadder(streamId);
+    } catch (err) {
+      this.#log.warn({ err, stream: streamId }, 'could not read the stream profile; serving the source only');
+    }
+    if (!ladder || this.#closed || this.#streams.has(streamId)) return reader.close();
+    if (!this.#o.ffmpegPath) {
+      if (!this.#warnedNoFfmpeg) this.#log.warn('no FFmpeg found (set FFMPEG_PATH): ABR streams are served as passthrough');
+      this.#warnedNoFfmpeg = true;
+      return reader.close();
+    }
+    if (this.#streams.size >= this.#o.maxStreams) {
+      this.counters.overLimit++;
+      this.#log.warn({ stream: streamId, maxStreams: this.#o.maxStreams }, 'TRANSCODE_MAX_STREAMS reached: this stream is served as passthrough');
+      return reader.close();
+    }
+    this.counters.streams++;
+    const t = new StreamTranscode({
+      streamId,
+      ladder,
+      reader,
+      rungHub: this.#o.rungHub,
+      logger: this.#log,
+      ffmpegPath: this.#o.ffmpegPath,
+      x264Preset: this.#o.x264Preset,
+      vaapiDevice: this.#o.vaapiDevice,
+      readyTimeoutMs: this.#o.readyTimeoutMs,
+      governor: this.#o.governor,
+      counters: this.counters,
+      cpuIdle: () => this.#cpu.value,
+    });
+    this.#streams.set(streamId, t);
+    void t.done.finally(() => {
+      if (this.#streams.get(streamId) === t) this.#streams.delete(streamId);
+    });
+  }
+
+  status(streamId: string): TranscodeStatus | undefined {
+    return this.#streams.get(streamId)?.status(this.#o.rungHub);
+  }
+
+  list(): Array<{ streamId: string; status: TranscodeStatus }> {
+    return [...this.#streams.entries()].map(([streamId, s]) => ({ streamId, status: s.status(this.#o.rungHub) }));
+  }
+
+  /** Stop every FFmpeg (waiting for each to exit) and end the rung streams. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#o.hub.off('stream-start', this.#onStart);
+    clearInterval(this.#timer);
+    await Promise.all([...this.#streams.values()].map((s) => s.close()));
+    this.#streams.clear();
+  }
+}
