@@ -3,11 +3,13 @@ import { AppError, LADDER_ENCODERS, LADDER_LIMITS, STREAM_PROFILES, codecString,
 import type { LadderRung, StreamProfile } from '../core/index.js';
 import { effectiveLadder } from '../catalog/index.js';
 import type { Catalog, StreamRecord } from '../catalog/index.js';
+import type { LiveTranscoder, TranscodeStatus } from '../livetranscode/index.js';
 import type { LiveStatus, StreamHub } from '../stream/index.js';
 
 export interface StreamRoutesDeps {
   readonly catalog: Catalog;
   readonly hub: StreamHub;
+  readonly transcoder?: LiveTranscoder;
   readonly publicBaseUrl: string;
   readonly publicRtmpUrl: string;
 }
@@ -38,6 +40,35 @@ const liveSchema = {
     sessionUptimeSeconds: { type: 'number' },
     sessions: { type: 'integer' },
     repairedTimestamps: { type: 'integer' },
+    transcode: {
+      type: ['object', 'null'],
+      description: 'The ABR ladder at work (null for passthrough, or when no FFmpeg is available)',
+      properties: {
+        state: { type: 'string', enum: ['idle', 'starting', 'running', 'restarting', 'degraded', 'failed', 'stopped'] },
+        pid: { type: ['integer', 'null'] },
+        speed: { type: ['number', 'null'], description: 'FFmpeg speed over the last seconds; 1 = real time' },
+        lagMs: { type: ['number', 'null'] },
+        restarts: { type: 'integer' },
+        lastError: { type: ['string', 'null'] },
+        droppedRungs: { type: 'array', items: { type: 'string' } },
+        rungs: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              name: { type: 'string' },
+              height: { type: 'integer' },
+              width: { type: ['integer', 'null'] },
+              encoder: { type: 'string' },
+              targetBitrateKbps: { type: 'integer' },
+              state: { type: 'string', enum: ['starting', 'running', 'dropped'] },
+              fps: { type: 'number' },
+              bitrateKbps: { type: 'number' },
+            },
+          },
+        },
+      },
+    },
   },
 } as const;
 
@@ -107,7 +138,7 @@ const errorSchema = {
   properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } },
 } as const;
 
-function liveView(st: LiveStatus | undefined, now: number) {
+function liveView(st: LiveStatus | undefined, now: number, transcode: TranscodeStatus | undefined) {
   if (!st) return null;
   const v = st.tracks?.video;
   const a = st.tracks?.audio;
@@ -123,6 +154,7 @@ function liveView(st: LiveStatus | undefined, now: number) {
     sessionUptimeSeconds: Math.round((now - st.sessionSince) / 1000),
     sessions: st.sessions,
     repairedTimestamps: st.repairedTimestamps,
+    transcode: transcode ? { ...transcode, pid: transcode.pid ?? null, speed: transcode.speed ?? null, lagMs: transcode.lagMs ?? null, lastError: transcode.lastError ?? null } : null,
   };
 }
 
@@ -158,7 +190,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
       whip: `${deps.publicBaseUrl}/whip`,
     },
     playback: { hls: `${deps.publicBaseUrl}/live/${s.id}/master.m3u8`, watch: `${deps.publicBaseUrl}/watch/${s.id}` },
-    live: liveView(hub.status(s.id), Date.now()),
+    live: liveView(hub.status(s.id), Date.now(), deps.transcoder?.status(s.id)),
   });
   const mustGet = async (id: string) => {
     const s = await catalog.getStream(id);
@@ -256,7 +288,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
     { schema: { summary: 'Live status: codec, resolution, fps, bitrate, uptime, publisher address', tags: ['streams'], params: idParams, response: { 200: liveSchema, 404: errorSchema, 409: errorSchema } } },
     async (req) => {
       await mustGet(req.params.id);
-      const live = liveView(hub.status(req.params.id), Date.now());
+      const live = liveView(hub.status(req.params.id), Date.now(), deps.transcoder?.status(req.params.id));
       if (!live) throw new AppError('E_STREAM_NOT_LIVE', `stream ${req.params.id} is not live`);
       return live;
     },

@@ -55,9 +55,11 @@ export function buildFfmpegArgs(input: TranscodeArgsInput): string[] {
   const { rungs, source } = input;
   const args = ['-hide_banner', '-nostdin', '-loglevel', 'level+warning', '-nostats', '-progress', `pipe:${PROGRESS_FD}`, '-stats_period', '0.5'];
   if (rungs.some((r) => r.encoder === 'h264_vaapi')) args.push('-vaapi_device', input.vaapiDevice);
-  // Input: no probing delay beyond the FLV header and sequence headers we write first; slice threads
-  // (frame threads would hold frames back).
-  args.push('-fflags', '+nobuffer', '-probesize', '65536', '-analyzeduration', '0', '-thread_type', 'slice', '-f', 'flv', '-i', 'pipe:0');
+  // Input: no probing beyond the FLV header and the sequence headers written first (the FLV header says
+  // which streams there are); slice threads (frame threads would hold frames back). Not -fflags nobuffer:
+  // it discards the packets read while probing, the first keyframe among them, and nothing decodes until
+  // the next one (a whole GOP later).
+  args.push('-probesize', '32', '-analyzeduration', '0', '-thread_type', 'slice', '-f', 'flv', '-i', 'pipe:0');
   args.push('-copyts');
   const labels = rungs.map((_, i) => `[v${i}]`);
   const graph =

@@ -44,7 +44,8 @@ interface Run {
   /** A new FFmpeg starts decoding at a keyframe: frames before it are not written. */
   needKeyframe: boolean;
   lastWrittenMs: number;
-  outTimeMs: number | undefined;
+  /** Per rung: the source time (ms after the writer's base) of the last frame it produced. */
+  readonly lastOutputMs: Map<string, number>;
   ended: boolean;
 }
 
@@ -168,7 +169,7 @@ export class StreamTranscode {
       producing: new Set(),
       needKeyframe: true,
       lastWrittenMs: 0,
-      outTimeMs: undefined,
+      lastOutputMs: new Map(),
       ended: false,
     };
     this.#run = run;
@@ -194,6 +195,7 @@ export class StreamTranscode {
             // FFmpeg ran with -copyts on timestamps relative to the writer's base: add it back.
             const base = run.writer.base ?? 0;
             pub.write({ ...f, dts: f.dts + base, pts: f.pts + base });
+            run.lastOutputMs.set(rung.name, f.dts / 90);
             if (!run.producing.has(rung.name)) {
               run.producing.add(rung.name);
               if (run.producing.size === run.rungs.length) {
@@ -225,10 +227,10 @@ export class StreamTranscode {
   #onProgress(run: Run, outTimeUs: number | undefined): void {
     if (outTimeUs === undefined || run !== this.#run) return;
     const now = Date.now();
-    run.outTimeMs = outTimeUs / 1000;
+    // FFmpeg's out_time has an arbitrary origin with -copyts: only its rate of change is used.
     this.#meter.add(now, outTimeUs);
     const speed = this.#meter.speed();
-    const lagMs = run.needKeyframe ? undefined : run.lastWrittenMs - run.outTimeMs;
+    const lagMs = this.#lag(run);
     if (this.#governor.sample(now, { speed, lagMs })) {
       const active = this.#activeRungs();
       // The most expensive rung: the most pixels per second.
@@ -254,6 +256,12 @@ export class StreamTranscode {
     this.#log.info({ rung: back.name }, 'CPU headroom again: restoring a dropped rung');
     if (this.#supervisor) this.#supervisor.restartNow(`restoring rung ${back.name}`);
     else this.#startChild();
+  }
+
+  /** How far the slowest rung's output is behind what FFmpeg was given, in ms of media time. */
+  #lag(run: Run): number | undefined {
+    if (run.needKeyframe || run.lastOutputMs.size < run.rungs.length) return undefined;
+    return Math.max(0, Math.round(run.lastWrittenMs - Math.min(...run.lastOutputMs.values())));
   }
 
   async #write(frame: MediaFrame): Promise<void> {
@@ -324,7 +332,7 @@ export class StreamTranscode {
       state: this.#state,
       pid: sup?.pid,
       speed: this.#meter.speed(),
-      lagMs: this.#run && this.#run.outTimeMs !== undefined ? Math.round(this.#run.lastWrittenMs - this.#run.outTimeMs) : undefined,
+      lagMs: this.#run ? this.#lag(this.#run) : undefined,
       restarts: this.#restarts,
       lastError: this.#lastError,
       droppedRungs: [...dropped],
