@@ -150,17 +150,19 @@ export function parseMediaPlaylist(text: string) {
     const l = lines.find((x) => x.startsWith(tag));
     return l ? Number(l.slice(tag.length)) : undefined;
   };
-  const segments: { uri: string; duration: number; msn: number; discontinuity: boolean; pdt?: string; map?: string }[] = [];
+  const segments: { uri: string; duration: number; msn: number; discontinuity: boolean; gap: boolean; pdt?: string; map?: string }[] = [];
   const parts: { uri: string; duration: number; independent: boolean; msn: number }[] = [];
   let msn = num('#EXT-X-MEDIA-SEQUENCE:') ?? 0;
   const skipped = num('#EXT-X-SKIP:SKIPPED-SEGMENTS=') ?? 0;
   msn += skipped;
   let disc = false;
+  let gap = false;
   let pdt: string | undefined;
   let map: string | undefined;
   let pendingDuration = 0;
   for (const l of lines) {
     if (l === '#EXT-X-DISCONTINUITY') disc = true;
+    else if (l === '#EXT-X-GAP') gap = true;
     else if (l.startsWith('#EXT-X-PROGRAM-DATE-TIME:')) pdt = l.slice(25);
     else if (l.startsWith('#EXT-X-MAP:URI=')) map = /URI="([^"]+)"/.exec(l)![1];
     else if (l.startsWith('#EXT-X-PART:')) {
@@ -168,9 +170,10 @@ export function parseMediaPlaylist(text: string) {
       parts.push({ uri: m[2], duration: Number(m[1]), independent: l.includes('INDEPENDENT=YES'), msn });
     } else if (l.startsWith('#EXTINF:')) pendingDuration = Number(l.slice(8).split(',')[0]);
     else if (!l.startsWith('#') && l.length > 0) {
-      segments.push({ uri: l, duration: pendingDuration, msn, discontinuity: disc, pdt, map });
+      segments.push({ uri: l, duration: pendingDuration, msn, discontinuity: disc, gap, pdt, map });
       msn++;
       disc = false;
+      gap = false;
     }
   }
   const hint = /#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"/.exec(text)?.[1];
