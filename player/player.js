@@ -70,7 +70,9 @@
   }
 
   quality.addEventListener('change', () => {
-    if (state.hls) state.hls.currentLevel = Number(quality.value);
+    // loadLevel, not currentLevel: what is buffered plays out and the next part comes from the chosen
+    // rung (aligned segment for segment), instead of flushing the buffer and stalling to refill it.
+    if (state.hls) state.hls.loadLevel = Number(quality.value);
   });
   document.getElementById('golive').addEventListener('click', () => {
     if (state.hls && state.hls.liveSyncPosition) video.currentTime = state.hls.liveSyncPosition;

@@ -1,0 +1,48 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ffmpegPublish, kill, parseMediaPlaylist, startTestServer, until, type TestServer } from '../helpers/server.js';
+
+/**
+ * When FFmpeg cannot keep up in real time, the most expensive rung is dropped rather than letting latency
+ * grow. Made real here with x264's slowest preset, which no 2-core machine runs at 30 fps.
+ */
+describe('ABR ladder under CPU starvation', () => {
+  let srv: TestServer;
+  let stream: { id: string; streamKey: string };
+  let publisher: ReturnType<typeof ffmpegPublish> | undefined;
+  const live = async () => (await srv.api('GET', `/api/v1/streams/${stream.id}/live`)).json;
+
+  beforeAll(async () => {
+    srv = await startTestServer({ TRANSCODE_X264_PRESET: 'placebo', TRANSCODE_SLOW_SECONDS: '2', RECONNECT_GRACE_MS: '4000' });
+    stream = (await srv.api('POST', '/api/v1/streams', { name: 'starved' })).json;
+    publisher = ffmpegPublish(srv.rtmpUrl(stream.streamKey), { size: '1280x720', fps: 30, gop: 60 });
+  });
+
+  afterAll(async () => {
+    await kill(publisher);
+    await srv?.stop();
+  });
+
+  it('drops the most expensive rung, says so in status and metrics, and keeps its playlist answering', async () => {
+    const t = await until(async () => {
+      const s = (await live())?.transcode;
+      return s && s.droppedRungs.length > 0 && s;
+    }, 40_000, 250);
+    // 480p costs more than 360p: it goes first.
+    expect(t.droppedRungs[0]).toBe('480p');
+    expect(t.rungs.find((r: { name: string }) => r.name === '480p').state).toBe('dropped');
+    const metrics = await (await fetch(`${srv.base}/metrics`)).text();
+    expect(metrics).toMatch(/livepack_transcode_rungs_dropped_total [1-9]/);
+    expect(metrics).toMatch(new RegExp(`livepack_rung_dropped\\{stream="${stream.id}",rung="480p"\\} 1`));
+    // New players are not offered the dropped rung; the source still plays.
+    const master = await (await fetch(`${srv.base}/live/${stream.id}/master.m3u8`)).text();
+    expect(master).not.toContain('480p/index.m3u8');
+    expect(master).toContain('source/index.m3u8');
+    // A player already on it gets a playlist (not a 404) that goes on with gaps.
+    const res = await fetch(`${srv.base}/live/${stream.id}/480p/index.m3u8`);
+    expect(res.status).toBe(200);
+    await res.text();
+    // The source's playlist keeps growing in real time: the transcoder never held it back.
+    const a = parseMediaPlaylist(await (await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`)).text()).nextMsn;
+    await until(async () => parseMediaPlaylist(await (await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`)).text()).nextMsn >= a + 2, 8000);
+  });
+});
