@@ -117,7 +117,6 @@ export class StreamPackage {
       segmentEnd: (programDateTime: number) => {
         counters.segments++;
         rendition.segmentEnd(programDateTime);
-        if (!follower) this.#fillPausedRungs(rendition.nextMsn - 1);
         this.#notifyReady();
       },
       segmentStart: (info: SegmentStartInfo) => {
@@ -129,6 +128,8 @@ export class StreamPackage {
             sessionId: sessionKey,
             sessionStart: info.sessionStart,
           });
+          // The segment before this one is complete, and its duration known from this boundary.
+          this.#fillPausedRungs(rendition.nextMsn - 1);
         } else if (info.msn !== undefined && !rendition.alignTo(info.msn, (m) => this.#gapFor(m))) {
           counters.unalignedSegments++;
         }
