@@ -297,7 +297,17 @@ export class StreamTranscode {
     const sup = this.#supervisor;
     // The supervisor restarts with backoff, or gives up after repeated start failures.
     queueMicrotask(() => {
-      if (sup && sup === this.#supervisor) this.#state = sup.state === 'failed' ? 'failed' : 'restarting';
+      if (!sup || sup !== this.#supervisor) return;
+      if (sup.state !== 'failed') {
+        this.#state = 'restarting';
+        return;
+      }
+      // It will not start: the stream is its source alone. The rungs' streams end, so players are not
+      // kept waiting for them (they stay out of the multivariant playlist).
+      this.#state = 'failed';
+      this.#log.error({ reason: this.#lastError }, 'FFmpeg failed to start repeatedly: serving the source only');
+      for (const name of this.#everPublished) this.#o.rungHub.end(rungStreamId(this.#o.streamId, name), 'transcoder failed');
+      this.#everPublished.clear();
     });
     this.#log.warn({ kind: info.kind, code: info.code, signal: info.signal, stderr: info.stderrTail.slice(-5) }, 'FFmpeg exited');
   }

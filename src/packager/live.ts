@@ -39,6 +39,8 @@ interface Rung {
   readonly follower: boolean;
   reader: Reader | undefined;
   readonly addedAt: number;
+  /** A rung whose stream ended (dropped, or its transcoder gave up): nothing to wait for. */
+  retired: boolean;
 }
 
 /** A rung that has produced nothing this long after it appeared no longer holds back the multivariant playlist. */
@@ -88,6 +90,7 @@ export class StreamPackage {
     if (existing) {
       existing.reader?.close();
       existing.reader = reader;
+      existing.retired = false;
       this.#readers.push(reader);
       void this.#pump(name, reader, existing);
       return;
@@ -140,7 +143,7 @@ export class StreamPackage {
       ? { kind: 'follower', timeline, minMsn: () => rendition.nextMsn }
       : { kind: 'leader', timeline };
     segmenter = new Segmenter(segOpts, sink, role);
-    const rung: Rung = { rendition, segmenter, follower, reader, addedAt: Date.now() };
+    const rung: Rung = { rendition, segmenter, follower, reader, addedAt: Date.now(), retired: false };
     if (!follower) {
       this.#leader = rung;
       // The leader's session key is its own session id; it is set before the session's first frame.
@@ -216,8 +219,11 @@ export class StreamPackage {
           case 'stream-end':
             segmenter.endSession();
             // A rung's stream ends when it is dropped; its playlist goes on (with gaps) until the source's ends.
-            if (follower) rendition.sessionEnd();
-            else this.#endAll();
+            if (follower) {
+              rendition.sessionEnd();
+              rung.retired = true;
+              this.#notifyReady();
+            } else this.#endAll();
             break;
         }
       } catch (err) {
@@ -278,7 +284,7 @@ export class StreamPackage {
     if (leader.ended) return true;
     if (!leader.hasSegments) return false;
     const now = Date.now();
-    return [...this.#rungs.values()].every((r) => !r.follower || r.rendition.hasSegments || r.rendition.ended || now - r.addedAt > RUNG_STARTUP_MS);
+    return [...this.#rungs.values()].every((r) => !r.follower || r.rendition.hasSegments || r.rendition.ended || r.retired || now - r.addedAt > RUNG_STARTUP_MS);
   }
 
   #notifyReady(): void {

@@ -46,3 +46,39 @@ describe('ABR ladder under CPU starvation', () => {
     await until(async () => parseMediaPlaylist(await (await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`)).text()).nextMsn >= a + 2, 8000);
   });
 });
+
+/** An encoder this machine does not have: FFmpeg never starts, and the stream is its source alone. */
+describe('ABR ladder with an encoder that cannot start', () => {
+  let srv: TestServer;
+  let publisher: ReturnType<typeof ffmpegPublish> | undefined;
+
+  beforeAll(async () => {
+    srv = await startTestServer({ TRANSCODE_READY_TIMEOUT_MS: '3000' });
+  });
+
+  afterAll(async () => {
+    await kill(publisher);
+    await srv?.stop();
+  });
+
+  it('gives up after three failed starts, says why, and serves the source', async () => {
+    const ladder = [{ height: 360, videoBitrateKbps: 800, encoder: 'h264_nvenc' }];
+    const created = await srv.api('POST', '/api/v1/streams', { name: 'no-gpu', ladder });
+    expect(created.status).toBe(201);
+    publisher = ffmpegPublish(srv.rtmpUrl(created.json.streamKey), { size: '1280x720', fps: 30, gop: 60 });
+    const t = await until(async () => {
+      const s = (await srv.api('GET', `/api/v1/streams/${created.json.id}/live`)).json?.transcode;
+      return s?.state === 'failed' && s;
+    }, 40_000, 250);
+    expect(t.restarts).toBe(3);
+    // FFmpeg's own words: no CUDA / no such encoder on this machine.
+    expect(t.lastError).toMatch(/before ready|not ready/);
+    expect(t.lastError.length).toBeGreaterThan(30);
+    const master = await (await fetch(`${srv.base}/live/${created.json.id}/master.m3u8`)).text();
+    expect(master.match(/#EXT-X-STREAM-INF/g)).toHaveLength(1);
+    expect(master).toContain('source/index.m3u8');
+    const metrics = await (await fetch(`${srv.base}/metrics`)).text();
+    expect(metrics).toMatch(/livepack_transcode_exits_total 3/);
+    expect(metrics).toMatch(/livepack_transcode_crashes_total 0/);
+  });
+});

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { silentLogger, TIMESCALE, type MediaFrame, type TrackSet } from '../../src/core/index.js';
+import { silentLogger, type MediaFrame, type TrackSet } from '../../src/core/index.js';
 import { LivePackager, renderMediaPlaylist } from '../../src/packager/index.js';
 import { rungStreamId, StreamHub, type Publisher } from '../../src/stream/index.js';
 import { parseMediaPlaylist } from '../helpers/server.js';
@@ -10,7 +10,6 @@ const AVCC = hex('0142c01effe100196742c01ed900a02ff970110000030001000003003c0f16
 const ASC = hex('1190');
 const WALL = Date.UTC(2026, 0, 1, 12, 0, 0);
 const FPS = 30;
-const FRAME = TIMESCALE / FPS;
 
 const tracks = (height: number): TrackSet => ({
   video: { kind: 'video', codec: 'h264', codecPrivate: AVCC, width: Math.round((height * 16) / 9), height, frameRate: FPS },

@@ -1,0 +1,101 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from './http.js';
+import { freePort, track } from './procs.js';
+
+export interface ServerProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly httpPort: number;
+  readonly rtmpPort: number;
+  readonly base: string;
+  readonly command: string;
+  /** The last few KB the server wrote to stderr. */
+  stderrText(): string;
+  /** Whether it is still running. */
+  alive(): boolean;
+  /** SIGTERM, then wait (SIGKILL after `timeoutMs`); resolves with how it ended and how long that took. */
+  stop(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number; killed: boolean }>;
+}
+
+/**
+ * Start the server as its own process the way bench/lib/procs.ts coldStart does (`node --import tsx
+ * src/main.ts`, free ports, `dataDir` as DATA_DIR, the bench API token, no default stream, LOG_LEVEL=warn)
+ * and leave it running once /healthz answers 200.
+ */
+export async function startServerProcess(
+  repoRoot: string,
+  dataDir: string,
+  apiToken: string,
+  signal: AbortSignal,
+  extraEnv: Record<string, string> = {},
+  timeoutMs = 30_000,
+): Promise<ServerProcess> {
+  const [httpPort, rtmpPort] = [await freePort(), await freePort()];
+  const args = ['--import', 'tsx', 'src/main.ts'];
+  const child = track(
+    spawn(process.execPath, args, {
+      cwd: repoRoot,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: {
+        ...process.env,
+        HOST: '127.0.0.1',
+        HTTP_PORT: String(httpPort),
+        RTMP_PORT: String(rtmpPort),
+        DATA_DIR: dataDir,
+        API_TOKEN: apiToken,
+        CREATE_DEFAULT_STREAM: 'false',
+        LOG_LEVEL: 'warn',
+        CONFIG_FILE: '',
+        ...extraEnv,
+      },
+    }),
+  );
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8000)));
+  const alive = () => child.exitCode === null && child.signalCode === null;
+  const stop: ServerProcess['stop'] = (stopTimeoutMs = 15_000) => {
+    const t0 = performance.now();
+    if (!alive()) return Promise.resolve({ code: child.exitCode, signal: child.signalCode, ms: 0, killed: false });
+    return new Promise((resolve) => {
+      let killed = false;
+      const t = setTimeout(() => {
+        killed = true;
+        child.kill('SIGKILL');
+      }, stopTimeoutMs);
+      child.once('exit', (code, sig) => {
+        clearTimeout(t);
+        resolve({ code, signal: sig, ms: Math.round(performance.now() - t0), killed });
+      });
+      child.kill('SIGTERM');
+    });
+  };
+  const base = `http://127.0.0.1:${httpPort}`;
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      if (signal.aborted) throw new Error('aborted');
+      if (!alive()) throw new Error(`server exited with ${child.exitCode ?? child.signalCode} before it was ready: ${stderr.trim()}`);
+      if (Date.now() > deadline) throw new Error(`server not ready within ${timeoutMs} ms: ${stderr.trim()}`);
+      const ok = await request('GET', `${base}/healthz`, { timeoutMs: 1000 }).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      if (ok) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } catch (err) {
+    await stop(5000);
+    throw err;
+  }
+  return {
+    child,
+    pid: child.pid!,
+    httpPort,
+    rtmpPort,
+    base,
+    command: `node ${args.join(' ')}`,
+    stderrText: () => stderr,
+    alive,
+    stop,
+  };
+}
