@@ -33,14 +33,14 @@ const RSS_AFTER_PUBLISH_S = 20;
 const SAMPLE_EVERY_MS = 250;
 
 function usage(code = 2): never {
-  (code === 0 ? console.log : console.error)('usage: npm run bench:latency -- [--seconds N (default 60)] [--warmup N (default 10)]');
+  (code === 0 ? console.log : console.error)('usage: npm run bench:latency -- [--seconds N (default 60)] [--warmup N (default 10)] [--profile passthrough|abr (default passthrough)]');
   process.exit(code);
 }
 
 function parseCli() {
-  let values: { seconds?: string; warmup?: string; help?: boolean };
+  let values: { seconds?: string; warmup?: string; profile?: string; help?: boolean };
   try {
-    ({ values } = parseArgs({ options: { seconds: { type: 'string' }, warmup: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
+    ({ values } = parseArgs({ options: { seconds: { type: 'string' }, warmup: { type: 'string' }, profile: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
   } catch (err) {
     console.error((err as Error).message);
     usage();
@@ -54,7 +54,12 @@ function parseCli() {
     }
     return n;
   };
-  return { seconds: num('seconds', values.seconds, 60, 5, 3600), warmup: num('warmup', values.warmup, 10, 0, 120) };
+  const profile = values.profile ?? 'passthrough';
+  if (profile !== 'passthrough' && profile !== 'abr') {
+    console.error('--profile must be passthrough or abr');
+    usage();
+  }
+  return { seconds: num('seconds', values.seconds, 60, 5, 3600), warmup: num('warmup', values.warmup, 10, 0, 120), profile };
 }
 
 const opts = parseCli();
@@ -188,7 +193,7 @@ async function main(): Promise<void> {
 
   // 3. Publish 720p30 in real time.
   const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
-  const created = await request('POST', `${base}/api/v1/streams`, { headers: auth, body: JSON.stringify({ name: 'bench' }) });
+  const created = await request('POST', `${base}/api/v1/streams`, { headers: auth, body: JSON.stringify({ name: 'bench', profile: opts.profile }) });
   if (created.status !== 201) throw new Error(`creating the stream answered ${created.status}: ${created.body}`);
   const stream = JSON.parse(created.body) as { id: string; streamKey: string };
   const publisher = track(
@@ -303,6 +308,7 @@ async function main(): Promise<void> {
     setup: {
       source: 'FFmpeg -re lavfi testsrc2 1280x720 30 fps, libx264 ultrafast zerolatency, GOP 30 (1 s), 3000 kb/s; AAC 48 kHz 96 kb/s; RTMP',
       server: 'in-process, default settings, 127.0.0.1',
+      profile: opts.profile,
       partTargetS: partTarget,
       partHoldBackS: partHoldBack,
       segmentTargetS: config.hls.segmentTargetMs / 1000,
