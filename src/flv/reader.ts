@@ -23,13 +23,26 @@ export class FlvReader {
   readonly #limits: FlvReaderLimits;
   #buf: Buffer = Buffer.alloc(0);
   #headerDone = false;
+  /** Set by the first error: the stream cannot be resynchronised, so every later push fails at once. */
+  #failed: AppError | undefined;
 
   constructor(limits: FlvReaderLimits) {
     this.#limits = limits;
   }
 
-  /** Tags completed by this chunk. */
+  /** Tags completed by this chunk. After an error, every call throws it again and nothing is kept. */
   push(chunk: Buffer): FlvTag[] {
+    if (this.#failed) throw this.#failed;
+    try {
+      return this.#push(chunk);
+    } catch (err) {
+      this.#failed = err as AppError;
+      this.#buf = Buffer.alloc(0);
+      throw err;
+    }
+  }
+
+  #push(chunk: Buffer): FlvTag[] {
     this.#buf = this.#buf.byteLength ? Buffer.concat([this.#buf, chunk]) : chunk;
     const out: FlvTag[] = [];
     let p = 0;

@@ -33,12 +33,23 @@ function encoderArgs(r: LadderRung, preset: string): string[] {
   }
 }
 
+/** A frame rate as FFmpeg takes it: NTSC rates exactly (30000/1001), others to the millisecond. */
+function fpsExpr(fps: number): string {
+  for (const base of [24, 30, 60, 120]) if (Math.abs(fps - (base * 1000) / 1001) < 0.005) return `${base * 1000}/1001`;
+  return String(Math.round(fps * 1000) / 1000);
+}
+
 /** The video filter chain of one rung: frame rate cap, then scale on the short side (never up). */
 function rungFilter(r: LadderRung, source: TranscodeArgsInput['source']): string {
   const steps: string[] = [];
-  // The fps filter keeps the frames nearest its grid; a source keyframe survives when the source rate is
-  // a whole multiple of the cap (60 -> 30), which is what common sources are.
-  if (source.frameRate > r.maxFrameRate + 0.5) steps.push(`fps=${r.maxFrameRate}`);
+  // Reduce by a whole factor (60 -> 30, 59.94 -> 29.97, 50 -> 25): the fps filter then keeps every n-th
+  // frame on the source's own grid, source keyframes included when the GOP length is a multiple of n
+  // (as with every common encoder setting). A cap that is not a divisor (59.94 -> 30) would drift off
+  // the source's frames and lose its keyframes.
+  if (source.frameRate > r.maxFrameRate + 0.5) {
+    const factor = Math.ceil(source.frameRate / r.maxFrameRate - 0.01);
+    steps.push(`fps=${fpsExpr(source.frameRate / factor)}`);
+  }
   const portrait = source.height > source.width && source.width > 0;
   steps.push(portrait ? `scale=${r.height}:-2` : `scale=-2:${r.height}`);
   if (r.encoder === 'h264_vaapi') steps.push('format=nv12', 'hwupload');
@@ -71,7 +82,9 @@ export function buildFfmpegArgs(input: TranscodeArgsInput): string[] {
   rungs.forEach((r, i) => {
     args.push('-map', labels[i]);
     if (source.hasAudio) args.push('-map', '0:a');
-    args.push(...encoderArgs(r, input.x264Preset), '-force_key_frames', 'source', '-fps_mode', 'passthrough');
+    // -enc_time_base -1: the encoder keeps the demuxer's time base (FLV's milliseconds), so every frame
+    // keeps the source's timestamp instead of being re-stamped on a guessed frame-rate grid.
+    args.push(...encoderArgs(r, input.x264Preset), '-force_key_frames', 'source', '-fps_mode', 'passthrough', '-enc_time_base:v', '-1');
     if (source.hasAudio) args.push('-c:a', 'copy');
     // Write every packet at once: the FLV muxer would otherwise fill 32 KB before the pipe sees a byte.
     args.push('-flush_packets', '1', '-flvflags', 'no_duration_filesize', '-f', 'flv', `pipe:${FIRST_RUNG_FD + i}`);
