@@ -10,7 +10,7 @@ import { newId, rungsFor, type LadderRung, type Logger, type MediaFrame, type Tr
 import { SpeedMeter, ProgressParser, Supervisor, type ChildHandle, type ExitInfo } from '../process/index.js';
 import { rungStreamId, type Publisher, type Reader, type StreamHub } from '../stream/index.js';
 import { buildFfmpegArgs, FIRST_RUNG_FD, PROGRESS_FD } from './args.js';
-import { LoadGovernor, type GovernorOptions } from './governor.js';
+import { LoadGovernor, type GovernorOptions, type LoadSample } from './governor.js';
 import type { RungStatus, TranscodeCounters, TranscodeState, TranscodeStatus } from './types.js';
 
 export interface StreamTranscodeOptions {
@@ -31,6 +31,8 @@ export interface StreamTranscodeOptions {
 
 /** Largest FLV tag read back from FFmpeg (one encoded frame). */
 const MAX_TAG_BYTES = 16 * 1024 * 1024;
+/** FFmpeg that reports no progress for this long is judged as not keeping up. */
+const STALL_MS = 2000;
 /** Waiting for FFmpeg to take more input longer than this means it is stuck; the frame is dropped. */
 const DRAIN_WAIT_MS = 2000;
 
@@ -44,6 +46,10 @@ interface Run {
   /** A new FFmpeg starts decoding at a keyframe: frames before it are not written. */
   needKeyframe: boolean;
   lastWrittenMs: number;
+  /** When FFmpeg last reported progress (spawn time until it does). */
+  lastProgressAt: number;
+  /** When a frame was last written to FFmpeg. */
+  lastWriteAt: number;
   /** Per rung: the source time (ms after the writer's base) of the last frame it produced. */
   readonly lastOutputMs: Map<string, number>;
   ended: boolean;
@@ -169,6 +175,8 @@ export class StreamTranscode {
       producing: new Set(),
       needKeyframe: true,
       lastWrittenMs: 0,
+      lastProgressAt: Date.now(),
+      lastWriteAt: 0,
       lastOutputMs: new Map(),
       ended: false,
     };
@@ -227,11 +235,16 @@ export class StreamTranscode {
   #onProgress(run: Run, outTimeUs: number | undefined): void {
     if (outTimeUs === undefined || run !== this.#run) return;
     const now = Date.now();
+    run.lastProgressAt = now;
     // FFmpeg's out_time has an arbitrary origin with -copyts: only its rate of change is used.
     this.#meter.add(now, outTimeUs);
-    const speed = this.#meter.speed();
-    const lagMs = this.#lag(run);
-    if (this.#governor.sample(now, { speed, lagMs })) {
+    this.#judge(now, { speed: this.#meter.speed(), lagMs: this.#lag(run) });
+  }
+
+  /** Feed the governor; when it says FFmpeg cannot keep up, drop the most expensive rung. */
+  #judge(now: number, sample: LoadSample): void {
+    const { speed, lagMs } = sample;
+    if (this.#governor.sample(now, sample)) {
       const active = this.#activeRungs();
       // The most expensive rung: the most pixels per second.
       const victim = [...active].sort((a, b) => b.height * b.maxFrameRate - a.height * a.maxFrameRate)[0];
@@ -246,8 +259,15 @@ export class StreamTranscode {
     }
   }
 
-  /** Called every second: bring a dropped rung back when the CPU allows. */
+  /** Called every second: judge an FFmpeg that went silent; bring a dropped rung back when the CPU allows. */
   tick(now: number): void {
+    const run = this.#run;
+    // FFmpeg reports progress twice a second while it has input; one that is given frames but says nothing
+    // for 2 s is stuck (or starved of CPU so badly it cannot even report): that counts as not keeping up.
+    // (A source that pauses stops FFmpeg's reports too; that is not FFmpeg's fault.)
+    if (run && !run.ended && now - run.lastProgressAt > STALL_MS && now - run.lastWriteAt < 1000) {
+      this.#judge(now, { speed: 0, lagMs: this.#lag(run) });
+    }
     if (this.#dropped.length === 0 || this.#closed || !this.#tracks) return;
     if (!this.#governor.canRestore(now, this.#o.cpuIdle(), this.#run !== undefined)) return;
     const back = this.#dropped.pop()!;
@@ -278,6 +298,7 @@ export class StreamTranscode {
     const codec = frame.track === 'video' ? tracks.video!.codec : 'aac';
     const tag = run.writer.frame(frame, codec);
     run.lastWrittenMs = Math.max(run.lastWrittenMs, (frame.dts - (run.writer.base ?? frame.dts)) / 90);
+    run.lastWriteAt = Date.now();
     if (stdin.write(tag)) return;
     // FFmpeg is not taking input as fast as it comes: wait (the hub reader queues, then drops to the next
     // keyframe) rather than buffer without bound here.
