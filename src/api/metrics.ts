@@ -122,7 +122,7 @@ export function buildMetrics(src: MetricSources): Registry {
   mirrored(registry, 'livepack_hls_oversized_parts_total', 'Parts longer than PART-TARGET (irregular source timing)', () => c.oversizedParts);
   mirrored(registry, 'livepack_hls_forced_cuts_total', 'Segments cut without a keyframe (source keyframe interval too long)', () => c.forcedCuts);
   mirrored(registry, 'livepack_hls_gap_segments_total', 'Rung segments listed as EXT-X-GAP (FFmpeg restarting, or the rung dropped)', () => c.gapSegments);
-  mirrored(registry, 'livepack_hls_unaligned_segments_total', 'Rung segments that could not take the source media sequence number', () => c.unalignedSegments);
+  mirrored(registry, 'livepack_hls_unaligned_segments_total', 'Rung segments not aligned with the source: cut on a non-keyframe, or unable to take the source media sequence number', () => c.unalignedSegments);
   mirrored(registry, 'livepack_packager_errors_total', 'Events the packager could not package', () => c.errors);
   mirrored(registry, 'livepack_ingest_bad_input_total', 'Ingest connections closed for malformed input', () => src.ingest().badInput);
   mirrored(registry, 'livepack_ingest_auth_failures_total', 'Publish attempts refused for a wrong stream key', () => src.ingest().authFailures);

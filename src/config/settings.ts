@@ -42,7 +42,7 @@ export const SETTINGS = [
   { env: 'RTMP_MAX_MESSAGE_SIZE', type: 'int', default: 8388608, min: 65536, max: 67108864, doc: 'Largest RTMP message (one video frame) accepted.' },
   { env: 'FFMPEG_PATH', type: 'string', doc: 'FFmpeg for the ABR ladder. Default: ffmpeg on PATH, else the one in @ffmpeg-installer/linux-x64 if installed; without any, ABR streams are served as passthrough.' },
   { env: 'TRANSCODE_X264_PRESET', type: 'string', default: 'veryfast', doc: 'libx264 preset of transcoded rungs (ultrafast ... veryslow): CPU per rung against quality per bit.' },
-  { env: 'TRANSCODE_MAX_STREAMS', type: 'int', default: 8, min: 0, max: 1000, doc: 'Live streams transcoded at once; further ABR streams are served as passthrough (counted in /metrics).' },
+  { env: 'TRANSCODE_MAX_STREAMS', type: 'int', default: 8, min: 0, max: 1000, doc: 'FFmpeg ladders running at once; a further ABR stream is served source-only until one ends (counted in /metrics).' },
   { env: 'TRANSCODE_READY_TIMEOUT_MS', type: 'int', default: 10000, min: 1000, max: 120000, doc: 'Time FFmpeg has to produce its first frame of every rung before it counts as failed to start.' },
   { env: 'TRANSCODE_MIN_SPEED_PERCENT', type: 'int', default: 90, min: 10, max: 100, doc: 'FFmpeg slower than this percentage of real time (over a few seconds) is falling behind.' },
   { env: 'TRANSCODE_SLOW_SECONDS', type: 'int', default: 5, min: 1, max: 600, doc: 'Falling behind (too slow, or output lagging input by over 2 s) this long drops the most expensive rung.' },

@@ -33,22 +33,15 @@ function encoderArgs(r: LadderRung, preset: string): string[] {
   }
 }
 
-/** A frame rate as FFmpeg takes it: NTSC rates exactly (30000/1001), others to the millisecond. */
-function fpsExpr(fps: number): string {
-  for (const base of [24, 30, 60, 120]) if (Math.abs(fps - (base * 1000) / 1001) < 0.005) return `${base * 1000}/1001`;
-  return String(Math.round(fps * 1000) / 1000);
-}
-
 /** The video filter chain of one rung: frame rate cap, then scale on the short side (never up). */
 function rungFilter(r: LadderRung, source: TranscodeArgsInput['source']): string {
   const steps: string[] = [];
-  // Reduce by a whole factor (60 -> 30, 59.94 -> 29.97, 50 -> 25): the fps filter then keeps every n-th
-  // frame on the source's own grid, source keyframes included when the GOP length is a multiple of n
-  // (as with every common encoder setting). A cap that is not a divisor (59.94 -> 30) would drift off
-  // the source's frames and lose its keyframes.
+  // Reduce by a whole factor (60 -> 30, 59.94 -> 29.97, 50 -> 25) by keeping every n-th frame *and every
+  // keyframe*, with their own timestamps: the fps filter would re-stamp frames on its grid and drop a
+  // source keyframe that falls between (a 59-frame GOP at 59.94 fps loses most of them).
   if (source.frameRate > r.maxFrameRate + 0.5) {
     const factor = Math.ceil(source.frameRate / r.maxFrameRate - 0.01);
-    steps.push(`fps=${fpsExpr(source.frameRate / factor)}`);
+    steps.push(`select='key+not(mod(n,${factor}))'`);
   }
   const portrait = source.height > source.width && source.width > 0;
   steps.push(portrait ? `scale=${r.height}:-2` : `scale=-2:${r.height}`);

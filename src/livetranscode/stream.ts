@@ -27,6 +27,8 @@ export interface StreamTranscodeOptions {
   readonly counters: TranscodeCounters;
   /** Fraction of the machine's CPU time that was idle lately (0..1), for restoring dropped rungs. */
   readonly cpuIdle: () => number | undefined;
+  /** Whether this stream may run an FFmpeg now (TRANSCODE_MAX_STREAMS counts the ones running). */
+  readonly admit: (self: StreamTranscode) => boolean;
 }
 
 /** Largest FLV tag read back from FFmpeg (one encoded frame). */
@@ -38,6 +40,8 @@ const DRAIN_WAIT_MS = 2000;
 
 /** One FFmpeg child's pipes and the rung sessions it feeds. */
 interface Run {
+  /** The supervisor this child belongs to: a stopped supervisor's late events touch only its own run. */
+  readonly sup: Supervisor;
   readonly handle: ChildHandle;
   readonly writer: FlvWriter;
   readonly rungs: readonly LadderRung[];
@@ -76,6 +80,12 @@ export class StreamTranscode {
   #state: TranscodeState = 'idle';
   #lastError: string | undefined;
   #restarts = 0;
+  /** A source session is running (FFmpeg has something to transcode). */
+  #inSession = false;
+  /** The event loop is stopping a child: nothing else may start one meanwhile. */
+  #busy = false;
+  /** This session waits for a TRANSCODE_MAX_STREAMS slot. */
+  #waitingForSlot = false;
   #closed = false;
   #done: Promise<void>;
 
@@ -99,15 +109,19 @@ export class StreamTranscode {
       if (this.#closed) break;
       try {
         if (ev.type === 'session-start') {
-          await this.#stopChild();
+          this.#inSession = false;
+          await this.#stopChildSerialized();
           this.#tracks = ev.tracks;
           this.#sourceSession = ev.sessionId;
           this.#dropped = [];
+          this.#inSession = true;
           this.#startChild();
         } else if (ev.type === 'frame') {
           await this.#write(ev.frame);
         } else if (ev.type === 'session-end') {
-          await this.#stopChild();
+          this.#inSession = false;
+          this.#waitingForSlot = false;
+          await this.#stopChildSerialized();
           this.#state = 'idle';
         } else if (ev.type === 'stream-end') {
           break;
@@ -116,12 +130,28 @@ export class StreamTranscode {
         this.#log.error({ err, event: ev.type }, 'transcoder failed on an event');
       }
     }
-    await this.#stopChild();
+    this.#inSession = false;
+    await this.#stopChildSerialized();
     for (const name of this.#everPublished) this.#o.rungHub.end(rungStreamId(this.#o.streamId, name), 'source stream ended');
     this.#state = 'stopped';
   }
 
+  async #stopChildSerialized(): Promise<void> {
+    this.#busy = true;
+    try {
+      await this.#stopChild();
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** An FFmpeg of this stream is running or being restarted. */
+  get hasChild(): boolean {
+    return this.#supervisor !== undefined;
+  }
+
   #startChild(): void {
+    if (this.#supervisor || !this.#inSession || this.#closed) return;
     const tracks = this.#tracks;
     if (!tracks?.video) {
       this.#state = 'idle';
@@ -134,8 +164,20 @@ export class StreamTranscode {
       this.#log.info({ height: tracks.video.height }, 'no rung of the ladder is below the source; serving the source only');
       return;
     }
+    if (!this.#o.admit(this)) {
+      if (!this.#waitingForSlot) {
+        this.#o.counters.overLimit++;
+        this.#log.warn('TRANSCODE_MAX_STREAMS ladders are running: serving the source only until one ends');
+      }
+      this.#waitingForSlot = true;
+      this.#state = 'idle';
+      this.#lastError = 'TRANSCODE_MAX_STREAMS ladders are running; waiting for a slot';
+      return;
+    }
+    this.#waitingForSlot = false;
+    this.#lastError = undefined;
     this.#state = 'starting';
-    const sup = new Supervisor({
+    const sup: Supervisor = new Supervisor({
       name: 'ffmpeg',
       command: this.#o.ffmpegPath,
       args: () =>
@@ -150,8 +192,8 @@ export class StreamTranscode {
       readyTimeoutMs: this.#o.readyTimeoutMs,
       backoff: { initialMs: 500, maxMs: 10_000, factor: 2 },
       maxStartFailures: 3,
-      onStart: (h) => this.#onStart(h),
-      onExit: (info) => this.#onExit(info),
+      onStart: (h) => this.#onStart(sup, h),
+      onExit: (info) => this.#onExit(sup, info),
     });
     this.#supervisor = sup;
     sup.start();
@@ -160,14 +202,21 @@ export class StreamTranscode {
   async #stopChild(): Promise<void> {
     const sup = this.#supervisor;
     this.#supervisor = undefined;
-    if (sup) await sup.stop();
-    this.#endRun(this.#run, 'transcoder stopped');
+    if (!sup) return;
+    await sup.stop();
+    if (this.#run?.sup === sup) this.#endRun(this.#run, 'transcoder stopped');
   }
 
-  #onStart(handle: ChildHandle): void {
+  #onStart(sup: Supervisor, handle: ChildHandle): void {
+    if (sup !== this.#supervisor) {
+      // A supervisor being stopped spawned once more: that child has no place here.
+      process.kill(handle.pid, 'SIGKILL');
+      return;
+    }
     const tracks = this.#tracks!;
     const rungs = this.#activeRungs();
     const run: Run = {
+      sup,
       handle,
       writer: new FlvWriter(),
       rungs,
@@ -224,9 +273,16 @@ export class StreamTranscode {
             else if (tag.type === 18) assembler.metadata(decodeAmf0(tag.body)[1]);
           }
         } catch (err) {
-          // Our own FFmpeg wrote something we cannot read: restart it rather than publish garbage.
-          this.#log.error({ err, rung: rung.name }, 'unreadable FLV from FFmpeg; restarting it');
-          this.#supervisor?.restartNow('unreadable output');
+          // Our own FFmpeg wrote something we cannot read: kill it (it counts as a crash, so restarts back
+          // off) rather than publish garbage. Once per child.
+          if (run.ended) return;
+          this.#log.error({ err, rung: rung.name }, 'unreadable FLV from FFmpeg; killing it');
+          this.#endRun(run, 'unreadable output');
+          try {
+            process.kill(handle.pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
         }
       });
     });
@@ -268,7 +324,9 @@ export class StreamTranscode {
     if (run && !run.ended && now - run.lastProgressAt > STALL_MS && now - run.lastWriteAt < 1000) {
       this.#judge(now, { speed: 0, lagMs: this.#lag(run) });
     }
-    if (this.#dropped.length === 0 || this.#closed || !this.#tracks) return;
+    if (this.#closed || !this.#inSession || this.#busy) return;
+    if (this.#waitingForSlot) return this.#startChild();
+    if (this.#dropped.length === 0) return;
     if (!this.#governor.canRestore(now, this.#o.cpuIdle(), this.#run !== undefined)) return;
     const back = this.#dropped.pop()!;
     this.#governor.restored(now);
@@ -306,19 +364,18 @@ export class StreamTranscode {
     await once(stdin, 'drain', { signal: timer }).catch(() => {});
   }
 
-  #onExit(info: ExitInfo): void {
+  #onExit(sup: Supervisor, info: ExitInfo): void {
     const run = this.#run;
-    this.#endRun(run, `ffmpeg ${info.kind}: ${info.reason}`);
-    if (info.kind === 'stopped') return;
+    if (run?.sup === sup) this.#endRun(run, `ffmpeg ${info.kind}: ${info.reason}`);
+    if (info.kind === 'stopped' || sup !== this.#supervisor) return;
     this.#restarts++;
     this.#o.counters.exits++;
     const last = info.stderrTail.filter((l) => !/^\s*$/.test(l)).slice(-3).join(' | ');
     this.#lastError = `${info.reason}${last ? `: ${last}` : ''}`;
     if (info.kind === 'died') this.#o.counters.crashes++;
-    const sup = this.#supervisor;
     // The supervisor restarts with backoff, or gives up after repeated start failures.
     queueMicrotask(() => {
-      if (!sup || sup !== this.#supervisor) return;
+      if (sup !== this.#supervisor) return;
       if (sup.state !== 'failed') {
         this.#state = 'restarting';
         return;
@@ -326,6 +383,7 @@ export class StreamTranscode {
       // It will not start: the stream is its source alone. The rungs' streams end, so players are not
       // kept waiting for them (they stay out of the multivariant playlist).
       this.#state = 'failed';
+      this.#supervisor = undefined; // no child, no slot
       this.#log.error({ reason: this.#lastError }, 'FFmpeg failed to start repeatedly: serving the source only');
       for (const name of this.#everPublished) this.#o.rungHub.end(rungStreamId(this.#o.streamId, name), 'transcoder failed');
       this.#everPublished.clear();

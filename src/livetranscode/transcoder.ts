@@ -88,15 +88,17 @@ export class LiveTranscoder {
     } catch (err) {
       this.#log.warn({ err, stream: streamId }, 'could not read the stream profile; serving the source only');
     }
-    if (!ladder || this.#closed || this.#streams.has(streamId)) return reader.close();
+    // The stream's previous run may still be stopping its FFmpeg (a stream that ended and came back at
+    // once): let it finish, so the new run gets the ladder.
+    const previous = this.#streams.get(streamId);
+    if (previous) await Promise.race([previous.done, new Promise((r) => setTimeout(r, 6000).unref())]);
+    if (!ladder || this.#closed || this.#streams.has(streamId)) {
+      if (ladder && this.#streams.has(streamId)) this.#log.warn({ stream: streamId }, 'the previous run of this stream is still stopping; serving the source only');
+      return reader.close();
+    }
     if (!this.#o.ffmpegPath) {
       if (!this.#warnedNoFfmpeg) this.#log.warn('no FFmpeg found (set FFMPEG_PATH): ABR streams are served as passthrough');
       this.#warnedNoFfmpeg = true;
-      return reader.close();
-    }
-    if (this.#streams.size >= this.#o.maxStreams) {
-      this.counters.overLimit++;
-      this.#log.warn({ stream: streamId, maxStreams: this.#o.maxStreams }, 'TRANSCODE_MAX_STREAMS reached: this stream is served as passthrough');
       return reader.close();
     }
     this.counters.streams++;
@@ -113,6 +115,8 @@ export class LiveTranscoder {
       governor: this.#o.governor,
       counters: this.counters,
       cpuIdle: () => this.#cpu.value,
+      // Only streams with an FFmpeg take a slot: one at or below the lowest rung, or failed, does not.
+      admit: (self) => [...this.#streams.values()].filter((s) => s !== self && s.hasChild).length < this.#o.maxStreams,
     });
     this.#streams.set(streamId, t);
     void t.done.finally(() => {

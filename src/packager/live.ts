@@ -140,7 +140,7 @@ export class StreamPackage {
     };
     let sessionKey = '';
     const role: SegmenterRole = follower
-      ? { kind: 'follower', timeline, minMsn: () => rendition.nextMsn }
+      ? { kind: 'follower', timeline, minMsn: () => rendition.nextMsn, targetDuration: () => leader!.segmenter.targetDurationSeconds }
       : { kind: 'leader', timeline };
     segmenter = new Segmenter(segOpts, sink, role);
     const rung: Rung = { rendition, segmenter, follower, reader, addedAt: Date.now(), retired: false };
@@ -157,14 +157,15 @@ export class StreamPackage {
   #leaderSession: (id: string) => void = () => {};
 
   /** Duration and PDT of the source's segment `msn`, for a rung's EXT-X-GAP in its place. */
-  #gapFor(msn: number): { duration: number; programDateTime: number } | undefined {
+  #gapFor(msn: number): { duration: number; programDateTime: number; discontinuity: boolean } | undefined {
     const b = this.timeline.boundary(msn);
     const next = this.timeline.boundary(msn + 1);
     if (!b || !next) return undefined;
     const pdt = this.timeline.pdt(b.sessionId, b.timelineDts);
     if (pdt === undefined) return undefined;
     this.#counters.gapSegments++;
-    return { duration: (next.timelineDts - b.timelineDts) / TIMESCALE, programDateTime: pdt };
+    // Where the source's publisher reconnected, the gap carries the source's discontinuity.
+    return { duration: (next.timelineDts - b.timelineDts) / TIMESCALE, programDateTime: pdt, discontinuity: b.sessionStart };
   }
 
   /**
@@ -183,6 +184,8 @@ export class StreamPackage {
     const log = this.#log.child({ rendition: name });
     let forcedLogged = false;
     for await (const ev of reader) {
+      // A rung's frames that come after the source ended have no playlist to go to.
+      if (follower && rendition.ended) continue;
       try {
         switch (ev.type) {
           case 'session-start':
@@ -198,7 +201,9 @@ export class StreamPackage {
             }
             const oversized = segmenter.oversizedParts;
             const forced = segmenter.forcedCuts;
+            const unaligned = segmenter.unalignedCuts;
             segmenter.push(ev.frame);
+            if (segmenter.unalignedCuts !== unaligned) this.#counters.unalignedSegments++;
             if (segmenter.oversizedParts !== oversized) this.#counters.oversizedParts++;
             if (segmenter.forcedCuts !== forced) {
               this.#counters.forcedCuts++;
@@ -245,9 +250,13 @@ export class StreamPackage {
     this.#notifyReady();
   }
 
-  /** The source ended: every rendition's playlist ends with it. */
+  /** The source ended: every rendition's playlist ends with it (a rung's last segment completed first). */
   #endAll(): void {
-    for (const r of this.#rungs.values()) if (!r.rendition.ended) r.rendition.end();
+    for (const r of this.#rungs.values()) {
+      if (r.rendition.ended) continue;
+      if (r.follower) r.segmenter.endSession();
+      r.rendition.end();
+    }
     this.timeline.close();
   }
 
@@ -297,7 +306,8 @@ export class StreamPackage {
     for (const r of this.renditions) {
       if (r.name === name || !r.hasSegments) continue;
       const last = r.lastMsnPart();
-      out.push({ uri: `../${r.name}/index.m3u8`, lastMsn: last.msn, lastPart: last.part });
+      // A rung whose last segment is a gap has no part to report: LAST-PART is then left out.
+      out.push({ uri: `../${r.name}/index.m3u8`, lastMsn: last.msn, lastPart: last.part >= 0 ? last.part : undefined });
     }
     return out;
   }
@@ -323,7 +333,7 @@ export class StreamPackage {
     if (variants.length === 0) return undefined;
     // Highest resolution first (the source leads), then by bandwidth.
     variants.sort((a, b) => (b.height ?? 0) - (a.height ?? 0) || b.bandwidth - a.bandwidth);
-    const independent = [...this.#rungs.values()].every((r) => r.segmenter.forcedCuts === 0);
+    const independent = [...this.#rungs.values()].every((r) => r.segmenter.forcedCuts === 0 && r.segmenter.unalignedCuts === 0);
     return renderMultivariantPlaylist(variants, { independentSegments: independent });
   }
 

@@ -32,7 +32,8 @@ export interface SegmentEntry {
 export interface RenditionReport {
   readonly uri: string;
   readonly lastMsn: number;
-  readonly lastPart: number;
+  /** Absent when that segment has no parts (an EXT-X-GAP segment of a rung). */
+  readonly lastPart?: number;
 }
 
 export interface MediaPlaylistState {
@@ -136,7 +137,7 @@ export function renderMediaPlaylist(state: MediaPlaylistState, opts: RenderOptio
   }
   if (state.preloadHint && !state.ended) out.push(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="${state.preloadHint}"`);
   for (const r of state.renditionReports) {
-    out.push(`#EXT-X-RENDITION-REPORT:URI="${r.uri}",LAST-MSN=${r.lastMsn},LAST-PART=${r.lastPart}`);
+    out.push(`#EXT-X-RENDITION-REPORT:URI="${r.uri}",LAST-MSN=${r.lastMsn}${r.lastPart !== undefined ? `,LAST-PART=${r.lastPart}` : ''}`);
   }
   if (state.ended) out.push('#EXT-X-ENDLIST');
   return out.join('\n') + '\n';

@@ -110,7 +110,7 @@ export class LiveRendition implements SegmenterSink {
    * just sets the counter; later, the segments it has no media for are listed as EXT-X-GAP (`fill`
    * gives each one's duration and PDT). Returns false if `msn` is already behind the playlist.
    */
-  alignTo(msn: number, fill: (msn: number) => { duration: number; programDateTime: number } | undefined): boolean {
+  alignTo(msn: number, fill: (msn: number) => { duration: number; programDateTime: number; discontinuity: boolean } | undefined): boolean {
     if (this.#pending) return msn === this.#pending.msn + 1;
     if (this.#segments.length === 0 && this.#retired.length === 0) {
       this.#nextMsn = msn;
@@ -119,19 +119,19 @@ export class LiveRendition implements SegmenterSink {
     while (this.#nextMsn < msn) {
       const g = fill(this.#nextMsn);
       if (!g) break;
-      this.addGap(g.duration, g.programDateTime);
+      this.addGap(g.duration, g.programDateTime, g.discontinuity);
     }
     return this.#nextMsn === msn;
   }
 
   /** One EXT-X-GAP segment at the end of the playlist. */
-  addGap(duration: number, programDateTime: number): void {
+  addGap(duration: number, programDateTime: number, discontinuity = false): void {
     if (this.#pending) return;
     this.#pending = {
       msn: this.#nextMsn++,
       prefix: this.#prefix,
       initUri: this.#initUri,
-      discontinuity: false,
+      discontinuity,
       programDateTime,
       parts: [],
       duration,
@@ -297,11 +297,14 @@ export class LiveRendition implements SegmenterSink {
   has(msn: number, part: number | undefined): boolean {
     const last = this.lastMsnPart();
     const pending = this.#pending;
+    const lastComplete = this.#segments.length ? this.#segments[this.#segments.length - 1].msn : -1;
     if (part === undefined) {
       // Segment msn is complete once a later one has begun or it is in the list of complete segments.
-      const lastComplete = this.#segments.length ? this.#segments[this.#segments.length - 1].msn : -1;
       return msn <= lastComplete || (pending !== undefined && pending.msn > msn);
     }
+    // An EXT-X-GAP segment has no parts and never will: once it is listed, a request for any of its
+    // parts is answered (not held until the next segment's first part, as for a real segment).
+    if (msn <= lastComplete && this.#segments.some((s) => s.msn === msn && s.gap)) return true;
     return msn < last.msn || (msn === last.msn && part <= last.part);
   }
 

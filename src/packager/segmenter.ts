@@ -53,7 +53,13 @@ export interface SegmentStartInfo {
  */
 export type SegmenterRole =
   | { readonly kind: 'leader'; readonly timeline: SegmentTimeline }
-  | { readonly kind: 'follower'; readonly timeline: SegmentTimeline; readonly minMsn: () => number };
+  | {
+      readonly kind: 'follower';
+      readonly timeline: SegmentTimeline;
+      readonly minMsn: () => number;
+      /** The source's EXT-X-TARGETDURATION in seconds. */
+      readonly targetDuration: () => number;
+    };
 
 const VIDEO_ID = 1;
 const AUDIO_ID = 2;
@@ -132,7 +138,7 @@ export class Segmenter {
    * source's. (Rungs have no B-frames, so a rung keyframe's dts is its pts: it matches the source
    * keyframe by presentation time, and its decode time may lie a reorder delay after the source's.)
    */
-  #segBoundary: { msn: number; pts: number; pdt: number | undefined } | undefined;
+  #segBoundary: { msn: number; pts: number; sessionId: string; dts: number } | undefined;
   /** Frames a follower cut at a source boundary that was not a keyframe in its own encoding. */
   unalignedCuts = 0;
 
@@ -212,7 +218,7 @@ export class Segmenter {
         this.#dtsAnchor = frame.dts + clock.offset;
         this.#partStart = this.#segStart = this.#dtsAnchor;
         this.#segIndependent = true;
-        this.#segBoundary = { msn: b.msn, pts: b.timelinePts, pdt: role.timeline.pdt(b.sessionId, b.timelineDts) };
+        this.#segBoundary = { msn: b.msn, pts: b.timelinePts, sessionId: b.sessionId, dts: b.timelineDts };
         this.#sink.segmentStart?.({ timelineDts: this.#segStart, timelinePts: at, msn: b.msn, sessionStart: true });
       } else {
         this.#offset = this.#timelineEnd - frame.dts;
@@ -250,7 +256,7 @@ export class Segmenter {
       this.#lastAudioDts = dts;
     }
     if (drivesCuts && this.#partHasFrames && role?.kind === 'follower') {
-      this.#followerCut(frame, dts, role.timeline);
+      this.#followerCut(frame, dts, role);
     } else if (drivesCuts && this.#partHasFrames) {
       const inSegment = dts - this.#segStart;
       // After a forced cut the segment did not start on a keyframe: end it at the very next keyframe so
@@ -280,13 +286,15 @@ export class Segmenter {
   }
 
   /** A follower cuts where the source started its next segment (or, bounded, where it must). */
-  #followerCut(frame: MediaFrame, dts: number, timeline: SegmentTimeline): void {
+  #followerCut(frame: MediaFrame, dts: number, role: Extract<SegmenterRole, { kind: 'follower' }>): void {
+    const timeline = role.timeline;
     const tol = this.#tolerance();
     const pts = frame.pts + this.#offset!;
     const next = timeline.boundaryAfter(this.#segBoundary?.pts ?? this.#segStart, tol);
     const atBoundary = next !== undefined && pts >= next.timelinePts - tol;
     // The source's boundaries may stop coming (source rendition dropping frames): do not grow without bound.
-    const forced = !atBoundary && dts - this.#segStart >= this.#maxSegmentTicks();
+    // Against the source's TARGETDURATION (the one the playlist advertises), not one of its own.
+    const forced = !atBoundary && dts - this.#segStart >= this.#maxSegmentTicks(role.targetDuration());
     if (atBoundary || forced || this.#partFull(dts)) {
       this.#emitPart(dts);
       if (atBoundary || forced) {
@@ -296,7 +304,7 @@ export class Segmenter {
         this.#closeSegment(dts);
         this.#segStart = dts;
         this.#segIndependent = independent;
-        this.#segBoundary = atBoundary ? { msn: next.msn, pts: next.timelinePts, pdt: timeline.pdt(next.sessionId, next.timelineDts) } : undefined;
+        this.#segBoundary = atBoundary ? { msn: next.msn, pts: next.timelinePts, sessionId: next.sessionId, dts: next.timelineDts } : undefined;
         this.#sink.segmentStart?.({ timelineDts: dts, timelinePts: pts, msn: atBoundary ? next.msn : undefined, sessionStart: false });
       }
       this.#partStart = dts;
@@ -333,8 +341,10 @@ export class Segmenter {
   #pdt(timelineDts: number): number {
     if (this.#role?.kind === 'follower') {
       // The source's PDT of the segment's start, and from there this rung's own elapsed time.
+      // Read when needed, not when the segment began: the source refines its anchor during its first segment.
       const b = this.#segBoundary;
-      if (b?.pdt !== undefined) return b.pdt + ((timelineDts - this.#segStart) * 1000) / TIMESCALE;
+      const start = b && this.#role.timeline.pdt(b.sessionId, b.dts);
+      if (start !== undefined) return start + ((timelineDts - this.#segStart) * 1000) / TIMESCALE;
       const pdt = this.#role.timeline.pdt(this.#sessionKey, timelineDts);
       if (pdt !== undefined) return pdt;
     }
@@ -346,11 +356,11 @@ export class Segmenter {
   }
 
   /** Longest a segment may grow: its EXTINF rounded to the nearest second must not exceed TARGETDURATION. */
-  #maxSegmentTicks(): number {
-    if (this.#targetDuration === undefined) return 3 * this.#segmentTicks();
+  #maxSegmentTicks(targetDuration = this.#targetDuration): number {
+    if (targetDuration === undefined) return 3 * this.#segmentTicks();
     // Cut while the segment is still at least half a frame short of T + 0.5 s: timestamps rounded to whole
     // milliseconds can put a frame just under a one-frame margin and the next one exactly on T + 0.5 s.
-    return (this.#targetDuration + 0.5) * TIMESCALE - 1.5 * Math.max(this.#frameDur, 1);
+    return (targetDuration + 0.5) * TIMESCALE - 1.5 * Math.max(this.#frameDur, 1);
   }
 
   #closeSegment(end: number): void {

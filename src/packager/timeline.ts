@@ -102,7 +102,7 @@ export class SegmentTimeline {
    * the same instant yet.
    */
   waitFor(dts: number, timeoutMs: number): Promise<void> {
-    if (dts <= this.#horizon) return Promise.resolve();
+    if (dts <= this.#horizon || this.#closed) return Promise.resolve();
     return new Promise((resolve) => {
       const w = {
         dts,
@@ -117,7 +117,11 @@ export class SegmentTimeline {
     });
   }
 
+  #closed = false;
+
+  /** The source ended: nobody waits for it any more. */
   close(): void {
+    this.#closed = true;
     for (const w of [...this.#waiters]) w.resolve();
   }
 }

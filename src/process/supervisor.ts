@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Writable } from 'node:stream';
 import { AppError, ClosedError, type Logger } from '../core/index.js';
 import { StderrLog } from './stderr.js';
 import type { ChildHandle, ExitInfo, ExitKind, SupervisorOptions, SupervisorState } from './types.js';
@@ -18,6 +18,7 @@ interface Run {
   readonly startedAt: number;
   readonly log: Logger;
   readonly stderr: StderrLog | undefined;
+  stdin?: Writable;
   ready: boolean;
   ending: Ending | undefined;
   restartReason?: string;
@@ -174,6 +175,7 @@ export class Supervisor {
       tailLines: limits?.tailLines ?? 20,
     });
     const run = this.#newRun(attempt, child.pid, log, stderr);
+    run.stdin = child.stdin ?? undefined;
     // A child that exits while we write to it gives EPIPE on stdin; that must not become an uncaught error.
     for (const s of child.stdio) s?.on('error', (err) => run.log.debug({ err }, 'pipe error'));
     child.once('exit', (code, signal) => this.#onExit(run, code, signal));
@@ -226,6 +228,9 @@ export class Supervisor {
     if (run.termSent || run.exited) return;
     run.termSent = true;
     if (why === 'ready-timeout') run.log.warn({ readyTimeoutMs: this.#opts.readyTimeoutMs }, 'not ready in time; killing');
+    // End of input first: FFmpeg blocked reading an idle stdin does not act on SIGTERM until it reads
+    // something, but it finishes at once at EOF.
+    run.stdin?.end();
     signalGroup(run, 'SIGTERM');
     run.timers.push(setTimeout(() => {
       run.log.warn({ killTimeoutMs: this.#killTimeoutMs }, 'still running after SIGTERM; SIGKILL');

@@ -204,7 +204,7 @@ describe('buildFfmpegArgs run by the real FFmpeg', () => {
     const src = source(ffmpegClip({ size: '640x360', rate: '60', seconds: 2, gop: 60, bframes: 0 }));
     const rung: LadderRung = { name: '240p', height: 240, videoBitrateKbps: 400, maxFrameRate: 30, encoder: 'libx264' };
     const args = buildFfmpegArgs({ rungs: [rung], source: { width: 640, height: 360, frameRate: 60, hasAudio: true }, x264Preset: 'ultrafast', vaapiDevice: '' });
-    expect(args.join(' ')).toContain('fps=30');
+    expect(args.join(' ')).toContain("select='key+not(mod(n,2))'");
     const run = await runLadder(args, 1, src.flv);
     expect(run.code, run.stderr).toBe(0);
     const v = videoOf(parse(run.rungs[0]));
@@ -215,7 +215,8 @@ describe('buildFfmpegArgs run by the real FFmpeg', () => {
 });
 
 // Two cases that once failed: frames re-stamped on a guessed frame-rate grid (fixed by -enc_time_base -1),
-// and a 59.94 fps source capped at 30 fps losing its keyframes (fixed by reducing by a whole factor).
+// and a 59.94 fps source capped at 30 fps losing its keyframes (fixed by keeping every n-th frame and every
+// keyframe with their own timestamps).
 describe('buildFfmpegArgs run by the real FFmpeg: source timestamps and keyframes survive', () => {
   const rung = (height: number): LadderRung => ({ name: `${height}p`, height, videoBitrateKbps: 300, maxFrameRate: 30, encoder: 'libx264' });
   let jittered: { want: number[]; got: number[] };
@@ -230,8 +231,9 @@ describe('buildFfmpegArgs run by the real FFmpeg: source timestamps and keyframe
       const dts = f.dts + Math.round(jitter()) * 90;
       return { ...f, dts, pts: dts };
     });
-    // 59.94 fps, a keyframe every 1.001 s for 20 s.
-    const b = source(ffmpegClip({ size: '320x180', rate: '60000/1001', seconds: 20, gop: 60, bframes: 0 }));
+    // 59.94 fps with an odd GOP: a keyframe every 59 frames (OBS's 1 s interval at 59.94), for 20 s. Keeping
+    // every second frame alone would miss every other keyframe.
+    const b = source(ffmpegClip({ size: '320x180', rate: '60000/1001', seconds: 20, gop: 59, bframes: 0 }));
     const [ra, rb] = await Promise.all([
       runLadder(buildFfmpegArgs({ rungs: [rung(240)], source: { width: 640, height: 360, frameRate: 30, hasAudio: true }, x264Preset: 'ultrafast', vaapiDevice: '' }), 1, a.flv),
       runLadder(buildFfmpegArgs({ rungs: [rung(144)], source: { width: 320, height: 180, frameRate: 59.94, hasAudio: true }, x264Preset: 'ultrafast', vaapiDevice: '' }), 1, b.flv),
@@ -241,7 +243,7 @@ describe('buildFfmpegArgs run by the real FFmpeg: source timestamps and keyframe
     jittered = { want: aVideo.map((f) => ms(f.dts - a.base)), got: videoOf(parse(ra.rungs[0])).map((f) => ms(f.dts)) };
     if (jittered.got.length !== aVideo.length) throw new Error(`${jittered.got.length} rung frames for ${aVideo.length}`);
     ntsc = { want: keyTimes(b.frames.filter((f) => f.track === 'video'), b.base), got: keyTimes(videoOf(parse(rb.rungs[0]))) };
-    if (ntsc.want.length !== 20) throw new Error(`source keyframes ${ntsc.want.join()}`);
+    if (ntsc.want.length !== 21) throw new Error(`source keyframes ${ntsc.want.join()}`);
   });
 
   it('rung frames keep the source timestamps (-copyts) when the source frame rate jitters', () => {

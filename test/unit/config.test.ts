@@ -50,7 +50,21 @@ describe('loadConfig', () => {
       hls: { partTargetMs: 200, segmentTargetMs: 2000, windowSeconds: 24, holdMs: 6000, endedRetentionMs: 60_000, maxHeldRequests: 5000 },
       stream: { graceMs: 30_000, readerQueueFrames: 600 },
       catalog: { databaseUrl: undefined, dataDir: './data' },
+      transcode: {
+        ffmpegPath: undefined,
+        x264Preset: 'veryfast',
+        maxStreams: 8,
+        readyTimeoutMs: 10_000,
+        minSpeed: 0.9,
+        slowForMs: 5000,
+        restoreAfterMs: 60_000,
+        vaapiDevice: '/dev/dri/renderD128',
+      },
     });
+  });
+
+  it('refuses an unknown x264 preset, naming the setting', () => {
+    expect(() => loadConfig({ TRANSCODE_X264_PRESET: 'turbo' })).toThrow(/TRANSCODE_X264_PRESET="turbo" must be one of ultrafast/);
   });
 
   it('treats empty values as unset', () => {

@@ -106,7 +106,7 @@ describe('buildFfmpegArgs: a 1280x720 30 fps source with audio, 480p + 360p', ()
   });
 
   it('no frame-rate filter for a source at or under the cap, and no hardware device', () => {
-    expect(args.join(' ')).not.toContain('fps=');
+    expect(args.join(' ')).not.toContain('select=');
     expect(args).not.toContain('-vaapi_device');
     expect(args.join(' ')).not.toContain('hwupload');
   });
@@ -114,12 +114,13 @@ describe('buildFfmpegArgs: a 1280x720 30 fps source with audio, 480p + 360p', ()
 
 describe('buildFfmpegArgs: other sources and encoders', () => {
   it('a 60 fps source is capped to the rung frame rate (30)', () => {
-    expect(chains(build({ source: { frameRate: 60 } }))).toEqual({ v0: 'fps=30,scale=-2:480', v1: 'fps=30,scale=-2:360' });
+    // Every second frame and every keyframe, with their own timestamps (no re-stamping fps filter).
+    expect(chains(build({ source: { frameRate: 60 } }))).toEqual({ v0: "select='key+not(mod(n,2))',scale=-2:480", v1: "select='key+not(mod(n,2))',scale=-2:360" });
   });
 
   it('a 59.94 fps source is capped, a 30.3 fps one is not', () => {
-    // Not pinned to fps=30: see the 59.94 keyframe test in test/integration/flv-ffmpeg.test.ts.
-    expect(chains(build({ source: { frameRate: 59.94 } })).v0).toMatch(/^fps=[\d./]+,scale=-2:480$/);
+    // 59.94 -> 29.97 by the same whole factor; see the keyframe tests in test/integration/flv-ffmpeg.test.ts.
+    expect(chains(build({ source: { frameRate: 59.94 } })).v0).toBe("select='key+not(mod(n,2))',scale=-2:480");
     expect(chains(build({ source: { frameRate: 30.3 } })).v0).toBe('scale=-2:480');
   });
 

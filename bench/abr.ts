@@ -1,0 +1,831 @@
+/**
+ * ABR ladder bench: `npm run bench:abr -- [--seconds 60] [--warmup 10]`.
+ *
+ * Makes a 720p30 source file once (GOP 2 s) and measures
+ *   1. CPU ratio: the server as its own process with one ABR stream (its FFmpeg makes 480p + 360p, the source
+ *      is the top rung) against the floor, plain FFmpeg doing the same ladder to HLS files on its own with
+ *      the filter graph and encoder options of buildFfmpegArgs; CPU seconds of the process tree over the
+ *      same window after the same warm-up (the publisher, `-c copy`, is not counted);
+ *   2. player latency with ABR: Date.now() - hls.playingDate on the watch page in headless Chromium, every
+ *      250 ms, with the level hls.js plays;
+ *   3. the same with a second ABR stream transcoding beside the first (machine CPU busy, both ladders'
+ *      speed, lag and dropped rungs).
+ * Prints a table and writes bench/results/abr-<date>.json. Bounded in time; kills its children on exit
+ * and on SIGINT / SIGTERM.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { Browser, Request } from 'playwright-core';
+import { DEFAULT_LADDER, rungsFor, type LadderRung } from '../src/core/ladder.js';
+import { buildFfmpegArgs } from '../src/livetranscode/args.js';
+import { CHROMIUM_PATH, launchBrowser, openPage } from '../test/helpers/browser.js';
+import { printAbrReport } from './lib/abr-report.js';
+import { busyPercent, clockTicks, machineCpu, subtree, TreeCpu, type ProcCpu, type TreeCpuResult } from './lib/cpu.js';
+import { request } from './lib/http.js';
+import { killTracked, track } from './lib/procs.js';
+import { startServerProcess, type ServerProcess } from './lib/server-proc.js';
+import { rounded, summarize, type Summary } from './lib/stats.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const API_TOKEN = 'bench-token-0123456789abcdef';
+const SAMPLE_EVERY_MS = 250;
+const SLOW_REQUEST_MS = 1000;
+const slowRequests: { endedAt: number; ms: number; url: string; failure?: string }[] = [];
+const SOURCE = { width: 1280, height: 720, frameRate: 30, hasAudio: true } as const;
+const X264_PRESET = 'veryfast';
+const SOURCE_ARGS = [
+  '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30',
+  '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+  '-t', '30',
+  '-c:v', 'libx264', '-preset', 'veryfast', '-g', '60', '-keyint_min', '60', '-sc_threshold', '0',
+  '-b:v', '3000k', '-maxrate', '3000k', '-bufsize', '3000k', '-pix_fmt', 'yuv420p',
+  '-c:a', 'aac', '-b:a', '96k', '-ar', '48000',
+  '-f', 'flv',
+];
+const HLS_OUT = ['-f', 'hls', '-hls_time', '2', '-hls_list_size', '6', '-hls_flags', 'delete_segments', '-hls_segment_type', 'fmp4'];
+
+function usage(code = 2): never {
+  (code === 0 ? console.log : console.error)('usage: npm run bench:abr -- [--seconds N (default 60)] [--warmup N (default 10)]');
+  process.exit(code);
+}
+
+function parseCli() {
+  let values: { seconds?: string; warmup?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({ options: { seconds: { type: 'string' }, warmup: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
+  } catch (err) {
+    console.error((err as Error).message);
+    usage();
+  }
+  if (values.help) usage(0);
+  const num = (name: string, raw: string | undefined, dflt: number, min: number, max: number) => {
+    const n = raw === undefined ? dflt : Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      console.error(`--${name} must be a whole number of seconds from ${min} to ${max}`);
+      usage();
+    }
+    return n;
+  };
+  return { seconds: num('seconds', values.seconds, 60, 5, 3600), warmup: num('warmup', values.warmup, 10, 0, 120) };
+}
+
+const opts = parseCli();
+
+// ---- shutdown: one path for success, failure, timeout and signals ----
+
+const stop = new AbortController();
+const cleanups: (() => Promise<unknown> | void)[] = [];
+let exiting = false;
+
+async function shutdown(code: number): Promise<never> {
+  if (!exiting) {
+    exiting = true;
+    stop.abort();
+    const force = setTimeout(() => {
+      killTracked();
+      process.exit(code || 1);
+    }, 30_000);
+    for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => {});
+    clearTimeout(force);
+    process.exit(code);
+  }
+  return new Promise<never>(() => {});
+}
+
+process.on('exit', killTracked);
+process.once('SIGINT', () => {
+  console.error('\ninterrupted, stopping');
+  void shutdown(130);
+});
+process.once('SIGTERM', () => void shutdown(143));
+// Source file, floor, server + first stream, player, second stream, shutdown: four measured windows.
+const budgetS = 180 + 4 * (opts.warmup + opts.seconds) + 4 * 60 + 60;
+const watchdog = setTimeout(() => {
+  console.error(`bench did not finish within ${budgetS} s, stopping`);
+  void shutdown(1);
+}, budgetS * 1000);
+
+const sleep = (ms: number) =>
+  new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      stop.signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    stop.signal.addEventListener('abort', done, { once: true });
+  });
+
+function check(): void {
+  if (stop.signal.aborted) throw new Error('stopped');
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, stepMs = 100): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    check();
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(stepMs);
+  }
+}
+
+// ---- children ----
+
+type Child = ChildProcess & { stderrText: () => string; label: string };
+
+/** A tracked FFmpeg (or other command) with the tail of its stderr kept. */
+function spawnTracked(label: string, cmd: string, args: string[], cwd?: string): Child {
+  const child = track(spawn(cmd, args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] })) as Child;
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-6000)));
+  child.on('error', (e) => (err += `\n${e.message}`));
+  child.stderrText = () => err;
+  child.label = label;
+  return child;
+}
+
+function assertAlive(...children: (Child | ServerProcess | undefined)[]): void {
+  for (const c of children) {
+    if (!c) continue;
+    if ('label' in c) {
+      if (c.exitCode !== null || c.signalCode !== null) {
+        throw new Error(`${c.label} stopped (${c.exitCode ?? c.signalCode}): ${c.stderrText().trim().slice(-1500)}`);
+      }
+    } else if (!c.alive()) {
+      throw new Error(`the server stopped (${c.child.exitCode ?? c.child.signalCode}): ${c.stderrText().trim().slice(-1500)}`);
+    }
+  }
+}
+
+/** SIGTERM (FFmpeg finishes its outputs), SIGKILL after `ms`. */
+function terminate(child: ChildProcess | undefined, ms = 5000): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** Run a command to its end (tracked, so it dies with the bench); rejects on a non-zero exit. */
+async function runToEnd(label: string, cmd: string, args: string[], timeoutMs: number, cwd?: string): Promise<string> {
+  const child = spawnTracked(label, cmd, args, cwd);
+  const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const onAbort = () => child.kill('SIGKILL');
+  stop.signal.addEventListener('abort', onAbort, { once: true });
+  const [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve([child.exitCode, child.signalCode]);
+    child.once('exit', (c, s) => resolve([c, s]));
+  });
+  clearTimeout(t);
+  stop.signal.removeEventListener('abort', onAbort);
+  check();
+  if (code !== 0) throw new Error(`${label} failed (${code ?? sig}): ${child.stderrText().trim().slice(-1500)}`);
+  return child.stderrText();
+}
+
+async function commandOutput(cmd: string, args: string[]): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.on('error', () => resolve(undefined));
+    child.on('exit', (code) => {
+      clearTimeout(t);
+      resolve(code === 0 ? out : undefined);
+    });
+  });
+}
+
+// ---- what the bench needs ----
+
+async function preflight(): Promise<{ ffmpegVersion: string }> {
+  const missing: string[] = [];
+  if (process.platform !== 'linux' || !existsSync('/proc/self/stat')) missing.push('Linux /proc (CPU times are read from /proc/<pid>/stat)');
+  const ffmpeg = await commandOutput('ffmpeg', ['-hide_banner', '-version']);
+  if (!ffmpeg) missing.push('ffmpeg on PATH (apt-get install ffmpeg)');
+  else {
+    const encoders = (await commandOutput('ffmpeg', ['-hide_banner', '-encoders'])) ?? '';
+    if (!/\blibx264\b/.test(encoders)) missing.push('an FFmpeg with libx264');
+  }
+  try {
+    accessSync(CHROMIUM_PATH, constants.X_OK);
+  } catch {
+    missing.push(`Chromium at ${CHROMIUM_PATH} (apt-get install chromium, or set CHROMIUM_PATH)`);
+  }
+  if (missing.length) throw new Error(`missing: ${missing.join('; ')}`);
+  return { ffmpegVersion: ffmpeg!.split('\n')[0] };
+}
+
+// ---- the floor: buildFfmpegArgs turned into a plain FFmpeg writing HLS files ----
+
+/**
+ * buildFfmpegArgs for this source, with the progress pipe dropped, the FLV pipe input replaced by the file
+ * read in real time in a loop, each rung's FLV pipe output replaced by an HLS output, and the source copied
+ * as-is as one more HLS output (the top rung). The decoder keeps the server's `-thread_type slice`.
+ */
+function floorArgs(rungs: readonly LadderRung[], input: string, outDir: string): string[] {
+  const server = buildFfmpegArgs({ rungs, source: SOURCE, x264Preset: X264_PRESET, vaapiDevice: '/dev/dri/renderD128' });
+  const out: string[] = [];
+  let rung = 0;
+  for (let i = 0; i < server.length; i++) {
+    const a = server[i];
+    const next = server[i + 1];
+    if (a === '-progress' || a === '-stats_period' || a === '-probesize' || a === '-analyzeduration') {
+      i++; // and its value
+    } else if (a === '-f' && next === 'flv' && server[i + 2] === '-i') {
+      out.push('-re', '-stream_loop', '-1', '-i', input);
+      i += 3; // -f flv -i pipe:0
+    } else if (a === '-flvflags') {
+      i++; // an FLV muxer option; the HLS muxer would refuse it
+    } else if (a === '-f' && next === 'flv' && /^pipe:\d+$/.test(server[i + 2] ?? '')) {
+      out.push(...HLS_OUT, join(outDir, rungs[rung++].name, 'index.m3u8'));
+      i += 2;
+    } else {
+      out.push(a);
+    }
+  }
+  if (rung !== rungs.length) throw new Error(`buildFfmpegArgs has ${rung} FLV pipe outputs for ${rungs.length} rungs: ${server.join(' ')}`);
+  out.push('-map', '0:v', '-map', '0:a', '-c', 'copy', ...HLS_OUT, join(outDir, 'source', 'index.m3u8'));
+  return out;
+}
+
+// ---- the server's API ----
+
+const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
+
+interface RungView {
+  name: string;
+  height: number;
+  width: number | null;
+  state: string;
+  fps: number;
+  bitrateKbps: number;
+  targetBitrateKbps: number;
+}
+interface TranscodeView {
+  state: string;
+  pid: number | null;
+  speed: number | null;
+  lagMs: number | null;
+  restarts: number;
+  lastError: string | null;
+  droppedRungs: string[];
+  rungs: RungView[];
+}
+interface LiveView {
+  state: string;
+  fps: number;
+  bitrateKbps: number;
+  video: { width: number; height: number } | null;
+  transcode: TranscodeView | null;
+}
+
+async function createStream(base: string, name: string): Promise<{ id: string; streamKey: string; profile: string }> {
+  const r = await request('POST', `${base}/api/v1/streams`, { headers: auth, body: JSON.stringify({ name }) });
+  if (r.status !== 201) throw new Error(`creating stream "${name}" answered ${r.status}: ${r.body}`);
+  const s = JSON.parse(r.body) as { id: string; streamKey: string; profile: string };
+  if (s.profile !== 'abr') throw new Error(`stream "${name}" was created with profile ${s.profile}, not abr`);
+  return s;
+}
+
+async function liveOf(base: string, id: string): Promise<LiveView | undefined> {
+  const r = await request('GET', `${base}/api/v1/streams/${id}/live`, { headers: auth, timeoutMs: 5000 }).catch(() => undefined);
+  return r?.status === 200 ? (JSON.parse(r.body) as LiveView) : undefined;
+}
+
+/** The figures of a transcode status worth keeping. */
+function transcodeFigures(live: LiveView | undefined) {
+  const t = live?.transcode;
+  if (!t) return { sourceFps: live?.fps ?? null, sourceKbps: live?.bitrateKbps ?? null, transcode: null };
+  return {
+    sourceFps: live!.fps,
+    sourceKbps: live!.bitrateKbps,
+    transcode: {
+      state: t.state,
+      speed: t.speed === null ? null : Number(t.speed.toFixed(3)),
+      lagMs: t.lagMs,
+      restarts: t.restarts,
+      lastError: t.lastError,
+      droppedRungs: t.droppedRungs,
+      rungs: t.rungs.map((r) => ({ name: r.name, size: r.width ? `${r.width}x${r.height}` : `?x${r.height}`, state: r.state, fps: r.fps, bitrateKbps: r.bitrateKbps, targetKbps: r.targetBitrateKbps })),
+    },
+  };
+}
+
+function publish(file: string, server: ServerProcess, key: string, label: string): Child {
+  return spawnTracked(label, 'ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', file, '-c', 'copy', '-f', 'flv', `rtmp://127.0.0.1:${server.rtmpPort}/live/${key}`]);
+}
+
+async function waitTranscodeRunning(server: ServerProcess, id: string, publisher: Child, timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  let last: LiveView | undefined;
+  try {
+    await waitFor(
+      'transcode running',
+      async () => {
+        assertAlive(publisher, server);
+        last = await liveOf(server.base, id);
+        return last?.transcode?.state === 'running';
+      },
+      timeoutMs,
+      200,
+    );
+  } catch (err) {
+    if (stop.signal.aborted) throw err;
+    throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last?.transcode ?? last ?? null)}; server stderr: ${server.stderrText().trim().slice(-1500)}`);
+  }
+  return Date.now() - t0;
+}
+
+/** Sleep until `until` (epoch ms), checking the children every second. */
+async function hold(until: number, ...alive: (Child | ServerProcess | undefined)[]): Promise<void> {
+  while (Date.now() < until) {
+    await sleep(Math.min(1000, until - Date.now()));
+    check();
+    assertAlive(...alive);
+  }
+}
+
+/** CPU seconds of each thread of a process by thread name (utime + stime), for "where does the CPU go". */
+function threadTicks(pid: number): Map<string, { comm: string; ticks: number }> {
+  const out = new Map<string, { comm: string; ticks: number }>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const close = text.lastIndexOf(')');
+      const f = text.slice(close + 2).split(' ');
+      out.set(tid, { comm: text.slice(text.indexOf('(') + 1, close), ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      /* thread gone */
+    }
+  }
+  return out;
+}
+
+function threadDelta(pid: number, a: Map<string, { comm: string; ticks: number }>, b: Map<string, { comm: string; ticks: number }>, hz: number): Record<string, number> {
+  const byName: Record<string, number> = {};
+  for (const [tid, v] of b) {
+    const d = (v.ticks - (a.get(tid)?.ticks ?? 0)) / hz;
+    // Node and FFmpeg leave most thread names alone: the main thread apart, the others by name.
+    const name = tid === String(pid) ? `main thread (${v.comm})` : `other threads (${v.comm.replace(/\d+$/, '#')})`;
+    byName[name] = Number(((byName[name] ?? 0) + d).toFixed(2));
+  }
+  return Object.fromEntries(Object.entries(byName).sort((x, y) => y[1] - x[1]).filter(([, s]) => s >= 0.01));
+}
+
+/** Group the processes of a bench-wide CPU window by role. */
+function cpuByRole(result: TreeCpuResult, roles: { server?: number; publishers: Set<number>; benchPid: number }): Record<string, number> {
+  const inServer = new Set(roles.server ? subtree(result, roles.server).map((p) => p.pid) : []);
+  const groups: Record<string, number> = {};
+  const add = (k: string, p: ProcCpu) => (groups[k] = Number(((groups[k] ?? 0) + p.cpuS).toFixed(2)));
+  for (const p of result.processes) {
+    if (p.pid === roles.server) add('server node', p);
+    else if (inServer.has(p.pid)) add(p.comm === 'ffmpeg' ? 'server ffmpeg' : `server ${p.comm}`, p);
+    else if (roles.publishers.has(p.pid)) add('publishers (ffmpeg -c copy)', p);
+    else if (/chrom/i.test(p.comm)) add('chromium', p);
+    else if (p.pid === roles.benchPid) add('bench (node, playwright)', p);
+    else add(`other: ${p.comm}`, p);
+  }
+  return groups;
+}
+
+// ---- CPU windows ----
+
+interface CpuWindow {
+  /** The bench's whole process tree: the server and its FFmpeg, publishers, Chromium, the bench itself. */
+  readonly all: TreeCpuResult;
+  /** Busy % of all the machine's CPUs (100 = every core), from /proc/stat. */
+  readonly machineBusyPercent: number;
+  /** Cores' worth of CPU the bench's tree used, and what the rest of the machine used meanwhile. */
+  readonly benchCores: number;
+  readonly outsideBenchCores: number;
+}
+
+/** Start measuring the bench's process tree and the machine; close() ends the window. */
+function openCpuWindow(hz: number): { close(): CpuWindow } {
+  const tree = new TreeCpu(process.pid, hz);
+  const m0 = machineCpu();
+  tree.start();
+  return {
+    close() {
+      const all = tree.stop();
+      const machineBusyPercent = busyPercent(m0, machineCpu());
+      const benchCores = all.cpuS / all.wallS;
+      const machineCores = (machineBusyPercent / 100) * cpus().length;
+      return { all, machineBusyPercent, benchCores: round2(benchCores), outsideBenchCores: round2(Math.max(0, machineCores - benchCores)) };
+    },
+  };
+}
+
+const round2 = (x: number) => Number(x.toFixed(2));
+
+function cpuOf(w: CpuWindow, pid: number): { cpuS: number; wallS: number; percentOfOneCore: number; processes: ProcCpu[] } {
+  const processes = subtree(w.all, pid);
+  const cpuS = round2(processes.reduce((a, p) => a + p.cpuS, 0));
+  return { cpuS, wallS: w.all.wallS, percentOfOneCore: Number(((cpuS / w.all.wallS) * 100).toFixed(1)), processes };
+}
+
+// ---- the player ----
+
+interface PageSample {
+  t: number;
+  latencyMs: number | null;
+  paused: boolean;
+  level: number;
+  height: number | null;
+  /** hls.targetLatency (s): hls.js raises it by a second on each stall. */
+  target: number | null;
+  rate: number;
+  /** Seconds buffered ahead of the playhead. */
+  ahead: number | null;
+  /** How many hls.js error events there were so far. */
+  errors: number;
+}
+
+interface PageDump {
+  samples: PageSample[];
+  waiting: number[];
+  playing: number[];
+  errors: { type: string; details: string; fatal: boolean }[];
+  levels: { height: number; width: number; bitrate: number }[];
+  bandwidthEstimate: number | null;
+  hlsVersion: string;
+}
+
+function playerFigures(dump: PageDump, from: number, to: number) {
+  const inWindow = dump.samples.filter((s) => s.t >= from && s.t <= to);
+  const playing = inWindow.filter((s) => s.latencyMs !== null && !s.paused);
+  const latency = rounded(summarize(playing.map((s) => s.latencyMs! / 1000)), 3);
+  const heights: Record<string, number> = {};
+  for (const s of inWindow) {
+    const k = s.height ? `${s.height}p` : `level ${s.level}`;
+    heights[k] = (heights[k] ?? 0) + 1;
+  }
+  const levelShare = Object.fromEntries(Object.entries(heights).map(([k, n]) => [k, Number((n / Math.max(1, inWindow.length)).toFixed(3))]));
+  let switches = 0;
+  for (let i = 1; i < inWindow.length; i++) if (inWindow[i].level !== inWindow[i - 1].level) switches++;
+  const first = inWindow[0];
+  const last = inWindow[inWindow.length - 1];
+  const errors = first && last ? dump.errors.slice(first.errors, last.errors) : [];
+  // Stalled time: from each 'waiting' to the next 'playing' (or the window's end), clipped to the window.
+  const stalls = dump.waiting.filter((t) => t >= from && t <= to);
+  let stalledMs = 0;
+  for (const w of dump.waiting) {
+    const resumed = dump.playing.find((p) => p >= w) ?? to;
+    stalledMs += Math.max(0, Math.min(resumed, to) - Math.max(w, from));
+  }
+  return {
+    latency,
+    samplesWithoutDate: inWindow.length - playing.length,
+    waitingEvents: stalls.length,
+    stalledS: Number((stalledMs / 1000).toFixed(2)),
+    hlsErrors: errors,
+    hlsTargetLatencyS: { atStart: first?.target ?? null, atEnd: last?.target ?? null },
+    levelAtEnd: last ? { level: last.level, height: last.height } : null,
+    levelShare,
+    levelSwitches: switches,
+    samples: inWindow.map((s) => [s.t - from, s.latencyMs, s.height, s.target, s.rate, s.ahead, s.paused ? 1 : 0]),
+    samplesColumns: ['ms since window start', 'latency ms (null: no playing date)', 'height played', 'hls.targetLatency s', 'playbackRate', 'buffered ahead s', 'paused'],
+    slowRequests: slowRequests
+      .filter((x) => x.endedAt >= from && x.endedAt - x.ms <= to)
+      .map(({ endedAt, ...x }) => ({ sentAtMsInWindow: endedAt - x.ms - from, ...x })),
+  };
+}
+
+// ---- the bench ----
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const { ffmpegVersion } = await preflight();
+  const hz = await clockTicks();
+  const tmp = mkdtempSync(join(tmpdir(), 'livepack-abr-'));
+  cleanups.push(() => rmSync(tmp, { recursive: true, force: true }));
+  const rungs = rungsFor(DEFAULT_LADDER, SOURCE);
+  const log = (s: string) => console.error(`[bench:abr ${new Date().toISOString().slice(11, 19)}] ${s}`);
+
+  // 0. The source file.
+  log('making the 720p30 source file (30 s, GOP 2 s)');
+  const src = join(tmp, 'src.flv');
+  const tMake = performance.now();
+  await runToEnd('ffmpeg (making the source file)', 'ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', ...SOURCE_ARGS, src], 180_000);
+  const makeSourceS = (performance.now() - tMake) / 1000;
+
+  // 1b. The floor: plain FFmpeg doing the same ladder on its own.
+  const floorDir = join(tmp, 'floor');
+  for (const d of [...rungs.map((r) => r.name), 'source']) mkdirSync(join(floorDir, d), { recursive: true });
+  const fArgs = floorArgs(rungs, src, floorDir);
+  log(`floor: plain FFmpeg, warm-up ${opts.warmup} s, then ${opts.seconds} s of CPU`);
+  const floor = spawnTracked('floor FFmpeg', 'ffmpeg', fArgs, floorDir);
+  cleanups.push(() => terminate(floor));
+  await hold(Date.now() + opts.warmup * 1000, floor);
+  const floorWindow = openCpuWindow(hz);
+  const floorThreads0 = threadTicks(floor.pid!);
+  await hold(Date.now() + opts.seconds * 1000, floor);
+  const floorThreads1 = threadTicks(floor.pid!);
+  const wFloor = floorWindow.close();
+  const floorCpu = cpuOf(wFloor, floor.pid!);
+  const floorOutputs = Object.fromEntries(
+    [...rungs.map((r) => r.name), 'source'].map((d) => [d, readdirSync(join(floorDir, d)).filter((f) => f.endsWith('.m4s')).length]),
+  );
+  await terminate(floor);
+  if (Object.values(floorOutputs).some((n) => n === 0)) {
+    throw new Error(`the floor FFmpeg wrote no segments for some output: ${JSON.stringify(floorOutputs)}; ${floor.stderrText().trim().slice(-1500)}`);
+  }
+  log(`floor: ${floorCpu.cpuS} CPU s in ${floorCpu.wallS} s (the rest of the machine meanwhile: ${wFloor.outsideBenchCores} cores)`);
+
+  // 1a. Ours: the server as its own process, one ABR stream.
+  const dataDir = join(tmp, 'data');
+  mkdirSync(dataDir);
+  const tServer = performance.now();
+  const server = await startServerProcess(ROOT, dataDir, API_TOKEN, stop.signal);
+  const serverReadyMs = Math.round(performance.now() - tServer);
+  let serverStop: Awaited<ReturnType<ServerProcess['stop']>> | undefined;
+  cleanups.push(async () => {
+    serverStop ??= await server.stop();
+  });
+  log(`server pid ${server.pid} on ${server.base}, RTMP port ${server.rtmpPort}`);
+  const s1 = await createStream(server.base, 'bench');
+  const pub1 = publish(src, server, s1.streamKey, 'publisher 1');
+  cleanups.push(() => terminate(pub1));
+  const publishers = new Set([pub1.pid!]);
+  const untilRunning1Ms = await waitTranscodeRunning(server, s1.id, pub1, 45_000);
+  log(`stream 1 transcode running after ${untilRunning1Ms} ms; warm-up ${opts.warmup} s, then ${opts.seconds} s of CPU`);
+  await hold(Date.now() + opts.warmup * 1000, pub1, server);
+  const before1 = transcodeFigures(await liveOf(server.base, s1.id));
+  const ffmpeg1Pid = (await liveOf(server.base, s1.id))?.transcode?.pid ?? undefined;
+  const oursWindow = openCpuWindow(hz);
+  const serverThreads0 = threadTicks(server.pid);
+  const ffmpegThreads0 = ffmpeg1Pid ? threadTicks(ffmpeg1Pid) : new Map();
+  await hold(Date.now() + opts.seconds * 1000, pub1, server);
+  const serverThreads1 = threadTicks(server.pid);
+  const ffmpegThreads1 = ffmpeg1Pid ? threadTicks(ffmpeg1Pid) : new Map();
+  const wOurs = oursWindow.close();
+  const after1 = transcodeFigures(await liveOf(server.base, s1.id));
+  const oursCpu = cpuOf(wOurs, server.pid);
+  const ratio = Number((oursCpu.cpuS / floorCpu.cpuS).toFixed(3));
+  log(`ours: ${oursCpu.cpuS} CPU s in ${oursCpu.wallS} s, ratio ${ratio} (the rest of the machine meanwhile: ${wOurs.outsideBenchCores} cores)`);
+  const ladderChanged = Boolean(after1.transcode?.droppedRungs.length) || (after1.transcode?.restarts ?? 0) > (before1.transcode?.restarts ?? 0);
+  if (ladderChanged) log(`note: stream 1's ladder changed during the CPU window: ${JSON.stringify(after1.transcode)}`);
+
+  // 2. Player latency with ABR, on the same server.
+  const browser: Browser = await launchBrowser();
+  cleanups.push(() => browser.close());
+  const page = await openPage(browser, `${server.base}/watch/${s1.id}`);
+  const pageOpenedAt = Date.now();
+  // Requests of the page that took over a second (blocking reloads and preload hints are held for about a
+  // part, 0.2 s) or failed: what the player waited for when it stalls.
+  const sentAt = new WeakMap<object, number>();
+  page.page.on('request', (req) => sentAt.set(req, Date.now()));
+  const settled = (req: Request, failure?: string) => {
+    const t = sentAt.get(req);
+    const ms = t === undefined ? 0 : Date.now() - t;
+    if ((failure || ms > SLOW_REQUEST_MS) && slowRequests.length < 500) {
+      slowRequests.push({ endedAt: Date.now(), ms, url: req.url().replace(server.base, ''), ...(failure ? { failure } : {}) });
+    }
+  };
+  page.page.on('requestfinished', (req) => settled(req));
+  page.page.on('requestfailed', (req) => settled(req, req.failure()?.errorText ?? 'failed'));
+  await page.page.evaluate((every) => {
+    const w = window as any;
+    const out: unknown[] = (w.__bench = []);
+    w.__benchWaiting = [];
+    w.__benchPlaying = [];
+    w.__player.video.addEventListener('waiting', () => w.__benchWaiting.push(Date.now()));
+    w.__player.video.addEventListener('playing', () => w.__benchPlaying.push(Date.now()));
+    setInterval(() => {
+      const hls = w.__player.hls;
+      const video = w.__player.video as HTMLVideoElement;
+      const pd: Date | null = hls ? hls.playingDate : null;
+      const level: number = hls ? hls.currentLevel : -1;
+      out.push({
+        t: Date.now(),
+        latencyMs: pd ? Date.now() - pd.getTime() : null,
+        paused: video.paused,
+        level,
+        height: hls && level >= 0 ? (hls.levels[level]?.height ?? null) : null,
+        target: hls && typeof hls.targetLatency === 'number' ? Number(hls.targetLatency.toFixed(2)) : null,
+        rate: video.playbackRate,
+        ahead: video.buffered.length ? Number((video.buffered.end(video.buffered.length - 1) - video.currentTime).toFixed(3)) : null,
+        errors: w.__player.errors.length,
+      });
+    }, every);
+  }, SAMPLE_EVERY_MS);
+  log(`player opened; warm-up ${opts.warmup} s, then ${opts.seconds} s of latency`);
+  /** Every second until `until`: [epoch ms, [state, speed, lagMs, dropped rungs] per stream]. */
+  const pollStatus = async (until: number, ids: string[], into: unknown[]) => {
+    while (Date.now() < until) {
+      const t = Date.now();
+      const views = await Promise.all(ids.map((id) => liveOf(server.base, id)));
+      into.push([
+        t,
+        ...views.map((v) =>
+          v?.transcode ? [v.transcode.state, v.transcode.speed === null ? null : Number(v.transcode.speed.toFixed(3)), v.transcode.lagMs, v.transcode.droppedRungs.join('+')] : null,
+        ),
+      ]);
+      await sleep(Math.max(0, Math.min(1000 - (Date.now() - t), until - Date.now())));
+      check();
+    }
+  };
+  const p2From = pageOpenedAt + opts.warmup * 1000;
+  const p2To = p2From + opts.seconds * 1000;
+  await hold(p2From, pub1, server);
+  const status1: unknown[] = [];
+  const p2Window = openCpuWindow(hz);
+  await Promise.all([pollStatus(p2To, [s1.id], status1), hold(p2To, pub1, server)]);
+  const w2 = p2Window.close();
+  const p2Status = transcodeFigures(await liveOf(server.base, s1.id));
+
+  // 3. Loaded: a second ABR stream with its own publisher; the first stream's player again.
+  const s2 = await createStream(server.base, 'bench-2');
+  const pub2 = publish(src, server, s2.streamKey, 'publisher 2');
+  cleanups.push(() => terminate(pub2));
+  publishers.add(pub2.pid!);
+  const t2 = Date.now();
+  let untilRunning2Ms: number | null = null;
+  let running2Error: string | null = null;
+  try {
+    untilRunning2Ms = await waitTranscodeRunning(server, s2.id, pub2, 45_000);
+  } catch (err) {
+    if (stop.signal.aborted) throw err;
+    running2Error = (err as Error).message;
+    log(`stream 2: ${running2Error}`);
+  }
+  log(`stream 2 transcode ${untilRunning2Ms === null ? 'not running' : `running after ${untilRunning2Ms} ms`}; warm-up ${opts.warmup} s, then ${opts.seconds} s loaded`);
+  const p3From = Date.now() + opts.warmup * 1000;
+  const p3To = p3From + opts.seconds * 1000;
+  await hold(p3From, pub1, pub2, server);
+  const status2: unknown[] = [];
+  const p3Window = openCpuWindow(hz);
+  await Promise.all([pollStatus(p3To, [s1.id, s2.id], status2), hold(p3To, pub1, pub2, server)]);
+  const w3 = p3Window.close();
+  const p3Status = [transcodeFigures(await liveOf(server.base, s1.id)), transcodeFigures(await liveOf(server.base, s2.id))];
+  const metrics = await request('GET', `${server.base}/metrics`, { timeoutMs: 5000 }).then(
+    (r) =>
+      Object.fromEntries(
+        r.body
+          .split('\n')
+          .filter((l) => /^livepack_transcode_(rungs_dropped|rungs_restored|exits|crashes|over_limit)_total /.test(l))
+          .map((l) => [l.split(' ')[0], Number(l.split(' ')[1])]),
+      ),
+    () => ({}),
+  );
+
+  const dump = (await page.page.evaluate(() => {
+    const w = window as any;
+    const hls = w.__player.hls;
+    return {
+      samples: w.__bench,
+      waiting: w.__benchWaiting,
+      playing: w.__benchPlaying,
+      errors: w.__player.errors.map((e: any) => ({ type: String(e.type), details: String(e.details), fatal: Boolean(e.fatal) })),
+      levels: (hls?.levels ?? []).map((l: any) => ({ height: l.height, width: l.width, bitrate: l.bitrate })),
+      bandwidthEstimate: hls ? Math.round(hls.bandwidthEstimate) : null,
+      hlsVersion: String(w.Hls?.version ?? ''),
+    };
+  })) as PageDump;
+  const chromiumVersion = browser.version();
+  const pageErrors = page.pageErrors.map((e) => e.message);
+
+  // Stop the publishers and the server (SIGTERM, waited for).
+  await Promise.all([terminate(pub1), terminate(pub2)]);
+  serverStop = await server.stop();
+  log(`server stopped in ${serverStop.ms} ms (${serverStop.code ?? serverStop.signal}${serverStop.killed ? ', killed' : ''})`);
+
+  // Reduce.
+  const p2 = playerFigures(dump, p2From, p2To);
+  const p3 = playerFigures(dump, p3From, p3To);
+  const roles = { server: server.pid, publishers, benchPid: process.pid };
+  const load = (w: CpuWindow) => ({
+    machineBusyPercent: w.machineBusyPercent,
+    benchTreeCores: w.benchCores,
+    outsideBenchCores: w.outsideBenchCores,
+    cpuByRole: cpuByRole(w.all, roles),
+  });
+  const serverPart = (w: CpuWindow) => {
+    const c = cpuOf(w, server.pid);
+    return { cpuS: c.cpuS, percentOfOneCore: c.percentOfOneCore };
+  };
+
+  const results = {
+    date: startedAt.toISOString(),
+    environment: {
+      node: process.version,
+      platform: `${process.platform} ${process.arch}`,
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      clockTicksPerS: hz,
+      chromium: chromiumVersion,
+      ffmpeg: ffmpegVersion,
+      hlsjs: dump.hlsVersion,
+    },
+    setup: {
+      source: `ffmpeg ${SOURCE_ARGS.join(' ')} src.flv (made in ${makeSourceS.toFixed(1)} s)`,
+      publisher: 'ffmpeg -re -stream_loop -1 -i src.flv -c copy -f flv rtmp://127.0.0.1:<port>/live/<key> (not counted)',
+      ladder: rungs.map((r) => `${r.name} ${r.videoBitrateKbps} kb/s ${r.encoder} ${X264_PRESET}`).concat('source (copied)'),
+      server: `${server.command}, own process, default settings (LOG_LEVEL=warn), 127.0.0.1; /healthz 200 after ${serverReadyMs} ms`,
+      warmupS: opts.warmup,
+      measureS: opts.seconds,
+      note:
+        'outsideBenchCores: CPU the rest of the machine used during a window (machine busy minus the bench\'s process tree); ' +
+        'other work on the machine competes for the cores and can slow the transcoders and the player.',
+    },
+    cpu: {
+      definition:
+        'CPU seconds (utime + stime from /proc/<pid>/stat) of a process tree over the window, sampled at the start, every second ' +
+        'and at the end, summed per process (end - start; a child born in the window from 0). 100 % = one core busy.',
+      ours: {
+        what: 'the server process and all its descendants (its FFmpeg); the publisher is not counted',
+        cpuS: oursCpu.cpuS,
+        wallS: oursCpu.wallS,
+        percentOfOneCore: oursCpu.percentOfOneCore,
+        processes: oursCpu.processes,
+        threadsOfServer: threadDelta(server.pid, serverThreads0, serverThreads1, hz),
+        threadsOfFfmpeg: threadDelta(ffmpeg1Pid ?? 0, ffmpegThreads0, ffmpegThreads1, hz),
+        ...load(wOurs),
+        untilTranscodeRunningMs: untilRunning1Ms,
+        ladderChangedInWindow: ladderChanged,
+        statusAtStart: before1,
+        statusAtEnd: after1,
+      },
+      floor: {
+        what:
+          'plain FFmpeg: buildFfmpegArgs for this source without -progress, the FLV pipe input replaced by the file read in real time ' +
+          'in a loop (the decoder keeps -thread_type slice), each FLV pipe output (and its -flvflags) replaced by HLS fMP4 files, plus ' +
+          'the source copied as one more HLS output',
+        command: `ffmpeg ${fArgs.join(' ')}`,
+        cpuS: floorCpu.cpuS,
+        wallS: floorCpu.wallS,
+        percentOfOneCore: floorCpu.percentOfOneCore,
+        threads: threadDelta(floor.pid!, floorThreads0, floorThreads1, hz),
+        ...load(wFloor),
+        segmentsOnDisk: floorOutputs,
+        stderrTail: floor.stderrText().trim().split('\n').filter(Boolean).slice(-10),
+      },
+      ratio,
+      ratioTarget: 1.1,
+    },
+    player: {
+      definition:
+        "Date.now() - hls.playingDate on the watch page of stream 1 in headless Chromium, every 250 ms while playing, after the warm-up; PROGRAM-DATE-TIME is the server's ingest wall clock (ingest-to-screen latency). Level = hls.currentLevel.",
+      levels: dump.levels,
+      bandwidthEstimateBps: dump.bandwidthEstimate,
+      pageErrors,
+      oneStream: {
+        ...p2,
+        ...load(w2),
+        server: serverPart(w2),
+        statusAtEnd: p2Status,
+        statusSamples: status1,
+        statusSamplesColumns: ['epoch ms', '[state, speed, lagMs, dropped] of stream 1'],
+      },
+      twoStreams: {
+        ...p3,
+        ...load(w3),
+        server: serverPart(w3),
+        secondStream: { warmupAfterPublishMs: p3From - t2, untilTranscodeRunningMs: untilRunning2Ms, error: running2Error },
+        statusAtEnd: p3Status,
+        statusSamples: status2,
+        statusSamplesColumns: ['epoch ms', '[state, speed, lagMs, dropped] of stream 1', 'same of stream 2'],
+        metrics,
+      },
+    },
+    shutdown: serverStop,
+    serverStderrTail: server.stderrText().trim().split('\n').filter(Boolean).slice(-30),
+  };
+
+  printAbrReport(results, p2.latency as Summary, p3.latency as Summary);
+  const dir = join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `abr-${startedAt.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
+  writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
+  console.log(`\nresults written to ${relative(process.cwd(), file)}`);
+}
+
+main().then(
+  () => {
+    clearTimeout(watchdog);
+    return shutdown(0);
+  },
+  (err: unknown) => {
+    clearTimeout(watchdog);
+    if (!stop.signal.aborted) console.error(`bench failed: ${(err as Error)?.stack ?? String(err)}`);
+    return shutdown(stop.signal.aborted ? 130 : 1);
+  },
+);
