@@ -10,7 +10,7 @@ import pinoPretty from 'pino-pretty';
 import { buildApp } from './api/index.js';
 import { openCatalog, type Catalog } from './catalog/index.js';
 import { loadConfig, type Config } from './config/index.js';
-import { AppError, DEFAULT_LADDER, hashSecret, newStreamKey, type Logger } from './core/index.js';
+import { AppError, DEFAULT_LADDER, hashSecret, isAppError, newStreamKey, type Logger } from './core/index.js';
 import { RtmpServer } from './ingest/rtmp/index.js';
 import { DEFAULT_GOVERNOR, LiveTranscoder } from './livetranscode/index.js';
 import { findFfmpeg } from './process/index.js';
@@ -86,6 +86,8 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
   const started = performance.now();
   mkdirSync(config.server.dataDir, { recursive: true });
   const apiToken = resolveApiToken(config, log);
+  // Before anything is opened: a wrong FFMPEG_PATH is a configuration error.
+  const ffmpegPath = resolveFfmpeg(config);
 
   const catalog = await openCatalog({ databaseUrl: config.catalog.databaseUrl, dataDir: config.catalog.dataDir, logger: log.child({ module: 'catalog' }) });
   const hub = new StreamHub({ ...config.stream, logger: log.child({ module: 'hub' }) });
@@ -99,7 +101,7 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     hub,
     rungHub,
     logger: log.child({ module: 'transcode' }),
-    ffmpegPath: resolveFfmpeg(config),
+    ffmpegPath,
     x264Preset: tc.x264Preset,
     vaapiDevice: tc.vaapiDevice,
     readyTimeoutMs: tc.readyTimeoutMs,
@@ -255,6 +257,10 @@ async function main(): Promise<void> {
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('main.ts')) {
   main().catch((err) => {
+    if (isAppError(err) && err.code === 'E_CONFIG_INVALID') {
+      console.error(`Configuration error: ${err.message}`);
+      process.exit(2);
+    }
     console.error(err);
     process.exit(1);
   });
