@@ -209,6 +209,9 @@ async function commandOutput(cmd: string, args: string[]): Promise<string | unde
 
 // ---- what the bench needs ----
 
+/** Something the bench needs is not there: reported by its message alone. */
+class Missing extends Error {}
+
 async function preflight(): Promise<{ ffmpegVersion: string }> {
   const missing: string[] = [];
   if (process.platform !== 'linux' || !existsSync('/proc/self/stat')) missing.push('Linux /proc (CPU times are read from /proc/<pid>/stat)');
@@ -223,7 +226,7 @@ async function preflight(): Promise<{ ffmpegVersion: string }> {
   } catch {
     missing.push(`Chromium at ${CHROMIUM_PATH} (apt-get install chromium, or set CHROMIUM_PATH)`);
   }
-  if (missing.length) throw new Error(`missing: ${missing.join('; ')}`);
+  if (missing.length) throw new Missing(`cannot run: missing ${missing.join('; ')}`);
   return { ffmpegVersion: ffmpeg!.split('\n')[0] };
 }
 
@@ -825,7 +828,7 @@ main().then(
   },
   (err: unknown) => {
     clearTimeout(watchdog);
-    if (!stop.signal.aborted) console.error(`bench failed: ${(err as Error)?.stack ?? String(err)}`);
+    if (!stop.signal.aborted) console.error(`bench failed: ${err instanceof Missing ? err.message : ((err as Error)?.stack ?? String(err))}`);
     return shutdown(stop.signal.aborted ? 130 : 1);
   },
 );

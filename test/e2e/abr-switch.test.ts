@@ -20,7 +20,8 @@ describe.each([
   let opened: OpenedPage | undefined;
 
   beforeAll(async () => {
-    srv = await startTestServer();
+    // No rung shedding while other test files load the machine (it has its own test).
+    srv = await startTestServer({ TRANSCODE_SLOW_SECONDS: '600' });
     stream = (await srv.api('POST', '/api/v1/streams', { name: 'abr-e2e' })).json;
     publisher = ffmpegPublish(srv.rtmpUrl(stream.streamKey), { size: '1280x720', fps: 30, gop });
     [browser] = await Promise.all([
@@ -53,6 +54,11 @@ describe.each([
         return { level: p.level as number | undefined, height: v.videoHeight, time: v.currentTime, levels: (p.hls.levels as any[]).map((l) => l.height) };
       });
     const heights = (await state()).levels;
+    // Let the start settle (the player catches up to its target latency in the first seconds); the
+    // switches are judged from here on.
+    const settled = (await state()).time;
+    await until(async () => (await state()).time - settled >= 3, 10_000, 100);
+    const stallsBefore = (await snap()).errors.filter((e) => e.details === 'bufferStalledError').length;
     // Every rung in turn, lowest first, then back to the top: each switch lands and playback goes on.
     for (const height of [360, 480, 720]) {
       const index = heights.indexOf(height);
@@ -66,7 +72,7 @@ describe.each([
     }
     const s = await snap();
     expect(s.errors.filter((e) => e.fatal)).toEqual([]);
-    expect(s.errors.filter((e) => e.details === 'bufferStalledError')).toEqual([]);
+    expect(s.errors.filter((e) => e.details === 'bufferStalledError').length, 'stalls while switching').toBe(stallsBefore);
     expect(pageErrors).toEqual([]);
     expect(s.latency!).toBeLessThan(5);
   });

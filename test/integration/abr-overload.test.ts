@@ -1,18 +1,27 @@
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffmpegPublish, kill, parseMediaPlaylist, startTestServer, until, type TestServer } from '../helpers/server.js';
 
 /**
  * When FFmpeg cannot keep up in real time, the most expensive rung is dropped rather than letting latency
- * grow. Made real here with x264's slowest preset, which no 2-core machine runs at 30 fps.
+ * grow. Made real here with x264's slowest preset on a real FFmpeg pinned to one core at the lowest
+ * priority (a wrapper named by FFMPEG_PATH), so it cannot keep up and the other core stays free for
+ * the rest of the suite.
  */
 describe('ABR ladder under CPU starvation', () => {
   let srv: TestServer;
+  const dir = mkdtempSync(join(tmpdir(), 'livepack-starved-'));
   let stream: { id: string; streamKey: string };
   let publisher: ReturnType<typeof ffmpegPublish> | undefined;
   const live = async () => (await srv.api('GET', `/api/v1/streams/${stream.id}/live`)).json;
 
   beforeAll(async () => {
-    srv = await startTestServer({ TRANSCODE_X264_PRESET: 'placebo', TRANSCODE_SLOW_SECONDS: '2', RECONNECT_GRACE_MS: '4000' });
+    const wrapper = join(dir, 'ffmpeg-one-core');
+    writeFileSync(wrapper, '#!/bin/sh\nexec nice -n 19 taskset -c 0 ffmpeg "$@"\n');
+    chmodSync(wrapper, 0o755);
+    srv = await startTestServer({ FFMPEG_PATH: wrapper, TRANSCODE_X264_PRESET: 'placebo', TRANSCODE_SLOW_SECONDS: '2', RECONNECT_GRACE_MS: '4000' });
     stream = (await srv.api('POST', '/api/v1/streams', { name: 'starved' })).json;
     publisher = ffmpegPublish(srv.rtmpUrl(stream.streamKey), { size: '1280x720', fps: 30, gop: 60 });
   });
@@ -20,6 +29,7 @@ describe('ABR ladder under CPU starvation', () => {
   afterAll(async () => {
     await kill(publisher);
     await srv?.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('drops the most expensive rung, says so in status and metrics, and keeps its playlist answering', async () => {

@@ -47,7 +47,9 @@ describe('ABR ladder: 720p source -> source + 480p + 360p', () => {
   };
 
   beforeAll(async () => {
-    srv = await startTestServer({ RECONNECT_GRACE_MS: '8000' });
+    // Other test files run FFmpeg beside this one: do not let a busy machine make it shed rungs here
+    // (shedding has its own test, abr-overload.test.ts).
+    srv = await startTestServer({ RECONNECT_GRACE_MS: '8000', TRANSCODE_SLOW_SECONDS: '600' });
     const created = await srv.api('POST', '/api/v1/streams', { name: 'abr' });
     expect(created.status).toBe(201);
     expect(created.json.profile).toBe('abr');
