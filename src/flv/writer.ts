@@ -32,34 +32,58 @@ export class FlvWriter {
 
   /** One frame as a tag; the first frame written sets the base. */
   frame(f: MediaFrame, codec: VideoCodec | 'aac'): Buffer {
+    return Buffer.concat(this.framePieces(f, codec));
+  }
+
+  /**
+   * The same tag as three pieces (tag and codec headers, the frame's own bytes, PreviousTagSize), so a
+   * caller can hand them to one vectored write without copying the frame.
+   */
+  framePieces(f: MediaFrame, codec: VideoCodec | 'aac'): [Buffer, Uint8Array, Buffer] {
     this.#base ??= f.dts;
     const ms = Math.max(0, Math.round((f.dts - this.#base) / (TIMESCALE / 1000)));
-    if (f.track === 'audio') return this.#tag(8, ms, Buffer.concat([Buffer.from([AAC_FLAGS, 0x01]), f.data]));
-    const cts = Math.round((f.pts - f.dts) / (TIMESCALE / 1000));
-    const frameType = f.keyframe ? 1 : 2;
-    if (codec === 'h264') {
-      const head = Buffer.from([(frameType << 4) | 7, 0x01, (cts >> 16) & 0xff, (cts >> 8) & 0xff, cts & 0xff]);
-      return this.#tag(9, ms, Buffer.concat([head, f.data]));
+    let head: Buffer;
+    if (f.track === 'audio') head = Buffer.from([AAC_FLAGS, 0x01]);
+    else {
+      const cts = Math.round((f.pts - f.dts) / (TIMESCALE / 1000));
+      const frameType = f.keyframe ? 1 : 2;
+      if (codec === 'h264') head = Buffer.from([(frameType << 4) | 7, 0x01, (cts >> 16) & 0xff, (cts >> 8) & 0xff, cts & 0xff]);
+      else {
+        const v = codec as VideoCodec;
+        // Enhanced RTMP: IsExHeader | FrameType | PacketType, FourCC; CodedFrames carries a CompositionTime
+        // for HEVC, CodedFramesX (no composition time) is used when it is zero.
+        const withCts = v === 'h265' && cts !== 0;
+        head = Buffer.concat([
+          Buffer.from([0x80 | (frameType << 4) | (withCts ? 1 : 3)]),
+          Buffer.from(FOURCC[v], 'latin1'),
+          withCts ? Buffer.from([(cts >> 16) & 0xff, (cts >> 8) & 0xff, cts & 0xff]) : Buffer.alloc(0),
+        ]);
+      }
     }
-    const v = codec as VideoCodec;
-    // Enhanced RTMP: IsExHeader | FrameType | PacketType, FourCC; CodedFrames carries a CompositionTime
-    // for HEVC, CodedFramesX (no composition time) is used when it is zero.
-    const withCts = v === 'h265' && cts !== 0;
-    const head = Buffer.concat([Buffer.from([0x80 | (frameType << 4) | (withCts ? 1 : 3)]), Buffer.from(FOURCC[v], 'latin1')]);
-    const ctsBytes = withCts ? Buffer.from([(cts >> 16) & 0xff, (cts >> 8) & 0xff, cts & 0xff]) : Buffer.alloc(0);
-    return this.#tag(9, ms, Buffer.concat([head, ctsBytes, f.data]));
+    const size = head.byteLength + f.data.byteLength;
+    const tagHead = Buffer.alloc(11 + head.byteLength);
+    writeTagHeader(tagHead, f.track === 'audio' ? 8 : 9, size, ms);
+    tagHead.set(head, 11);
+    const trailer = Buffer.alloc(4);
+    trailer.writeUInt32BE(11 + size, 0);
+    return [tagHead, f.data, trailer];
   }
 
   #tag(type: number, ms: number, body: Buffer | Uint8Array): Buffer {
     const t = Buffer.alloc(11 + body.byteLength + 4);
-    t[0] = type;
-    t.writeUIntBE(body.byteLength, 1, 3);
-    t.writeUIntBE(ms & 0xffffff, 4, 3);
-    t[7] = (ms >>> 24) & 0xff;
+    writeTagHeader(t, type, body.byteLength, ms);
     t.set(body, 11);
     t.writeUInt32BE(11 + body.byteLength, 11 + body.byteLength);
     return t;
   }
+}
+
+/** TagType, DataSize, Timestamp (24 bits + TimestampExtended), StreamID 0. */
+function writeTagHeader(t: Buffer, type: number, size: number, ms: number): void {
+  t[0] = type;
+  t.writeUIntBE(size, 1, 3);
+  t.writeUIntBE(ms & 0xffffff, 4, 3);
+  t[7] = (ms >>> 24) & 0xff;
 }
 
 function videoConfigBody(codec: VideoCodec, record: Uint8Array): Buffer {

@@ -35,6 +35,8 @@ export interface StreamTranscodeOptions {
 const MAX_TAG_BYTES = 16 * 1024 * 1024;
 /** FFmpeg that reports no progress for this long is judged as not keeping up. */
 const STALL_MS = 2000;
+/** Longest an audio frame waits in a corked stdin for the next video frame. */
+const AUDIO_HOLD_MS = 40;
 /** Waiting for FFmpeg to take more input longer than this means it is stuck; the frame is dropped. */
 const DRAIN_WAIT_MS = 2000;
 
@@ -54,6 +56,8 @@ interface Run {
   lastProgressAt: number;
   /** When a frame was last written to FFmpeg. */
   lastWriteAt: number;
+  /** Uncorks stdin when audio was written without a video frame after it. */
+  flushTimer: NodeJS.Timeout | undefined;
   /** Per rung: the source time (ms after the writer's base) of the last frame it produced. */
   readonly lastOutputMs: Map<string, number>;
   ended: boolean;
@@ -226,6 +230,7 @@ export class StreamTranscode {
       lastWrittenMs: 0,
       lastProgressAt: Date.now(),
       lastWriteAt: 0,
+      flushTimer: undefined,
       lastOutputMs: new Map(),
       ended: false,
     };
@@ -336,6 +341,13 @@ export class StreamTranscode {
     else this.#startChild();
   }
 
+  #flush(run: Run): void {
+    clearTimeout(run.flushTimer);
+    run.flushTimer = undefined;
+    const stdin = run.handle.stdin;
+    while (stdin.writableCorked) stdin.uncork();
+  }
+
   /** How far the slowest rung's output is behind what FFmpeg was given, in ms of media time. */
   #lag(run: Run): number | undefined {
     if (run.needKeyframe || run.lastOutputMs.size < run.rungs.length) return undefined;
@@ -354,10 +366,18 @@ export class StreamTranscode {
     const tracks = this.#tracks!;
     if (frame.track === 'audio' && tracks.audio?.codec !== 'aac') return;
     const codec = frame.track === 'video' ? tracks.video!.codec : 'aac';
-    const tag = run.writer.frame(frame, codec);
+    const [head, data, trailer] = run.writer.framePieces(frame, codec);
     run.lastWrittenMs = Math.max(run.lastWrittenMs, (frame.dts - (run.writer.base ?? frame.dts)) / 90);
     run.lastWriteAt = Date.now();
-    if (stdin.write(tag)) return;
+    // One vectored write per video frame, the audio frames before it included: half the system calls
+    // of a write per frame, and no copy of the frame. Audio waits at most AUDIO_HOLD_MS on its own.
+    if (!stdin.writableCorked) stdin.cork();
+    stdin.write(head);
+    stdin.write(data);
+    const ok = stdin.write(trailer);
+    if (frame.track === 'video') this.#flush(run);
+    else run.flushTimer ??= setTimeout(() => this.#flush(run), AUDIO_HOLD_MS);
+    if (ok) return;
     // FFmpeg is not taking input as fast as it comes: wait (the hub reader queues, then drops to the next
     // keyframe) rather than buffer without bound here.
     const timer = AbortSignal.timeout(DRAIN_WAIT_MS);
@@ -395,6 +415,7 @@ export class StreamTranscode {
   #endRun(run: Run | undefined, reason: string): void {
     if (!run || run.ended) return;
     run.ended = true;
+    clearTimeout(run.flushTimer);
     for (const pub of run.publishers.values()) pub.close(reason);
     if (this.#run === run) this.#run = undefined;
   }

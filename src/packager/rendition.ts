@@ -60,7 +60,7 @@ export class LiveRendition implements SegmenterSink {
   #prefix = '';
   #initUri = '';
   /** Every fetchable file by name: inits, parts near the live edge, segments in and just behind the window. */
-  #files = new Map<string, { kind: FileKind; bytes: Uint8Array }>();
+  #files = new Map<string, { kind: FileKind; bytes: Uint8Array | undefined; seg?: StoredSegment }>();
   /** Bumped on every change of the window; the last rendered playlist per skip flag is reused until then. */
   #version = 0;
   #rendered: Array<{ version: number; reports: string; text: string } | undefined> = [undefined, undefined];
@@ -190,11 +190,12 @@ export class LiveRendition implements SegmenterSink {
     if (!seg) return;
     this.#pending = undefined;
     if (programDateTime !== undefined) seg.programDateTime = programDateTime;
-    seg.bytes = concat(seg.parts.map((p) => p.bytes));
-    if (!seg.gap) this.#files.set(segmentUri(seg), { kind: 'segment', bytes: seg.bytes });
+    // The whole segment's bytes are made when first asked for (LL-HLS players load parts; most segments
+    // are never fetched whole), or when its parts' bytes are released.
+    if (!seg.gap) this.#files.set(segmentUri(seg), { kind: 'segment', bytes: undefined, seg });
     this.#segments.push(seg);
     this.#version++;
-    const bits = seg.bytes.byteLength * 8;
+    const bits = seg.parts.reduce((n, p) => n + p.bytes.byteLength, 0) * 8;
     if (seg.duration > 0 && !seg.gap) {
       this.peakBandwidth = Math.max(this.peakBandwidth, bits / seg.duration);
       this.#bitsSum += bits;
@@ -403,7 +404,15 @@ export class LiveRendition implements SegmenterSink {
   }
 
   #lookup(name: string): { kind: FileKind; bytes: Uint8Array } | undefined {
-    return this.#files.get(name);
+    const f = this.#files.get(name);
+    if (!f) return undefined;
+    f.bytes ??= this.#segmentBytes(f.seg!);
+    return { kind: f.kind, bytes: f.bytes };
+  }
+
+  #segmentBytes(seg: StoredSegment): Uint8Array {
+    seg.bytes ??= concat(seg.parts.map((p) => p.bytes));
+    return seg.bytes;
   }
 
   #releaseFiles(bytes: Uint8Array | undefined, match: (w: FileWaiter) => boolean): void {
@@ -417,6 +426,9 @@ export class LiveRendition implements SegmenterSink {
   }
 
   #dropPartBytes(seg: StoredSegment): void {
+    // The segment is still served whole: keep its bytes before the parts' go.
+    const file = seg.gap ? undefined : this.#files.get(segmentUri(seg));
+    if (file && file.bytes === undefined && seg.parts.some((p) => p.bytes.byteLength > 0)) file.bytes = this.#segmentBytes(seg);
     for (let i = 0; i < seg.parts.length; i++) {
       const p = seg.parts[i];
       if (p.bytes.byteLength > 0) {
