@@ -26,7 +26,8 @@ import { CHROMIUM_PATH, launchBrowser, openPage } from '../test/helpers/browser.
 import { printAbrReport } from './lib/abr-report.js';
 import { busyPercent, clockTicks, machineCpu, subtree, TreeCpu, type ProcCpu, type TreeCpuResult } from './lib/cpu.js';
 import { request } from './lib/http.js';
-import { killTracked, track } from './lib/procs.js';
+import { track } from './lib/procs.js';
+import { startBenchRun } from './lib/run.js';
 import { startServerProcess, type ServerProcess } from './lib/server-proc.js';
 import { rounded, summarize, type Summary } from './lib/stats.js';
 
@@ -75,65 +76,13 @@ function parseCli() {
 
 const opts = parseCli();
 
-// ---- shutdown: one path for success, failure, timeout and signals ----
+// ---- shutdown: one path for success, failure, timeout and signals (bench/lib/run.ts) ----
 
-const stop = new AbortController();
-const cleanups: (() => Promise<unknown> | void)[] = [];
-let exiting = false;
-
-async function shutdown(code: number): Promise<never> {
-  if (!exiting) {
-    exiting = true;
-    stop.abort();
-    const force = setTimeout(() => {
-      killTracked();
-      process.exit(code || 1);
-    }, 30_000);
-    for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => {});
-    clearTimeout(force);
-    process.exit(code);
-  }
-  return new Promise<never>(() => {});
-}
-
-process.on('exit', killTracked);
-process.once('SIGINT', () => {
-  console.error('\ninterrupted, stopping');
-  void shutdown(130);
-});
-process.once('SIGTERM', () => void shutdown(143));
 // Source file, floor, server + first stream, player, second stream, shutdown: four measured windows.
 const budgetS = 180 + 4 * (opts.warmup + opts.seconds) + 4 * 60 + 60;
-const watchdog = setTimeout(() => {
-  console.error(`bench did not finish within ${budgetS} s, stopping`);
-  void shutdown(1);
-}, budgetS * 1000);
-
-const sleep = (ms: number) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      stop.signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    stop.signal.addEventListener('abort', done, { once: true });
-  });
-
-function check(): void {
-  if (stop.signal.aborted) throw new Error('stopped');
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, stepMs = 100): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    check();
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(stepMs);
-  }
-}
+const bench = startBenchRun({ budgetS, forceExitMs: 30_000 });
+const { cleanups, shutdown, sleep, check, waitFor } = bench;
+const stop = { signal: bench.signal };
 
 // ---- children ----
 
@@ -342,7 +291,7 @@ async function waitTranscodeRunning(server: ServerProcess, id: string, publisher
         return last?.transcode?.state === 'running';
       },
       timeoutMs,
-      200,
+      { stepMs: 200 },
     );
   } catch (err) {
     if (stop.signal.aborted) throw err;
@@ -823,11 +772,9 @@ async function main(): Promise<void> {
 
 main().then(
   () => {
-    clearTimeout(watchdog);
     return shutdown(0);
   },
   (err: unknown) => {
-    clearTimeout(watchdog);
     if (!stop.signal.aborted) console.error(`bench failed: ${err instanceof Missing ? err.message : ((err as Error)?.stack ?? String(err))}`);
     return shutdown(stop.signal.aborted ? 130 : 1);
   },

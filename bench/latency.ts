@@ -22,7 +22,8 @@ import { startServer, type RunningServer } from '../src/main.js';
 import { ffmpegPublish, kill, run } from '../test/helpers/server.js';
 import { runBlockingClient, type BlockingStats } from './lib/blocking-client.js';
 import { request } from './lib/http.js';
-import { coldStart, killTracked, track, type ColdStart } from './lib/procs.js';
+import { coldStart, track, type ColdStart } from './lib/procs.js';
+import { startBenchRun } from './lib/run.js';
 import { printReport } from './lib/report.js';
 import { rounded, summarize } from './lib/stats.js';
 
@@ -64,64 +65,12 @@ function parseCli() {
 
 const opts = parseCli();
 
-// ---- shutdown: one path for success, failure, timeout and signals ----
+// ---- shutdown: one path for success, failure, timeout and signals (bench/lib/run.ts) ----
 
-const stop = new AbortController();
-const cleanups: (() => Promise<unknown> | void)[] = [];
-let exiting = false;
-
-async function shutdown(code: number): Promise<never> {
-  if (!exiting) {
-    exiting = true;
-    stop.abort();
-    const force = setTimeout(() => {
-      killTracked();
-      process.exit(code || 1);
-    }, 15_000);
-    for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => {});
-    clearTimeout(force);
-    process.exit(code);
-  }
-  return new Promise<never>(() => {});
-}
-
-process.on('exit', killTracked);
-process.once('SIGINT', () => {
-  console.error('\ninterrupted, stopping');
-  void shutdown(130);
-});
-process.once('SIGTERM', () => void shutdown(143));
 const budgetS = 2 * 45 + 30 + RSS_AFTER_PUBLISH_S + opts.warmup + opts.seconds + 60;
-const watchdog = setTimeout(() => {
-  console.error(`bench did not finish within ${budgetS} s, stopping`);
-  void shutdown(1);
-}, budgetS * 1000);
-
-const sleep = (ms: number) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      stop.signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    stop.signal.addEventListener('abort', done, { once: true });
-  });
-
-function check(): void {
-  if (stop.signal.aborted) throw new Error('stopped');
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    check();
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
+const bench = startBenchRun({ budgetS, forceExitMs: 15_000 });
+const { cleanups, shutdown, sleep, check, waitFor } = bench;
+const stop = { signal: bench.signal };
 
 // ---- the bench ----
 
@@ -214,11 +163,11 @@ async function main(): Promise<void> {
   await waitFor('stream live', async () => {
     publisherAlive();
     return (await request('GET', `${base}/api/v1/streams/${stream.id}/live`, { headers: auth })).status === 200;
-  }, 20_000);
+  }, 20_000, { tolerateErrors: true });
   const master = await waitFor('multivariant playlist', async () => {
     const r = await request('GET', `${base}/live/${stream.id}/master.m3u8`, { timeoutMs: 10_000 });
     return r.status === 200 ? r.body : undefined;
-  }, 20_000);
+  }, 20_000, { tolerateErrors: true });
   const mediaPath = master.split('\n').find((l) => l.length > 0 && !l.startsWith('#'))!.trim();
   const mediaUrl = `${base}/live/${stream.id}/${mediaPath}`;
   const partInf = await request('GET', mediaUrl, { timeoutMs: 10_000 });
@@ -369,11 +318,9 @@ async function main(): Promise<void> {
 
 main().then(
   () => {
-    clearTimeout(watchdog);
     return shutdown(0);
   },
   (err: unknown) => {
-    clearTimeout(watchdog);
     if (!stop.signal.aborted) console.error(`bench failed: ${(err as Error)?.stack ?? String(err)}`);
     return shutdown(stop.signal.aborted ? 130 : 1);
   },

@@ -1,7 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { request } from './http.js';
+import { startServerProcess } from './server-proc.js';
 
 /** Children this bench started; each is SIGKILLed if the bench exits while it still runs. */
 const children = new Set<ChildProcess>();
@@ -42,20 +42,6 @@ export function rssOf(pid: number): number | undefined {
   }
 }
 
-function exited(child: ChildProcess, timeoutMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => {
-      child.kill('SIGKILL');
-      resolve();
-    }, timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
-}
-
 export interface ColdStart {
   readonly command: string;
   /** What kind of start this was, e.g. "empty DATA_DIR". */
@@ -78,47 +64,13 @@ export async function coldStart(
   extraEnv: Record<string, string> = {},
   timeoutMs = 30_000,
 ): Promise<ColdStart> {
-  const [httpPort, rtmpPort] = [await freePort(), await freePort()];
-  const args = ['--import', 'tsx', 'src/main.ts'];
   const t0 = performance.now();
-  const child = track(
-    spawn(process.execPath, args, {
-      cwd: repoRoot,
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: {
-        ...process.env,
-        HOST: '127.0.0.1',
-        HTTP_PORT: String(httpPort),
-        RTMP_PORT: String(rtmpPort),
-        DATA_DIR: dataDir,
-        API_TOKEN: 'bench-token-0123456789abcdef',
-        CREATE_DEFAULT_STREAM: 'false',
-        LOG_LEVEL: 'warn',
-        CONFIG_FILE: '',
-        ...extraEnv,
-      },
-    }),
-  );
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const server = await startServerProcess(repoRoot, dataDir, 'bench-token-0123456789abcdef', signal, extraEnv, timeoutMs, 10);
   try {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (signal.aborted) throw new Error('aborted');
-      if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before it was ready: ${stderr.trim()}`);
-      if (Date.now() > deadline) throw new Error(`server not ready within ${timeoutMs} ms: ${stderr.trim()}`);
-      const ok = await request('GET', `http://127.0.0.1:${httpPort}/healthz`, { timeoutMs: 1000 }).then(
-        (r) => r.status === 200,
-        () => false,
-      );
-      if (ok) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
     const readyMs = performance.now() - t0;
     await new Promise((r) => setTimeout(r, 1000));
-    return { command: `node ${args.join(' ')}`, label, readyMs, idleRssBytes: rssOf(child.pid!) };
+    return { command: server.command, label, readyMs, idleRssBytes: rssOf(server.pid) };
   } finally {
-    child.kill('SIGTERM');
-    await exited(child, 10_000);
+    await server.stop(10_000);
   }
 }

@@ -29,6 +29,7 @@ export async function startServerProcess(
   signal: AbortSignal,
   extraEnv: Record<string, string> = {},
   timeoutMs = 30_000,
+  pollMs = 50,
 ): Promise<ServerProcess> {
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
   const args = ['--import', 'tsx', 'src/main.ts'];
@@ -81,7 +82,7 @@ export async function startServerProcess(
         () => false,
       );
       if (ok) break;
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, pollMs));
     }
   } catch (err) {
     await stop(5000);
