@@ -85,7 +85,7 @@ describe.each([
     const s = await snap();
     expect(s.errors.filter((e) => e.fatal)).toEqual([]);
     // Each switch above landed and had playback advance 1.5 s. How long the video waited for
-    // data around the switches is printed, not asserted: waits of 0.2-1.5 s happen at some switches (the
+    // data around the switches is printed, not asserted: waits of 0.1-2.4 s happen at some switches (the
     // same before and after the latest packager changes; open work, see README "Figures").
     const stalls = (await page.evaluate(() => (window as any).__stalls)) as number[];
     console.log(`[e2e] GOP ${gop}: waits for data while switching: ${stalls.map((ms) => ms.toFixed(0)).join(', ') || 'none'} ms`);
