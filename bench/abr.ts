@@ -18,7 +18,6 @@ import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync,
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { Browser, Request } from 'playwright-core';
 import { DEFAULT_LADDER, rungsFor, type LadderRung } from '../src/core/ladder.js';
 import { buildFfmpegArgs } from '../src/livetranscode/args.js';
@@ -27,7 +26,7 @@ import { printAbrReport } from './lib/abr-report.js';
 import { busyPercent, clockTicks, machineCpu, subtree, TreeCpu, type ProcCpu, type TreeCpuResult } from './lib/cpu.js';
 import { request } from './lib/http.js';
 import { track } from './lib/procs.js';
-import { startBenchRun } from './lib/run.js';
+import { parseBenchCli, startBenchRun } from './lib/run.js';
 import { startServerProcess, type ServerProcess } from './lib/server-proc.js';
 import { rounded, summarize, type Summary } from './lib/stats.js';
 
@@ -49,32 +48,7 @@ const SOURCE_ARGS = [
 ];
 const HLS_OUT = ['-f', 'hls', '-hls_time', '2', '-hls_list_size', '6', '-hls_flags', 'delete_segments', '-hls_segment_type', 'fmp4'];
 
-function usage(code = 2): never {
-  (code === 0 ? console.log : console.error)('usage: npm run bench:abr -- [--seconds N (default 60)] [--warmup N (default 10)]');
-  process.exit(code);
-}
-
-function parseCli() {
-  let values: { seconds?: string; warmup?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({ options: { seconds: { type: 'string' }, warmup: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
-  } catch (err) {
-    console.error((err as Error).message);
-    usage();
-  }
-  if (values.help) usage(0);
-  const num = (name: string, raw: string | undefined, dflt: number, min: number, max: number) => {
-    const n = raw === undefined ? dflt : Number(raw);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      console.error(`--${name} must be a whole number of seconds from ${min} to ${max}`);
-      usage();
-    }
-    return n;
-  };
-  return { seconds: num('seconds', values.seconds, 60, 5, 3600), warmup: num('warmup', values.warmup, 10, 0, 120) };
-}
-
-const opts = parseCli();
+const opts = parseBenchCli('npm run bench:abr -- [--seconds N (default 60)] [--warmup N (default 10)]');
 
 // ---- shutdown: one path for success, failure, timeout and signals (bench/lib/run.ts) ----
 

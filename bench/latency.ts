@@ -13,7 +13,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import type { Browser } from 'playwright-core';
 import pg from 'pg';
@@ -23,7 +22,7 @@ import { ffmpegPublish, kill, run } from '../test/helpers/server.js';
 import { runBlockingClient, type BlockingStats } from './lib/blocking-client.js';
 import { request } from './lib/http.js';
 import { coldStart, track, type ColdStart } from './lib/procs.js';
-import { startBenchRun } from './lib/run.js';
+import { parseBenchCli, startBenchRun } from './lib/run.js';
 import { printReport } from './lib/report.js';
 import { rounded, summarize } from './lib/stats.js';
 
@@ -33,37 +32,10 @@ const API_TOKEN = 'bench-token-0123456789abcdef';
 const RSS_AFTER_PUBLISH_S = 20;
 const SAMPLE_EVERY_MS = 250;
 
-function usage(code = 2): never {
-  (code === 0 ? console.log : console.error)('usage: npm run bench:latency -- [--seconds N (default 60)] [--warmup N (default 10)] [--profile passthrough|abr (default passthrough)]');
-  process.exit(code);
-}
-
-function parseCli() {
-  let values: { seconds?: string; warmup?: string; profile?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({ options: { seconds: { type: 'string' }, warmup: { type: 'string' }, profile: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
-  } catch (err) {
-    console.error((err as Error).message);
-    usage();
-  }
-  if (values.help) usage(0);
-  const num = (name: string, raw: string | undefined, dflt: number, min: number, max: number) => {
-    const n = raw === undefined ? dflt : Number(raw);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      console.error(`--${name} must be a whole number of seconds from ${min} to ${max}`);
-      usage();
-    }
-    return n;
-  };
-  const profile = values.profile ?? 'passthrough';
-  if (profile !== 'passthrough' && profile !== 'abr') {
-    console.error('--profile must be passthrough or abr');
-    usage();
-  }
-  return { seconds: num('seconds', values.seconds, 60, 5, 3600), warmup: num('warmup', values.warmup, 10, 0, 120), profile };
-}
-
-const opts = parseCli();
+const cli = parseBenchCli('npm run bench:latency -- [--seconds N (default 60)] [--warmup N (default 10)] [--profile passthrough|abr (default passthrough)]', {
+  profile: ['passthrough', 'abr'],
+});
+const opts = { seconds: cli.seconds, warmup: cli.warmup, profile: cli.options.profile };
 
 // ---- shutdown: one path for success, failure, timeout and signals (bench/lib/run.ts) ----
 

@@ -1,3 +1,4 @@
+import { parseArgs } from 'node:util';
 import { killTracked } from './procs.js';
 
 /**
@@ -82,4 +83,49 @@ export function startBenchRun(opts: { budgetS: number; forceExitMs: number }): B
   }
 
   return { signal: stop.signal, cleanups, shutdown, sleep, check, waitFor };
+}
+
+/**
+ * The command line every bench takes: --seconds (measured window, default 60) and --warmup (default 10),
+ * plus string options of its own (`choices` lists the allowed values of each). Prints `usage` and exits 2
+ * on anything else, 0 for --help.
+ */
+export function parseBenchCli<K extends string>(
+  usage: string,
+  choices: Record<K, readonly string[]> = {} as Record<K, readonly string[]>,
+): { seconds: number; warmup: number; options: Record<K, string> } {
+  const fail = (code = 2): never => {
+    (code === 0 ? console.log : console.error)(`usage: ${usage}`);
+    process.exit(code);
+  };
+  const own = Object.keys(choices) as K[];
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { seconds: { type: 'string' }, warmup: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+    for (const k of own) options[k] = { type: 'string' };
+    ({ values } = parseArgs({ options }));
+  } catch (err) {
+    console.error((err as Error).message);
+    return fail();
+  }
+  if (values.help) fail(0);
+  const num = (name: string, dflt: number, min: number, max: number) => {
+    const raw = values[name] as string | undefined;
+    const n = raw === undefined ? dflt : Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      console.error(`--${name} must be a whole number of seconds from ${min} to ${max}`);
+      fail();
+    }
+    return n;
+  };
+  const options = {} as Record<K, string>;
+  for (const k of own) {
+    const v = (values[k] as string | undefined) ?? choices[k][0];
+    if (!choices[k].includes(v)) {
+      console.error(`--${k} must be ${choices[k].join(' or ')}`);
+      fail();
+    }
+    options[k] = v;
+  }
+  return { seconds: num('seconds', 60, 5, 3600), warmup: num('warmup', 10, 0, 120), options };
 }
