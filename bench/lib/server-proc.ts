@@ -20,7 +20,7 @@ export interface ServerProcess {
 /**
  * Start the server as its own process the way bench/lib/procs.ts coldStart does (`node --import tsx
  * src/main.ts`, free ports, `dataDir` as DATA_DIR, the bench API token, no default stream, LOG_LEVEL=warn)
- * and leave it running once /healthz answers 200.
+ * and leave it running once /healthz answers 200. `nodeArgs` go to node before the script (e.g. --inspect).
  */
 export async function startServerProcess(
   repoRoot: string,
@@ -30,9 +30,10 @@ export async function startServerProcess(
   extraEnv: Record<string, string> = {},
   timeoutMs = 30_000,
   pollMs = 50,
+  nodeArgs: readonly string[] = [],
 ): Promise<ServerProcess> {
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
-  const args = ['--import', 'tsx', 'src/main.ts'];
+  const args = [...nodeArgs, '--import', 'tsx', 'src/main.ts'];
   const child = track(
     spawn(process.execPath, args, {
       cwd: repoRoot,

@@ -1,0 +1,261 @@
+import http from 'node:http';
+
+/**
+ * A simulated LL-HLS viewer that asks the origin for what hls.js in low-latency mode asks for, without
+ * decoding anything:
+ *
+ *   1. a plain playlist request to join, then the newest part (hls.js starts at the live edge);
+ *   2. a loop of blocking playlist reloads for the part after the last one listed
+ *      (`_HLS_msn=M&_HLS_part=P`, with `_HLS_skip=YES` delta updates once the server offers them),
+ *      and, at the same time, the part the playlist's EXT-X-PRELOAD-HINT names, which the server also holds;
+ *   3. every listed part it has not fetched yet (normally none: the hinted one is already here).
+ *
+ * It measures the part delivery delay: the time from a part being complete to the held request that
+ * announces it being answered,
+ *
+ *   delay = (time the whole answer arrived) - (PROGRAM-DATE-TIME of the part's segment + the part's offset
+ *           in it + its duration),
+ *
+ * PDT being the server's ingest wall clock of the segment's first sample (client and server share the
+ * host's clock). Only answers the server actually held count (the request went out before the part was
+ * complete); a late request measures the client, not the server.
+ *
+ * It counts as a gap every part it never saw: after each answer the parts it knows must follow the last
+ * one it consumed without a hole (or the media sequence restarts, a new publish session). Segments marked
+ * EXT-X-GAP count too. Errors are non-200 answers and failed requests.
+ */
+
+export interface ViewerTotals {
+  /** Delivery delays of held playlist answers, ms (drained by the reporter). */
+  playlistDelaysMs: number[];
+  /** Delivery delays of held preload-hint part answers (whole body), ms. */
+  hintDelaysMs: number[];
+  requests: number;
+  errors: number;
+  /** Parts skipped over (never listed to this viewer) and EXT-X-GAP segments seen. */
+  gaps: number;
+  partsFetched: number;
+  bytes: number;
+  /** A short description of the last few errors, for the report. */
+  lastErrors: string[];
+}
+
+export function newTotals(): ViewerTotals {
+  return { playlistDelaysMs: [], hintDelaysMs: [], requests: 0, errors: 0, gaps: 0, partsFetched: 0, bytes: 0, lastErrors: [] };
+}
+
+export interface ListedPart {
+  readonly msn: number;
+  readonly index: number;
+  readonly uri: string;
+  /** Wall clock (ms) when the part's last sample was ingested: PDT + offset + duration; NaN without PDT. */
+  readonly availableAt: number;
+}
+
+export interface ParsedPlaylist {
+  readonly parts: ListedPart[];
+  readonly preloadHint: string | undefined;
+  readonly canSkip: boolean;
+  /** Media sequence numbers of the segments marked EXT-X-GAP. */
+  readonly gapMsns: number[];
+  readonly ended: boolean;
+}
+
+/** The parts (with their segment's MSN and index), the preload hint and the GAP segments of a media playlist. */
+export function parseLivePlaylist(text: string): ParsedPlaylist {
+  const parts: ListedPart[] = [];
+  const gapMsns: number[] = [];
+  let msn = 0;
+  let pdt = Number.NaN;
+  let offsetMs = 0;
+  let index = 0;
+  let gap = false;
+  let preloadHint: string | undefined;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#EXT-X-MEDIA-SEQUENCE:')) msn = Number(line.slice(22));
+    else if (line.startsWith('#EXT-X-SKIP:')) msn += Number(/SKIPPED-SEGMENTS=(\d+)/.exec(line)?.[1] ?? 0);
+    else if (line.startsWith('#EXT-X-PROGRAM-DATE-TIME:')) {
+      pdt = Date.parse(line.slice(25));
+      offsetMs = 0;
+      index = 0;
+    } else if (line.startsWith('#EXT-X-GAP')) gap = true;
+    else if (line.startsWith('#EXT-X-PART:')) {
+      const duration = Number(/DURATION=([\d.]+)/.exec(line)?.[1]) * 1000;
+      const uri = /URI="([^"]+)"/.exec(line)?.[1] ?? '';
+      offsetMs += duration;
+      parts.push({ msn, index: index++, uri, availableAt: pdt + offsetMs });
+    } else if (line.startsWith('#EXT-X-PRELOAD-HINT:')) preloadHint = /URI="([^"]+)"/.exec(line)?.[1];
+    else if (line.length > 0 && !line.startsWith('#')) {
+      if (gap) gapMsns.push(msn);
+      gap = false;
+      msn++;
+      index = 0;
+      // The next segment's parts take their time from the next segment's PDT; until then offsets continue.
+      pdt += offsetMs;
+      offsetMs = 0;
+    }
+  }
+  return { parts, preloadHint, canSkip: text.includes('CAN-SKIP-UNTIL='), gapMsns, ended: text.includes('#EXT-X-ENDLIST') };
+}
+
+interface Answer {
+  readonly status: number;
+  readonly body: Buffer;
+  readonly arrivedAt: number;
+}
+
+function get(agent: http.Agent, url: string, signal: AbortSignal, timeoutMs: number): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent, signal, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), arrivedAt: Date.now() }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+  });
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+
+/** Whether part `p` is the one right after `prev`: the next index in its segment or part 0 of the next. */
+const follows = (prev: ListedPart, p: ListedPart) => (p.msn === prev.msn && p.index === prev.index + 1) || (p.msn === prev.msn + 1 && p.index === 0);
+
+export interface ViewerOptions {
+  /** Longest wait for any answer; the server holds at most HLS_HOLD_MS (6 s). */
+  readonly timeoutMs?: number;
+  /** Fetch parts (preload hints and listed parts); false makes a playlist-only viewer. */
+  readonly fetchParts?: boolean;
+}
+
+/**
+ * One viewer on `playlistUrl` (a media playlist) until `signal` aborts or the playlist ends. Adds to
+ * `totals`, which many viewers share.
+ */
+export async function runViewer(playlistUrl: string, signal: AbortSignal, totals: ViewerTotals, opts: ViewerOptions = {}): Promise<void> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const fetchParts = opts.fetchParts ?? true;
+  // Two connections, as a browser keeps for this: one for the held playlist, one for the held hinted part.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  const base = new URL(playlistUrl);
+  const fail = (what: string) => {
+    totals.errors++;
+    totals.lastErrors.push(`${new Date().toISOString()} ${what}`);
+    if (totals.lastErrors.length > 10) totals.lastErrors.shift();
+  };
+  /** Parts fetched or in flight, by URI (bounded), so the hinted part is not fetched twice. */
+  const fetched = new Set<string>();
+  /** Hinted parts that arrived, by URI: their delay is known once a playlist lists their end time. */
+  const hinted = new Map<string, { sentAt: number; arrivedAt: number }>();
+  const gapsSeen = new Set<number>();
+
+  async function fetchPart(uri: string, hint: boolean): Promise<void> {
+    if (fetched.has(uri)) return;
+    fetched.add(uri);
+    if (fetched.size > 64) fetched.delete(fetched.values().next().value!);
+    const sentAt = Date.now();
+    try {
+      const res = await get(agent, new URL(uri, base).toString(), signal, timeoutMs);
+      totals.requests++;
+      if (res.status !== 200) {
+        fail(`${res.status} part ${uri}`);
+        fetched.delete(uri);
+        return;
+      }
+      totals.partsFetched++;
+      totals.bytes += res.body.length;
+      if (hint) {
+        hinted.set(uri, { sentAt, arrivedAt: res.arrivedAt });
+        if (hinted.size > 16) hinted.delete(hinted.keys().next().value!);
+      }
+    } catch (err) {
+      fetched.delete(uri);
+      if (!signal.aborted) fail(`part ${uri}: ${(err as Error).message}`);
+    }
+  }
+
+  let hintInFlight = false;
+  try {
+    let last: ListedPart | undefined;
+    let skip = false;
+    while (!signal.aborted) {
+      const url = last ? `${playlistUrl}?_HLS_msn=${last.msn}&_HLS_part=${last.index + 1}${skip ? '&_HLS_skip=YES' : ''}` : playlistUrl;
+      const sentAt = Date.now();
+      let res: Answer;
+      try {
+        res = await get(agent, url, signal, timeoutMs);
+      } catch (err) {
+        if (signal.aborted) break;
+        fail(`playlist: ${(err as Error).message}`);
+        last = undefined;
+        await sleep(200, signal);
+        continue;
+      }
+      totals.requests++;
+      if (res.status !== 200) {
+        fail(`${res.status} playlist: ${res.body.toString('utf8').slice(0, 120)}`);
+        last = undefined;
+        await sleep(200, signal);
+        continue;
+      }
+      const pl = parseLivePlaylist(res.body.toString('utf8'));
+      if (pl.ended) return;
+      skip = pl.canSkip;
+      for (const msn of pl.gapMsns) {
+        if (!gapsSeen.has(msn)) totals.gaps++;
+        gapsSeen.add(msn);
+        if (gapsSeen.size > 64) gapsSeen.delete(gapsSeen.values().next().value!);
+      }
+      for (const p of pl.parts) {
+        const h = hinted.get(p.uri);
+        if (!h) continue;
+        if (h.sentAt < p.availableAt && Number.isFinite(p.availableAt)) totals.hintDelaysMs.push(h.arrivedAt - p.availableAt);
+        hinted.delete(p.uri);
+      }
+      if (pl.parts.length === 0) {
+        await sleep(200, signal);
+        continue;
+      }
+      const newest = pl.parts[pl.parts.length - 1];
+      let fresh: ListedPart[];
+      if (!last || newest.msn < last.msn) {
+        // Join (or rejoin after a restart of the media sequence) at the live edge with the newest part, as
+        // hls.js does in low-latency mode.
+        fresh = [newest];
+      } else {
+        const at = pl.parts.findIndex((p) => p.msn === last!.msn && p.index === last!.index);
+        fresh = at >= 0 ? pl.parts.slice(at + 1) : pl.parts.filter((p) => p.msn > last!.msn || (p.msn === last!.msn && p.index > last!.index));
+        // The part asked for is the first new one; its delay counts when the server had to hold the request.
+        const wanted = fresh[0];
+        if (wanted && Number.isFinite(wanted.availableAt) && sentAt < wanted.availableAt) totals.playlistDelaysMs.push(res.arrivedAt - wanted.availableAt);
+        // Every part between the last one consumed and the newest must be listed: a hole is a gap.
+        let prev = last;
+        for (const p of fresh) {
+          if (!follows(prev, p)) totals.gaps++;
+          prev = p;
+        }
+      }
+      if (fetchParts) for (const p of fresh) await fetchPart(p.uri, false);
+      if (fresh.length) last = fresh[fresh.length - 1];
+      // The hinted part is requested beside the next blocking reload (the server holds both).
+      if (fetchParts && pl.preloadHint && !hintInFlight && !fetched.has(pl.preloadHint)) {
+        hintInFlight = true;
+        void fetchPart(pl.preloadHint, true).finally(() => (hintInFlight = false));
+      }
+    }
+  } catch (err) {
+    if (!signal.aborted) fail(`viewer: ${(err as Error).message}`);
+  } finally {
+    agent.destroy();
+  }
+}
