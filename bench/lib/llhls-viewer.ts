@@ -20,9 +20,9 @@ import http from 'node:http';
  * host's clock). Only answers the server actually held count (the request went out before the part was
  * complete); a late request measures the client, not the server.
  *
- * It counts as a gap every part it never saw: after each answer the parts it knows must follow the last
- * one it consumed without a hole (or the media sequence restarts, a new publish session). Segments marked
- * EXT-X-GAP count too. Errors are non-200 answers and failed requests.
+ * It counts as a gap every hole it sees: after each answer the parts it knows must follow the last one it
+ * consumed, by number and in media time (PDT), except across EXT-X-DISCONTINUITY (a new publish session)
+ * or a restart of the media sequence. Segments marked EXT-X-GAP count too. Errors are non-200 answers and failed requests.
  */
 
 export interface ViewerTotals {
@@ -50,6 +50,9 @@ export interface ListedPart {
   readonly uri: string;
   /** Wall clock (ms) when the part's last sample was ingested: PDT + offset + duration; NaN without PDT. */
   readonly availableAt: number;
+  readonly durationMs: number;
+  /** The first part after EXT-X-DISCONTINUITY (a new publish session): its time need not follow. */
+  readonly discontinuity: boolean;
 }
 
 export interface ParsedPlaylist {
@@ -70,6 +73,7 @@ export function parseLivePlaylist(text: string): ParsedPlaylist {
   let offsetMs = 0;
   let index = 0;
   let gap = false;
+  let discontinuity = false;
   let preloadHint: string | undefined;
   for (const line of text.split('\n')) {
     if (line.startsWith('#EXT-X-MEDIA-SEQUENCE:')) msn = Number(line.slice(22));
@@ -79,11 +83,13 @@ export function parseLivePlaylist(text: string): ParsedPlaylist {
       offsetMs = 0;
       index = 0;
     } else if (line.startsWith('#EXT-X-GAP')) gap = true;
+    else if (line.startsWith('#EXT-X-DISCONTINUITY') && !line.startsWith('#EXT-X-DISCONTINUITY-SEQUENCE')) discontinuity = true;
     else if (line.startsWith('#EXT-X-PART:')) {
       const duration = Number(/DURATION=([\d.]+)/.exec(line)?.[1]) * 1000;
       const uri = /URI="([^"]+)"/.exec(line)?.[1] ?? '';
       offsetMs += duration;
-      parts.push({ msn, index: index++, uri, availableAt: pdt + offsetMs });
+      parts.push({ msn, index: index++, uri, availableAt: pdt + offsetMs, durationMs: duration, discontinuity });
+      discontinuity = false;
     } else if (line.startsWith('#EXT-X-PRELOAD-HINT:')) preloadHint = /URI="([^"]+)"/.exec(line)?.[1];
     else if (line.length > 0 && !line.startsWith('#')) {
       if (gap) gapMsns.push(msn);
@@ -128,8 +134,20 @@ const sleep = (ms: number, signal: AbortSignal) =>
     signal.addEventListener('abort', done, { once: true });
   });
 
-/** Whether part `p` is the one right after `prev`: the next index in its segment or part 0 of the next. */
-const follows = (prev: ListedPart, p: ListedPart) => (p.msn === prev.msn && p.index === prev.index + 1) || (p.msn === prev.msn + 1 && p.index === 0);
+/** Media time between two parts beyond this (ms) is a hole; PDT and durations are rounded to the ms. */
+const TIME_HOLE_MS = 20;
+
+/**
+ * Whether part `p` comes right after `prev`: the next index in its segment or part 0 of the next, and
+ * starting where `prev` ended (unless a discontinuity separates them). The time check catches a part
+ * missing from the media while the numbering stays contiguous.
+ */
+function follows(prev: ListedPart, p: ListedPart): boolean {
+  const next = (p.msn === prev.msn && p.index === prev.index + 1) || (p.msn === prev.msn + 1 && p.index === 0);
+  if (!next) return false;
+  const hole = p.availableAt - p.durationMs - prev.availableAt;
+  return p.discontinuity || !Number.isFinite(hole) || Math.abs(hole) <= TIME_HOLE_MS;
+}
 
 export interface ViewerOptions {
   /** Longest wait for any answer; the server holds at most HLS_HOLD_MS (6 s). */
