@@ -8,7 +8,9 @@
  *   - V simulated LL-HLS viewers spread over the streams (bench/lib/llhls-viewer.ts: blocking playlist
  *     reloads, part and preload-hint fetches, as hls.js asks);
  *   - churn: every --churn-seconds one publisher (in turn) disconnects and a new one takes its place a
- *     second later, a new publish session within the reconnect grace; its viewers must see no gap.
+ *     second later, a new publish session within the reconnect grace; its viewers must see no gap. And a
+ *     short-lived stream is created, published, watched by two viewers for 1.5 churn periods, stopped and
+ *     deleted through the API.
  *
  * Before the load, one stream is published, watched and stopped once (so that one-time allocations
  * happen), then the server's memory is read after a full garbage collection over its inspector: the
@@ -330,12 +332,44 @@ async function main(): Promise<void> {
   }, SAMPLE_MS);
   cleanups.push(() => clearInterval(sampler));
 
+  // Churn, every --churn-seconds: one steady publisher reconnects (a new session within the grace), and one
+  // short-lived stream is created, published, watched, stopped and deleted through the API.
   let churnIndex = 0;
+  const shortLived: Promise<void>[] = [];
+  const shortLivedStream = async (n: number) => {
+    const s = await createStream(server, `soak-short-${n}`);
+    const watching = new AbortController();
+    setMaxListeners(0, watching.signal);
+    const stopWatching = () => watching.abort();
+    viewersStop.signal.addEventListener('abort', stopWatching, { once: true });
+    try {
+      publish(s);
+      await waitFor(`short-lived stream ${n} to be live`, () => hasParts(s), 20_000, { stepMs: 200, tolerateErrors: true });
+      const views = [watch(s, watching.signal, totals), watch(s, watching.signal, totals)];
+      await sleep(opts.churnSeconds * 1500);
+      watching.abort();
+      await Promise.all(views);
+    } finally {
+      viewersStop.signal.removeEventListener('abort', stopWatching);
+      await unpublish(s);
+      const del = await request('DELETE', `${server.base}/api/v1/streams/${s.id}`, { headers: { authorization: auth.authorization } });
+      if (del.status !== 204) throw new Error(`deleting short-lived stream ${s.id} answered ${del.status}: ${del.body}`);
+      shortLivedDone++;
+    }
+  };
+  let shortLivedDone = 0;
   const churner = opts.churnSeconds
     ? setInterval(() => {
         const s = streams[churnIndex++ % streams.length];
         churns++;
         void unpublish(s).then(() => sleep(1000).then(() => !viewersStop.signal.aborted && publish(s)));
+        shortLived.push(
+          shortLivedStream(churnIndex).catch((err) => {
+            if (bench.signal.aborted) return;
+            totals.errors++;
+            totals.lastErrors.push(`short-lived stream: ${(err as Error).message}`);
+          }),
+        );
       }, opts.churnSeconds * 1000)
     : undefined;
   cleanups.push(() => clearInterval(churner));
@@ -390,6 +424,7 @@ async function main(): Promise<void> {
   // 3. Everything stops; memory after the streams are released, against the baseline.
   viewersStop.abort();
   await Promise.all(viewerRuns);
+  await Promise.all(shortLived);
   await Promise.all(streams.map(unpublish));
   await waitEnded();
   const after = await memoryAfterGc(ws);
@@ -425,6 +460,7 @@ async function main(): Promise<void> {
       partsFetched: totals.partsFetched,
       bytesMB: mb(totals.bytes),
       churns,
+      shortLivedStreams: shortLivedDone,
       publisherFailures,
       lastErrors: totals.lastErrors,
     },
@@ -457,7 +493,8 @@ async function main(): Promise<void> {
 
   console.log(
     `\ndelivery delay over the run: p50 ${r1(all.p50)} ms, p99 ${r1(all.p99)} ms, max ${r1(all.max)} ms (${all.n} held answers); ` +
-      `hint p99 ${r1(summarize(allHintDelays).p99)} ms; ${totals.requests} requests, ${churns} publisher reconnects`,
+      `hint p99 ${r1(summarize(allHintDelays).p99)} ms; ${totals.requests} requests, ${churns} publisher reconnects, ` +
+      `${shortLivedDone} short-lived streams created, watched and deleted`,
   );
   console.log(
     `memory after a full GC: baseline heap ${mb(baseline.heapUsed)} MB / RSS ${mb(baseline.rss)} MB; after the streams stopped heap ${mb(after.heapUsed)} MB / RSS ${mb(after.rss)} MB`,
