@@ -85,15 +85,24 @@ export function startBenchRun(opts: { budgetS: number; forceExitMs: number }): B
   return { signal: stop.signal, cleanups, shutdown, sleep, check, waitFor };
 }
 
+/** A whole-number option of a bench's own: its default and the range it must lie in. */
+export interface IntegerOption {
+  readonly default: number;
+  readonly min: number;
+  readonly max: number;
+}
+
 /**
  * The command line every bench takes: --seconds (measured window, default 60) and --warmup (default 10),
- * plus string options of its own (`choices` lists the allowed values of each). Prints `usage` and exits 2
- * on anything else, 0 for --help.
+ * plus string options of its own (`choices` lists the allowed values of each; the first is the default)
+ * and whole-number options of its own (`integers`, e.g. --streams). Prints `usage` and exits 2 on anything
+ * else, 0 for --help.
  */
-export function parseBenchCli<K extends string>(
+export function parseBenchCli<K extends string, I extends string = never>(
   usage: string,
   choices: Record<K, readonly string[]> = {} as Record<K, readonly string[]>,
-): { seconds: number; warmup: number; options: Record<K, string> } {
+  integers: Record<I, IntegerOption> = {} as Record<I, IntegerOption>,
+): { seconds: number; warmup: number; options: Record<K, string>; integers: Record<I, number> } {
   const fail = (code = 2): never => {
     (code === 0 ? console.log : console.error)(`usage: ${usage}`);
     process.exit(code);
@@ -102,18 +111,18 @@ export function parseBenchCli<K extends string>(
   let values: Record<string, string | boolean | undefined>;
   try {
     const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { seconds: { type: 'string' }, warmup: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
-    for (const k of own) options[k] = { type: 'string' };
+    for (const k of [...own, ...Object.keys(integers)]) options[k] = { type: 'string' };
     ({ values } = parseArgs({ options }));
   } catch (err) {
     console.error((err as Error).message);
     return fail();
   }
   if (values.help) fail(0);
-  const num = (name: string, dflt: number, min: number, max: number) => {
+  const num = (name: string, dflt: number, min: number, max: number, unit = ' of seconds') => {
     const raw = values[name] as string | undefined;
     const n = raw === undefined ? dflt : Number(raw);
     if (!Number.isInteger(n) || n < min || n > max) {
-      console.error(`--${name} must be a whole number of seconds from ${min} to ${max}`);
+      console.error(`--${name} must be a whole number${unit} from ${min} to ${max}`);
       fail();
     }
     return n;
@@ -127,5 +136,7 @@ export function parseBenchCli<K extends string>(
     }
     options[k] = v;
   }
-  return { seconds: num('seconds', 60, 5, 3600), warmup: num('warmup', 10, 0, 120), options };
+  const ints = {} as Record<I, number>;
+  for (const k of Object.keys(integers) as I[]) ints[k] = num(k, integers[k].default, integers[k].min, integers[k].max, '');
+  return { seconds: num('seconds', 60, 5, 3600), warmup: num('warmup', 10, 0, 120), options, integers: ints };
 }
