@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { allStats, readStat, treeOf } from '../cpu.js';
 import { freePort, track } from '../procs.js';
 import { outputOf, waitForPort, type PeerServer } from './peer.js';
+import { nginxTempPaths } from '../nginx-conf.js';
 
 export const NGINX_BIN = '/usr/sbin/nginx';
 export const RTMP_MODULE = '/usr/lib/nginx/modules/ngx_rtmp_module.so';
@@ -43,11 +44,7 @@ rtmp {
 }
 http {
   access_log off;
-  client_body_temp_path ${prefix}/client_body;
-  proxy_temp_path ${prefix}/proxy;
-  fastcgi_temp_path ${prefix}/fastcgi;
-  uwsgi_temp_path ${prefix}/uwsgi;
-  scgi_temp_path ${prefix}/scgi;
+  ${nginxTempPaths(prefix)}
   types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
   server {
     listen 127.0.0.1:${httpPort};

@@ -1,0 +1,138 @@
+import http from 'node:http';
+import { rounded, summarize, type Summary } from './stats.js';
+
+/**
+ * A viewer for a static origin (nginx serving a snapshot of a live stream from disk), the floor beside
+ * which the fan-out bench puts our LL-HLS origin.
+ *
+ * A static server cannot hold a request until a part exists, so this viewer asks for what an LL-HLS viewer
+ * gets per part, at the part rate: once every PART-TARGET, the media playlist and the next part, side by
+ * side on two keep-alive connections (as a browser keeps for the held playlist and the hinted part),
+ * looping over the snapshot's parts. Every viewer ticks on the same wall-clock grid (multiples of
+ * PART-TARGET), as LL-HLS viewers are all answered at the same instant when a part completes: a burst of
+ * N playlists and N parts each PART-TARGET.
+ *
+ * The figure is the response time: request sent to the whole answer received. A tick whose requests are
+ * still out when the next one is due is not doubled up: the viewer waits for the next grid instant and
+ * counts the ticks it missed.
+ */
+
+export interface StaticSnapshot {
+  /** The media playlist as nginx serves it. */
+  readonly playlistUrl: string;
+  /** The parts it lists, in order, as nginx serves them. */
+  readonly partUrls: readonly string[];
+  readonly partTargetMs: number;
+}
+
+export interface StaticTotals {
+  /** Response times of playlist requests, ms (drained by the reporter). */
+  playlistMs: number[];
+  /** Response times of part requests (whole body), ms. */
+  partMs: number[];
+  requests: number;
+  errors: number;
+  /** Grid instants skipped because the previous tick's answers had not all arrived. */
+  missedTicks: number;
+  bytes: number;
+  lastErrors: string[];
+}
+
+export function newStaticTotals(): StaticTotals {
+  return { playlistMs: [], partMs: [], requests: 0, errors: 0, missedTicks: 0, bytes: 0, lastErrors: [] };
+}
+
+/** GET `url`, resolving with the status, the body length and the time from sending to the body's end. */
+function timedGet(agent: http.Agent, url: string, signal: AbortSignal, timeoutMs: number): Promise<{ status: number; bytes: number; ms: number }> {
+  const sentAt = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent, signal, timeout: timeoutMs }, (res) => {
+      let bytes = 0;
+      res.on('data', (d: Buffer) => (bytes += d.length));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, ms: performance.now() - sentAt }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+  });
+}
+
+const sleepUntil = (wallMs: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, Math.max(0, wallMs - Date.now()));
+    signal.addEventListener('abort', done, { once: true });
+  });
+
+/** One viewer of `snap` until `signal` aborts; adds to `totals`, which many viewers share. */
+export async function runStaticViewer(snap: StaticSnapshot, signal: AbortSignal, totals: StaticTotals, timeoutMs = 10_000): Promise<void> {
+  if (snap.partUrls.length === 0) throw new Error('the snapshot lists no parts');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  const period = snap.partTargetMs;
+  const fail = (what: string) => {
+    totals.errors++;
+    totals.lastErrors.push(`${new Date().toISOString()} ${what}`);
+    if (totals.lastErrors.length > 10) totals.lastErrors.shift();
+  };
+  const fetchOne = async (url: string, into: number[]) => {
+    try {
+      const r = await timedGet(agent, url, signal, timeoutMs);
+      totals.requests++;
+      if (r.status !== 200) return fail(`${r.status} ${url}`);
+      totals.bytes += r.bytes;
+      into.push(r.ms);
+    } catch (err) {
+      if (!signal.aborted) fail(`${url}: ${(err as Error).message}`);
+    }
+  };
+  try {
+    let tick = Math.ceil(Date.now() / period);
+    while (!signal.aborted) {
+      await sleepUntil(tick * period, signal);
+      if (signal.aborted) break;
+      // Every viewer asks for the same part at the same tick, as live viewers do.
+      const part = snap.partUrls[tick % snap.partUrls.length];
+      await Promise.all([fetchOne(snap.playlistUrl, totals.playlistMs), fetchOne(part, totals.partMs)]);
+      const next = Math.max(tick + 1, Math.ceil(Date.now() / period));
+      totals.missedTicks += next - tick - 1;
+      tick = next;
+    }
+  } finally {
+    agent.destroy();
+  }
+}
+
+export interface StaticWindow {
+  readonly playlistMs: Summary;
+  readonly partMs: Summary;
+  readonly requests: number;
+  readonly errors: number;
+  readonly missedTicks: number;
+  readonly lastErrors: string[];
+}
+
+/** Start counting what viewers sharing `totals` see; `end()` gives this window alone. */
+export function staticWindow(totals: StaticTotals): { end(): StaticWindow } {
+  totals.playlistMs.length = 0;
+  totals.partMs.length = 0;
+  const at = { requests: totals.requests, errors: totals.errors, missedTicks: totals.missedTicks };
+  return {
+    end() {
+      const w: StaticWindow = {
+        playlistMs: rounded(summarize(totals.playlistMs), 1),
+        partMs: rounded(summarize(totals.partMs), 1),
+        requests: totals.requests - at.requests,
+        errors: totals.errors - at.errors,
+        missedTicks: totals.missedTicks - at.missedTicks,
+        lastErrors: totals.errors > at.errors ? [...totals.lastErrors] : [],
+      };
+      totals.playlistMs.length = 0;
+      totals.partMs.length = 0;
+      return w;
+    },
+  };
+}
