@@ -1,4 +1,4 @@
-import http from 'node:http';
+import { RawHttpConnection, type RawAnswer } from './raw-http.js';
 
 /**
  * A simulated LL-HLS viewer that asks the origin for what hls.js in low-latency mode asks for, without
@@ -104,25 +104,6 @@ export function parseLivePlaylist(text: string): ParsedPlaylist {
   return { parts, preloadHint, canSkip: text.includes('CAN-SKIP-UNTIL='), gapMsns, ended: text.includes('#EXT-X-ENDLIST') };
 }
 
-interface Answer {
-  readonly status: number;
-  readonly body: Buffer;
-  readonly arrivedAt: number;
-}
-
-function get(agent: http.Agent, url: string, signal: AbortSignal, timeoutMs: number): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent, signal, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (d: Buffer) => chunks.push(d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), arrivedAt: Date.now() }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-  });
-}
-
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const done = () => {
@@ -163,9 +144,21 @@ export interface ViewerOptions {
 export async function runViewer(playlistUrl: string, signal: AbortSignal, totals: ViewerTotals, opts: ViewerOptions = {}): Promise<void> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const fetchParts = opts.fetchParts ?? true;
-  // Two connections, as a browser keeps for this: one for the held playlist, one for the held hinted part.
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  // Two keep-alive connections, as a browser keeps for this: one for the held playlist (and any listed part
+  // it lacks), one for the held hinted part.
   const base = new URL(playlistUrl);
+  const main = new RawHttpConnection(base);
+  const side = new RawHttpConnection(base);
+  const closeAll = () => {
+    main.close();
+    side.close();
+  };
+  signal.addEventListener('abort', closeAll, { once: true });
+  const pathOf = (uri: string) => {
+    const u = new URL(uri, base);
+    if (u.host !== base.host) throw new Error(`part on another origin: ${uri}`);
+    return u.pathname + u.search;
+  };
   const fail = (what: string) => {
     totals.errors++;
     totals.lastErrors.push(`${new Date().toISOString()} ${what}`);
@@ -183,7 +176,7 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
     if (fetched.size > 64) fetched.delete(fetched.values().next().value!);
     const sentAt = Date.now();
     try {
-      const res = await get(agent, new URL(uri, base).toString(), signal, timeoutMs);
+      const res = await (hint ? side : main).get(pathOf(uri), timeoutMs);
       totals.requests++;
       if (res.status !== 200) {
         fail(`${res.status} part ${uri}`);
@@ -207,11 +200,11 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
     let last: ListedPart | undefined;
     let skip = false;
     while (!signal.aborted) {
-      const url = last ? `${playlistUrl}?_HLS_msn=${last.msn}&_HLS_part=${last.index + 1}${skip ? '&_HLS_skip=YES' : ''}` : playlistUrl;
+      const path = last ? `${base.pathname}?_HLS_msn=${last.msn}&_HLS_part=${last.index + 1}${skip ? '&_HLS_skip=YES' : ''}` : base.pathname;
       const sentAt = Date.now();
-      let res: Answer;
+      let res: RawAnswer;
       try {
-        res = await get(agent, url, signal, timeoutMs);
+        res = await main.get(path, timeoutMs);
       } catch (err) {
         if (signal.aborted) break;
         fail(`playlist: ${(err as Error).message}`);
@@ -274,6 +267,7 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
   } catch (err) {
     if (!signal.aborted) fail(`viewer: ${(err as Error).message}`);
   } finally {
-    agent.destroy();
+    signal.removeEventListener('abort', closeAll);
+    closeAll();
   }
 }

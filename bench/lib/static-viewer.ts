@@ -1,4 +1,4 @@
-import http from 'node:http';
+import { RawHttpConnection } from './raw-http.js';
 import { rounded, summarize, type Summary } from './stats.js';
 
 /**
@@ -42,21 +42,6 @@ export function newStaticTotals(): StaticTotals {
   return { playlistMs: [], partMs: [], requests: 0, errors: 0, missedTicks: 0, bytes: 0, lastErrors: [] };
 }
 
-/** GET `url`, resolving with the status, the body length and the time from sending to the body's end. */
-function timedGet(agent: http.Agent, url: string, signal: AbortSignal, timeoutMs: number): Promise<{ status: number; bytes: number; ms: number }> {
-  const sentAt = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent, signal, timeout: timeoutMs }, (res) => {
-      let bytes = 0;
-      res.on('data', (d: Buffer) => (bytes += d.length));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, ms: performance.now() - sentAt }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-  });
-}
-
 const sleepUntil = (wallMs: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const done = () => {
@@ -71,20 +56,30 @@ const sleepUntil = (wallMs: number, signal: AbortSignal) =>
 /** One viewer of `snap` until `signal` aborts; adds to `totals`, which many viewers share. */
 export async function runStaticViewer(snap: StaticSnapshot, signal: AbortSignal, totals: StaticTotals, timeoutMs = 10_000): Promise<void> {
   if (snap.partUrls.length === 0) throw new Error('the snapshot lists no parts');
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  // Two keep-alive connections, one for the playlist and one for the part, as the LL-HLS viewer keeps.
+  const origin = new URL(snap.playlistUrl);
+  const playlistConn = new RawHttpConnection(origin);
+  const partConn = new RawHttpConnection(origin);
+  const closeAll = () => {
+    playlistConn.close();
+    partConn.close();
+  };
+  signal.addEventListener('abort', closeAll, { once: true });
   const period = snap.partTargetMs;
   const fail = (what: string) => {
     totals.errors++;
     totals.lastErrors.push(`${new Date().toISOString()} ${what}`);
     if (totals.lastErrors.length > 10) totals.lastErrors.shift();
   };
-  const fetchOne = async (url: string, into: number[]) => {
+  const fetchOne = async (conn: RawHttpConnection, url: string, into: number[]) => {
+    const sentAt = performance.now();
     try {
-      const r = await timedGet(agent, url, signal, timeoutMs);
+      const u = new URL(url);
+      const r = await conn.get(u.pathname + u.search, timeoutMs);
       totals.requests++;
       if (r.status !== 200) return fail(`${r.status} ${url}`);
-      totals.bytes += r.bytes;
-      into.push(r.ms);
+      totals.bytes += r.body.length;
+      into.push(r.arrivedPerf - sentAt);
     } catch (err) {
       if (!signal.aborted) fail(`${url}: ${(err as Error).message}`);
     }
@@ -96,13 +91,14 @@ export async function runStaticViewer(snap: StaticSnapshot, signal: AbortSignal,
       if (signal.aborted) break;
       // Every viewer asks for the same part at the same tick, as live viewers do.
       const part = snap.partUrls[tick % snap.partUrls.length];
-      await Promise.all([fetchOne(snap.playlistUrl, totals.playlistMs), fetchOne(part, totals.partMs)]);
+      await Promise.all([fetchOne(playlistConn, snap.playlistUrl, totals.playlistMs), fetchOne(partConn, part, totals.partMs)]);
       const next = Math.max(tick + 1, Math.ceil(Date.now() / period));
       totals.missedTicks += next - tick - 1;
       tick = next;
     }
   } finally {
-    agent.destroy();
+    signal.removeEventListener('abort', closeAll);
+    closeAll();
   }
 }
 
