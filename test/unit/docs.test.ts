@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { SETTINGS } from '../../src/config/index.js';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> };
+const benchmarks = readFileSync(new URL('../../docs/BENCHMARKS.md', import.meta.url), 'utf8');
 
 describe('README stays in step with the code', () => {
   it('documents every setting with its default', () => {
@@ -11,6 +13,13 @@ describe('README stays in step with the code', () => {
       expect(row, `README has no row for ${s.env}`).toBeDefined();
       if ('default' in s) expect(row).toContain(`\`${String(s.default)}\``);
     }
+  });
+
+  it('lists every bench and soak script, and docs/BENCHMARKS.md has a section for each load bench', () => {
+    const benches = Object.keys(pkg.scripts).filter((n) => n.startsWith('bench:') || n === 'soak');
+    expect(benches.length).toBeGreaterThan(3);
+    for (const name of benches) expect(readme, `README does not mention npm run ${name}`).toContain(`npm run ${name}`);
+    for (const name of ['soak', 'bench:density', 'bench:fanout', 'bench:peers']) expect(benchmarks, `docs/BENCHMARKS.md lacks npm run ${name}`).toContain(`npm run ${name}`);
   });
 
   it('shows the two quick-start commands', () => {
