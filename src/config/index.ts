@@ -61,6 +61,19 @@ export interface CatalogConfig {
   readonly dataDir: string;
 }
 
+/** Media storage: S3 when S3_BUCKET is set, else files under `<dataDir>/media`. */
+export interface StorageConfig {
+  readonly dataDir: string;
+  readonly s3:
+    | {
+        readonly bucket: string;
+        readonly endpoint: string | undefined;
+        readonly region: string;
+        readonly forcePathStyle: boolean;
+      }
+    | undefined;
+}
+
 export interface Config {
   readonly server: ServerConfig;
   readonly rtmp: RtmpConfig;
@@ -68,6 +81,7 @@ export interface Config {
   readonly stream: StreamConfig;
   readonly catalog: CatalogConfig;
   readonly transcode: TranscodeConfig;
+  readonly storage: StorageConfig;
 }
 
 type Raw = Record<string, string | undefined>;
@@ -150,6 +164,21 @@ export function loadConfig(env: Raw = process.env): Config {
   if (!presets.includes(str('TRANSCODE_X264_PRESET')!)) {
     throw new AppError('E_CONFIG_INVALID', `TRANSCODE_X264_PRESET=${JSON.stringify(str('TRANSCODE_X264_PRESET'))} must be one of ${presets.join(', ')}`);
   }
+  // Bucket names as S3 allows them for new buckets (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+  const bucket = str('S3_BUCKET');
+  if (bucket !== undefined && !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new AppError('E_CONFIG_INVALID', `S3_BUCKET=${JSON.stringify(bucket)} is not a bucket name (3 to 63 lowercase letters, digits, dots and hyphens)`);
+  }
+  const s3Endpoint = str('S3_ENDPOINT');
+  if (s3Endpoint !== undefined) {
+    if (bucket === undefined) throw new AppError('E_CONFIG_INVALID', 'S3_ENDPOINT is set but S3_BUCKET is not (media would silently stay on disk)');
+    if (!URL.canParse(s3Endpoint) || !['http:', 'https:'].includes(new URL(s3Endpoint).protocol)) {
+      throw new AppError('E_CONFIG_INVALID', `S3_ENDPOINT=${JSON.stringify(s3Endpoint)} must be a URL starting with http:// or https://`);
+    }
+  }
+  if (!/^[a-z0-9-]{1,32}$/.test(str('S3_REGION')!)) {
+    throw new AppError('E_CONFIG_INVALID', `S3_REGION=${JSON.stringify(str('S3_REGION'))} is not a region name (such as us-east-1)`);
+  }
   const token = str('API_TOKEN');
   if (token !== undefined && token.length < 16) throw new AppError('E_CONFIG_INVALID', 'API_TOKEN must be at least 16 characters');
 
@@ -200,6 +229,12 @@ export function loadConfig(env: Raw = process.env): Config {
       slowForMs: num('TRANSCODE_SLOW_SECONDS') * 1000,
       restoreAfterMs: num('TRANSCODE_RESTORE_SECONDS') * 1000,
       vaapiDevice: str('VAAPI_DEVICE')!,
+    },
+    storage: {
+      dataDir,
+      s3: bucket
+        ? { bucket, endpoint: s3Endpoint, region: str('S3_REGION')!, forcePathStyle: v.S3_FORCE_PATH_STYLE as boolean }
+        : undefined,
     },
   };
   return deepFreeze(config);

@@ -60,7 +60,20 @@ describe('loadConfig', () => {
         restoreAfterMs: 60_000,
         vaapiDevice: '/dev/dri/renderD128',
       },
+      storage: { dataDir: './data', s3: undefined },
     });
+  });
+
+  it('reads S3 storage settings and refuses ones that cannot work', () => {
+    expect(loadConfig({ S3_BUCKET: 'media-1', S3_ENDPOINT: 'http://minio:9000', S3_FORCE_PATH_STYLE: 'true' }).storage.s3).toEqual({
+      bucket: 'media-1',
+      endpoint: 'http://minio:9000',
+      region: 'us-east-1',
+      forcePathStyle: true,
+    });
+    expect(() => loadConfig({ S3_BUCKET: 'Bad_Bucket' })).toThrow(/S3_BUCKET="Bad_Bucket" is not a bucket name/);
+    expect(() => loadConfig({ S3_ENDPOINT: 'http://minio:9000' })).toThrow(/S3_ENDPOINT is set but S3_BUCKET is not/);
+    expect(() => loadConfig({ S3_BUCKET: 'b-1', S3_ENDPOINT: 'minio:9000' })).toThrow(/S3_ENDPOINT="minio:9000" must be a URL starting with http/);
   });
 
   it('refuses an unknown x264 preset, naming the setting', () => {
