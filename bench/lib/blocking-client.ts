@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { sleepUnless } from './run.js';
 
 /**
  * A playlist client that reloads like hls.js in low-latency mode: after each answer it asks for the part
@@ -82,16 +83,7 @@ function get(agent: http.Agent, url: string, signal: AbortSignal): Promise<{ sta
   });
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
+const sleep = sleepUnless;
 
 /** Run the reload loop on `playlistUrl` until `signal` aborts or the playlist ends. */
 export async function runBlockingClient(playlistUrl: string, signal: AbortSignal, stats: BlockingStats): Promise<void> {

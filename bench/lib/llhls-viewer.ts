@@ -1,4 +1,5 @@
 import { RawHttpConnection, type RawAnswer } from './raw-http.js';
+import { sleepUnless } from './run.js';
 
 /**
  * A simulated LL-HLS viewer that asks the origin for what hls.js in low-latency mode asks for, without
@@ -104,16 +105,7 @@ export function parseLivePlaylist(text: string): ParsedPlaylist {
   return { parts, preloadHint, canSkip: text.includes('CAN-SKIP-UNTIL='), gapMsns, ended: text.includes('#EXT-X-ENDLIST') };
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
+const sleep = sleepUnless;
 
 /** Media time between two parts beyond this (ms) is a hole; PDT and durations are rounded to the ms. */
 const TIME_HOLE_MS = 20;

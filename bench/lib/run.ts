@@ -19,6 +19,19 @@ export interface BenchRun {
   waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, opts?: { stepMs?: number; tolerateErrors?: boolean }): Promise<T>;
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
+export function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
 export function startBenchRun(opts: { budgetS: number; forceExitMs: number }): BenchRun {
   const stop = new AbortController();
   const cleanups: (() => Promise<unknown> | void)[] = [];
@@ -51,16 +64,7 @@ export function startBenchRun(opts: { budgetS: number; forceExitMs: number }): B
   }, opts.budgetS * 1000);
   watchdog.unref();
 
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        stop.signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const t = setTimeout(done, ms);
-      stop.signal.addEventListener('abort', done, { once: true });
-    });
+  const sleep = (ms: number) => sleepUnless(ms, stop.signal);
 
   const check = () => {
     if (stop.signal.aborted) throw new Error('stopped');

@@ -1,5 +1,6 @@
 import { RawHttpConnection } from './raw-http.js';
 import { rounded, summarize, type Summary } from './stats.js';
+import { sleepUnless } from './run.js';
 
 /**
  * A viewer for a static origin (nginx serving a snapshot of a live stream from disk), the floor beside
@@ -42,16 +43,7 @@ export function newStaticTotals(): StaticTotals {
   return { playlistMs: [], partMs: [], requests: 0, errors: 0, missedTicks: 0, bytes: 0, lastErrors: [] };
 }
 
-const sleepUntil = (wallMs: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, Math.max(0, wallMs - Date.now()));
-    signal.addEventListener('abort', done, { once: true });
-  });
+const sleepUntil = (wallMs: number, signal: AbortSignal) => sleepUnless(Math.max(0, wallMs - Date.now()), signal);
 
 /** One viewer of `snap` until `signal` aborts; adds to `totals`, which many viewers share. */
 export async function runStaticViewer(snap: StaticSnapshot, signal: AbortSignal, totals: StaticTotals, timeoutMs = 10_000): Promise<void> {

@@ -6,7 +6,7 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { AppError } from '../core/index.js';
 import { clipRange, validateKey, validatePrefix, validateMaxBytes, validatePutOptions, validateRange } from './keys.js';
-import { adoptBody, collectKeys, DEFAULT_MAX_BUFFER_BYTES, Operations, readAll, tooLarge } from './shared.js';
+import { adoptBody, bufferOf, collectKeys, DEFAULT_MAX_BUFFER_BYTES, Operations } from './shared.js';
 import { DEFAULT_CONTENT_TYPE } from './types.js';
 import type { ByteRange, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from './types.js';
 
@@ -82,15 +82,7 @@ export class FsStorage implements ObjectStore {
   async getBuffer(key: string, opts?: { maxBytes?: number }): Promise<Buffer | undefined> {
     validateKey(key);
     const maxBytes = validateMaxBytes(opts?.maxBytes ?? DEFAULT_MAX_BUFFER_BYTES);
-    return this.#ops.run('getBuffer', key, async () => {
-      const obj = await this.#open(key);
-      if (!obj) return undefined;
-      if (obj.size > maxBytes) {
-        obj.body.destroy();
-        throw tooLarge(key, maxBytes);
-      }
-      return readAll(key, obj.body, maxBytes);
-    });
+    return this.#ops.run('getBuffer', key, async () => bufferOf(key, await this.#open(key), maxBytes));
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {

@@ -13,7 +13,7 @@ import type { GetObjectCommandOutput, S3ClientConfig } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage';
 import { AppError } from '../core/index.js';
 import { MAX_KEY_LENGTH, validateKey, validatePrefix, validateMaxBytes, validatePutOptions, validateRange } from './keys.js';
-import { adoptBody, collectKeys, DEFAULT_MAX_BUFFER_BYTES, Operations, readAll, tooLarge } from './shared.js';
+import { adoptBody, bufferOf, collectKeys, DEFAULT_MAX_BUFFER_BYTES, Operations } from './shared.js';
 import { DEFAULT_CONTENT_TYPE } from './types.js';
 import type { ByteRange, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from './types.js';
 
@@ -151,15 +151,7 @@ export class S3Storage implements ObjectStore {
   async getBuffer(key: string, opts?: { maxBytes?: number }): Promise<Buffer | undefined> {
     const objectKey = this.#objectKey(key);
     const maxBytes = validateMaxBytes(opts?.maxBytes ?? DEFAULT_MAX_BUFFER_BYTES);
-    return this.#ops.run('getBuffer', key, async () => {
-      const obj = await this.#open(key, objectKey);
-      if (!obj) return undefined;
-      if (obj.size > maxBytes) {
-        obj.body.destroy();
-        throw tooLarge(key, maxBytes);
-      }
-      return readAll(key, obj.body, maxBytes);
-    });
+    return this.#ops.run('getBuffer', key, async () => bufferOf(key, await this.#open(key, objectKey), maxBytes));
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {

@@ -1,6 +1,7 @@
 /** What FsStorage and S3Storage share: call bookkeeping, error wrapping, limits on what is read into memory. */
 import { Readable } from 'node:stream';
 import { AppError, ClosedError, isAppError } from '../core/index.js';
+import type { ObjectBody } from './types.js';
 
 /** The most keys list() gathers in memory; past that the caller must narrow the prefix. */
 export const MAX_LIST_KEYS = 100_000;
@@ -75,6 +76,16 @@ export async function readAll(key: string, body: AsyncIterable<Buffer | Uint8Arr
     chunks.push(buf);
   }
   return Buffer.concat(chunks, total);
+}
+
+/** The whole of an opened object (or undefined for a missing one), refused up front when its size is over `maxBytes`. */
+export async function bufferOf(key: string, obj: ObjectBody | undefined, maxBytes: number): Promise<Buffer | undefined> {
+  if (!obj) return undefined;
+  if (obj.size > maxBytes) {
+    obj.body.destroy();
+    throw tooLarge(key, maxBytes);
+  }
+  return readAll(key, obj.body, maxBytes);
 }
 
 export function tooLarge(key: string, maxBytes: number): AppError {

@@ -1,5 +1,6 @@
 import { firstTfdtSeconds, firstVideoPtsTs, parseMediaPlaylist, videoTrackOfInit, type MediaPlaylist, type VideoTrack } from './media.js';
 import { getBytes, nowMs } from './http-bytes.js';
+import { sleepUnless } from '../run.js';
 
 /**
  * Node pollers of a live media playlist, the same for every server: they GET the playlist every 50 ms
@@ -7,16 +8,7 @@ import { getBytes, nowMs } from './http-bytes.js';
  * segment or part first shows up.
  */
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
+const sleep = sleepUnless;
 
 /**
  * Time (ms since the epoch) at which the playlist first listed a complete segment (EXTINF + URI, parts
