@@ -53,7 +53,7 @@ export interface ColdStart {
 }
 
 /**
- * Start the server the way `npm start` does, as its own process (`node --import tsx src/main.ts`) on free
+ * Start the server the way `npm start` does, as its own process (`node <SERVER_NODE_FLAGS> --import tsx src/main.ts`) on free
  * ports with `dataDir` as DATA_DIR, and time it until /healthz answers 200. Stops it with SIGTERM afterwards.
  */
 export async function coldStart(

@@ -18,7 +18,15 @@ export interface ServerProcess {
 }
 
 /**
- * Start the server as its own process the way bench/lib/procs.ts coldStart does (`node --import tsx
+ * The node flags `npm start` gives the server (package.json "start"; a unit test keeps the two in step).
+ * A larger initial old generation: with the default, V8 runs a full mark-compact about once a second
+ * under ingest load although the live heap is under 40 MB; this took 40 passthrough streams from 10 % to
+ * 7 % of a core for 40 MB more RSS (docs/BENCHMARKS.md). V8 refuses it in NODE_OPTIONS.
+ */
+export const SERVER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128'];
+
+/**
+ * Start the server as its own process the way `npm start` does (`node <SERVER_NODE_FLAGS> --import tsx
  * src/main.ts`, free ports, `dataDir` as DATA_DIR, the bench API token, no default stream, LOG_LEVEL=warn)
  * and leave it running once /healthz answers 200. `nodeArgs` go to node before the script (e.g. --inspect).
  */
@@ -33,7 +41,7 @@ export async function startServerProcess(
   nodeArgs: readonly string[] = [],
 ): Promise<ServerProcess> {
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
-  const args = [...nodeArgs, '--import', 'tsx', 'src/main.ts'];
+  const args = [...SERVER_NODE_FLAGS, ...nodeArgs, '--import', 'tsx', 'src/main.ts'];
   const child = track(
     spawn(process.execPath, args, {
       cwd: repoRoot,

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { SETTINGS } from '../../src/config/index.js';
+import { SERVER_NODE_FLAGS } from '../../bench/lib/server-proc.js';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> };
@@ -20,6 +21,10 @@ describe('README stays in step with the code', () => {
     expect(benches.length).toBeGreaterThan(3);
     for (const name of benches) expect(readme, `README does not mention npm run ${name}`).toContain(`npm run ${name}`);
     for (const name of ['soak', 'bench:density', 'bench:fanout', 'bench:peers']) expect(benchmarks, `docs/BENCHMARKS.md lacks npm run ${name}`).toContain(`npm run ${name}`);
+  });
+
+  it('benches start the server with the node flags npm start uses', () => {
+    expect(pkg.scripts.start).toBe(`node ${SERVER_NODE_FLAGS.join(' ')} --import tsx src/main.ts`);
   });
 
   it('shows the two quick-start commands', () => {
