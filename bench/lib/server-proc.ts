@@ -28,7 +28,8 @@ export const SERVER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=1
 /**
  * Start the server as its own process the way `npm start` does (`node <SERVER_NODE_FLAGS> --import tsx
  * src/main.ts`, free ports, `dataDir` as DATA_DIR, the bench API token, no default stream, LOG_LEVEL=warn)
- * and leave it running once /healthz answers 200. `nodeArgs` go to node before the script (e.g. --inspect).
+ * and leave it running once /healthz answers 200. `nodeArgs` go to node before the script (e.g. --inspect),
+ * after `serverFlags` (default SERVER_NODE_FLAGS; bench/node-flags.ts compares others).
  */
 export async function startServerProcess(
   repoRoot: string,
@@ -39,9 +40,10 @@ export async function startServerProcess(
   timeoutMs = 30_000,
   pollMs = 50,
   nodeArgs: readonly string[] = [],
+  serverFlags: readonly string[] = SERVER_NODE_FLAGS,
 ): Promise<ServerProcess> {
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
-  const args = [...SERVER_NODE_FLAGS, ...nodeArgs, '--import', 'tsx', 'src/main.ts'];
+  const args = [...serverFlags, ...nodeArgs, '--import', 'tsx', 'src/main.ts'];
   const child = track(
     spawn(process.execPath, args, {
       cwd: repoRoot,
