@@ -14,9 +14,9 @@
  * and on SIGINT / SIGTERM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Request } from 'playwright-core';
 import { DEFAULT_LADDER, rungsFor, type LadderRung } from '../src/core/ladder.js';
@@ -29,6 +29,7 @@ import { track } from './lib/procs.js';
 import { parseBenchCli, startBenchRun } from './lib/run.js';
 import { startServerProcess, type ServerProcess } from './lib/server-proc.js';
 import { rounded, summarize, type Summary } from './lib/stats.js';
+import { resultsDir, writeResults } from './lib/results.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const API_TOKEN = 'bench-token-0123456789abcdef';
@@ -737,11 +738,7 @@ async function main(): Promise<void> {
   };
 
   printAbrReport(results, p2.latency as Summary, p3.latency as Summary);
-  const dir = join(ROOT, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `abr-${startedAt.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
-  writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
-  console.log(`\nresults written to ${relative(process.cwd(), file)}`);
+  writeResults(resultsDir(ROOT), 'abr', startedAt, results);
 }
 
 main().then(

@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clockTicks } from './lib/cpu.js';
 import { newTotals, runViewer, type ViewerTotals } from './lib/llhls-viewer.js';
-import { LOAD_CORE, linearFit, parseRampCli, pinTree, printProvenance, printTable, provenance, requireTwoCores, round, SATURATED_PERCENT, SERVER_CORE, writeResults, type Provenance } from './lib/ramp.js';
+import { LOAD_CORE, linearFit, parseRampCli, pinTree, printProvenance, printTable, provenance, requireTwoCores, round, SATURATED_PERCENT, SERVER_CORE, writeRampResults, type Provenance } from './lib/ramp.js';
 import { assertRunning, partTargetOf, startLiveStreams, startPinnedServer, type LiveStream } from './lib/ramp-server.js';
 import { DISTURBED_PERCENT, disturbance, measureFor, openWindow, viewerWindow, ViewerPool, type ViewerWindow, type WindowResult } from './lib/ramp-window.js';
 import { startBenchRun } from './lib/run.js';
@@ -196,7 +196,7 @@ function report(prov: Provenance, steps: Step[], partTargetMs: number, stopReaso
   console.log(`  RSS per stream: ${summary.rssPerStreamMB} MB (least squares over ${steps.length} steps, idle ${summary.rssInterceptMB} MB)`);
   console.log(`  CPU per stream: ${summary.cpuPerStreamPercentOfCore} % of a core (least squares; at the last on-time step ${summary.cpuPerStreamAtLastOnTimeStep ?? '-'} %)`);
 
-  writeResults(ROOT, 'density', new Date(prov.date), {
+  writeRampResults(ROOT, 'density', new Date(prov.date), {
     ...prov,
     setup: {
       source: describeSynthetic(),

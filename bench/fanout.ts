@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { clockTicks } from './lib/cpu.js';
 import { newTotals, parseLivePlaylist, runViewer } from './lib/llhls-viewer.js';
 import { request } from './lib/http.js';
-import { LOAD_CORE, parseRampCli, pinTree, printProvenance, printTable, provenance, requireTwoCores, round, SATURATED_PERCENT, SERVER_CORE, writeResults, type Provenance } from './lib/ramp.js';
+import { LOAD_CORE, parseRampCli, pinTree, printProvenance, printTable, provenance, requireTwoCores, round, SATURATED_PERCENT, SERVER_CORE, writeRampResults, type Provenance } from './lib/ramp.js';
 import { assertRunning, partTargetOf, startLiveStreams, startPinnedServer } from './lib/ramp-server.js';
 import { DISTURBED_PERCENT, disturbance, measureFor, openWindow, viewerWindow, ViewerPool, type WindowResult } from './lib/ramp-window.js';
 import { startBenchRun } from './lib/run.js';
@@ -314,7 +314,7 @@ function report(prov: Provenance, ours: Ramp, floor: Ramp, setup: { partTargetMs
       `projected from it, viewers whose burst of 2 requests each fits in ${LIMIT_MS} ms of one core: ours ${projected.ours ?? '-'}, nginx ${projected.nginx ?? '-'} (not measured)`,
   );
 
-  writeResults(ROOT, 'fanout', new Date(prov.date), {
+  writeRampResults(ROOT, 'fanout', new Date(prov.date), {
     ...prov,
     setup: {
       source: describeSynthetic(),

@@ -9,9 +9,9 @@
  * Prints a table and writes bench/results/latency-<date>.json. Bounded in time; kills its children on
  * exit and on SIGINT / SIGTERM.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import type { Browser } from 'playwright-core';
@@ -25,6 +25,7 @@ import { coldStart, track, type ColdStart } from './lib/procs.js';
 import { parseBenchCli, startBenchRun } from './lib/run.js';
 import { printReport } from './lib/report.js';
 import { rounded, summarize } from './lib/stats.js';
+import { resultsDir, writeResults } from './lib/results.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const API_TOKEN = 'bench-token-0123456789abcdef';
@@ -281,11 +282,7 @@ async function main(): Promise<void> {
   };
 
   printReport(results, player, answer, answerAboveFastest);
-  const dir = join(ROOT, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `latency-${startedAt.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
-  writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
-  console.log(`\nresults written to ${relative(process.cwd(), file)}`);
+  writeResults(resultsDir(ROOT), 'latency', startedAt, results);
 }
 
 main().then(

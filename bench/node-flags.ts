@@ -8,9 +8,9 @@
  * bench/results/node-flags-<date>.json.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clockTicks, TreeCpu } from './lib/cpu.js';
 import { request } from './lib/http.js';
@@ -18,6 +18,7 @@ import { rssOf } from './lib/procs.js';
 import { parseBenchCli, startBenchRun } from './lib/run.js';
 import { SERVER_NODE_FLAGS, startServerProcess } from './lib/server-proc.js';
 import { describeSynthetic, startPublisher, stopPublisher, syntheticFlv, type Publisher } from './lib/synthetic.js';
+import { gitCommit, resultsDir, writeResults } from './lib/results.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const TOKEN = 'bench-token-0123456789abcdef';
@@ -79,17 +80,13 @@ async function main(): Promise<void> {
     console.error(`[node-flags] ${row.flags}: ${row.cpuPercent} % of a core, RSS ${row.rssMB} MB`);
     rows.push(row);
   }
-  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+  const commit = gitCommit(ROOT);
   console.log(`\nlivepack node flags bench  ${startedAt.toISOString()}  commit ${commit}`);
   console.log(`  ${cpus().length} CPUs (${cpus()[0]?.model}), node ${process.version}; ${streams} passthrough streams of ${describeSynthetic()}`);
   console.log(`  server pinned to core 0, publishers on core 1; CPU over ${seconds} s after ${warmup} s; npm start uses: ${SERVER_NODE_FLAGS.join(' ')}\n`);
   console.log(`  ${'node flags'.padEnd(34)}${'CPU % of a core'.padStart(16)}${'RSS MB'.padStart(9)}`);
   for (const r of rows) console.log(`  ${r.flags.padEnd(34)}${r.cpuPercent.toFixed(1).padStart(16)}${String(r.rssMB).padStart(9)}`);
-  const out = join(ROOT, 'bench', 'results');
-  mkdirSync(out, { recursive: true });
-  const file2 = join(out, `node-flags-${startedAt.toISOString().replace(/\..*/, 'Z').replace(/:/g, '-')}.json`);
-  writeFileSync(file2, JSON.stringify({ date: startedAt.toISOString(), commit, streams, seconds, warmup, serverNodeFlags: SERVER_NODE_FLAGS, rows }, null, 2) + '\n');
-  console.log(`\nresults written to ${relative(process.cwd(), file2)}`);
+  writeResults(resultsDir(ROOT), 'node-flags', startedAt, { date: startedAt.toISOString(), commit, streams, seconds, warmup, serverNodeFlags: SERVER_NODE_FLAGS, rows });
   await bench.shutdown(0);
 }
 

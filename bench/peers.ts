@@ -8,10 +8,9 @@
  * player latency estimate. Prints a table and writes bench/results/peers-<date>.json. Bounded in time;
  * kills its children on exit and on SIGINT / SIGTERM. Everything on 127.0.0.1.
  */
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clockTicks } from './lib/cpu.js';
 import { figuresOf, HLSJS_LIVE_SYNC_COUNT } from './lib/peers/figures.js';
@@ -23,6 +22,7 @@ import { outputOf, pinTree, type PeerServer } from './lib/peers/peer.js';
 import { printPeersReport, type PeersReport, type Ratios, type ServerResult } from './lib/peers/report.js';
 import { parseBenchCli, startBenchRun } from './lib/run.js';
 import { describeSynthetic, syntheticFlv } from './lib/synthetic.js';
+import { gitCommit, resultsDir, writeResults } from './lib/results.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SERVER_CPUS = '0';
@@ -51,9 +51,6 @@ async function firstVideoSeconds(file: string): Promise<number> {
   return v;
 }
 
-function gitCommit(): Promise<string> {
-  return new Promise((resolve) => execFile('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, timeout: 5000 }, (err, out) => resolve(err ? 'unknown' : out.trim())));
-}
 
 /** Start one server, measure it, stop it; a failure skips that server instead of ending the bench. */
 async function runOne(name: string, start: () => Promise<PeerServer>, o: MeasureOptions, firstVideoS: number): Promise<ServerResult> {
@@ -104,7 +101,7 @@ async function main(): Promise<void> {
   if (cpus().length < 2) throw new Error('needs 2 CPUs: the server under test on CPU 0, publishers and this bench on CPU 1');
   // The bench's own pollers run beside the publishers, leaving CPU 0 to the server under test.
   await pinTree(process.pid, CLIENT_CPUS);
-  const [commit, hz, ffmpeg] = [await gitCommit(), await clockTicks(), (await outputOf('ffmpeg', ['-hide_banner', '-version']))?.split('\n')[0].replace(/ Copyright.*/, '') ?? 'ffmpeg ?'];
+  const [commit, hz, ffmpeg] = [gitCommit(ROOT), await clockTicks(), (await outputOf('ffmpeg', ['-hide_banner', '-version']))?.split('\n')[0].replace(/ Copyright.*/, '') ?? 'ffmpeg ?'];
   log('preparing the synthetic source');
   const file = await syntheticFlv();
   const firstVideoS = await firstVideoSeconds(file);
@@ -154,11 +151,7 @@ async function main(): Promise<void> {
     definitions: DEFINITIONS,
   };
   printPeersReport(report);
-  const dir = join(ROOT, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const out = join(dir, `peers-${startedAt.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
-  writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
-  console.log(`\nresults written to ${relative(process.cwd(), out)}`);
+  writeResults(resultsDir(ROOT), 'peers', startedAt, report);
 }
 
 const DEFINITIONS: Record<string, string> = {

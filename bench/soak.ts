@@ -25,9 +25,8 @@
  * with one verdict line (PASS or FAIL and why), writes soak-<date>.json and a PNG plot of CPU and RSS
  * over the run into --out (default bench/results), and exits 0 on PASS, 1 on FAIL.
  */
-import { execFileSync } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,6 +41,7 @@ import { startBenchRun } from './lib/run.js';
 import { startServerProcess, type ServerProcess } from './lib/server-proc.js';
 import { describeSynthetic, startPublisher, stopPublisher, syntheticFlv, type Publisher } from './lib/synthetic.js';
 import { summarize } from './lib/stats.js';
+import { gitCommit, resultStamp, resultsDir, writeResults } from './lib/results.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const API_TOKEN = 'soak-token-0123456789abcdef';
@@ -100,7 +100,7 @@ function parseCli() {
     minutes: int('minutes', 1, 1, 7 * 24 * 60),
     reportSeconds: int('report-seconds', 60, 5, 3600),
     churnSeconds: int('churn-seconds', 20, 0, 3600),
-    out: (values.out as string | undefined) ?? join(ROOT, 'bench', 'results'),
+    out: (values.out as string | undefined) ?? resultsDir(ROOT),
     plot: plot === 'yes',
   };
 }
@@ -227,7 +227,7 @@ function printReport(r: Report): void {
 
 async function main(): Promise<void> {
   const startedAt = new Date();
-  const commit = gitCommit();
+  const commit = gitCommit(ROOT);
   const file = await syntheticFlv();
   const dataDir = mkdtempSync(join(tmpdir(), 'livepack-soak-'));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -442,10 +442,7 @@ async function main(): Promise<void> {
   const cpuAvg = reports.reduce((a, r) => a + r.cpuPercent, 0) / Math.max(1, reports.length);
   const rssMax = Math.max(...samples.map((s) => s.rssMB), ...reports.map((r) => r.rssMB));
 
-  const stamp = startedAt.toISOString().replace(/\..*/, 'Z').replace(/:/g, '-');
-  mkdirSync(opts.out, { recursive: true });
-  const jsonFile = join(opts.out, `soak-${stamp}.json`);
-  const pngFile = join(opts.out, `soak-${stamp}.png`);
+  const pngFile = join(opts.out, `soak-${resultStamp(startedAt)}.png`);
   const results = {
     date: startedAt.toISOString(),
     commit,
@@ -472,8 +469,8 @@ async function main(): Promise<void> {
     reports,
     samples,
   };
-  writeFileSync(jsonFile, JSON.stringify(results, null, 2) + '\n');
-  let plotNote = '';
+  writeResults(opts.out, 'soak', startedAt, results);
+  let plotNote = 'no plot (--plot no)';
   if (opts.plot) {
     try {
       const svg = chartSvg(
@@ -485,9 +482,9 @@ async function main(): Promise<void> {
         'minutes of load',
       );
       await writePng(svg, pngFile);
-      plotNote = `, plot ${relative(process.cwd(), pngFile)}`;
+      plotNote = `plot written to ${relative(process.cwd(), pngFile)}`;
     } catch (err) {
-      plotNote = ` (no plot: ${(err as Error).message.split('\n')[0]})`;
+      plotNote = `no plot: ${(err as Error).message.split('\n')[0]}`;
     }
   }
 
@@ -499,7 +496,7 @@ async function main(): Promise<void> {
   console.log(
     `memory after a full GC: baseline heap ${mb(baseline.heapUsed)} MB / RSS ${mb(baseline.rss)} MB; after the streams stopped heap ${mb(after.heapUsed)} MB / RSS ${mb(after.rss)} MB`,
   );
-  console.log(`results ${relative(process.cwd(), jsonFile)}${plotNote}`);
+  console.log(plotNote);
   console.log(
     `soak ${pass ? 'PASS' : 'FAIL'}: ${opts.streams} streams, ${opts.viewers} viewers, ${opts.minutes} min; errors ${totals.errors}, gaps ${totals.gaps}, ` +
       `delivery p99 ${r1(all.p99)} ms, CPU ${r1(cpuAvg)}% of a core, RSS max ${rssMax} MB, heap ${heapGrowth >= 0 ? '+' : ''}${mb(heapGrowth)} MB after stop` +
@@ -516,13 +513,6 @@ function inMB(m: GcMemory) {
   return { heapUsedMB: mb(m.heapUsed), heapTotalMB: mb(m.heapTotal), rssMB: mb(m.rss), externalMB: mb(m.external), arrayBuffersMB: mb(m.arrayBuffers) };
 }
 
-function gitCommit(): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
 
 main().catch((err) => {
   console.error(`soak FAIL: ${(err as Error).message}`);

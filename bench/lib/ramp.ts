@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { allStats, treeOf, type MachineCpu } from './cpu.js';
+import { gitCommit, resultsDir, writeResults } from './results.js';
 
 /**
  * What the ramp benches (density, fan-out) share: two cores split between the thing measured and the load
@@ -79,9 +79,7 @@ export interface Provenance {
 }
 
 export async function provenance(startedAt: Date, npmScript: string, repoRoot: string): Promise<Provenance> {
-  const commit = await new Promise<string>((resolve) =>
-    execFile('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, timeout: 5000 }, (err, out) => resolve(err ? 'unknown' : out.trim())),
-  );
+  const commit = gitCommit(repoRoot);
   const args = process.argv.slice(2);
   return {
     date: startedAt.toISOString(),
@@ -164,10 +162,6 @@ export function printTable(headers: readonly string[], rows: readonly (readonly 
 }
 
 /** Write `data` to bench/results/<name>-<ISO date>.json and say where. */
-export function writeResults(repoRoot: string, name: string, startedAt: Date, data: unknown): void {
-  const dir = join(repoRoot, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${name}-${startedAt.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
-  writeFileSync(file, JSON.stringify(data, null, 2) + '\n');
-  console.log(`\nresults written to ${relative(process.cwd(), file)}`);
+export function writeRampResults(repoRoot: string, name: string, startedAt: Date, data: unknown): void {
+  writeResults(resultsDir(repoRoot), name, startedAt, data);
 }
