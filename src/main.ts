@@ -12,10 +12,14 @@ import { openCatalog, type Catalog } from './catalog/index.js';
 import { loadConfig, type Config } from './config/index.js';
 import { AppError, DEFAULT_LADDER, hashSecret, isAppError, newStreamKey, type Logger } from './core/index.js';
 import { RtmpServer } from './ingest/rtmp/index.js';
+import { DEFAULT_WEBRTC_LIMITS, WebRtcIngest } from './ingest/webrtc/index.js';
 import { DEFAULT_GOVERNOR, LiveTranscoder } from './livetranscode/index.js';
 import { findFfmpeg } from './process/index.js';
 import { LiveOrigin, LivePackager } from './packager/index.js';
 import { StreamHub } from './stream/index.js';
+import { createStorage } from './storage/index.js';
+import { Recorder, Uploads, VodWorker } from './vod/index.js';
+import { PlaybackTokens } from './api/playback-tokens.js';
 
 /** Longest one shutdown step (RTMP, HTTP, catalog) may take before it is cut short. */
 const SHUTDOWN_STEP_MS = 5000;
@@ -27,6 +31,8 @@ export interface RunningServer {
   readonly rtmpPort: number;
   readonly rtmpsPort?: number;
   readonly apiToken: string;
+  /** WHIP ingest (undefined with WEBRTC_ENABLED=false); tests reach its test-only hooks through it. */
+  readonly webrtc?: WebRtcIngest;
   close(): Promise<void>;
 }
 
@@ -40,6 +46,25 @@ function resolveApiToken(config: Config, log: Logger): string {
   log.info({ file }, 'generated an operator API token (kept in DATA_DIR)');
   console.log(`\n  Operator API token (printed once, kept in ${file}):\n    ${token}\n`);
   return token;
+}
+
+/** This origin's id, kept in DATA_DIR: the live runs it records carry it in the catalog. */
+function resolveNodeId(config: Config): string {
+  const file = join(config.server.dataDir, 'node-id');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const id = randomBytes(9).toString('base64url');
+  writeFileSync(file, id + '\n');
+  return id;
+}
+
+/** The playback token key: PLAYBACK_TOKEN_SECRET, else the one kept in DATA_DIR, else a new one. */
+function resolvePlaybackSecret(config: Config): string {
+  if (config.vod.playbackTokenSecret) return config.vod.playbackTokenSecret;
+  const file = join(config.server.dataDir, 'playback-secret');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const secret = randomBytes(32).toString('base64url');
+  writeFileSync(file, secret + '\n', { mode: 0o600 });
+  return secret;
 }
 
 async function createDefaultStream(catalog: Catalog, config: Config): Promise<void> {
@@ -89,12 +114,49 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
   // Before anything is opened: a wrong FFMPEG_PATH is a configuration error.
   const ffmpegPath = resolveFfmpeg(config);
 
+  const playbackTokens = new PlaybackTokens(resolvePlaybackSecret(config));
   const catalog = await openCatalog({ databaseUrl: config.catalog.databaseUrl, dataDir: config.catalog.dataDir, logger: log.child({ module: 'catalog' }) });
+  let store;
+  try {
+    store = await createStorage(config.storage, log);
+  } catch (err) {
+    await catalog.close();
+    throw err;
+  }
+  const recorder = new Recorder({ catalog, store, ffmpegPath, nodeId: resolveNodeId(config), logger: log.child({ module: 'recorder' }) });
+  let vodWorker: VodWorker | undefined;
+  const uploads = new Uploads({
+    catalog,
+    logger: log.child({ module: 'uploads' }),
+    dataDir: config.vod.dataDir,
+    s3: config.storage.s3,
+    maxBytes: config.vod.uploadMaxBytes,
+    jobAttempts: config.vod.jobAttempts,
+    onQueued: () => vodWorker?.nudge(),
+  });
+  await uploads.start();
+  if (ffmpegPath) {
+    vodWorker = new VodWorker({
+      catalog,
+      store,
+      uploads,
+      ffmpegPath,
+      x264Preset: config.transcode.x264Preset,
+      workers: config.vod.workers,
+      leaseMs: config.vod.jobLeaseMs,
+      logger: log.child({ module: 'vod-worker' }),
+    });
+  } else log.warn('no FFmpeg: uploads are queued but not packaged on this server');
+  // Runs a crash left open are listed before any new run can start.
+  const leftOpen = await recorder.recover();
+  if (leftOpen > 0) log.info({ runs: leftOpen }, 'recording: finishing runs left open by an earlier stop');
+  recorder.start();
   const hub = new StreamHub({ ...config.stream, logger: log.child({ module: 'hub' }) });
   // Transcoded rungs have a hub of their own: nothing that lists or records streams sees them as streams.
   // Their grace period covers an FFmpeg restart with backoff.
   const rungHub = new StreamHub({ ...config.stream, graceMs: Math.max(config.stream.graceMs, 30_000), logger: log.child({ module: 'rungs' }) });
   const packager = new LivePackager({ hub, rungHub, logger: log.child({ module: 'packager' }), ...config.hls });
+  packager.observe(recorder);
   packager.start();
   const tc = config.transcode;
   const transcoder = new LiveTranscoder({
@@ -152,6 +214,31 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     },
   });
 
+  // WHIP publishers: the same key lookup as RTMP, into the same hub; Opus becomes AAC through FFmpeg.
+  const wc = config.webrtc;
+  const webrtc = wc.enabled
+    ? new WebRtcIngest({
+        network: { bindAddress: wc.bindAddress, portMin: wc.portMin, portMax: wc.portMax, publicAddress: wc.publicAddress, iceServers: wc.iceServers },
+        limits: {
+          ...DEFAULT_WEBRTC_LIMITS,
+          maxSessions: wc.maxSessions,
+          jitterBufferMs: wc.jitterBufferMs,
+          maxBitrateKbps: wc.maxBitrateKbps,
+          // The segmenter cuts at the first keyframe at or after the segment target: asking for one when the
+          // target has passed since the last one makes it arrive a frame or two after (segments of ~2.05 s).
+          keyframeIntervalMs: config.hls.segmentTargetMs,
+        },
+        hub,
+        ffmpegPath,
+        logger: log.child({ module: 'webrtc' }),
+        async authorize(streamKey) {
+          const s = await catalog.findStreamByKeyHash(hashSecret(streamKey));
+          if (!s) throw new AppError('E_STREAM_KEY_INVALID', 'unknown stream key');
+          return { streamId: s.id };
+        },
+      })
+    : undefined;
+
   const app = await buildApp({
     catalog,
     hub,
@@ -162,6 +249,13 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     publicBaseUrl: config.server.publicBaseUrl,
     publicRtmpUrl: config.server.publicRtmpUrl,
     ingestCounters: () => rtmp.counters,
+    store,
+    recorder,
+    playbackTokens,
+    playbackTokenTtlSeconds: config.vod.playbackTokenTtlSeconds,
+    uploads,
+    vodWorker: vodWorker?.counters,
+    webrtc,
     logger: log.child({ module: 'http' }),
   });
 
@@ -172,13 +266,18 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
   } catch (err) {
     await app.close().catch(() => {});
     await rtmp.close().catch(() => {});
+    await webrtc?.close().catch(() => {});
     await transcoder.close();
+    await vodWorker?.close();
     packager.close();
+    await recorder.close();
     hub.close();
     rungHub.close();
+    await store.close();
     await catalog.close();
     throw err;
   }
+  vodWorker?.start();
   await createDefaultStream(catalog, config);
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address ? address.port : config.server.httpPort;
@@ -194,6 +293,7 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     rtmpPort: rtmpAddr.port,
     rtmpsPort: rtmpAddr.tlsPort,
     apiToken,
+    webrtc,
     close() {
       // Reverse order of construction: stop taking publishers, answer held requests (without ending the
       // playlists: viewers move to another origin or wait for the restart), drop the streams, stop HTTP,
@@ -217,9 +317,14 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
           log.debug({ step: name, ms: Math.round(performance.now() - t0) }, 'shutdown step done');
         };
         await step('rtmp', () => rtmp.close());
+        await step('webrtc', () => webrtc?.close());
         // Every FFmpeg is stopped and waited for: none may outlive the server.
         await step('transcoder', () => transcoder.close());
+        // Jobs in progress go back to the queue (another server, or this one after its restart, takes them).
+        await step('vod-worker', () => vodWorker?.close());
+        // Closing the packager ends every run; the recorder stores what is waiting and finalizes them.
         await step('packager', () => packager.close());
+        await step('recorder', () => recorder.close(), 2 * SHUTDOWN_STEP_MS);
         await step('hub', () => {
           hub.close();
           rungHub.close();
@@ -227,6 +332,7 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
         // Held requests were answered above; what is left are downloads in flight. Give them a moment,
         // then close every connection.
         await step('http', () => app.close(), SHUTDOWN_STEP_MS, () => app.server.closeAllConnections());
+        await step('storage', () => store.close());
         await step('catalog', () => catalog.close());
         shutdownStep = 'stopped';
         log.info({ ms: Math.round(performance.now() - t0) }, 'server stopped');
@@ -247,7 +353,8 @@ async function main(): Promise<void> {
   const server = await startServer(config);
   const stop = (signal: string) => {
     console.error(`\n${signal} received, shutting down`);
-    const force = setTimeout(() => process.exit(1), 10_000);
+    // Above the sum of the bounded shutdown steps, so a slow step never cuts off the catalog's close.
+    const force = setTimeout(() => process.exit(1), 60_000);
     force.unref();
     server.close().then(() => process.exit(0), () => process.exit(1));
   };

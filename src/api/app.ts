@@ -11,6 +11,14 @@ import { registerLiveRoutes } from './live.js';
 import { buildMetrics, type MetricSources } from './metrics.js';
 import { registerPlayerRoutes } from './player.js';
 import { registerStreamRoutes } from './streams.js';
+import type { ObjectStore } from '../storage/index.js';
+import type { Recorder, Uploads, VodWorkerCounters } from '../vod/index.js';
+import { registerUploadRoutes } from './uploads.js';
+import { PlaybackAccess, registerVodRoutes } from './playback.js';
+import type { PlaybackTokens } from './playback-tokens.js';
+import { registerVideoRoutes } from './videos.js';
+import type { WebRtcIngest } from '../ingest/webrtc/index.js';
+import { registerWhipRoutes } from '../signaling/index.js';
 
 export interface AppDeps {
   readonly catalog: Catalog;
@@ -23,9 +31,25 @@ export interface AppDeps {
   readonly publicBaseUrl: string;
   readonly publicRtmpUrl: string;
   readonly ingestCounters: MetricSources['ingest'];
+  /** Where VOD assets are kept. */
+  readonly store: ObjectStore;
+  /** Records live runs; absent in tests that build the app without one. */
+  readonly recorder?: Recorder;
+  readonly playbackTokens: PlaybackTokens;
+  /** Resumable uploads (tus); absent in tests that build the app without them. */
+  readonly uploads?: Uploads;
+  /** The upload packaging worker's counters (absent without FFmpeg). */
+  readonly vodWorker?: VodWorkerCounters;
+  /** Default lifetime of a playback token, seconds. */
+  readonly playbackTokenTtlSeconds: number;
+  /** WHIP ingest; absent when WebRTC is turned off (and in tests that build the app without it). */
+  readonly webrtc?: WebRtcIngest;
   /** A pino logger for requests; none means no request logging. */
   readonly logger?: FastifyBaseLogger;
 }
+
+/** Longest time to receive one request (a tus PATCH of a chunk of an upload): 15 minutes. */
+export const UPLOAD_REQUEST_TIMEOUT_MS = 15 * 60_000;
 
 /** The HTTP face of the server: control API, origin, player, health, metrics, OpenAPI docs. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -34,7 +58,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: 1024 * 1024,
     // Blocking playlist requests are held for seconds; keep connections open between them.
     keepAliveTimeout: 65_000,
-    requestTimeout: 60_000,
+    // Receiving one request may take this long: a tus PATCH carries a chunk of a file (clients send large
+    // files in chunks that each fit, and resume). A connection silent for connectionTimeout is closed.
+    requestTimeout: UPLOAD_REQUEST_TIMEOUT_MS,
+    connectionTimeout: 120_000,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true } },
   });
 
@@ -57,16 +84,50 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  // Control API: every route under /api/v1 needs the operator token.
+  const access = new PlaybackAccess(deps.catalog, deps.playbackTokens);
+  const registry = buildMetrics({ hub: deps.hub, packager: deps.packager, transcoder: deps.transcoder, ingest: deps.ingestCounters, recorder: deps.recorder?.counters, vodWorker: deps.vodWorker, webrtc: deps.webrtc });
+
+  // Control API: the stream routes need the operator token throughout.
   await app.register(async (api) => {
     api.addHook('onRequest', requireToken(deps.apiToken));
-    registerStreamRoutes(api, deps);
+    registerStreamRoutes(api, {
+      ...deps,
+      // Live playback checks the stream at once; its live run's video (listing, and the VOD it becomes) follows.
+      onVisibilityChange: async (id, visibility) => {
+        access.forgetStream(id);
+        await deps.catalog.videos.setLiveRunVisibility(id, visibility);
+      },
+    });
   });
+  // Catalog and playback API: viewers read public videos and send beacons; the rest needs the operator token.
+  registerVideoRoutes(app, {
+    catalog: deps.catalog,
+    store: deps.store,
+    access,
+    apiToken: deps.apiToken,
+    publicBaseUrl: deps.publicBaseUrl,
+    tokenTtlSeconds: deps.playbackTokenTtlSeconds,
+    registry,
+    busyVideoIds: () => new Set(deps.recorder?.activeRuns().map((r) => r.videoId)),
+    onDelete: (id) => deps.uploads?.remove(id),
+  });
+  if (deps.uploads) registerUploadRoutes(app, { uploads: deps.uploads, apiToken: deps.apiToken, publicBaseUrl: deps.publicBaseUrl });
 
-  registerLiveRoutes(app, deps.origin);
-  registerPlayerRoutes(app);
+  registerLiveRoutes(app, deps.origin, (id, token) => access.checkLive(id, token));
+  registerVodRoutes(app, { access, store: deps.store });
+  registerPlayerRoutes(app, { publish: Boolean(deps.webrtc) });
+  const webrtc = deps.webrtc;
+  if (webrtc) {
+    await registerWhipRoutes(app, { ingest: webrtc });
+    // WebRTC reception figures of a stream's WHIP sessions (loss, NACK/PLI, jitter), next to /live.
+    await app.register(async (api) => {
+      api.addHook('onRequest', requireToken(deps.apiToken));
+      api.get<{ Params: { id: string } }>('/api/v1/streams/:id/webrtc', {
+        schema: { summary: "The stream's WHIP sessions: packet loss, NACK/PLI/FIR counts, jitter, bitrate", tags: ['streams'], params: { type: 'object', properties: { id: { type: 'string' } } } },
+      }, async (req) => ({ sessions: webrtc.streamSessions(req.params.id) }));
+    });
+  }
 
-  const registry = buildMetrics({ hub: deps.hub, packager: deps.packager, transcoder: deps.transcoder, ingest: deps.ingestCounters });
   app.get('/metrics', { schema: { hide: true }, logLevel: 'warn' }, async (_req, reply) =>
     reply.type(registry.contentType).send(await registry.metrics()),
   );

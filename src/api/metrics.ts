@@ -1,12 +1,20 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { LiveTranscoder } from '../livetranscode/index.js';
 import type { LivePackager } from '../packager/index.js';
+import type { RecorderCounters, VodWorkerCounters } from '../vod/index.js';
 import type { StreamHub } from '../stream/index.js';
+import type { WebRtcIngest } from '../ingest/webrtc/index.js';
 
 export interface MetricSources {
   readonly hub: StreamHub;
   readonly packager: LivePackager;
   readonly transcoder?: LiveTranscoder;
+  /** The recorder's counters; absent in tests that build the app without one. */
+  readonly recorder?: RecorderCounters;
+  /** The upload packaging worker's counters; absent without FFmpeg. */
+  readonly vodWorker?: VodWorkerCounters;
+  /** WHIP ingest (absent when WebRTC is off). */
+  readonly webrtc?: WebRtcIngest;
   /** Ingest protocol counters, e.g. the RTMP server's. */
   readonly ingest: () => { badInput: number; authFailures: number; unsupportedCodec: number; activeConnections: number; connections: number };
 }
@@ -24,22 +32,24 @@ function mirrored(registry: Registry, name: string, help: string, read: () => nu
   });
 }
 
+/** A gauge labelled by stream, filled at scrape time from `values` (undefined values are left out). */
+function perStreamGauge(registry: Registry, name: string, help: string, values: () => Array<[string, number | undefined]>): Gauge {
+  return new Gauge({
+    name,
+    help,
+    labelNames: ['stream'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [stream, v] of values()) if (v !== undefined) this.set({ stream }, v);
+    },
+  });
+}
+
 /** Per-stream and per-rung transcoder figures (labels: stream, rung), and its counters. */
 function registerTranscodeMetrics(registry: Registry, tc: LiveTranscoder): void {
   const perStream = (name: string, help: string, read: (s: ReturnType<LiveTranscoder['list']>[number]['status']) => number | undefined) =>
-    new Gauge({
-      name,
-      help,
-      labelNames: ['stream'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const { streamId, status } of tc.list()) {
-          const v = read(status);
-          if (v !== undefined) this.set({ stream: streamId }, v);
-        }
-      },
-    });
+    perStreamGauge(registry, name, help, () => tc.list().map(({ streamId, status }) => [streamId, read(status)]));
   perStream('livepack_transcode_speed', 'FFmpeg speed over the last seconds (1 = real time)', (s) => s.speed);
   perStream('livepack_transcode_lag_ms', 'How far FFmpeg output lags its input', (s) => s.lagMs);
   perStream('livepack_transcode_restarts', 'FFmpeg exits not asked for during the stream', (s) => s.restarts);
@@ -64,6 +74,28 @@ function registerTranscodeMetrics(registry: Registry, tc: LiveTranscoder): void 
   mirrored(registry, 'livepack_transcode_rungs_dropped_total', 'Rungs dropped because FFmpeg could not keep up in real time', () => k.rungsDropped);
   mirrored(registry, 'livepack_transcode_rungs_restored_total', 'Dropped rungs brought back', () => k.rungsRestored);
   mirrored(registry, 'livepack_transcode_over_limit_total', 'ABR streams served as passthrough because TRANSCODE_MAX_STREAMS were transcoding', () => k.overLimit);
+}
+
+/** WHIP ingest: sessions, RTP reception (loss, NACK, PLI, FIR), per stream loss and jitter. */
+function registerWebRtcMetrics(registry: Registry, w: WebRtcIngest): void {
+  const k = w.counters;
+  new Gauge({ name: 'livepack_webrtc_sessions', help: 'WHIP sessions open (connecting or live)', registers: [registry], collect() { this.set(k.activeSessions); } });
+  mirrored(registry, 'livepack_webrtc_sessions_total', 'WHIP sessions created', () => k.sessions);
+  mirrored(registry, 'livepack_webrtc_auth_failures_total', 'WHIP offers refused for a wrong stream key (401)', () => k.authFailures);
+  mirrored(registry, 'livepack_webrtc_bad_offers_total', 'WHIP offers refused: malformed, too large, or no codec we take', () => k.badOffers);
+  mirrored(registry, 'livepack_webrtc_connect_timeouts_total', 'WHIP sessions whose ICE/DTLS never connected', () => k.connectTimeouts);
+  mirrored(registry, 'livepack_webrtc_rtp_packets_total', 'RTP packets received', () => k.packets);
+  mirrored(registry, 'livepack_webrtc_rtp_lost_total', 'RTP packets given up as lost after the jitter buffer waited', () => k.packetsLost);
+  mirrored(registry, 'livepack_webrtc_malformed_total', 'Malformed RTP/RTCP packets and H.264 payloads', () => k.malformed);
+  mirrored(registry, 'livepack_webrtc_nacks_total', 'Packets asked for again with NACK', () => k.nacks);
+  mirrored(registry, 'livepack_webrtc_plis_total', 'Keyframes asked for with PLI (for loss, and to keep segments on time)', () => k.plis);
+  mirrored(registry, 'livepack_webrtc_loss_keyframe_requests_total', 'Keyframe requests (PLI/FIR) sent because a picture was lost', () => k.keyframeRequestsForLoss);
+  mirrored(registry, 'livepack_webrtc_firs_total', 'Keyframes asked for with FIR', () => k.firs);
+  mirrored(registry, 'livepack_webrtc_frames_dropped_total', 'Video frames dropped (damaged by loss, or waiting for a keyframe)', () => k.framesDropped);
+  const perStream = (name: string, help: string, read: (s: ReturnType<WebRtcIngest['list']>[number]) => number | undefined) =>
+    perStreamGauge(registry, name, help, () => w.list().map((s) => [s.streamId, s.state === 'live' ? read(s) : undefined]));
+  perStream('livepack_webrtc_loss_percent', 'Video RTP packets never received (NACK retransmissions count as received), percent of expected', (s) => s.video?.lossPercent);
+  perStream('livepack_webrtc_jitter_ms', 'Video RTP interarrival jitter (RFC 3550)', (s) => s.video?.jitterMs);
 }
 
 /** One registry per app, so tests can run several apps in one process. */
@@ -132,6 +164,36 @@ export function buildMetrics(src: MetricSources): Registry {
   mirrored(registry, 'livepack_ingest_bytes_total', 'Media bytes received from publishers', () => src.hub.counters.bytes);
   mirrored(registry, 'livepack_timestamp_repairs_total', 'Source timestamps that went backwards or jumped and were repaired', () => src.hub.counters.timestampRepairs);
   mirrored(registry, 'livepack_reader_dropped_frames_total', 'Frames dropped by slow internal readers (packager, recorder, transcoder)', () => src.hub.counters.readerDrops);
+  const rec = src.recorder;
+  if (rec) {
+    mirrored(registry, 'livepack_recorder_segments_total', 'Segments of live runs stored for their recording', () => rec.segments);
+    mirrored(registry, 'livepack_recorder_bytes_total', 'Bytes of live runs stored for their recording', () => rec.bytes);
+    mirrored(registry, 'livepack_recorder_failed_segments_total', 'Segments left out of a recording (storage failed or fell behind): gaps', () => rec.failedSegments);
+    mirrored(registry, 'livepack_recorder_finalized_total', 'Recorded runs turned into VOD assets', () => rec.finalized);
+    new Gauge({
+      name: 'livepack_recorder_last_finalize_seconds',
+      help: 'Time from the last ended stream to its VOD asset being ready',
+      registers: [registry],
+      collect() {
+        this.set(rec.lastFinalizeMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'livepack_recorder_last_finalize_work_seconds',
+      help: 'Of that, the finalizing itself (playlists, poster, catalog); the rest was storing segments still waiting',
+      registers: [registry],
+      collect() {
+        this.set(rec.lastFinalizeWorkMs / 1000);
+      },
+    });
+  }
+  const vw = src.vodWorker;
+  if (vw) {
+    mirrored(registry, 'livepack_vod_jobs_ready_total', 'Uploads packaged and made ready', () => vw.ready);
+    mirrored(registry, 'livepack_vod_jobs_failed_total', 'Uploads failed for good (bad media, or out of attempts)', () => vw.failed);
+    mirrored(registry, 'livepack_vod_jobs_retried_total', 'Packaging attempts that failed and were queued again', () => vw.retried);
+  }
+  if (src.webrtc) registerWebRtcMetrics(registry, src.webrtc);
   mirrored(registry, 'livepack_publisher_takeovers_total', 'Publish sessions replaced by a reconnecting publisher', () => src.hub.counters.takeovers);
   return registry;
 }

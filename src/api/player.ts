@@ -17,15 +17,19 @@ function loadAssets(): Record<string, { type: string; body: Buffer }> {
     'player.js': { type: 'text/javascript; charset=utf-8', body: readFileSync(join(playerDir, 'player.js')) },
     'player.css': { type: 'text/css; charset=utf-8', body: readFileSync(join(playerDir, 'player.css')) },
     'hls.min.js': { type: 'text/javascript; charset=utf-8', body: readFileSync(hlsPath) },
+    'publish.html': { type: 'text/html; charset=utf-8', body: readFileSync(join(playerDir, 'publish.html')) },
+    'publish.js': { type: 'text/javascript; charset=utf-8', body: readFileSync(join(playerDir, 'publish.js')) },
   };
 }
 
-export function registerPlayerRoutes(app: FastifyInstance): void {
+/** `publish`: serve the WHIP publish page at /publish (WebRTC ingest on). */
+export function registerPlayerRoutes(app: FastifyInstance, opts: { publish?: boolean } = {}): void {
   const assets = loadAssets();
   const page = (name: string) => async (_req: unknown, res: FastifyReply) =>
     res.type(assets[name].type).header('cache-control', 'no-cache').send(assets[name].body);
   app.get('/', { schema: { hide: true } }, page('index.html'));
   app.get('/watch/:id', { schema: { hide: true } }, page('watch.html'));
+  if (opts.publish) app.get('/publish', { schema: { hide: true } }, page('publish.html'));
   app.get<{ Params: { file: string } }>('/player/:file', { schema: { hide: true } }, async (req, res) => {
     const a = assets[req.params.file];
     if (!a || req.params.file.endsWith('.html')) return res.code(404).send({ error: { code: 'E_NOT_FOUND', message: 'no such player file' } });

@@ -2,7 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import { AppError, LADDER_ENCODERS, LADDER_LIMITS, STREAM_PROFILES, codecString, hashSecret, newStreamKey, validateLadder } from '../core/index.js';
 import type { LadderRung, StreamProfile } from '../core/index.js';
 import { effectiveLadder } from '../catalog/index.js';
-import type { Catalog, StreamRecord } from '../catalog/index.js';
+import { VISIBILITIES } from '../catalog/index.js';
+import { errorSchema, idParams } from './schemas.js';
+import type { Catalog, StreamRecord, Visibility } from '../catalog/index.js';
 import type { LiveTranscoder, TranscodeStatus } from '../livetranscode/index.js';
 import type { LiveStatus, StreamHub } from '../stream/index.js';
 
@@ -12,13 +14,16 @@ export interface StreamRoutesDeps {
   readonly transcoder?: LiveTranscoder;
   readonly publicBaseUrl: string;
   readonly publicRtmpUrl: string;
+  /** A stream's visibility changed: playback caches forget it, its live run follows it. */
+  readonly onVisibilityChange?: (streamId: string, visibility: Visibility) => Promise<void> | void;
 }
 
-const idParams = {
-  type: 'object',
-  required: ['id'],
-  properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } },
+const visibilitySchema = {
+  type: 'string',
+  enum: [...VISIBILITIES],
+  description: '"public" (listed), "unlisted" (playable by URL, not listed) or "private" (needs a playback token). Recordings start with the stream\'s.',
 } as const;
+
 
 const liveSchema = {
   type: ['object', 'null'],
@@ -116,6 +121,7 @@ const streamSchema = {
     ladder: { type: 'array', items: rungSchema, description: 'The effective ladder: the stream\'s own, else the default. Unused while the profile is "passthrough".' },
     customLadder: { type: 'boolean', description: 'Whether `ladder` is the stream\'s own (false: the default ladder).' },
     record: { type: 'boolean' },
+    visibility: { type: 'string', enum: [...VISIBILITIES] },
     createdAt: { type: 'string', format: 'date-time' },
     updatedAt: { type: 'string', format: 'date-time' },
     keyRotatedAt: { type: 'string', format: 'date-time' },
@@ -133,10 +139,6 @@ const streamSchema = {
   },
 } as const;
 
-const errorSchema = {
-  type: 'object',
-  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } },
-} as const;
 
 function liveView(st: LiveStatus | undefined, now: number, transcode: TranscodeStatus | undefined) {
   if (!st) return null;
@@ -180,6 +182,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
     ladder: effectiveLadder(s),
     customLadder: s.ladder !== null,
     record: s.record,
+    visibility: s.visibility,
     createdAt: s.createdAt.toISOString(),
     updatedAt: s.updatedAt.toISOString(),
     keyRotatedAt: s.keyRotatedAt.toISOString(),
@@ -198,7 +201,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
     return s;
   };
 
-  app.post<{ Body: { name: string; profile?: StreamProfile; record?: boolean; ladder?: unknown } }>(
+  app.post<{ Body: { name: string; profile?: StreamProfile; record?: boolean; visibility?: Visibility; ladder?: unknown } }>(
     '/api/v1/streams',
     {
       schema: {
@@ -211,7 +214,8 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
           properties: {
             name: { type: 'string', minLength: 1, maxLength: 200 },
             profile: { ...profileSchema, default: 'abr' },
-            record: { type: 'boolean', default: true },
+            record: { type: 'boolean', default: true, description: 'Record every live run as a VOD asset.' },
+            visibility: visibilitySchema,
             ladder: ladderBodySchema,
           },
         },
@@ -219,10 +223,10 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
       },
     },
     async (req, reply) => {
-      const { name, profile = 'abr', record } = req.body;
+      const { name, profile = 'abr', record, visibility } = req.body;
       const ladder = ladderInput(req.body.ladder);
       const key = newStreamKey();
-      const s = await catalog.createStream({ name, profile, record, ladder, keyHash: hashSecret(key) });
+      const s = await catalog.createStream({ name, profile, record, visibility, ladder, keyHash: hashSecret(key) });
       req.log.info({ stream: s.id, name: s.name }, 'stream created');
       return reply.code(201).send(view(s, key));
     },
@@ -253,7 +257,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
     async (req) => view(await mustGet(req.params.id)),
   );
 
-  app.patch<{ Params: { id: string }; Body: { name?: string; profile?: StreamProfile; record?: boolean; ladder?: unknown } }>(
+  app.patch<{ Params: { id: string }; Body: { name?: string; profile?: StreamProfile; record?: boolean; visibility?: Visibility; ladder?: unknown } }>(
     '/api/v1/streams/:id',
     {
       schema: {
@@ -266,7 +270,8 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
           properties: {
             name: { type: 'string', minLength: 1, maxLength: 200 },
             profile: profileSchema,
-            record: { type: 'boolean' },
+            record: { type: 'boolean', description: 'Record live runs as VOD assets; applies from the next start.' },
+            visibility: visibilitySchema,
             ladder: ladderBodySchema,
           },
         },
@@ -274,9 +279,10 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
       },
     },
     async (req) => {
-      const { name, profile, record } = req.body;
+      const { name, profile, record, visibility } = req.body;
       const ladder = ladderInput(req.body.ladder);
-      const s = await catalog.updateStream(req.params.id, { name, profile, record, ladder });
+      const s = await catalog.updateStream(req.params.id, { name, profile, record, visibility, ladder });
+      if (s && visibility !== undefined) await deps.onVisibilityChange?.(s.id, s.visibility);
       if (!s) throw new AppError('E_STREAM_NOT_FOUND', `no stream ${req.params.id}`);
       req.log.info({ stream: s.id, fields: Object.keys(req.body), live: hub.status(s.id) !== undefined }, 'stream updated');
       return view(s);

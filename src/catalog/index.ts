@@ -5,10 +5,29 @@ import type { Db } from './db.js';
 import { migrate } from './migrations.js';
 import * as sessions from './sessions.js';
 import * as streams from './streams.js';
+import { VideoStore } from './videos.js';
+import { JobQueue } from './jobs.js';
 import type { NewStream, Page, PublishSessionRecord, StreamPatch, StreamRecord } from './types.js';
 
 export type { LadderRung, NewStream, Page, PublishSessionRecord, StreamPatch, StreamProfile, StreamRecord } from './types.js';
 export { MAX_PAGE_SIZE, effectiveLadder } from './types.js';
+export { VideoStore, VISIBILITIES, VIDEO_STATUSES } from './videos.js';
+export { JobQueue, JOB_STATES } from './jobs.js';
+export type { JobQueueOptions, JobRecord, JobState, NewJob } from './jobs.js';
+export type {
+  NewVideo,
+  RenditionInfo,
+  VideoListOptions,
+  VideoPatch,
+  VideoRecord,
+  VideoSegmentRecord,
+  VideoSource,
+  VideoStatus,
+  VideoType,
+  ViewRecord,
+  Visibility,
+  WatchBeacon,
+} from './videos.js';
 
 /**
  * The catalog of streams and their publish sessions. Errors are AppErrors: E_CONFLICT for a duplicate
@@ -17,6 +36,10 @@ export { MAX_PAGE_SIZE, effectiveLadder } from './types.js';
  */
 export interface Catalog {
   readonly kind: 'pglite' | 'postgres';
+  /** Videos (live runs, recordings, uploads), their recorded segments and viewing history. */
+  readonly videos: VideoStore;
+  /** Durable background jobs (packaging of uploads), claimed with renewable leases. */
+  readonly jobs: JobQueue;
   /** A given ladder is validated and stored highest rung first. */
   createStream(input: NewStream): Promise<StreamRecord>;
   getStream(id: string): Promise<StreamRecord | undefined>;
@@ -51,10 +74,14 @@ export interface CatalogOptions {
 class SqlCatalog implements Catalog {
   readonly #db: Db;
   readonly #logger: Logger;
+  readonly videos: VideoStore;
+  readonly jobs: JobQueue;
 
   constructor(db: Db, logger: Logger) {
     this.#db = db;
     this.#logger = logger;
+    this.videos = new VideoStore(db);
+    this.jobs = new JobQueue(db);
   }
 
   get kind(): 'pglite' | 'postgres' {

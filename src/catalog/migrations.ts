@@ -58,6 +58,106 @@ export const MIGRATIONS: readonly Migration[] = [
         CONSTRAINT streams_ladder_is_array CHECK (ladder IS NULL OR jsonb_typeof(ladder) = 'array');
     `,
   },
+  {
+    version: 3,
+    name: 'videos (live runs, recordings, uploads), their segments, jobs, viewing history',
+    // A video is one live run of a stream (type 'live' while it runs, 'vod' once it ended and was recorded)
+    // or an upload. video_segments is the recorder's journal: a row is written only after its object is in
+    // storage, so the rows of a video are exactly what a crash left playable. The search vector is a
+    // generated column (title weighted above description); 'english' stems ("racing" finds "race").
+    sql: `
+      ALTER TABLE streams ADD COLUMN visibility text NOT NULL DEFAULT 'public'
+        CONSTRAINT streams_visibility_check CHECK (visibility IN ('public', 'unlisted', 'private'));
+
+      CREATE TABLE videos (
+        id          text COLLATE "C" PRIMARY KEY,
+        type        text NOT NULL CHECK (type IN ('live', 'vod')),
+        source      text NOT NULL CHECK (source IN ('recording', 'upload')),
+        stream_id   text COLLATE "C" REFERENCES streams (id) ON DELETE SET NULL,
+        run_id      text,
+        title       text NOT NULL CHECK (char_length(title) BETWEEN 1 AND 200),
+        description text NOT NULL DEFAULT '' CHECK (char_length(description) <= 5000),
+        visibility  text NOT NULL DEFAULT 'public' CHECK (visibility IN ('public', 'unlisted', 'private')),
+        status      text NOT NULL CHECK (status IN ('live', 'uploading', 'queued', 'processing', 'ready', 'failed')),
+        recording   boolean NOT NULL DEFAULT false,
+        progress    real NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+        duration    double precision,
+        renditions  jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(renditions) = 'array'),
+        thumbnail   boolean NOT NULL DEFAULT false,
+        error       text,
+        upload      jsonb,
+        created_at  timestamptz NOT NULL,
+        updated_at  timestamptz NOT NULL,
+        ended_at    timestamptz,
+        search      tsvector GENERATED ALWAYS AS (
+                      setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', description), 'B')
+                    ) STORED
+      );
+      CREATE INDEX videos_created_at_id_idx ON videos (created_at DESC, id DESC);
+      CREATE INDEX videos_stream_idx ON videos (stream_id);
+      CREATE INDEX videos_status_idx ON videos (status);
+      CREATE INDEX videos_search_idx ON videos USING gin (search);
+
+      CREATE TABLE video_segments (
+        video_id          text COLLATE "C" NOT NULL REFERENCES videos (id) ON DELETE CASCADE,
+        rendition         text NOT NULL,
+        msn               integer NOT NULL,
+        uri               text NOT NULL,
+        init_uri          text NOT NULL,
+        duration          double precision NOT NULL,
+        discontinuity     boolean NOT NULL,
+        gap               boolean NOT NULL DEFAULT false,
+        bytes             integer NOT NULL,
+        program_date_time timestamptz,
+        PRIMARY KEY (video_id, rendition, msn)
+      );
+
+      CREATE TABLE jobs (
+        id           text COLLATE "C" PRIMARY KEY,
+        kind         text NOT NULL,
+        video_id     text COLLATE "C" REFERENCES videos (id) ON DELETE CASCADE,
+        payload      jsonb NOT NULL DEFAULT '{}',
+        state        text NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+        attempts     integer NOT NULL DEFAULT 0,
+        max_attempts integer NOT NULL DEFAULT 3,
+        run_at       timestamptz NOT NULL,
+        lease_owner  text,
+        lease_until  timestamptz,
+        last_error   text,
+        created_at   timestamptz NOT NULL,
+        updated_at   timestamptz NOT NULL
+      );
+      CREATE INDEX jobs_queued_idx ON jobs (run_at) WHERE state = 'queued';
+      CREATE INDEX jobs_running_idx ON jobs (lease_until) WHERE state = 'running';
+
+      CREATE TABLE video_views (
+        video_id     text COLLATE "C" NOT NULL REFERENCES videos (id) ON DELETE CASCADE,
+        viewer_id    text NOT NULL,
+        position     double precision NOT NULL DEFAULT 0,
+        startup_ms   integer,
+        rebuffers    integer NOT NULL DEFAULT 0,
+        rebuffer_ms  integer NOT NULL DEFAULT 0,
+        bitrate_kbps integer,
+        beacons      integer NOT NULL DEFAULT 0,
+        started_at   timestamptz NOT NULL,
+        updated_at   timestamptz NOT NULL,
+        PRIMARY KEY (video_id, viewer_id)
+      );
+      CREATE INDEX video_views_updated_idx ON video_views (updated_at DESC);
+    `,
+  },
+  {
+    version: 4,
+    name: 'live runs carry their origin and a heartbeat; segments say whether they start on a keyframe; jobs by video',
+    // node_id + heartbeat_at let any origin sharing the catalog tell a run that is still being recorded
+    // elsewhere from one whose origin died (its heartbeat stops), and finish only the latter.
+    sql: `
+      ALTER TABLE videos ADD COLUMN node_id text;
+      ALTER TABLE videos ADD COLUMN heartbeat_at timestamptz;
+      ALTER TABLE video_segments ADD COLUMN independent boolean NOT NULL DEFAULT true;
+      CREATE INDEX jobs_video_idx ON jobs (video_id);
+    `,
+  },
 ];
 
 const CREATE_MIGRATIONS_TABLE = `

@@ -3,19 +3,21 @@ import type { LadderRung } from '../core/index.js';
 import type { Queryable } from './db.js';
 import { checkLimit, toDate, toNumber } from './types.js';
 import type { NewStream, Page, StreamPatch, StreamProfile, StreamRecord } from './types.js';
+import type { Visibility } from './videos.js';
 
 interface StreamRow {
   id: string;
   name: string;
   profile: StreamProfile;
   record: boolean;
+  visibility: Visibility;
   ladder: LadderRung[] | string | null;
   created_at: Date | string;
   updated_at: Date | string;
   key_rotated_at: Date | string;
 }
 
-const COLUMNS = 'id, name, profile, record, ladder, created_at, updated_at, key_rotated_at';
+const COLUMNS = 'id, name, profile, record, visibility, ladder, created_at, updated_at, key_rotated_at';
 
 /**
  * jsonb as either driver returns it: both pg and PGlite parse it (measured); a string, from a pool set up
@@ -40,6 +42,7 @@ function toStream(r: StreamRow): StreamRecord {
     name: r.name,
     profile: r.profile,
     record: r.record,
+    visibility: r.visibility,
     ladder: toLadder(r.ladder),
     createdAt: toDate(r.created_at),
     updatedAt: toDate(r.updated_at),
@@ -76,9 +79,9 @@ export async function createStream(q: Queryable, input: NewStream): Promise<Stre
   const now = new Date();
   const ladder = ladderParam(input.ladder);
   const { rows } = await q.query<StreamRow>(
-    `INSERT INTO streams (id, name, profile, record, ladder, key_hash, created_at, updated_at, key_rotated_at)
-     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $7, $7) RETURNING ${COLUMNS}`,
-    [newId(), input.name, input.profile, input.record ?? true, ladder, input.keyHash, now],
+    `INSERT INTO streams (id, name, profile, record, visibility, ladder, key_hash, created_at, updated_at, key_rotated_at)
+     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $8, $8) RETURNING ${COLUMNS}`,
+    [newId(), input.name, input.profile, input.record ?? true, input.visibility ?? 'public', ladder, input.keyHash, now],
   );
   return toStream(rows[0]);
 }
@@ -116,8 +119,8 @@ export async function countStreams(q: Queryable): Promise<number> {
 }
 
 export async function updateStream(q: Queryable, id: string, patch: StreamPatch): Promise<StreamRecord | undefined> {
-  const { name, profile, record, ladder } = patch;
-  if (name === undefined && profile === undefined && record === undefined && ladder === undefined) {
+  const { name, profile, record, visibility, ladder } = patch;
+  if (name === undefined && profile === undefined && record === undefined && visibility === undefined && ladder === undefined) {
     return getStream(q, id);
   }
   // For name, profile and record a null parameter keeps the column as it is (none of them accepts null).
@@ -125,9 +128,10 @@ export async function updateStream(q: Queryable, id: string, patch: StreamPatch)
   const { rows } = await q.query<StreamRow>(
     `UPDATE streams
         SET name = COALESCE($2, name), profile = COALESCE($3, profile), record = COALESCE($4, record),
-            ladder = CASE WHEN $5::boolean THEN $6::jsonb ELSE ladder END, updated_at = $7
+            ladder = CASE WHEN $5::boolean THEN $6::jsonb ELSE ladder END, updated_at = $7,
+            visibility = COALESCE($8, visibility)
       WHERE id = $1 RETURNING ${COLUMNS}`,
-    [id, name ?? null, profile ?? null, record ?? null, ladder !== undefined, ladderParam(ladder), new Date()],
+    [id, name ?? null, profile ?? null, record ?? null, ladder !== undefined, ladderParam(ladder), new Date(), visibility ?? null],
   );
   return rows.length > 0 ? toStream(rows[0]) : undefined;
 }

@@ -1,5 +1,6 @@
 import { AppError, DEFAULT_LADDER } from '../core/index.js';
 import type { LadderRung, StreamProfile } from '../core/index.js';
+import type { Visibility } from './videos.js';
 
 export type { LadderRung, StreamProfile };
 
@@ -8,6 +9,8 @@ export interface StreamRecord {
   name: string;
   profile: StreamProfile;
   record: boolean;
+  /** Who may watch: 'private' needs a playback token (also for its recordings, which start with it). */
+  visibility: Visibility;
   /** The stream's own ABR ladder, highest rung first; null means DEFAULT_LADDER. Kept whatever the profile. */
   ladder: LadderRung[] | null;
   createdAt: Date;
@@ -20,6 +23,7 @@ export interface NewStream {
   name: string;
   profile: StreamProfile;
   record?: boolean;
+  visibility?: Visibility;
   ladder?: readonly LadderRung[] | null;
   keyHash: string;
 }
@@ -29,6 +33,7 @@ export interface StreamPatch {
   name?: string;
   profile?: StreamProfile;
   record?: boolean;
+  visibility?: Visibility;
   ladder?: readonly LadderRung[] | null;
 }
 

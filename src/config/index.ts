@@ -56,6 +56,19 @@ export interface TranscodeConfig {
   readonly vaapiDevice: string;
 }
 
+/** WebRTC ingest (WHIP): network settings and limits. */
+export interface WebRtcConfig {
+  readonly enabled: boolean;
+  readonly bindAddress: string | undefined;
+  readonly portMin: number;
+  readonly portMax: number;
+  readonly publicAddress: string | undefined;
+  readonly iceServers: readonly string[];
+  readonly maxSessions: number;
+  readonly jitterBufferMs: number;
+  readonly maxBitrateKbps: number;
+}
+
 export interface CatalogConfig {
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
@@ -74,6 +87,17 @@ export interface StorageConfig {
     | undefined;
 }
 
+/** Recordings, uploads and playback authorization. */
+export interface VodConfig {
+  readonly dataDir: string;
+  readonly uploadMaxBytes: number;
+  readonly workers: number;
+  readonly jobAttempts: number;
+  readonly jobLeaseMs: number;
+  readonly playbackTokenSecret: string | undefined;
+  readonly playbackTokenTtlSeconds: number;
+}
+
 export interface Config {
   readonly server: ServerConfig;
   readonly rtmp: RtmpConfig;
@@ -82,6 +106,8 @@ export interface Config {
   readonly catalog: CatalogConfig;
   readonly transcode: TranscodeConfig;
   readonly storage: StorageConfig;
+  readonly vod: VodConfig;
+  readonly webrtc: WebRtcConfig;
 }
 
 type Raw = Record<string, string | undefined>;
@@ -179,8 +205,23 @@ export function loadConfig(env: Raw = process.env): Config {
   if (!/^[a-z0-9-]{1,32}$/.test(str('S3_REGION')!)) {
     throw new AppError('E_CONFIG_INVALID', `S3_REGION=${JSON.stringify(str('S3_REGION'))} is not a region name (such as us-east-1)`);
   }
+  const playbackSecret = str('PLAYBACK_TOKEN_SECRET');
+  if (playbackSecret !== undefined && playbackSecret.length < 32) throw new AppError('E_CONFIG_INVALID', 'PLAYBACK_TOKEN_SECRET must be at least 32 characters');
   const token = str('API_TOKEN');
   if (token !== undefined && token.length < 16) throw new AppError('E_CONFIG_INVALID', 'API_TOKEN must be at least 16 characters');
+
+  if (num('WEBRTC_UDP_PORT_MIN') >= num('WEBRTC_UDP_PORT_MAX')) {
+    throw new AppError('E_CONFIG_INVALID', 'WEBRTC_UDP_PORT_MIN must be below WEBRTC_UDP_PORT_MAX');
+  }
+  const ipLike = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]+)$/;
+  for (const k of ['WEBRTC_BIND_ADDRESS', 'WEBRTC_PUBLIC_ADDRESS']) {
+    const a = str(k);
+    if (a !== undefined && !ipLike.test(a)) throw new AppError('E_CONFIG_INVALID', `${k}=${JSON.stringify(a)} must be an IP address`);
+  }
+  const iceServers = (str('WEBRTC_ICE_SERVERS') ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  for (const u of iceServers) {
+    if (!/^(stun|turns?):[^\s,]+$/.test(u)) throw new AppError('E_CONFIG_INVALID', `WEBRTC_ICE_SERVERS: ${JSON.stringify(u)} is not a stun:, turn: or turns: URL`);
+  }
 
   const host = str('HOST')!;
   const dataDir = str('DATA_DIR')!;
@@ -235,6 +276,27 @@ export function loadConfig(env: Raw = process.env): Config {
       s3: bucket
         ? { bucket, endpoint: s3Endpoint, region: str('S3_REGION')!, forcePathStyle: v.S3_FORCE_PATH_STYLE as boolean }
         : undefined,
+    },
+    vod: {
+      dataDir,
+      uploadMaxBytes: num('UPLOAD_MAX_BYTES'),
+      workers: num('VOD_WORKERS'),
+      jobAttempts: num('VOD_JOB_ATTEMPTS'),
+      jobLeaseMs: num('VOD_JOB_LEASE_MS'),
+      playbackTokenSecret: playbackSecret,
+      playbackTokenTtlSeconds: num('PLAYBACK_TOKEN_TTL_SECONDS'),
+    },
+    webrtc: {
+      enabled: v.WEBRTC_ENABLED as boolean,
+      // ICE gathers on HOST when it names one address (tests: 127.0.0.1), on every interface otherwise.
+      bindAddress: str('WEBRTC_BIND_ADDRESS') ?? (host === '0.0.0.0' || host === '::' || !ipLike.test(host) ? undefined : host),
+      portMin: num('WEBRTC_UDP_PORT_MIN'),
+      portMax: num('WEBRTC_UDP_PORT_MAX'),
+      publicAddress: str('WEBRTC_PUBLIC_ADDRESS'),
+      iceServers,
+      maxSessions: num('WEBRTC_MAX_SESSIONS'),
+      jitterBufferMs: num('WEBRTC_JITTER_BUFFER_MS'),
+      maxBitrateKbps: num('WEBRTC_MAX_BITRATE_KBPS'),
     },
   };
   return deepFreeze(config);

@@ -1,10 +1,11 @@
 export * from './cmaf/index.js';
-export { renderMediaPlaylist, renderMultivariantPlaylist, skippableSegments, fmtDuration } from './playlist.js';
-export type { MediaPlaylistState, PartEntry, SegmentEntry, RenditionReport, VariantEntry, RenderOptions } from './playlist.js';
+export { renderMediaPlaylist, renderMultivariantPlaylist, renderVodPlaylist, skippableSegments, fmtDuration } from './playlist.js';
+export type { MediaPlaylistState, PartEntry, SegmentEntry, RenditionReport, VariantEntry, RenderOptions, VodSegmentEntry } from './playlist.js';
 export { Segmenter } from './segmenter.js';
 export type { SegmenterOptions, SegmenterSink, PartOut } from './segmenter.js';
 export { LiveRendition } from './rendition.js';
 export { LivePackager, StreamPackage } from './live.js';
-export type { LivePackagerOptions, PackagerCounters } from './live.js';
+export type { LivePackagerOptions, PackageObserver, PackagerCounters } from './live.js';
+export type { CompletedSegment } from './rendition.js';
 export { LiveOrigin, CACHE_IMMUTABLE, CACHE_MEDIA_PLAYLIST, CACHE_MULTIVARIANT } from './origin.js';
 export type { OriginOptions, OriginResponse } from './origin.js';

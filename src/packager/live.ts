@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { codecString, TIMESCALE, type Logger } from '../core/index.js';
+import { describeTracks, TIMESCALE, type Logger } from '../core/index.js';
 import { parseRungStreamId, type Reader, type StreamHub } from '../stream/index.js';
 import { renderMultivariantPlaylist, type RenditionReport, type VariantEntry } from './playlist.js';
-import { LiveRendition } from './rendition.js';
+import { LiveRendition, type CompletedSegment } from './rendition.js';
 import { Segmenter, type SegmenterRole, type SegmentStartInfo } from './segmenter.js';
 import { SegmentTimeline } from './timeline.js';
 
@@ -19,6 +19,17 @@ export interface LivePackagerOptions {
   readonly endedRetentionMs: number;
   /** Blocking requests held at once per rendition. */
   readonly maxHeldRequests: number;
+}
+
+/**
+ * Told of every stream run's life (the recorder). Calls are synchronous and in order for one run: start,
+ * segments (each rendition's in order), end. An observer that throws is logged; packaging goes on.
+ */
+export interface PackageObserver {
+  runStart(streamId: string, runId: string): void;
+  segment(streamId: string, runId: string, rendition: string, seg: CompletedSegment): void;
+  /** 'ended': the stream ended (after the reconnect grace); 'closed': the server is shutting down. */
+  runEnd(streamId: string, runId: string, why: 'ended' | 'closed'): void;
 }
 
 export interface PackagerCounters {
@@ -62,13 +73,34 @@ export class StreamPackage {
   #readers: Reader[] = [];
   #ready = new Set<() => void>();
   #closing = false;
+  #observer: PackageObserver | undefined;
+  #observed = false;
   endedAt: number | undefined;
 
-  constructor(streamId: string, opts: LivePackagerOptions, counters: PackagerCounters) {
+  constructor(streamId: string, opts: LivePackagerOptions, counters: PackagerCounters, observer?: PackageObserver) {
     this.streamId = streamId;
     this.#opts = opts;
     this.#counters = counters;
     this.#log = opts.logger.child({ stream: streamId });
+    this.#observer = observer;
+    if (observer) this.#observe(() => observer.runStart(streamId, this.runId));
+  }
+
+  /** Calls the observer; its failure is its own (logged), never the stream's. */
+  #observe(call: () => void): void {
+    try {
+      call();
+    } catch (err) {
+      this.#log.error({ err }, 'package observer failed');
+    }
+  }
+
+  /** Tells the observer the run is over, once. */
+  #observeEnd(why: 'ended' | 'closed'): void {
+    const o = this.#observer;
+    if (!o || this.#observed) return;
+    this.#observed = true;
+    this.#observe(() => o.runEnd(this.streamId, this.runId, why));
   }
 
   get renditions(): LiveRendition[] {
@@ -107,6 +139,7 @@ export class StreamPackage {
       // Every rung of a stream has the source's TARGETDURATION: their segments are the source's.
       targetDuration: () => (leader ?? { segmenter }).segmenter?.targetDurationSeconds ?? Math.ceil(this.#opts.segmentTargetMs / 1000),
       maxHeldRequests: this.#opts.maxHeldRequests,
+      onSegment: this.#observer ? (seg) => this.#observe(() => this.#observer!.segment(this.streamId, this.runId, name, seg)) : undefined,
     });
     const counters = this.#counters;
     const timeline = this.timeline;
@@ -258,6 +291,7 @@ export class StreamPackage {
       r.rendition.end();
     }
     this.timeline.close();
+    this.#observeEnd('ended');
   }
 
   /** Resolves once the first rendition has a complete segment (or the stream ended), or after timeoutMs. */
@@ -317,16 +351,11 @@ export class StreamPackage {
     for (const { rendition: r, follower } of this.#rungs.values()) {
       // A rung that is not running (restarting, or dropped for lack of CPU) is not offered to new players.
       if (!r.hasSegments || (follower && !r.live && !r.ended)) continue;
-      const { video, audio } = r.tracks;
-      const codecs = [video, audio].filter((t) => t !== undefined).map((t) => codecString(t!));
       variants.push({
         uri: `${r.name}/index.m3u8`,
         bandwidth: Math.max(r.peakBandwidth, 1),
         averageBandwidth: r.averageBandwidth || undefined,
-        codecs: codecs.join(','),
-        width: video?.width || undefined,
-        height: video?.height || undefined,
-        frameRate: video?.frameRate || undefined,
+        ...describeTracks(r.tracks),
         name: r.name,
       });
     }
@@ -342,6 +371,19 @@ export class StreamPackage {
     this.#closing = true;
     this.timeline.close();
     for (const r of this.#readers) r.close();
+    // A server shutting down keeps what was received: the segment in progress is completed (and recorded)
+    // rather than lost, as it would be in a crash.
+    if (this.#observer && !this.#observed) {
+      for (const r of this.#rungs.values()) {
+        if (r.rendition.ended || !r.rendition.live) continue;
+        try {
+          r.segmenter.endSession();
+        } catch (err) {
+          this.#log.warn({ err, rendition: r.rendition.name }, 'could not complete the segment in progress at close');
+        }
+      }
+    }
+    this.#observeEnd('closed');
     for (const { rendition } of this.#rungs.values()) rendition.close();
     this.#notifyReady();
   }
@@ -360,9 +402,15 @@ export class LivePackager {
   readonly #onEnd = (streamId: string) => this.#scheduleRemoval(streamId);
   readonly #onRungStart = (id: string) => this.#startRung(id);
   #closed = false;
+  #observer: PackageObserver | undefined;
 
   constructor(opts: LivePackagerOptions) {
     this.#opts = opts;
+  }
+
+  /** The observer of every run started from now on (one; the recorder). */
+  observe(observer: PackageObserver): void {
+    this.#observer = observer;
   }
 
   start(): void {
@@ -397,7 +445,7 @@ export class LivePackager {
 
   #startStream(streamId: string): void {
     this.#packages.get(streamId)?.close();
-    const pkg = new StreamPackage(streamId, this.#opts, this.counters);
+    const pkg = new StreamPackage(streamId, this.#opts, this.counters, this.#observer);
     this.#packages.set(streamId, pkg);
     pkg.addRendition('source', this.#opts.hub.subscribe(streamId, 'packager:source'));
   }

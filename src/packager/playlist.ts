@@ -173,3 +173,39 @@ export function renderMultivariantPlaylist(variants: readonly VariantEntry[], op
   }
   return out.join('\n') + '\n';
 }
+
+/** One segment of a VOD media playlist. */
+export interface VodSegmentEntry {
+  readonly uri: string;
+  /** Seconds. */
+  readonly duration: number;
+  readonly initUri: string;
+  readonly discontinuity: boolean;
+  readonly gap?: boolean;
+  /** ms since epoch; absent for uploads (they have no wall clock). */
+  readonly programDateTime?: number;
+}
+
+/**
+ * A whole VOD media playlist (EXT-X-PLAYLIST-TYPE:VOD, EXT-X-ENDLIST): a recording's segments exactly as
+ * they were produced live (no re-encode), or an upload's. TARGETDURATION is the longest segment rounded.
+ */
+export function renderVodPlaylist(segments: readonly VodSegmentEntry[], opts: { independentSegments?: boolean } = {}): string {
+  const target = Math.max(1, ...segments.map((s) => Math.round(s.duration)));
+  const out = ['#EXTM3U', '#EXT-X-VERSION:7', `#EXT-X-TARGETDURATION:${target}`, '#EXT-X-PLAYLIST-TYPE:VOD', '#EXT-X-MEDIA-SEQUENCE:0'];
+  // Only when every segment starts with a keyframe (a live source may have needed a cut without one).
+  if (opts.independentSegments !== false) out.push('#EXT-X-INDEPENDENT-SEGMENTS');
+  let currentMap: string | undefined;
+  segments.forEach((seg, i) => {
+    if (seg.discontinuity && i > 0) out.push('#EXT-X-DISCONTINUITY');
+    if (seg.initUri !== currentMap) {
+      out.push(`#EXT-X-MAP:URI="${seg.initUri}"`);
+      currentMap = seg.initUri;
+    }
+    if (seg.programDateTime !== undefined) out.push(`#EXT-X-PROGRAM-DATE-TIME:${isoDate(seg.programDateTime)}`);
+    if (seg.gap) out.push('#EXT-X-GAP');
+    out.push(`#EXTINF:${fmtDuration(seg.duration)},`, seg.uri);
+  });
+  out.push('#EXT-X-ENDLIST');
+  return out.join('\n') + '\n';
+}

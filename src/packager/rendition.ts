@@ -14,6 +14,28 @@ export interface WindowOptions {
   readonly targetDuration: () => number;
   /** Requests (blocking playlist reloads and preload-hint parts) held at once; more are refused. */
   readonly maxHeldRequests: number;
+  /** Told of every completed segment, in order (the recorder). Called synchronously: it must not block. */
+  readonly onSegment?: (seg: CompletedSegment) => void;
+}
+
+/** A segment the rendition just completed, with everything needed to store it and list it later. */
+export interface CompletedSegment {
+  readonly msn: number;
+  /** File name as the live playlist lists it (unique within the stream run). */
+  readonly uri: string;
+  readonly initUri: string;
+  /** The init segment's bytes (the same for every segment of a publish session). */
+  readonly init: Uint8Array | undefined;
+  /** The segment's bytes are these parts joined; empty for a gap. */
+  readonly parts: readonly Uint8Array[];
+  /** Seconds. */
+  readonly duration: number;
+  readonly discontinuity: boolean;
+  readonly gap: boolean;
+  /** Its first part starts with a keyframe. */
+  readonly independent: boolean;
+  readonly programDateTime: number;
+  readonly tracks: TrackSet;
 }
 
 interface StoredPart {
@@ -194,6 +216,19 @@ export class LiveRendition implements SegmenterSink {
     // are never fetched whole), or when its parts' bytes are released.
     if (!seg.gap) this.#files.set(segmentUri(seg), { kind: 'segment', bytes: undefined, seg });
     this.#segments.push(seg);
+    this.#opts.onSegment?.({
+      msn: seg.msn,
+      uri: segmentUri(seg),
+      initUri: seg.initUri,
+      init: this.#files.get(seg.initUri)?.bytes,
+      parts: seg.parts.map((p) => p.bytes),
+      duration: seg.duration,
+      discontinuity: seg.discontinuity,
+      gap: seg.gap === true,
+      independent: seg.parts[0]?.entry.independent ?? false,
+      programDateTime: seg.programDateTime,
+      tracks: this.tracks,
+    });
     this.#version++;
     const bits = seg.parts.reduce((n, p) => n + p.bytes.byteLength, 0) * 8;
     if (seg.duration > 0 && !seg.gap) {

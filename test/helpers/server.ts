@@ -27,7 +27,8 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     LOG_LEVEL: 'silent',
     ...env,
   });
-  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  // TEST_LOG_LEVEL (in the environment, or in `env` for one server) shows the server's log.
+  const logger = pino({ level: env.TEST_LOG_LEVEL ?? process.env.TEST_LOG_LEVEL ?? 'silent' });
   const server = await startServer(config, logger);
   const base = `http://127.0.0.1:${server.httpPort}`;
   return {

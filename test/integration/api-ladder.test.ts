@@ -199,7 +199,7 @@ describe.each(backends)('stream profile and ladder over the API on $name', ({ pg
     const patch = spec.paths['/api/v1/streams/{id}'].patch;
     expect(patch.summary).toContain('next start');
     const props = patch.requestBody.content['application/json'].schema.properties;
-    expect(Object.keys(props).sort()).toEqual(['ladder', 'name', 'profile', 'record']);
+    expect(Object.keys(props).sort()).toEqual(['ladder', 'name', 'profile', 'record', 'visibility']);
     expect(props.profile.enum).toEqual(['abr', 'passthrough']);
     const created = spec.paths['/api/v1/streams'].post.responses['201'].content['application/json'].schema.properties;
     expect(Object.keys(created.ladder.items.properties).sort()).toEqual(['encoder', 'height', 'maxFrameRate', 'name', 'videoBitrateKbps']);

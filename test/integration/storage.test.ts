@@ -3,63 +3,20 @@
  * pure-npm S3 stand-in on 127.0.0.1 and a port the OS picks. No S3 server installs here; docker-compose
  * would run MinIO (S3_ENDPOINT=http://minio:9000, S3_FORCE_PATH_STYLE=true) for the real thing.
  */
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError, silentLogger } from '../../src/core/index.js';
 import { createStorage, FsStorage, MIN_PART_SIZE, S3Storage } from '../../src/storage/index.js';
 import type { ObjectStore } from '../../src/storage/index.js';
+import { S3RVER_BUCKET as BUCKET, S3RVER_CREDENTIALS, startS3rver } from '../helpers/s3rver.js';
 
-const BUCKET = 'livepack-test';
-/** s3rver's one account. */
-const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 /** Small, so that listing and batch deletes cross page boundaries with a few dozen objects. */
 const PAGE_SIZE = 7;
-
-/**
- * s3rver 3.7.1 (the last release) makes ListObjectsV2 continuation tokens with DES, which OpenSSL 3
- * (Node >= 17) keeps only in its legacy provider: in this process every listing longer than one page fails
- * with InternalError. So s3rver runs as its own Node process with --openssl-legacy-provider, which is also
- * closer to how MinIO or S3 run. Resolves once it prints the port it listens on.
- */
-async function startS3rver(dir: string): Promise<{ endpoint: string; stop(): Promise<void> }> {
-  const bin = createRequire(import.meta.url).resolve('s3rver/bin/s3rver.js');
-  const args = ['--openssl-legacy-provider', bin, '-d', dir, '-a', '127.0.0.1', '-p', '0', '-s', '--configure-bucket', BUCKET];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    await once(child, 'exit');
-  };
-  const ready = (async () => {
-    for await (const line of createInterface({ input: child.stdout })) {
-      const m = /S3rver listening on [\d.]+:(\d+)/.exec(line);
-      if (m) return `http://127.0.0.1:${m[1]}`;
-    }
-    throw new Error(`s3rver exited before listening (code ${child.exitCode}): ${stderr}`);
-  })();
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`s3rver did not start within 20 s: ${stderr}`)), 20_000);
-  });
-  try {
-    return { endpoint: await Promise.race([ready, timeout]), stop };
-  } catch (err) {
-    await stop();
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<AppError> {
   const err = await p.then(
@@ -385,21 +342,26 @@ function storageSuite(backend: Backend): () => ObjectStore {
     await store.put(key, Buffer.from('old'));
     const failing = new PassThrough({ highWaterMark: 1 });
     const putting = store.put(key, failing);
-    const putNew = store.put(
-      `${p}/other.mp4`,
-      Readable.from(
-        (async function* () {
-          yield Buffer.from('partial');
-          throw new Error('encoder died');
-        })(),
+    // Its failure may come while the test waits below: the expectation is attached at once, so the
+    // rejection is never briefly unhandled.
+    const putNew = expectCode(
+      store.put(
+        `${p}/other.mp4`,
+        Readable.from(
+          (async function* () {
+            yield Buffer.from('partial');
+            throw new Error('encoder died');
+          })(),
+        ),
       ),
+      'E_INTERNAL',
     );
     failing.write(Buffer.alloc(100_000));
     await once(failing, 'drain');
     failing.destroy(new Error('source went away'));
     const err = await expectCode(putting, 'E_INTERNAL');
     expect(err.message).toContain('source went away');
-    expect((await expectCode(putNew, 'E_INTERNAL')).message).toContain('encoder died');
+    expect((await putNew).message).toContain('encoder died');
     expect((await store.getBuffer(key))!.toString()).toBe('old');
     expect(await store.list(`${p}/`)).toEqual([key]);
   });

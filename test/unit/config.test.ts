@@ -61,7 +61,32 @@ describe('loadConfig', () => {
         vaapiDevice: '/dev/dri/renderD128',
       },
       storage: { dataDir: './data', s3: undefined },
+      vod: {
+        dataDir: './data',
+        uploadMaxBytes: 10 * 1024 ** 3,
+        workers: 1,
+        jobAttempts: 3,
+        jobLeaseMs: 30_000,
+        playbackTokenSecret: undefined,
+        playbackTokenTtlSeconds: 3600,
+      },
+      webrtc: {
+        enabled: true,
+        bindAddress: undefined,
+        portMin: 20000,
+        portMax: 20999,
+        publicAddress: undefined,
+        iceServers: [],
+        maxSessions: 100,
+        jitterBufferMs: 150,
+        maxBitrateKbps: 8000,
+      },
     });
+  });
+
+  it('refuses a short playback token secret', () => {
+    expect(() => loadConfig({ PLAYBACK_TOKEN_SECRET: 'too-short' })).toThrow(/PLAYBACK_TOKEN_SECRET must be at least 32 characters/);
+    expect(loadConfig({ PLAYBACK_TOKEN_SECRET: 's'.repeat(32) }).vod.playbackTokenSecret).toBe('s'.repeat(32));
   });
 
   it('reads S3 storage settings and refuses ones that cannot work', () => {

@@ -5,6 +5,7 @@ import {
   fmtDuration,
   renderMediaPlaylist,
   renderMultivariantPlaylist,
+  renderVodPlaylist,
   skippableSegments,
   type MediaPlaylistState,
   type PartEntry,
@@ -720,5 +721,41 @@ describe('LiveRendition: window', () => {
     expect(r.averageBandwidth).toBeCloseTo((22 * 8) / 5.5, 9);
     const s = r.state([]);
     expect(s).toMatchObject({ targetDuration: 4, partTarget: 0.5, partHoldBack: 1.5, canSkipUntil: 24, partWindow: 12, version: 9 });
+  });
+});
+
+describe('VOD media playlist', () => {
+  it('lists every segment with its init, discontinuities, gaps and ENDLIST; no LL-HLS tags', () => {
+    const text = renderVodPlaylist([
+      { uri: 'a_0.m4s', duration: 2, initUri: 'a_init.mp4', discontinuity: true, programDateTime: Date.UTC(2026, 0, 1) },
+      { uri: 'a_1.m4s', duration: 1.4, initUri: 'a_init.mp4', discontinuity: false },
+      { uri: 'b_2.m4s', duration: 2.6, initUri: 'b_init.mp4', discontinuity: true },
+      { uri: 'b_3.m4s', duration: 2, initUri: 'b_init.mp4', discontinuity: false, gap: true },
+    ]);
+    expect(text).toBe(
+      [
+        '#EXTM3U',
+        '#EXT-X-VERSION:7',
+        '#EXT-X-TARGETDURATION:3',
+        '#EXT-X-PLAYLIST-TYPE:VOD',
+        '#EXT-X-MEDIA-SEQUENCE:0',
+        '#EXT-X-INDEPENDENT-SEGMENTS',
+        '#EXT-X-MAP:URI="a_init.mp4"',
+        '#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:00.000Z',
+        '#EXTINF:2.0,',
+        'a_0.m4s',
+        '#EXTINF:1.4,',
+        'a_1.m4s',
+        '#EXT-X-DISCONTINUITY',
+        '#EXT-X-MAP:URI="b_init.mp4"',
+        '#EXTINF:2.6,',
+        'b_2.m4s',
+        '#EXT-X-GAP',
+        '#EXTINF:2.0,',
+        'b_3.m4s',
+        '#EXT-X-ENDLIST',
+        '',
+      ].join('\n'),
+    );
   });
 });

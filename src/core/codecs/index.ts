@@ -3,7 +3,7 @@
  * strings. Pure: bytes in, values out. Every read is bounds-checked and every count is limited; bad input
  * throws AppError('E_PROTOCOL') and never reads past the end.
  */
-import type { TrackInfo } from '../media.js';
+import type { TrackInfo, TrackSet } from '../media.js';
 import { parseAudioSpecificConfig } from './audio.js';
 import { parseAv1CodecConfig, parseAvcDecoderConfig, parseHvccHeader } from './video.js';
 
@@ -34,4 +34,11 @@ export function codecString(track: TrackInfo): string {
     case 'opus':
       return 'opus';
   }
+}
+
+/** What a multivariant playlist says about a rendition with these tracks (CODECS, RESOLUTION, FRAME-RATE). */
+export function describeTracks(tracks: TrackSet): { codecs: string; width?: number; height?: number; frameRate?: number } {
+  const { video, audio } = tracks;
+  const codecs = [video, audio].filter((t) => t !== undefined).map((t) => codecString(t!));
+  return { codecs: codecs.join(','), width: video?.width || undefined, height: video?.height || undefined, frameRate: video?.frameRate || undefined };
 }

@@ -1,0 +1,61 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { AppError } from '../core/index.js';
+import { ID_RE } from './schemas.js';
+
+/** What a token opens: one VOD asset ('v') or one live stream ('s'), by id. */
+export interface TokenSubject {
+  readonly kind: 'v' | 's';
+  readonly id: string;
+}
+
+/** The most a token may live: a month. */
+export const MAX_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
+
+
+/**
+ * Signed playback tokens for private content: `<kind>.<id>.<expiry seconds>.<HMAC-SHA256, base64url>`.
+ * Only URL-path characters, so a token sits in the path (`/t/<token>/vod/<id>/...`) and every relative
+ * URI of the playlists carries it without rewriting, through any CDN that keys on the path.
+ */
+export class PlaybackTokens {
+  readonly #key: Buffer;
+
+  constructor(secret: string) {
+    if (secret.length < 32) throw new AppError('E_CONFIG_INVALID', 'the playback token secret must be at least 32 characters');
+    this.#key = Buffer.from(secret, 'utf8');
+  }
+
+  #mac(body: string): Buffer {
+    return createHmac('sha256', this.#key).update(body, 'utf8').digest();
+  }
+
+  /** A token for `subject` valid until `expiresAt` (ms since epoch, whole seconds kept). */
+  sign(subject: TokenSubject, expiresAt: number): string {
+    if (!ID_RE.test(subject.id)) throw new AppError('E_VALIDATION', 'token subject id is not an id');
+    const body = `${subject.kind}.${subject.id}.${Math.floor(expiresAt / 1000)}`;
+    return `${body}.${this.#mac(body).toString('base64url')}`;
+  }
+
+  /**
+   * Why `token` does not open `subject` at `now` ('malformed', 'bad-signature', 'wrong-subject',
+   * 'expired'), or undefined when it does. The signature is checked before anything it covers is believed.
+   */
+  check(token: string, subject: TokenSubject, now = Date.now()): 'malformed' | 'bad-signature' | 'wrong-subject' | 'expired' | undefined {
+    if (token.length > 256) return 'malformed';
+    const parts = token.split('.');
+    if (parts.length !== 4) return 'malformed';
+    const [kind, id, exp, sig] = parts;
+    if ((kind !== 'v' && kind !== 's') || !ID_RE.test(id) || !/^\d{1,12}$/.test(exp) || !/^[A-Za-z0-9_-]{43}$/.test(sig)) return 'malformed';
+    const expected = this.#mac(`${kind}.${id}.${exp}`);
+    const given = Buffer.from(sig, 'base64url');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'bad-signature';
+    if (kind !== subject.kind || id !== subject.id) return 'wrong-subject';
+    if (Number(exp) * 1000 <= now) return 'expired';
+    return undefined;
+  }
+
+  /** Expiry (ms since epoch) written in a token; meaningful only after check() accepted it. */
+  expiryOf(token: string): number {
+    return Number(token.split('.')[2]) * 1000;
+  }
+}

@@ -1,0 +1,25 @@
+export { Recorder, describeRendition } from './recorder.js';
+export type { LiveRunInfo, RecorderCounters, RecorderOptions } from './recorder.js';
+export {
+  assetKey,
+  contentTypeOf,
+  makePoster,
+  publishVod,
+  videoPrefix,
+  CACHE_MEDIA,
+  CACHE_PLAYLIST,
+  CONTENT_TYPES,
+  MASTER_PLAYLIST,
+  MEDIA_PLAYLIST,
+  POSTER,
+} from './assets.js';
+export type { PublishedVod, VodRendition } from './assets.js';
+export { Uploads, checkInitiate, MAX_DESCRIPTION_LENGTH, MAX_FILENAME_LENGTH, MAX_TITLE_LENGTH, MEDIA_EXTENSIONS, PACKAGE_UPLOAD } from './uploads.js';
+export type { InitiateUpload, LocalUpload, PackageUploadPayload, UploadSource, UploadsOptions } from './uploads.js';
+export { VodWorker } from './jobs-worker.js';
+export type { VodWorkerCounters, VodWorkerOptions } from './jobs-worker.js';
+export { packageFile } from './package-file.js';
+export type { PackageFileOptions, PackagedFile } from './package-file.js';
+export { BadMediaError, isBadMedia, probeFile } from './probe.js';
+export type { ProbeResult } from './probe.js';
+export { execTool } from './ffmpeg-run.js';
