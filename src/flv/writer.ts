@@ -30,43 +30,34 @@ export class FlvWriter {
     return Buffer.concat(out);
   }
 
-  /** One frame as a tag; the first frame written sets the base. */
+  /** One frame as a whole tag (PreviousTagSize included) in one buffer; the first frame written sets the base. */
   frame(f: MediaFrame, codec: VideoCodec | 'aac'): Buffer {
-    return Buffer.concat(this.framePieces(f, codec));
-  }
-
-  /**
-   * The same tag as three pieces (tag and codec headers, the frame's own bytes, PreviousTagSize), so a
-   * caller can hand them to one vectored write without copying the frame.
-   */
-  framePieces(f: MediaFrame, codec: VideoCodec | 'aac'): [Buffer, Uint8Array, Buffer] {
     this.#base ??= f.dts;
     const ms = Math.max(0, Math.round((f.dts - this.#base) / (TIMESCALE / 1000)));
-    let head: Buffer;
-    if (f.track === 'audio') head = Buffer.from([AAC_FLAGS, 0x01]);
-    else {
-      const cts = Math.round((f.pts - f.dts) / (TIMESCALE / 1000));
-      const frameType = f.keyframe ? 1 : 2;
-      if (codec === 'h264') head = Buffer.from([(frameType << 4) | 7, 0x01, (cts >> 16) & 0xff, (cts >> 8) & 0xff, cts & 0xff]);
-      else {
-        const v = codec as VideoCodec;
-        // Enhanced RTMP: IsExHeader | FrameType | PacketType, FourCC; CodedFrames carries a CompositionTime
-        // for HEVC, CodedFramesX (no composition time) is used when it is zero.
-        const withCts = v === 'h265' && cts !== 0;
-        head = Buffer.concat([
-          Buffer.from([0x80 | (frameType << 4) | (withCts ? 1 : 3)]),
-          Buffer.from(FOURCC[v], 'latin1'),
-          withCts ? Buffer.from([(cts >> 16) & 0xff, (cts >> 8) & 0xff, cts & 0xff]) : Buffer.alloc(0),
-        ]);
-      }
+    const cts = f.track === 'video' ? Math.round((f.pts - f.dts) / (TIMESCALE / 1000)) : 0;
+    // Enhanced RTMP (H.265, AV1): IsExHeader | FrameType | PacketType, FourCC; CodedFrames carries a
+    // CompositionTime for HEVC, CodedFramesX (no composition time) is used when it is zero.
+    const enhancedCts = codec === 'h265' && cts !== 0;
+    const headLen = f.track === 'audio' ? 2 : codec === 'h264' ? 5 : enhancedCts ? 8 : 5;
+    const size = headLen + f.data.byteLength;
+    const tag = Buffer.allocUnsafe(11 + size + 4);
+    writeTagHeader(tag, f.track === 'audio' ? 8 : 9, size, ms);
+    const frameType = f.keyframe ? 1 : 2;
+    if (f.track === 'audio') {
+      tag[11] = AAC_FLAGS;
+      tag[12] = 0x01;
+    } else if (codec === 'h264') {
+      tag[11] = (frameType << 4) | 7;
+      tag[12] = 0x01;
+      tag.writeIntBE(cts, 13, 3);
+    } else {
+      tag[11] = 0x80 | (frameType << 4) | (enhancedCts ? 1 : 3);
+      tag.write(FOURCC[codec as VideoCodec], 12, 'latin1');
+      if (enhancedCts) tag.writeIntBE(cts, 16, 3);
     }
-    const size = head.byteLength + f.data.byteLength;
-    const tagHead = Buffer.alloc(11 + head.byteLength);
-    writeTagHeader(tagHead, f.track === 'audio' ? 8 : 9, size, ms);
-    tagHead.set(head, 11);
-    const trailer = Buffer.alloc(4);
-    trailer.writeUInt32BE(11 + size, 0);
-    return [tagHead, f.data, trailer];
+    tag.set(f.data, 11 + headLen);
+    tag.writeUInt32BE(11 + size, 11 + size);
+    return tag;
   }
 
   #tag(type: number, ms: number, body: Buffer | Uint8Array): Buffer {
@@ -81,6 +72,7 @@ export class FlvWriter {
 /** TagType, DataSize, Timestamp (24 bits + TimestampExtended), StreamID 0. */
 function writeTagHeader(t: Buffer, type: number, size: number, ms: number): void {
   t[0] = type;
+  t.writeUIntBE(0, 8, 3); // StreamID
   t.writeUIntBE(size, 1, 3);
   t.writeUIntBE(ms & 0xffffff, 4, 3);
   t[7] = (ms >>> 24) & 0xff;

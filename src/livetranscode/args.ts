@@ -2,7 +2,7 @@ import type { LadderRung } from '../core/index.js';
 
 export interface TranscodeArgsInput {
   readonly rungs: readonly LadderRung[];
-  readonly source: { readonly width: number; readonly height: number; readonly frameRate: number; readonly hasAudio: boolean };
+  readonly source: { readonly width: number; readonly height: number; readonly frameRate: number };
   /** libx264 preset (speed/quality trade-off). */
   readonly x264Preset: string;
   /** Render node for h264_vaapi. */
@@ -50,10 +50,11 @@ function rungFilter(r: LadderRung, source: TranscodeArgsInput['source']): string
 }
 
 /**
- * One FFmpeg for the whole ladder: the source is decoded once (FLV on stdin), split, and each rung is
- * encoded and written as FLV to its own pipe with the source's timestamps (-copyts) and the source's
- * audio copied in. Keyframes are forced where the source has them (-force_key_frames source), which is
- * what lets every rung cut its segments where the source does.
+ * One FFmpeg for the whole ladder: the source's video is decoded once (FLV on stdin), split, and each
+ * rung is encoded and written as FLV to its own pipe with the source's timestamps (-copyts). Keyframes
+ * are forced where the source has them (-force_key_frames source), which is what lets every rung cut its
+ * segments where the source does. Video only: the rungs carry the source's audio frames, which the
+ * transcoder adds to them itself (a copy through FFmpeg would only cost a pipe round trip per frame).
  */
 export function buildFfmpegArgs(input: TranscodeArgsInput): string[] {
   const { rungs, source } = input;
@@ -74,11 +75,9 @@ export function buildFfmpegArgs(input: TranscodeArgsInput): string[] {
   args.push('-filter_complex', graph);
   rungs.forEach((r, i) => {
     args.push('-map', labels[i]);
-    if (source.hasAudio) args.push('-map', '0:a');
     // -enc_time_base -1: the encoder keeps the demuxer's time base (FLV's milliseconds), so every frame
     // keeps the source's timestamp instead of being re-stamped on a guessed frame-rate grid.
     args.push(...encoderArgs(r, input.x264Preset), '-force_key_frames', 'source', '-fps_mode', 'passthrough', '-enc_time_base:v', '-1');
-    if (source.hasAudio) args.push('-c:a', 'copy');
     // Write every packet at once: the FLV muxer would otherwise fill 32 KB before the pipe sees a byte.
     args.push('-flush_packets', '1', '-flvflags', 'no_duration_filesize', '-f', 'flv', `pipe:${FIRST_RUNG_FD + i}`);
   });

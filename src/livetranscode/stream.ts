@@ -35,8 +35,8 @@ export interface StreamTranscodeOptions {
 const MAX_TAG_BYTES = 16 * 1024 * 1024;
 /** FFmpeg that reports no progress for this long is judged as not keeping up. */
 const STALL_MS = 2000;
-/** Longest an audio frame waits in a corked stdin for the next video frame. */
-const AUDIO_HOLD_MS = 40;
+/** Source audio kept for a rung that starts producing, so its first segment has its audio (ticks). */
+const AUDIO_REPLAY_TICKS = 3 * 90_000;
 /** Waiting for FFmpeg to take more input longer than this means it is stuck; the frame is dropped. */
 const DRAIN_WAIT_MS = 2000;
 
@@ -56,8 +56,10 @@ interface Run {
   lastProgressAt: number;
   /** When a frame was last written to FFmpeg. */
   lastWriteAt: number;
-  /** Uncorks stdin when audio was written without a video frame after it. */
-  flushTimer: NodeJS.Timeout | undefined;
+  /** The source's latest audio frames, replayed to a rung when its first video frame comes out. */
+  recentAudio: MediaFrame[];
+  /** Rungs that have their first video frame out and get every source audio frame as it comes. */
+  readonly audioFed: Set<string>;
   /** Per rung: the source time (ms after the writer's base) of the last frame it produced. */
   readonly lastOutputMs: Map<string, number>;
   ended: boolean;
@@ -187,7 +189,7 @@ export class StreamTranscode {
       args: () =>
         buildFfmpegArgs({
           rungs: this.#activeRungs(),
-          source: { width: tracks.video!.width, height: tracks.video!.height, frameRate: tracks.video!.frameRate, hasAudio: tracks.audio?.codec === 'aac' },
+          source: { width: tracks.video!.width, height: tracks.video!.height, frameRate: tracks.video!.frameRate },
           x264Preset: this.#o.x264Preset,
           vaapiDevice: this.#o.vaapiDevice,
         }),
@@ -230,7 +232,8 @@ export class StreamTranscode {
       lastWrittenMs: 0,
       lastProgressAt: Date.now(),
       lastWriteAt: 0,
-      flushTimer: undefined,
+      recentAudio: [],
+      audioFed: new Set(),
       lastOutputMs: new Map(),
       ended: false,
     };
@@ -238,7 +241,8 @@ export class StreamTranscode {
     this.#governor.runStarted(Date.now());
     this.#meter.reset();
     handle.stdin.on('error', () => {}); // EPIPE when FFmpeg dies: its exit is what we act on
-    handle.stdin.write(run.writer.header({ video: tracks.video, audio: tracks.audio?.codec === 'aac' ? tracks.audio : undefined }));
+    // Video only: each rung gets the source's audio frames from here (see #feedAudio).
+    handle.stdin.write(run.writer.header({ video: tracks.video }));
 
     const progress = new ProgressParser();
     handle.extra[PROGRESS_FD - 3].on('data', (chunk: Buffer) => {
@@ -252,12 +256,18 @@ export class StreamTranscode {
       const flv = new FlvReader({ maxTagBytes: MAX_TAG_BYTES });
       const assembler = new MediaAssembler(
         {
-          setTracks: (t) => pub.setTracks(t),
+          setTracks: (t) => pub.setTracks({ video: t.video, audio: tracks.audio }),
           write: (f) => {
             // FFmpeg ran with -copyts on timestamps relative to the writer's base: add it back.
             const base = run.writer.base ?? 0;
             pub.write({ ...f, dts: f.dts + base, pts: f.pts + base });
             run.lastOutputMs.set(rung.name, f.dts / 90);
+            if (!run.audioFed.has(rung.name)) {
+              // From its first video frame on, the rung gets the source's audio; the audio of the last
+              // seconds first (the packager drops what is older than the rung's first keyframe).
+              run.audioFed.add(rung.name);
+              for (const a of run.recentAudio) pub.write(a);
+            }
             if (!run.producing.has(rung.name)) {
               run.producing.add(rung.name);
               if (run.producing.size === run.rungs.length) {
@@ -274,7 +284,6 @@ export class StreamTranscode {
         try {
           for (const tag of flv.push(chunk)) {
             if (tag.type === 9) assembler.video(tag.timestamp, tag.body);
-            else if (tag.type === 8) assembler.audio(tag.timestamp, tag.body);
             else if (tag.type === 18) assembler.metadata(decodeAmf0(tag.body)[1]);
           }
         } catch (err) {
@@ -341,13 +350,6 @@ export class StreamTranscode {
     else this.#startChild();
   }
 
-  #flush(run: Run): void {
-    clearTimeout(run.flushTimer);
-    run.flushTimer = undefined;
-    const stdin = run.handle.stdin;
-    while (stdin.writableCorked) stdin.uncork();
-  }
-
   /** How far the slowest rung's output is behind what FFmpeg was given, in ms of media time. */
   #lag(run: Run): number | undefined {
     if (run.needKeyframe || run.lastOutputMs.size < run.rungs.length) return undefined;
@@ -357,31 +359,39 @@ export class StreamTranscode {
   async #write(frame: MediaFrame): Promise<void> {
     const run = this.#run;
     if (!run || run.ended) return;
+    if (frame.track === 'audio') return this.#feedAudio(run, frame);
     const stdin = run.handle.stdin;
     if (stdin.destroyed || !stdin.writable) return;
     if (run.needKeyframe) {
-      if (frame.track !== 'video' || !frame.keyframe) return;
+      if (!frame.keyframe) return;
       run.needKeyframe = false;
     }
-    const tracks = this.#tracks!;
-    if (frame.track === 'audio' && tracks.audio?.codec !== 'aac') return;
-    const codec = frame.track === 'video' ? tracks.video!.codec : 'aac';
-    const [head, data, trailer] = run.writer.framePieces(frame, codec);
+    const tag = run.writer.frame(frame, this.#tracks!.video!.codec);
     run.lastWrittenMs = Math.max(run.lastWrittenMs, (frame.dts - (run.writer.base ?? frame.dts)) / 90);
     run.lastWriteAt = Date.now();
-    // One vectored write per video frame, the audio frames before it included: half the system calls
-    // of a write per frame, and no copy of the frame. Audio waits at most AUDIO_HOLD_MS on its own.
-    if (!stdin.writableCorked) stdin.cork();
-    stdin.write(head);
-    stdin.write(data);
-    const ok = stdin.write(trailer);
-    if (frame.track === 'video') this.#flush(run);
-    else run.flushTimer ??= setTimeout(() => this.#flush(run), AUDIO_HOLD_MS);
-    if (ok) return;
+    if (stdin.write(tag)) return;
     // FFmpeg is not taking input as fast as it comes: wait (the hub reader queues, then drops to the next
     // keyframe) rather than buffer without bound here.
     const timer = AbortSignal.timeout(DRAIN_WAIT_MS);
     await once(stdin, 'drain', { signal: timer }).catch(() => {});
+  }
+
+  /**
+   * Source audio goes straight to every rung that is producing (the same frames as the source rendition,
+   * on the same clock as the rungs' video, which FFmpeg wrote with the source's timestamps), and is kept
+   * for a few seconds for rungs still starting.
+   */
+  #feedAudio(run: Run, frame: MediaFrame): void {
+    for (const name of run.audioFed) run.publishers.get(name)?.write(frame);
+    const recent = run.recentAudio;
+    if (run.audioFed.size === run.rungs.length) {
+      recent.length = 0; // every rung is fed: nothing more to replay
+      return;
+    }
+    recent.push(frame);
+    let old = 0;
+    while (old < recent.length && frame.dts - recent[old].dts > AUDIO_REPLAY_TICKS) old++;
+    if (old > 0) recent.splice(0, old);
   }
 
   #onExit(sup: Supervisor, info: ExitInfo): void {
@@ -415,7 +425,6 @@ export class StreamTranscode {
   #endRun(run: Run | undefined, reason: string): void {
     if (!run || run.ended) return;
     run.ended = true;
-    clearTimeout(run.flushTimer);
     for (const pub of run.publishers.values()) pub.close(reason);
     if (this.#run === run) this.#run = undefined;
   }

@@ -46,6 +46,11 @@ describe('ABR ladder: 720p source -> source + 480p + 360p', () => {
     return Number(stdout.trim().split('\n')[0]);
   };
 
+  const audioPts = async (file: string): Promise<number[]> => {
+    const { stdout } = await run('ffprobe', ['-v', 'error', '-select_streams', 'a', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file]);
+    return stdout.trim().split('\n').filter(Boolean).map(Number);
+  };
+
   beforeAll(async () => {
     // Other test files run FFmpeg beside this one: do not let a busy machine make it shed rungs here
     // (shedding has its own test, abr-overload.test.ts).
@@ -122,8 +127,23 @@ describe('ABR ladder: 720p source -> source + 480p + 360p', () => {
     // The media inside says the same: each rung's segment starts with the same presentation time.
     const msn = common[common.length - 1];
     const pts: number[] = [];
-    for (const [rung, l] of Object.entries(lists)) pts.push(await firstVideoPts((await download(rung, [l.segments.find((s) => s.msn === msn)!])).file));
+    const audio: Record<string, number[]> = {};
+    for (const [rung, l] of Object.entries(lists)) {
+      const { file } = await download(rung, [l.segments.find((s) => s.msn === msn)!]);
+      pts.push(await firstVideoPts(file));
+      audio[rung] = await audioPts(file);
+    }
     expect((Math.max(...pts) - Math.min(...pts)) * 1000, `first pts of segment ${msn}: ${pts.join(', ')}`).toBeLessThanOrEqual(FRAME_MS + 1);
+    // The rungs carry the source's own audio frames: the same timestamps, split at the same instant
+    // (within two AAC frames: a source with B-frames cuts a reorder delay before its keyframe's pts).
+    const src = new Set(audio.source.map((t) => t.toFixed(4)));
+    expect(audio.source.length).toBeGreaterThan(60); // 2 s of AAC
+    for (const rung of ['480p', '360p']) {
+      const a = audio[rung];
+      expect(a.filter((t) => !src.has(t.toFixed(4))), `${rung} audio not in the source's`).toEqual([]);
+      expect(Math.abs(a[0] - audio.source[0]) * 1000, `${rung} first audio of segment ${msn}`).toBeLessThanOrEqual(50);
+      expect(Math.abs(a.length - audio.source.length), `${rung} audio frames in segment ${msn}`).toBeLessThanOrEqual(2);
+    }
     // Every rung reports the others.
     const text = await (await get('480p/index.m3u8')).text();
     expect(text).toContain('#EXT-X-RENDITION-REPORT:URI="../source/index.m3u8"');
