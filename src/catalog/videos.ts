@@ -363,10 +363,22 @@ export class VideoStore {
 
   /** Journal one recorded segment (after its object is stored). Writing the same one again is a no-op. */
   async addSegment(videoId: string, s: VideoSegmentRecord): Promise<void> {
+    await this.addSegments([{ videoId, segment: s }]);
+  }
+
+  /** Journal several segments (of one or several videos) in one statement; one already journaled is kept. */
+  async addSegments(entries: ReadonlyArray<{ readonly videoId: string; readonly segment: VideoSegmentRecord }>): Promise<void> {
+    if (entries.length === 0) return;
+    const values: unknown[] = [];
+    const rows = entries.map(({ videoId, segment: s }) => {
+      const at = values.length;
+      values.push(videoId, s.rendition, s.msn, s.uri, s.initUri, s.duration, s.discontinuity, s.gap, s.bytes, s.programDateTime, s.independent ?? true);
+      return `(${Array.from({ length: 11 }, (_, i) => `$${at + i + 1}`).join(', ')})`;
+    });
     await this.#q.query(
       `INSERT INTO video_segments (video_id, rendition, msn, uri, init_uri, duration, discontinuity, gap, bytes, program_date_time, independent)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
-      [videoId, s.rendition, s.msn, s.uri, s.initUri, s.duration, s.discontinuity, s.gap, s.bytes, s.programDateTime, s.independent ?? true],
+       VALUES ${rows.join(', ')} ON CONFLICT DO NOTHING`,
+      values,
     );
   }
 

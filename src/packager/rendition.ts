@@ -28,6 +28,8 @@ export interface CompletedSegment {
   readonly init: Uint8Array | undefined;
   /** The segment's bytes are these parts joined; empty for a gap. */
   readonly parts: readonly Uint8Array[];
+  /** The parts joined, made once and shared with the origin, which serves the same bytes. */
+  readonly bytes: () => Uint8Array;
   /** Seconds. */
   readonly duration: number;
   readonly discontinuity: boolean;
@@ -222,6 +224,7 @@ export class LiveRendition implements SegmenterSink {
       initUri: seg.initUri,
       init: this.#files.get(seg.initUri)?.bytes,
       parts: seg.parts.map((p) => p.bytes),
+      bytes: () => this.#segmentBytes(seg),
       duration: seg.duration,
       discontinuity: seg.discontinuity,
       gap: seg.gap === true,

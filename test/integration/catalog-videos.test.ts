@@ -46,6 +46,27 @@ function videoSuite(makeBackend: () => Backend): void {
     expect(await catalog.videos.delete(v.id)).toBe(false);
   });
 
+  it('journals the segments of several videos and renditions in one call, keeping rows already there', async () => {
+    const a = await catalog.videos.create({ type: 'live', source: 'recording', title: 'a', status: 'live', recording: true });
+    const b = await catalog.videos.create({ type: 'live', source: 'recording', title: 'b', status: 'live', recording: true });
+    const seg = (rendition: string, msn: number, bytes: number) => ({ rendition, msn, uri: `${rendition}_${msn}.m4s`, initUri: `${rendition}_init.mp4`, duration: 2, discontinuity: false, gap: false, bytes, programDateTime: new Date(2000 * msn), independent: msn !== 7 });
+    await catalog.videos.addSegment(a.id, seg('source', 7, 1));
+    await catalog.videos.addSegments([
+      { videoId: a.id, segment: seg('source', 7, 999) }, // already there: kept as it was
+      { videoId: a.id, segment: seg('480p', 7, 2) },
+      { videoId: b.id, segment: seg('source', 3, 3) },
+      { videoId: a.id, segment: seg('source', 8, 4) },
+    ]);
+    await catalog.videos.addSegments([]);
+    const rows = (segs: Awaited<ReturnType<typeof catalog.videos.segments>>) => segs.map((s) => [s.rendition, s.msn, s.bytes, s.independent]);
+    expect(rows(await catalog.videos.segments(a.id))).toEqual([
+      ['480p', 7, 2, false],
+      ['source', 7, 1, false],
+      ['source', 8, 4, true],
+    ]);
+    expect(rows(await catalog.videos.segments(b.id))).toEqual([['source', 3, 3, true]]);
+  });
+
   it('describes renditions one at a time without losing one described at the same moment', async () => {
     const v = await catalog.videos.create({ type: 'live', source: 'recording', title: 'run', status: 'live', recording: true });
     const r = (name: string, height: number) => ({ name, codecs: 'avc1.42c01e', bandwidth: 0, height });
