@@ -4,8 +4,10 @@
  * Makes a 720p30 source file once (GOP 2 s) and measures
  *   1. CPU ratio: the server as its own process with one ABR stream (its FFmpeg makes 480p + 360p, the source
  *      is the top rung) against the floor, plain FFmpeg doing the same ladder to HLS files on its own with
- *      the filter graph and encoder options of buildFfmpegArgs; CPU seconds of the process tree over the
- *      same window after the same warm-up (the publisher, `-c copy`, is not counted);
+ *      the filter graph and encoder options of buildFfmpegArgs, taking the same RTMP input as ours (FFmpeg
+ *      listening, the same publisher); CPU seconds of the process tree over the same window after the same
+ *      warm-up (the publisher, `-c copy`, is not counted). The floor reading the file directly is printed
+ *      too (no network input at all);
  *   2. player latency with ABR: Date.now() - hls.playingDate on the watch page in headless Chromium, every
  *      250 ms, with the level hls.js plays;
  *   3. the same with a second ABR stream transcoding beside the first (machine CPU busy, both ladders'
@@ -25,7 +27,7 @@ import { CHROMIUM_PATH, launchBrowser, openPage } from '../test/helpers/browser.
 import { printAbrReport } from './lib/abr-report.js';
 import { busyPercent, clockTicks, machineCpu, subtree, TreeCpu, type ProcCpu, type TreeCpuResult } from './lib/cpu.js';
 import { request } from './lib/http.js';
-import { track } from './lib/procs.js';
+import { freePort, track } from './lib/procs.js';
 import { parseBenchCli, startBenchRun } from './lib/run.js';
 import { startServerProcess, type ServerProcess } from './lib/server-proc.js';
 import { rounded, summarize, type Summary } from './lib/stats.js';
@@ -36,7 +38,7 @@ const API_TOKEN = 'bench-token-0123456789abcdef';
 const SAMPLE_EVERY_MS = 250;
 const SLOW_REQUEST_MS = 1000;
 const slowRequests: { endedAt: number; ms: number; url: string; failure?: string }[] = [];
-const SOURCE = { width: 1280, height: 720, frameRate: 30, hasAudio: true } as const;
+const SOURCE = { width: 1280, height: 720, frameRate: 30 } as const;
 const X264_PRESET = 'veryfast';
 const SOURCE_ARGS = [
   '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30',
@@ -157,11 +159,13 @@ async function preflight(): Promise<{ ffmpegVersion: string }> {
 // ---- the floor: buildFfmpegArgs turned into a plain FFmpeg writing HLS files ----
 
 /**
- * buildFfmpegArgs for this source, with the progress pipe dropped, the FLV pipe input replaced by the file
- * read in real time in a loop, each rung's FLV pipe output replaced by an HLS output, and the source copied
- * as-is as one more HLS output (the top rung). The decoder keeps the server's `-thread_type slice`.
+ * buildFfmpegArgs for this source, with the progress pipe dropped, the FLV pipe input replaced by the
+ * input (the file read in real time in a loop, or an RTMP URL FFmpeg listens on for the same publisher as
+ * ours), each rung's FLV pipe output replaced by an HLS output with the source's audio copied in (our
+ * rungs carry it too; the transcoder adds it), and the source copied as-is as one more HLS output (the top
+ * rung). The decoder keeps the server's `-thread_type slice`.
  */
-function floorArgs(rungs: readonly LadderRung[], input: string, outDir: string): string[] {
+function floorArgs(rungs: readonly LadderRung[], input: { file: string } | { listen: string }, outDir: string): string[] {
   const server = buildFfmpegArgs({ rungs, source: SOURCE, x264Preset: X264_PRESET, vaapiDevice: '/dev/dri/renderD128' });
   const out: string[] = [];
   let rung = 0;
@@ -171,12 +175,12 @@ function floorArgs(rungs: readonly LadderRung[], input: string, outDir: string):
     if (a === '-progress' || a === '-stats_period' || a === '-probesize' || a === '-analyzeduration') {
       i++; // and its value
     } else if (a === '-f' && next === 'flv' && server[i + 2] === '-i') {
-      out.push('-re', '-stream_loop', '-1', '-i', input);
+      out.push(...('file' in input ? ['-re', '-stream_loop', '-1', '-i', input.file] : ['-listen', '1', '-f', 'flv', '-i', input.listen]));
       i += 3; // -f flv -i pipe:0
     } else if (a === '-flvflags') {
       i++; // an FLV muxer option; the HLS muxer would refuse it
     } else if (a === '-f' && next === 'flv' && /^pipe:\d+$/.test(server[i + 2] ?? '')) {
-      out.push(...HLS_OUT, join(outDir, rungs[rung++].name, 'index.m3u8'));
+      out.push('-map', '0:a', '-c:a', 'copy', ...HLS_OUT, join(outDir, rungs[rung++].name, 'index.m3u8'));
       i += 2;
     } else {
       out.push(a);
@@ -436,6 +440,82 @@ function playerFigures(dump: PageDump, from: number, to: number) {
   };
 }
 
+// ---- the floor, measured ----
+
+interface FloorRun {
+  readonly input: 'file' | 'rtmp';
+  readonly args: string[];
+  readonly cpu: ReturnType<typeof cpuOf>;
+  readonly window: CpuWindow;
+  readonly threads: ReturnType<typeof threadDelta>;
+  readonly segmentsOnDisk: Record<string, number>;
+  readonly stderrTail: string[];
+}
+
+/**
+ * Plain FFmpeg doing the ladder to HLS files for a warm-up and a CPU window. `input` is the file read in
+ * real time, or an RTMP URL FFmpeg listens on, published to by `publisher` (not counted, like ours).
+ */
+async function measureFloor(
+  kind: 'file' | 'rtmp',
+  rungs: readonly LadderRung[],
+  input: { file: string } | { listen: string },
+  dir: string,
+  hz: number,
+  log: (s: string) => void,
+  publisher?: (url: string) => Child,
+): Promise<FloorRun> {
+  for (const d of [...rungs.map((r) => r.name), 'source']) mkdirSync(join(dir, d), { recursive: true });
+  const args = floorArgs(rungs, input, dir);
+  log(`floor (${kind}): plain FFmpeg, warm-up ${opts.warmup} s, then ${opts.seconds} s of CPU`);
+  const floor = spawnTracked(`floor FFmpeg (${kind})`, 'ffmpeg', args, dir);
+  cleanups.push(() => terminate(floor));
+  let pub: Child | undefined;
+  if (publisher && 'listen' in input) {
+    await sleep(1000); // FFmpeg listening
+    pub = publisher(input.listen);
+    cleanups.push(() => terminate(pub));
+  }
+  await hold(Date.now() + opts.warmup * 1000, floor, pub);
+  const window = openCpuWindow(hz);
+  const threads0 = threadTicks(floor.pid!);
+  await hold(Date.now() + opts.seconds * 1000, floor, pub);
+  const threads1 = threadTicks(floor.pid!);
+  const w = window.close();
+  const cpu = cpuOf(w, floor.pid!);
+  const segmentsOnDisk = Object.fromEntries(
+    [...rungs.map((r) => r.name), 'source'].map((d) => [d, readdirSync(join(dir, d)).filter((f) => f.endsWith('.m4s')).length]),
+  );
+  await terminate(pub);
+  await terminate(floor);
+  if (Object.values(segmentsOnDisk).some((n) => n === 0)) {
+    throw new Error(`the floor FFmpeg (${kind}) wrote no segments for some output: ${JSON.stringify(segmentsOnDisk)}; ${floor.stderrText().trim().slice(-1500)}`);
+  }
+  log(`floor (${kind}): ${cpu.cpuS} CPU s in ${cpu.wallS} s (the rest of the machine meanwhile: ${w.outsideBenchCores} cores)`);
+  const stderrTail = floor.stderrText().trim().split('\n').filter(Boolean).slice(-10);
+  return { input: kind, args, cpu, window: w, threads: threadDelta(floor.pid!, threads0, threads1, hz), segmentsOnDisk, stderrTail };
+}
+
+function floorResult(f: FloorRun, load: (w: CpuWindow) => object) {
+  return {
+    what:
+      'plain FFmpeg: buildFfmpegArgs for this source without -progress, the FLV pipe input replaced by ' +
+      (f.input === 'file'
+        ? 'the file read in real time in a loop'
+        : "an RTMP URL FFmpeg listens on (-listen 1), published to like ours (ffmpeg -re -stream_loop -1 -c copy, not counted)") +
+      ' (the decoder keeps -thread_type slice), each FLV pipe output (and its -flvflags) replaced by HLS fMP4 files with the ' +
+      "source's audio copied in, plus the source copied as one more HLS output",
+    command: `ffmpeg ${f.args.join(' ')}`,
+    cpuS: f.cpu.cpuS,
+    wallS: f.cpu.wallS,
+    percentOfOneCore: f.cpu.percentOfOneCore,
+    threads: f.threads,
+    ...load(f.window),
+    segmentsOnDisk: f.segmentsOnDisk,
+    stderrTail: f.stderrTail,
+  };
+}
+
 // ---- the bench ----
 
 async function main(): Promise<void> {
@@ -454,28 +534,12 @@ async function main(): Promise<void> {
   await runToEnd('ffmpeg (making the source file)', 'ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', ...SOURCE_ARGS, src], 180_000);
   const makeSourceS = (performance.now() - tMake) / 1000;
 
-  // 1b. The floor: plain FFmpeg doing the same ladder on its own.
-  const floorDir = join(tmp, 'floor');
-  for (const d of [...rungs.map((r) => r.name), 'source']) mkdirSync(join(floorDir, d), { recursive: true });
-  const fArgs = floorArgs(rungs, src, floorDir);
-  log(`floor: plain FFmpeg, warm-up ${opts.warmup} s, then ${opts.seconds} s of CPU`);
-  const floor = spawnTracked('floor FFmpeg', 'ffmpeg', fArgs, floorDir);
-  cleanups.push(() => terminate(floor));
-  await hold(Date.now() + opts.warmup * 1000, floor);
-  const floorWindow = openCpuWindow(hz);
-  const floorThreads0 = threadTicks(floor.pid!);
-  await hold(Date.now() + opts.seconds * 1000, floor);
-  const floorThreads1 = threadTicks(floor.pid!);
-  const wFloor = floorWindow.close();
-  const floorCpu = cpuOf(wFloor, floor.pid!);
-  const floorOutputs = Object.fromEntries(
-    [...rungs.map((r) => r.name), 'source'].map((d) => [d, readdirSync(join(floorDir, d)).filter((f) => f.endsWith('.m4s')).length]),
+  // 1b. The floor: plain FFmpeg doing the same ladder on its own, from the file and from RTMP.
+  const floorFile = await measureFloor('file', rungs, { file: src }, join(tmp, 'floor-file'), hz, log);
+  const port = await freePort();
+  const floorRtmp = await measureFloor('rtmp', rungs, { listen: `rtmp://127.0.0.1:${port}/live/floor` }, join(tmp, 'floor-rtmp'), hz, log, (url) =>
+    spawnTracked('floor publisher', 'ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', src, '-c', 'copy', '-f', 'flv', url]),
   );
-  await terminate(floor);
-  if (Object.values(floorOutputs).some((n) => n === 0)) {
-    throw new Error(`the floor FFmpeg wrote no segments for some output: ${JSON.stringify(floorOutputs)}; ${floor.stderrText().trim().slice(-1500)}`);
-  }
-  log(`floor: ${floorCpu.cpuS} CPU s in ${floorCpu.wallS} s (the rest of the machine meanwhile: ${wFloor.outsideBenchCores} cores)`);
 
   // 1a. Ours: the server as its own process, one ABR stream.
   const dataDir = join(tmp, 'data');
@@ -506,8 +570,9 @@ async function main(): Promise<void> {
   const wOurs = oursWindow.close();
   const after1 = transcodeFigures(await liveOf(server.base, s1.id));
   const oursCpu = cpuOf(wOurs, server.pid);
-  const ratio = Number((oursCpu.cpuS / floorCpu.cpuS).toFixed(3));
-  log(`ours: ${oursCpu.cpuS} CPU s in ${oursCpu.wallS} s, ratio ${ratio} (the rest of the machine meanwhile: ${wOurs.outsideBenchCores} cores)`);
+  const ratio = Number((oursCpu.cpuS / floorRtmp.cpu.cpuS).toFixed(3));
+  const ratioToFileFloor = Number((oursCpu.cpuS / floorFile.cpu.cpuS).toFixed(3));
+  log(`ours: ${oursCpu.cpuS} CPU s in ${oursCpu.wallS} s, ratio ${ratio} to the RTMP-in floor, ${ratioToFileFloor} to the file floor (the rest of the machine meanwhile: ${wOurs.outsideBenchCores} cores)`);
   const ladderChanged = Boolean(after1.transcode?.droppedRungs.length) || (after1.transcode?.restarts ?? 0) > (before1.transcode?.restarts ?? 0);
   if (ladderChanged) log(`note: stream 1's ladder changed during the CPU window: ${JSON.stringify(after1.transcode)}`);
 
@@ -691,21 +756,11 @@ async function main(): Promise<void> {
         statusAtStart: before1,
         statusAtEnd: after1,
       },
-      floor: {
-        what:
-          'plain FFmpeg: buildFfmpegArgs for this source without -progress, the FLV pipe input replaced by the file read in real time ' +
-          'in a loop (the decoder keeps -thread_type slice), each FLV pipe output (and its -flvflags) replaced by HLS fMP4 files, plus ' +
-          'the source copied as one more HLS output',
-        command: `ffmpeg ${fArgs.join(' ')}`,
-        cpuS: floorCpu.cpuS,
-        wallS: floorCpu.wallS,
-        percentOfOneCore: floorCpu.percentOfOneCore,
-        threads: threadDelta(floor.pid!, floorThreads0, floorThreads1, hz),
-        ...load(wFloor),
-        segmentsOnDisk: floorOutputs,
-        stderrTail: floor.stderrText().trim().split('\n').filter(Boolean).slice(-10),
-      },
+      floor: floorResult(floorRtmp, load),
+      floorFromFile: floorResult(floorFile, load),
       ratio,
+      ratioTo: 'floor (RTMP in: the same input as ours)',
+      ratioToFileFloor,
       ratioTarget: 1.1,
     },
     player: {

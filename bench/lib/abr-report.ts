@@ -18,12 +18,14 @@ export function printAbrReport(r: any, one: Summary, two: Summary): void {
   for (const [k, v] of Object.entries(c.ours.cpuByRole as Record<string, number>)) {
     if (k.startsWith('server')) kv(`  ${k}`, cpu(v, c.ours.wallS));
   }
-  kv('floor: plain FFmpeg, same ladder to HLS files', `${cpu(c.floor.cpuS, c.floor.wallS)}   (over ${f(c.floor.wallS, 1)} s)`);
-  kv('ratio ours / floor (target <= 1.10)', `${f(c.ratio, 3)}${c.ratio > c.ratioTarget ? '   ABOVE TARGET' : ''}`);
+  kv('floor: plain FFmpeg, same ladder to HLS, RTMP in', `${cpu(c.floor.cpuS, c.floor.wallS)}   (over ${f(c.floor.wallS, 1)} s)`);
+  kv('  the same reading the file (no network input)', `${cpu(c.floorFromFile.cpuS, c.floorFromFile.wallS)}   (over ${f(c.floorFromFile.wallS, 1)} s)`);
+  kv('ratio ours / floor, RTMP in (target <= 1.10)', `${f(c.ratio, 3)}${c.ratio > c.ratioTarget ? '   ABOVE TARGET' : ''}`);
+  kv('ratio ours / floor reading the file', f(c.ratioToFileFloor, 3));
   const pub = c.ours.cpuByRole['publishers (ffmpeg -c copy)'];
   if (pub !== undefined) kv('(publisher, not counted)', cpu(pub, c.ours.wallS));
   kv('server node threads (CPU s)', Object.entries(c.ours.threadsOfServer as Record<string, number>).map(([k, v]) => `${k} ${f(v, 2)}`).join(', '));
-  kv('rest of the machine meanwhile (cores)', `ours ${f(c.ours.outsideBenchCores, 2)}, floor ${f(c.floor.outsideBenchCores, 2)}`);
+  kv('rest of the machine meanwhile (cores)', `ours ${f(c.ours.outsideBenchCores, 2)}, floor ${f(c.floor.outsideBenchCores, 2)}, file floor ${f(c.floorFromFile.outsideBenchCores, 2)}`);
   const st = c.ours.statusAtEnd.transcode;
   if (st) {
     kv('transcode at the end of the window', `${st.state}, speed ${f(st.speed, 2)}, lag ${st.lagMs ?? '-'} ms, restarts ${st.restarts}, dropped [${st.droppedRungs.join(', ')}]`);
