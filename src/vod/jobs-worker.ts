@@ -35,7 +35,10 @@ export interface VodWorkerOptions {
   readonly leaseMs: number;
   /** Default 'veryfast'. */
   readonly x264Preset?: string;
-  /** How often the queue is looked at without a nudge. Default 2000 ms. */
+  /**
+   * How often the queue is looked at without a nudge (jobs enqueued by other origins sharing the database,
+   * leases of dead workers). Default 2000 ms.
+   */
   readonly pollMs?: number;
   /** Names this worker in leases. Default host/pid/random. */
   readonly owner?: string;
@@ -340,6 +343,8 @@ export class VodWorker {
     if (after.state === 'queued') {
       this.counters.retried++;
       log.warn({ err, retryAt: after.runAt, error: video.retrying }, 'packaging failed; will retry');
+      // Look at the queue when the backoff ends rather than at a later poll.
+      setTimeout(() => this.nudge(), Math.max(0, after.runAt.getTime() - Date.now()) + 50).unref();
       return;
     }
     this.counters.failed++;
