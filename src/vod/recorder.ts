@@ -82,7 +82,8 @@ const DEFAULT_WRITE_ATTEMPTS = 3;
 /**
  * Journal rows wait this long for others and go to the catalog in one statement: the rungs complete a
  * segment a transcode delay after the source does, so one insert takes every rendition's row (a third of
- * the statements of a 3-rung stream; the embedded catalog spends milliseconds of CPU on each).
+ * the statements of a 3-rung stream; in the embedded catalog a one-row insert costs about 0.7 ms of CPU
+ * in the server's thread, a three-row one about 0.8 ms).
  */
 const JOURNAL_BATCH_MS = 200;
 
