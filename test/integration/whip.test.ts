@@ -40,19 +40,18 @@ describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
     return c;
   };
   /**
-   * Start whip-client and wait for `segments` segments. Under a loaded CI machine libnice's connectivity
-   * checks have been seen to stall without the client exiting; one more start is allowed then, and
-   * announced with what the client and the server said, so a real failure still fails (twice) and a
-   * stall leaves a trace in the log.
+   * Start whip-client and wait until `ready` gives a value. Under a loaded CI machine libnice's
+   * connectivity checks have been seen to stall without the client exiting; one more start is allowed
+   * then, and announced with what the client and the server said, so a real failure still fails (twice)
+   * and a stall leaves a trace in the log.
    */
-  const publishUntilLive = async (key: string, id: string, opts: Parameters<typeof whipClientPublish>[2], segments: number) => {
+  const publishUntil = async <T>(key: string, id: string, opts: Parameters<typeof whipClientPublish>[2], ready: () => Promise<T | undefined>): Promise<T> => {
     for (let attempt = 1; ; attempt++) {
       const c = publish(key, opts);
       try {
         return await until(async () => {
           if (c.exitCode !== null) throw new Error(`whip-client exited: ${c.output().slice(-2000)}`);
-          const p = await playlist(id);
-          return p && p.segments.length >= segments ? p : undefined;
+          return ready();
         }, attempt === 1 ? 30_000 : 45_000, 250);
       } catch (err) {
         const diag = `${String(err)}; server sessions ${JSON.stringify(await sessions(id))}; client said: ${c.output().slice(-1500)}`;
@@ -62,6 +61,12 @@ describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
       }
     }
   };
+  /** Start whip-client and wait for `segments` segments in the stream's playlist. */
+  const publishUntilLive = (key: string, id: string, opts: Parameters<typeof whipClientPublish>[2], segments: number) =>
+    publishUntil(key, id, opts, async () => {
+      const p = await playlist(id);
+      return p && p.segments.length >= segments ? p : undefined;
+    });
   const sessions = async (id: string) => (await srv.api('GET', `/api/v1/streams/${id}/webrtc`)).json.sessions as any[];
   const playlist = async (id: string) => {
     const r = await fetch(`${srv.base}/live/${id}/source/index.m3u8`);
@@ -203,11 +208,10 @@ describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
   it('a reconnect with the same key takes over; the playlist continues with a discontinuity', async () => {
     const before = (await playlist(a.id))!;
     const first = (await sessions(a.id))[0].sessionId;
-    publish(a.streamKey, { width: 640, height: 360, fps: 30 });
-    await until(async () => {
+    await publishUntil(a.streamKey, a.id, { width: 640, height: 360, fps: 30 }, async () => {
       const s = await sessions(a.id);
-      return s.length === 1 && s[0].sessionId !== first && s[0].state === 'live';
-    }, 30_000, 250);
+      return s.length === 1 && s[0].sessionId !== first && s[0].state === 'live' ? true : undefined;
+    });
     const after = await until(async () => {
       const p = await playlist(a.id);
       return p && p.segments.some((s) => s.discontinuity && s.msn >= before.nextMsn - 1) ? p : undefined;
