@@ -40,6 +40,9 @@ export interface CompletedSegment {
   readonly tracks: TrackSet;
 }
 
+/** Longest a blocking request is held while no publish session runs (stock hls.js gives up at 3 parts). */
+const IDLE_HOLD_PARTS = 3;
+
 interface StoredPart {
   readonly entry: PartEntry;
   readonly bytes: Uint8Array;
@@ -75,6 +78,12 @@ export type FileKind = 'init' | 'part' | 'segment';
  * The in-memory live window of one rendition: init segments, parts and segments by name, the playlist
  * state, and the requests held for blocking reload and preload hints. File names carry the stream run's
  * random id and the session number, so a CDN never serves an old run's file for a new one.
+ *
+ * Between two publish sessions (the publisher dropped and may come back) the playlist still ends with
+ * EXT-X-PRELOAD-HINT, naming the part the next session starts with. A live playlist must never end in a
+ * segment's URI line: hls.js then takes that last segment for the partial segment in progress, lines
+ * the next playlist up one segment off against it, and stops with a fatal "media sequence mismatch" or
+ * "discontinuity sequence mismatch" when the next session's first segment appears.
  */
 export class LiveRendition implements SegmenterSink {
   readonly name: string;
@@ -184,7 +193,7 @@ export class LiveRendition implements SegmenterSink {
     this.#nextDiscontinuity = discontinuity;
     this.#live = true;
     // A hinted part of the previous session will never come.
-    this.#releaseFiles(undefined, (w) => !w.name.startsWith(this.#prefix));
+    this.#releaseFiles(undefined, (w) => !w.name.startsWith(`${this.#prefix}_`));
   }
 
   part(p: PartOut): void {
@@ -267,7 +276,18 @@ export class LiveRendition implements SegmenterSink {
     this.#live = false;
     this.#version++;
     this.#releaseFiles(undefined, () => true);
-    this.#wake();
+    // Nothing comes until a publisher returns: held requests are answered now, and new ones are held
+    // only briefly, so a player asks again rather than timing out (hls.js waits 3 parts at the least).
+    for (const w of [...this.#playlistWaiters]) w.resolve();
+  }
+
+  /**
+   * The part EXT-X-PRELOAD-HINT names: the session's next one, or between sessions the first part of the
+   * next session (its name is known: the session number and the part counter both go on).
+   */
+  #hintUri(): string {
+    const prefix = this.#live ? this.#prefix : `${this.#runId}s${this.#session + 1}`;
+    return `${prefix}_p${this.#partSeq}.m4s`;
   }
 
   /** The stream ended: the playlist gets EXT-X-ENDLIST and every held request is answered. */
@@ -325,7 +345,7 @@ export class LiveRendition implements SegmenterSink {
       pending: pending
         ? { msn: pending.msn, parts: pending.parts.map((p) => p.entry), programDateTime: pending.programDateTime, discontinuity: pending.discontinuity, initUri: pending.initUri }
         : undefined,
-      preloadHint: this.#live && !this.#ended ? `${this.#prefix}_p${this.#partSeq}.m4s` : undefined,
+      preloadHint: !this.#ended && !this.#closed && this.#session > 0 ? this.#hintUri() : undefined,
       renditionReports: reports,
       ended: this.#ended,
       partWindow: 3 * target,
@@ -371,7 +391,8 @@ export class LiveRendition implements SegmenterSink {
       }
       if (!this.has(q.msn, q.part) && !this.#closed) {
         this.#checkHeldLimit();
-        await this.#waitFor(q.msn, q.part, holdMs, signal);
+        const hold = this.#live ? holdMs : Math.min(holdMs, IDLE_HOLD_PARTS * this.#opts.partTarget() * 1000);
+        await this.#waitFor(q.msn, q.part, hold, signal);
       }
     }
     // Many viewers ask for the same playlist at the same moment (blocking reloads released together):
@@ -423,7 +444,7 @@ export class LiveRendition implements SegmenterSink {
   async file(name: string, holdMs: number, signal?: AbortSignal): Promise<{ kind: FileKind; bytes: Uint8Array } | undefined> {
     const found = this.#lookup(name);
     if (found) return found;
-    if (!this.#live || name !== `${this.#prefix}_p${this.#partSeq}.m4s`) return undefined;
+    if (this.#ended || this.#closed || this.#session === 0 || name !== this.#hintUri()) return undefined;
     this.#checkHeldLimit();
     const bytes = await new Promise<Uint8Array | undefined>((resolve, reject) => {
       if (signal?.aborted) return reject(new ClosedError('client request'));

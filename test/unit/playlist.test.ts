@@ -621,18 +621,55 @@ describe('LiveRendition: files', () => {
     expect(r.heldRequests).toBe(0);
   });
 
-  it('answers a held hint with nothing when the session ends, and no longer waits for hints after that', async () => {
+  it('answers a held hint with nothing when the session ends, then hints the next session\'s first part', async () => {
     const r = rendition();
     r.init(INIT1, TRACKS, false);
-    new Feeder(r).segment();
+    const f = new Feeder(r);
+    f.segment();
     const held = r.file('run1s1_p4.m4s', 60_000);
     r.sessionEnd();
     expect(await held).toBeUndefined();
-    expect(r.state([]).preloadHint).toBeUndefined();
+    // The old session's next part will never come: asked again, it is answered at once.
     const again = r.file('run1s1_p4.m4s', 60_000);
     expect(await settled(again)).toBe(true);
     expect(await again).toBeUndefined();
     expect(r.heldRequests).toBe(0);
+    // A live playlist never ends in a segment URI (hls.js would take that segment for the one in
+    // progress): between sessions the hint names the part the next session starts with.
+    expect(r.state([]).preloadHint).toBe('run1s2_p4.m4s');
+    expect(renderMediaPlaylist(r.state([])).trimEnd().split('\n').pop()).toBe('#EXT-X-PRELOAD-HINT:TYPE=PART,URI="run1s2_p4.m4s"');
+    const next = r.file('run1s2_p4.m4s', 60_000);
+    expect(await settled(next)).toBe(false);
+    r.init(INIT2, TRACKS, true);
+    f.part();
+    expect(await next).toEqual({ kind: 'part', bytes: Uint8Array.from([4, 0xbb]) });
+  });
+
+  it('ends without a hint once the stream ended', () => {
+    const r = rendition();
+    r.init(INIT1, TRACKS, false);
+    new Feeder(r).segment();
+    r.sessionEnd();
+    r.end();
+    expect(r.state([]).preloadHint).toBeUndefined();
+    expect(renderMediaPlaylist(r.state([])).trimEnd().split('\n').pop()).toBe('#EXT-X-ENDLIST');
+  });
+
+  it('answers held playlist requests when the session ends and holds new ones only three parts until a publisher returns', async () => {
+    const r = rendition();
+    r.init(INIT1, TRACKS, false);
+    new Feeder(r).segment();
+    const last = r.lastMsnPart();
+    const held = r.playlist({ msn: last.msn + 1, part: 0 }, () => [], 60_000);
+    expect(await settled(held)).toBe(false);
+    r.sessionEnd();
+    expect(await settled(held)).toBe(true);
+    const t0 = Date.now();
+    await r.playlist({ msn: last.msn + 1, part: 0 }, () => [], 60_000);
+    const waited = Date.now() - t0;
+    // PART-TARGET here is 0.5 s: held 1.5 s, inside hls.js's own limit (max(3 parts, 0.8 x TARGETDURATION)).
+    expect(waited).toBeGreaterThanOrEqual(1450);
+    expect(waited).toBeLessThan(3000);
   });
 
   it('answers a held hint of the old session with nothing when a new session starts', async () => {
