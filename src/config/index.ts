@@ -40,7 +40,10 @@ export interface HlsConfig {
 }
 
 export interface StreamConfig {
+  /** A dropped publisher's wait for it to come back. */
   readonly graceMs: number;
+  /** A publisher that stopped cleanly (unpublish): the wait before the stream ends. */
+  readonly unpublishGraceMs: number;
   readonly readerQueueFrames: number;
 }
 
@@ -259,7 +262,7 @@ export function loadConfig(env: Raw = process.env): Config {
       endedRetentionMs: num('HLS_ENDED_RETENTION_MS'),
       maxHeldRequests: num('HLS_MAX_HELD_REQUESTS'),
     },
-    stream: { graceMs: num('RECONNECT_GRACE_MS'), readerQueueFrames: num('READER_QUEUE_FRAMES') },
+    stream: { graceMs: num('RECONNECT_GRACE_MS'), unpublishGraceMs: num('UNPUBLISH_GRACE_MS'), readerQueueFrames: num('READER_QUEUE_FRAMES') },
     catalog: { databaseUrl: str('DATABASE_URL'), dataDir },
     transcode: {
       ffmpegPath: str('FFMPEG_PATH'),

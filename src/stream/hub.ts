@@ -42,8 +42,10 @@ export interface LiveStatus {
 }
 
 export interface HubOptions {
-  /** How long a stream waits for its publisher to come back before it ends. */
+  /** How long a stream whose publisher dropped waits for it to come back before it ends. */
   readonly graceMs: number;
+  /** How long a stream waits after its publisher stopped cleanly (unpublished); 0 (the default): it ends at once. */
+  readonly unpublishGraceMs?: number;
   /** Frames a reader may have queued before it starts dropping. */
   readonly readerQueueFrames: number;
   readonly logger: Logger;
@@ -63,6 +65,12 @@ export interface HubEvents {
   'stream-end': [streamId: string, reason: string];
 }
 
+/**
+ * How a publish session ended: the publisher said it stopped (RTMP FCUnpublish/deleteStream, WHIP
+ * DELETE), or it went away without a word (connection lost, killed, timed out, kicked), and may be back.
+ */
+export type SessionEnd = 'unpublished' | 'dropped';
+
 /** A publisher's handle on its stream. Every call after close() is ignored. */
 export interface Publisher {
   readonly streamId: string;
@@ -71,8 +79,11 @@ export interface Publisher {
   setTracks(tracks: TrackSet): void;
   /** Hand one frame to every reader. Never blocks. */
   write(frame: MediaFrame): void;
-  /** End this publish session; the stream waits graceMs for a new one. Idempotent. */
-  close(reason: string): void;
+  /**
+   * End this publish session. A dropped one (the default) leaves the stream waiting graceMs for a new
+   * session; an unpublished one waits unpublishGraceMs, by default not at all. Idempotent.
+   */
+  close(reason: string, how?: SessionEnd): void;
   readonly closed: boolean;
 }
 
@@ -164,10 +175,10 @@ class PublisherImpl implements Publisher {
     s.broadcast({ type: 'frame', frame: fixed });
   }
 
-  close(reason: string): void {
+  close(reason: string, how: SessionEnd = 'dropped'): void {
     if (this.closed) return;
     this.closed = true;
-    this.hub.onPublisherClosed(this, reason);
+    this.hub.onPublisherClosed(this, reason, how);
   }
 }
 
@@ -249,15 +260,19 @@ export class StreamHub extends EventEmitter<HubEvents> {
   }
 
   /** @internal called by a publisher's close(). */
-  onPublisherClosed(pub: PublisherImpl, reason: string): void {
+  onPublisherClosed(pub: PublisherImpl, reason: string, how: SessionEnd): void {
     const stream = pub.stream;
     if (stream.publisher !== pub) return; // already replaced (takeover)
     stream.broadcast({ type: 'session-end', sessionId: pub.sessionId, reason });
     this.emit('session-end', stream.id, pub.info, reason, pub.stats());
+    // A broadcaster who pressed Stop has ended the show: only a lost connection is waited for.
+    const grace = how === 'unpublished' ? (this.#opts.unpublishGraceMs ?? 0) : this.#opts.graceMs;
+    if (how === 'unpublished' && grace === 0) return this.end(stream.id, 'publisher stopped');
     stream.state = 'reconnecting';
     stream.fps = 0;
     stream.bitrateKbps = 0;
-    stream.graceTimer = setTimeout(() => this.end(stream.id, 'publisher did not return'), this.#opts.graceMs);
+    const why = how === 'unpublished' ? 'publisher stopped' : 'publisher did not return';
+    stream.graceTimer = setTimeout(() => this.end(stream.id, why), grace);
     stream.graceTimer.unref();
   }
 

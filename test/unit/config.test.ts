@@ -48,7 +48,7 @@ describe('loadConfig', () => {
         limits: { maxConnections: 500, handshakeTimeoutMs: 10_000, idleTimeoutMs: 30_000, maxChunkSize: 65_536, maxMessageSize: 8_388_608 },
       },
       hls: { partTargetMs: 200, segmentTargetMs: 2000, windowSeconds: 24, holdMs: 6000, endedRetentionMs: 60_000, maxHeldRequests: 5000 },
-      stream: { graceMs: 30_000, readerQueueFrames: 600 },
+      stream: { graceMs: 30_000, unpublishGraceMs: 0, readerQueueFrames: 600 },
       catalog: { databaseUrl: undefined, dataDir: './data' },
       transcode: {
         ffmpegPath: undefined,

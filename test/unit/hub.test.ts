@@ -57,8 +57,8 @@ function describeEvents(events: StreamEvent[]): string[] {
 }
 
 let hubs: StreamHub[] = [];
-function makeHub(opts: { graceMs?: number; readerQueueFrames?: number } = {}): StreamHub {
-  const hub = new StreamHub({ graceMs: opts.graceMs ?? 50, readerQueueFrames: opts.readerQueueFrames ?? 16, logger: silentLogger });
+function makeHub(opts: { graceMs?: number; unpublishGraceMs?: number; readerQueueFrames?: number } = {}): StreamHub {
+  const hub = new StreamHub({ graceMs: opts.graceMs ?? 50, unpublishGraceMs: opts.unpublishGraceMs, readerQueueFrames: opts.readerQueueFrames ?? 16, logger: silentLogger });
   hubs.push(hub);
   return hub;
 }
@@ -300,6 +300,48 @@ describe('StreamHub: sessions and lifecycle', () => {
     hub.publish('s1', info('c'), () => {});
     expect(restarted).toBe(1);
     expect(hub.status('s1')).toMatchObject({ sessionId: 'c', sessions: 1, frames: 0 });
+  });
+
+  it('ends the stream at once when its publisher unpublishes, while a drop still waits graceMs', async () => {
+    const hub = makeHub({ graceMs: 60_000 });
+    const pub = hub.publish('s1', info('a'), () => {});
+    pub.setTracks(TRACKS);
+    const reader = hub.subscribe('s1', 'r');
+    const ends: string[] = [];
+    hub.on('stream-end', (id, why) => ends.push(`${id}:${why}`));
+    pub.close('unpublished', 'unpublished');
+    // Synchronously: the show is over when the encoder says so.
+    expect(ends).toEqual(['s1:publisher stopped']);
+    expect(hub.status('s1')).toBeUndefined();
+    const got: StreamEvent[] = [];
+    for await (const ev of reader) got.push(ev);
+    expect(describeEvents(got)).toEqual(['start:a', 'end:a:unpublished', 'stream-end:publisher stopped']);
+    // A new publish is a new stream run.
+    let starts = 0;
+    hub.on('stream-start', () => starts++);
+    const again = hub.publish('s1', info('b'), () => {});
+    expect(starts).toBe(1);
+    again.close('connection lost');
+    expect(hub.status('s1')?.state).toBe('reconnecting');
+    expect(ends).toEqual(['s1:publisher stopped']);
+    hub.close();
+  });
+
+  it('waits unpublishGraceMs after a clean stop when it is set, and a returning publisher continues', () => {
+    vi.useFakeTimers();
+    const hub = makeHub({ graceMs: 60_000, unpublishGraceMs: 5_000 });
+    const ends: string[] = [];
+    hub.on('stream-end', (id, why) => ends.push(`${id}:${why}`));
+    hub.publish('s1', info('a'), () => {}).close('unpublished', 'unpublished');
+    vi.advanceTimersByTime(4_000);
+    expect(hub.status('s1')?.state).toBe('reconnecting');
+    hub.publish('s1', info('b'), () => {}).close('unpublished', 'unpublished');
+    vi.advanceTimersByTime(4_999);
+    expect(ends).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(ends).toEqual(['s1:publisher stopped']);
+    hub.close();
+    vi.useRealTimers();
   });
 
   it('kick() disconnects the publisher and starts the grace period', async () => {

@@ -241,7 +241,7 @@ export class RtmpSession {
       case 'closeStream':
         if (this.#state === 'live') {
           this.#state = 'ended';
-          this.#publisher?.close('unpublished');
+          this.#publisher?.close('unpublished', 'unpublished');
           this.#log.info({ reason: 'unpublished' }, 'rtmp publish ended');
         }
         return;

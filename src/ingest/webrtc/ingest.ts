@@ -170,9 +170,9 @@ export class WebRtcIngest {
     return this.#entry(sessionId).etag;
   }
 
-  /** DELETE: ends the publish (the stream waits the reconnect grace, as after an RTMP unpublish). */
+  /** DELETE: the publisher stopped, as after an RTMP unpublish (the stream ends after UNPUBLISH_GRACE_MS). */
   remove(sessionId: string): void {
-    this.#entry(sessionId).session.close('publisher ended the session (DELETE)');
+    this.#entry(sessionId).session.close('publisher ended the session (DELETE)', 'unpublished');
   }
 
   #entry(sessionId: string): Entry {

@@ -6,7 +6,7 @@
  */
 import ndc from 'node-datachannel';
 import { AppError, TIMESCALE, type AudioTrackInfo, type Logger, type TrackSet, type VideoTrackInfo } from '../../core/index.js';
-import type { Publisher } from '../../stream/index.js';
+import type { Publisher, SessionEnd } from '../../stream/index.js';
 import { AacTranscoder } from './aac.js';
 import { SessionTimeline, StreamClock } from './clock.js';
 import { H264Assembler, H264Depacketizer, type AssembledFrame } from './h264.js';
@@ -410,15 +410,15 @@ export class WhipSession {
     return this.#closeReason;
   }
 
-  /** Ends the session: hub publisher, FFmpeg, PeerConnection. Idempotent. */
-  close(reason: string): void {
+  /** Ends the session: hub publisher, FFmpeg, PeerConnection. `how`: see SessionEnd. Idempotent. */
+  close(reason: string, how: SessionEnd = 'dropped'): void {
     if (this.#state === 'closed') return;
     const wasLive = this.#state === 'live';
     this.#state = 'closed';
     this.#closeReason = reason;
     for (const t of this.#timers) clearTimeout(t);
     try {
-      this.#publisher?.close(reason);
+      this.#publisher?.close(reason, how);
     } catch (err) {
       this.#log.error({ err }, 'whip publisher close failed');
     }
