@@ -139,12 +139,12 @@ describe('WHIP from a browser (headless Chromium) -> LL-HLS -> hls.js', () => {
   it('Stop on the page sends DELETE and the stream stops', async () => {
     await publisher.stop();
     await until(async () => (await srv.api('GET', `/api/v1/streams/${stream.id}/webrtc`)).json.sessions.length === 0, 10_000, 100);
-    // The hub waits the reconnect grace (3 s here), then the playlist ends.
+    // A DELETE is a clean stop: the stream ends at once (UNPUBLISH_GRACE_MS is 0), not after the grace.
     const ended = await until(async () => {
       const r = await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`);
       const t = await r.text();
       return t.includes('#EXT-X-ENDLIST') ? t : undefined;
-    }, 15_000, 250);
+    }, 2500, 100);
     expect(ended).toContain('#EXT-X-ENDLIST');
   });
 });
