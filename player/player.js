@@ -163,6 +163,7 @@
       setBadge('ended', 'ENDED');
       setStatus('the stream has ended');
       offerRecording();
+      awaitNextRun();
     });
     hls.on(window.Hls.Events.ERROR, (_e, data) => {
       state.errors.push({ type: data.type, details: data.details, fatal: data.fatal });
@@ -219,6 +220,38 @@
       }
     };
     setTimeout(check, 1000);
+  }
+
+  /**
+   * Opened by stream id, the page follows the stream: when the broadcaster goes live again after a stop
+   * (a new run, with playlists of its own), it plays that run, without a reload. A run has ended while
+   * its media playlist carries EXT-X-ENDLIST; the next one's does not.
+   */
+  let nextRunTimer = null;
+  function awaitNextRun() {
+    const byStream = state.src === pathUrl('live', id) || (state.info && state.info.streamId === id && state.info.type === 'live');
+    if (!byStream) return;
+    clearTimeout(nextRunTimer);
+    const check = async () => {
+      try {
+        const master = await fetch(state.src, { cache: 'no-store' });
+        if (master.ok) {
+          const uri = (await master.text()).split('\n').find((l) => l && !l.startsWith('#'));
+          const media = uri ? await fetch(new URL(uri, new URL(state.src, location.href)), { cache: 'no-store' }) : null;
+          if (media && media.ok && !(await media.text()).includes('#EXT-X-ENDLIST')) {
+            state.ended = false;
+            setBadge('live', 'LIVE');
+            setStatus('the stream is live again');
+            if (state.hls) state.hls.destroy();
+            state.hls = null;
+            start();
+            return;
+          }
+        }
+      } catch (_) { /* not reachable now: try again */ }
+      nextRunTimer = setTimeout(check, 2000);
+    };
+    nextRunTimer = setTimeout(check, 2000);
   }
 
   video.addEventListener('ended', () => { if (state.kind === 'vod') setStatus('ended'); });

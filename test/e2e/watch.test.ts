@@ -95,3 +95,48 @@ describe('watch page (headless Chromium + hls.js)', () => {
     expect(pageErrors).toEqual([]);
   });
 });
+
+describe('watch page across a clean stop (headless Chromium + hls.js)', () => {
+  let srv: TestServer;
+  let browser: Browser;
+  let opened: OpenedPage | undefined;
+  const publishers: ReturnType<typeof ffmpegPublish>[] = [];
+
+  beforeAll(async () => {
+    [srv, browser] = await Promise.all([startTestServer(), launchBrowser()]);
+  });
+  afterAll(async () => {
+    await opened?.close();
+    await browser?.close().catch(() => {});
+    for (const p of publishers) await kill(p);
+    await srv?.stop();
+  });
+
+  it('/watch/<streamId> ends with the run, then plays the stream\'s next run by itself, without a reload', async () => {
+    const { json: stream } = await srv.api('POST', '/api/v1/streams', { name: 'runs', profile: 'passthrough' });
+    publishers.push(ffmpegPublish(srv.rtmpUrl(stream.streamKey), { seconds: 8 }));
+    await until(async () => (await srv.api('GET', `/api/v1/streams/${stream.id}/live`)).json?.fps > 0, 20_000, 100);
+    opened = await openPage(browser, `${srv.base}/watch/${stream.id}`);
+    const { page, pageErrors } = opened;
+    await page.evaluate(() => ((window as any).__sameDocument = true));
+    await until(async () => (await playerSnapshot(page)).currentTime > 1, 20_000, 100);
+    // The publisher stops cleanly: the page shows the end at once (no reconnect grace to wait out).
+    const ended = await until(async () => {
+      const s = await playerSnapshot(page);
+      return s.badge === 'ENDED' ? s : undefined;
+    }, 15_000, 100);
+    expect(ended.errors.filter((e) => e.fatal)).toEqual([]);
+    const firstHls = await page.evaluate(() => (window as any).__player.hls);
+    expect(firstHls).toBeTruthy();
+    // The broadcaster goes live again: a new run, which the page finds and plays.
+    publishers.push(ffmpegPublish(srv.rtmpUrl(stream.streamKey), { seconds: 30 }));
+    const again = await until(async () => {
+      const s = await playerSnapshot(page);
+      return s.badge === 'LIVE' && !s.paused && s.currentTime > 1 ? s : undefined;
+    }, 30_000, 200);
+    const t0 = again.currentTime;
+    await until(async () => (await playerSnapshot(page)).currentTime - t0 >= 2, 10_000, 100);
+    expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);
+    expect(pageErrors).toEqual([]);
+  }, 90_000);
+});
