@@ -79,6 +79,48 @@ function spacingForFit(measured: number): number {
   return fd;
 }
 
+/**
+ * "The duration of each Partial Segment MUST be at least 85% of the Part Target Duration, with the exception
+ * of [...] the final Partial Segment of any Parent Segment" (RFC 8216bis 4.4.4.9; ours exempts only the last).
+ */
+const PART_FLOOR = 0.85;
+
+/** Ticks rounded up to the millisecond: 100.1 ms is 101 ms (only float noise is forgiven, or parts would overshoot). */
+function wholeMs(ticks: number): number {
+  const ms = TIMESCALE / 1000;
+  return Math.ceil(ticks / ms - 1e-6) * ms;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/**
+ * Whether decode times are those of a regular grid (frames may be missing) rounded to the precision they
+ * were stamped with (RTMP: whole milliseconds; else a tick): then they fit in a band one quantum wide
+ * around some line. The narrowest band has the slope of a line through two of the points. A capture clock
+ * (a browser over WebRTC) is off its grid by more.
+ */
+function onGrid(times: readonly number[]): boolean {
+  if (times.length < 3) return true;
+  const deltas = times.slice(1).map((t, i) => t - times[i]);
+  // Each frame's slot on the grid, counted spacing by spacing (a missing frame leaves one out).
+  const step = median(deltas);
+  const slots = [0];
+  for (const d of deltas) slots.push(slots[slots.length - 1] + Math.max(1, Math.round(d / step)));
+  const band = (deltas.every((d) => d % (TIMESCALE / 1000) === 0) ? TIMESCALE / 1000 : 1) + 1;
+  for (let i = 0; i < times.length; i++) {
+    for (let j = i + 1; j < times.length; j++) {
+      if (slots[j] === slots[i]) continue;
+      const slope = (times[j] - times[i]) / (slots[j] - slots[i]);
+      const off = times.map((t, k) => t - slots[k] * slope);
+      if (Math.max(...off) - Math.min(...off) <= band) return true;
+    }
+  }
+  return false;
+}
+
 interface Pending {
   frame: MediaFrame;
 }
@@ -116,8 +158,13 @@ export class Segmenter {
   #audioEnd: number | undefined;
   #lastVideoDts: number | undefined;
   #lastAudioDts: number | undefined;
-  /** Advertised PART-TARGET in ticks, fixed when the first part is cut. */
+  /** Advertised PART-TARGET in ticks: provisional from the first part on, fixed by #fixPartTarget. */
   #partTarget: number | undefined;
+  /**
+   * While PART-TARGET is provisional: the cut-driving frames muxed so far, the last part's end, the longest
+   * part, the shortest one that did not end its segment (of those cut by choice), and the last part.
+   */
+  #fit: { times: number[]; end: number; longest: number; shortest: number; last?: { ticks: number; segStart: number } } | undefined;
   /** Frames dropped while waiting for a session's first keyframe. */
   droppedBeforeKeyframe = 0;
   /** Parts that came out longer than the advertised PART-TARGET (a source with irregular timing). */
@@ -171,8 +218,10 @@ export class Segmenter {
     return this.#targetDuration ?? Math.ceil(this.#opts.segmentTargetMs / 1000);
   }
 
-  /** PART-TARGET in seconds: the nominal target fitted to whole frames of the first session. */
+  /** PART-TARGET in seconds: the nominal target fitted to whole frames of the first session (#fitPartTarget). */
   get partTargetSeconds(): number {
+    // What a playlist shows must never change after: the first read fixes it.
+    this.#fixPartTarget();
     return (this.#partTarget ?? (this.#opts.partTargetMs * TIMESCALE) / 1000) / TIMESCALE;
   }
 
@@ -325,9 +374,15 @@ export class Segmenter {
       const lastDriver = this.#tracks.video ? this.#lastVideoDts : this.#lastAudioDts;
       let end = (lastDriver ?? this.#partStart) + step;
       // The last frame's duration is a guess (RTMP's whole milliseconds put that frame up to half a ms
-      // late): it must not push the part past the advertised PART-TARGET.
-      if (lastDriver !== undefined && this.#partTarget !== undefined) end = Math.min(end, Math.max(lastDriver + 1, this.#partStart + this.#partTarget));
+      // late): it must not push the part past the advertised PART-TARGET. If that frame itself starts past
+      // it, the part is closed before that frame first.
+      if (lastDriver !== undefined) {
+        this.#partTarget ??= this.#fitPartTarget(undefined);
+        this.#closeLate(lastDriver + 1);
+        end = Math.min(end, Math.max(lastDriver + 1, this.#partStart + this.#partTarget));
+      }
       this.#emitPart(end, true);
+      this.#fixPartTarget();
       this.#closeSegment(end);
     }
     this.#video = [];
@@ -384,20 +439,101 @@ export class Segmenter {
     return n;
   }
 
+  /**
+   * Whether to end the part at the cut-driving frame at `dts`. "The duration of a Partial Segment MUST be
+   * less than or equal to the Part Target Duration" (RFC 8216bis 4.4.4.9), and one shorter than 85% of it
+   * may end only a segment. A frame's duration is known only when the next frame comes: if the last frame
+   * lasted so long that the part would end past PART-TARGET here (a capture clock's jitter, a dropped
+   * frame), the part is closed before that frame instead (#closeLate), one frame later than on time.
+   * Otherwise the part ends after its fitted number of frames, or when the next frame would likely not fit;
+   * never below 85% by choice: a frame that comes early enough may still land in that window.
+   */
   #partFull(dts: number): boolean {
-    if (this.#frameDur === 0) return dts - this.#partStart >= (this.#opts.partTargetMs * TIMESCALE) / 1000;
-    const n = this.#framesPerPart();
+    const fd = this.#frameDur;
     if (this.#partTarget === undefined) {
-      // PART-TARGET is fitted once to whole frames (29.97 fps: 6 frames = 200.2 ms) and rounded up to the
-      // millisecond, so every part is at most PART-TARGET and all but a segment's last are at least 85%.
-      // Fitted to the nominal frame spacing when known: the measured one after a single delta is skewed
-      // by RTMP's whole milliseconds (29.97 fps: 33 ms, which would advertise 0.200 for 0.2002 s parts).
-      const fd = this.#nominalDur || spacingForFit(this.#frameDur);
-      const fit = Math.max(1, Math.round((this.#opts.partTargetMs * TIMESCALE) / 1000 / fd));
-      this.#partTarget = Math.ceil(((fit * fd) / TIMESCALE) * 1000 - 0.1) * (TIMESCALE / 1000);
+      // The first part takes the whole number of frames closest to the nominal target; PART-TARGET is
+      // fitted to those frames when it is cut.
+      const elapsed = dts - this.#partStart;
+      if (fd === 0 ? elapsed < (this.#opts.partTargetMs * TIMESCALE) / 1000 : elapsed < (this.#framesPerPart() - 0.5) * fd) return false;
+      this.#partTarget = this.#fitPartTarget(dts);
     }
+    this.#closeLate(dts);
     const elapsed = dts - this.#partStart;
-    return elapsed >= (n - 0.5) * this.#frameDur || elapsed + this.#frameDur / 2 > this.#partTarget;
+    if (elapsed < PART_FLOOR * this.#partTarget) return false;
+    if (fd === 0) return true;
+    return elapsed >= (this.#framesPerPart() - 0.5) * fd || elapsed + fd / 2 > this.#partTarget;
+  }
+
+  /**
+   * PART-TARGET from the first part on, provisional: fitted to the first part's cut-driving frames (ending
+   * at `end`; undefined at a session's end) as if they came from a capture clock (#fit below). A few
+   * frames cannot tell such a clock from a clean one; #fixPartTarget decides on more.
+   */
+  #fitPartTarget(end: number | undefined): number {
+    const times = (this.#tracks.video ? this.#video : this.#audio).map((p) => p.frame.dts);
+    if (end !== undefined) times.push(end);
+    this.#fit = { times: [], end: 0, longest: 0, shortest: Infinity };
+    return this.#fitTo(times, false) ?? wholeMs((this.#opts.partTargetMs * TIMESCALE) / 1000);
+  }
+
+  /**
+   * PART-TARGET must not change during the playlist: fixed when a playlist may first show it (the getter),
+   * at the latest once the first session's parts span a second (half a segment if that is shorter) or the
+   * session ends, before its first segment completes; refitted then to every frame so far, if every part
+   * cut so far is within the new value as it was within the provisional one.
+   */
+  #fixPartTarget(): void {
+    const fit = this.#fit;
+    if (!fit) return;
+    this.#fit = undefined;
+    const times = fit.times.length > 0 && fit.end > fit.times[fit.times.length - 1] ? [...fit.times, fit.end] : fit.times;
+    const target = this.#fitTo(times, onGrid(times));
+    const shortest = Math.min(fit.shortest, fit.last?.ticks ?? Infinity);
+    if (target !== undefined && fit.longest <= target && shortest >= PART_FLOOR * target) this.#partTarget = target;
+  }
+
+  /**
+   * PART-TARGET for cut-driving frames at `times`: the nominal target rounded to whole frames, and up to the
+   * millisecond. Frames on a regular grid (RTMP, an encoder's clock) get that exact fit (29.97 fps: 6
+   * frames = 200.2 ms, 0.201), so parts of that many frames are at most PART-TARGET and shorter ones at
+   * least 85%. Others (a browser's capture clock over WebRTC) get headroom for their jitter: those frames
+   * sit in the middle of the window [85%, 100%] of PART-TARGET. Undefined without a spacing to fit to.
+   */
+  #fitTo(times: readonly number[], regular: boolean): number | undefined {
+    const deltas = times.slice(1).map((t, i) => t - times[i]);
+    // The nominal frame spacing when known: a measured one is skewed by RTMP's whole milliseconds (29.97 fps:
+    // 33 ms, which would advertise 0.200 for 0.2002 s parts). Else on a grid the median spacing, which a
+    // dropped frame does not move; off it the mean, which jitter moves least.
+    let fd = this.#nominalDur;
+    if (!fd && deltas.length > 0) fd = regular ? spacingForFit(median(deltas)) : (times[times.length - 1] - times[0]) / deltas.length;
+    fd ||= this.#frameDur;
+    if (!(fd > 0)) return undefined;
+    const fitted = this.#wholeFrames(fd) * fd;
+    return wholeMs(regular ? fitted : (fitted * 2) / (1 + PART_FLOOR));
+  }
+
+  /** The whole number of frames `fd` apart closest to the nominal part target. */
+  #wholeFrames(fd: number): number {
+    return Math.max(1, Math.round((this.#opts.partTargetMs * TIMESCALE) / 1000 / fd));
+  }
+
+  /**
+   * While the part, ending at `end`, would be longer than PART-TARGET, close it at the latest buffered
+   * cut-driving frame that keeps it within; that frame starts the part that goes on. A single frame longer
+   * than PART-TARGET cannot be split (#emitPart counts it).
+   */
+  #closeLate(end: number): void {
+    const target = this.#partTarget;
+    if (target === undefined) return;
+    while (end - this.#partStart > target) {
+      let cut: number | undefined;
+      for (const p of this.#tracks.video ? this.#video : this.#audio) {
+        if (p.frame.dts > this.#partStart && p.frame.dts - this.#partStart <= target) cut = p.frame.dts;
+      }
+      if (cut === undefined) return;
+      this.#mux(cut);
+      this.#partStart = cut;
+    }
   }
 
   #nominalAudioTicks(): number {
@@ -407,10 +543,26 @@ export class Segmenter {
     return (samples * TIMESCALE) / (a.codec === 'opus' ? 48_000 : a.sampleRate);
   }
 
-  /** Mux everything before `end` into one part. At session end (`flush`) every buffered frame goes. */
+  /**
+   * Mux everything before `end` into the part, in more than one if it would be longer than PART-TARGET
+   * (see #closeLate). At session end (`flush`) every buffered frame goes.
+   */
   #emitPart(end: number, flush = false): void {
+    this.#partTarget ??= this.#fitPartTarget(flush ? undefined : end);
+    this.#closeLate(end);
+    this.#mux(end, flush);
+    this.#partHasFrames = false;
+    const fit = this.#fit;
+    if (fit && fit.times.length > 0 && (fit.end - fit.times[0] >= Math.min(TIMESCALE, this.#segmentTicks() / 2) || fit.times.length >= 128)) {
+      this.#fixPartTarget();
+    }
+  }
+
+  /** Mux the buffered frames before `end` (every one with `flush`) into one part from #partStart to `end`. */
+  #mux(end: number, flush = false): void {
     const tracks: FragmentTrack[] = [];
-    const video = this.#video;
+    const taken = flush ? -1 : this.#video.findIndex((p) => p.frame.dts >= end);
+    const video = taken < 0 ? this.#video : this.#video.slice(0, taken);
     let firstDts = this.#partStart;
     let independent = true;
     if (this.#tracks.video && video.length > 0) {
@@ -421,7 +573,7 @@ export class Segmenter {
       firstDts = video[0].frame.dts;
       independent = video[0].frame.keyframe;
       tracks.push({ id: VIDEO_ID, baseMediaDecodeTime: firstDts, samples });
-      this.#video = [];
+      this.#video = this.#video.slice(video.length);
     }
     const audio = this.#audio;
     const take = flush ? audio.length : audio.findIndex((p) => p.frame.dts >= end);
@@ -446,7 +598,17 @@ export class Segmenter {
       this.#audioEnd = base + samples.reduce((sum, x) => sum + x.duration, 0);
       this.#audio = audio.slice(count);
     }
-    this.#partHasFrames = false;
+    const fit = this.#fit;
+    if (fit) {
+      const ticks = end - this.#partStart;
+      for (const p of this.#tracks.video ? video : audio.slice(0, count)) fit.times.push(p.frame.dts);
+      fit.end = end;
+      fit.longest = Math.max(fit.longest, ticks);
+      // The part before did not end its segment if this one is in the same segment.
+      if (fit.last && fit.last.segStart === this.#segStart) fit.shortest = Math.min(fit.shortest, fit.last.ticks);
+      // A part cut short because the next frame would not fit (#closeLate) is short whatever PART-TARGET is.
+      fit.last = ticks >= PART_FLOOR * this.#partTarget! ? { ticks, segStart: this.#segStart } : undefined;
+    }
     if (tracks.length === 0) return;
     const durationTicks = end - this.#partStart;
     if (this.#partTarget !== undefined && durationTicks > this.#partTarget + 1) this.oversizedParts++;

@@ -165,6 +165,9 @@ describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
     expect(Number(v.nb_read_frames)).toBeGreaterThanOrEqual(50);
     expect(seg.duration).toBeGreaterThan(1.5);
     expect(seg.duration).toBeLessThan(3);
+    // "The duration of a Partial Segment MUST be less than or equal to the Part Target Duration", as printed.
+    expect(pl.parts.length).toBeGreaterThan(0);
+    for (const p of pl.parts) expect(p.duration, `${p.uri} against PART-TARGET ${pl.partTarget}`).toBeLessThanOrEqual(pl.partTarget);
     const aac = streams.find((s) => s.codec_name === 'aac')!;
     expect(aac).toBeDefined();
     expect(Number(aac.sample_rate)).toBe(48000);
