@@ -65,13 +65,33 @@ const liveSchema = {
               height: { type: 'integer' },
               width: { type: ['integer', 'null'] },
               encoder: { type: 'string' },
-              targetBitrateKbps: { type: 'integer' },
+              targetBitrateKbps: { type: 'integer', description: 'What FFmpeg encodes the rung at: the ladder\'s bitrate, capped to the source\'s (default ladder)' },
+              ladderBitrateKbps: { type: 'integer', description: 'What the ladder says' },
               state: { type: 'string', enum: ['starting', 'running', 'dropped'] },
               fps: { type: 'number' },
               bitrateKbps: { type: 'number' },
             },
           },
         },
+        fit: {
+          type: ['object', 'null'],
+          description: 'The ladder fitted to the source\'s measured video bitrate (null before a session with video)',
+          properties: {
+            state: {
+              type: 'string',
+              enum: ['measuring', 'estimated', 'settled'],
+              description: 'measuring: the first seconds are measured before FFmpeg starts; estimated: fitted to them; settled: fitted to the settled bitrate, final for the session',
+            },
+            custom: { type: 'boolean', description: 'The stream\'s own ladder: kept as it is, only warned about' },
+            sourceVideoKbps: { type: ['integer', 'null'], description: 'The source\'s video bitrate the plan is made for, over whole GOPs' },
+            omittedRungs: {
+              type: 'array',
+              description: 'Rungs of the default ladder below the source that are not transcoded at its bitrate',
+              items: { type: 'object', properties: { name: { type: 'string' }, reason: { type: 'string' } } },
+            },
+          },
+        },
+        warnings: { type: 'array', items: { type: 'string' }, description: 'About a custom ladder: a rung above the source\'s video bitrate, or not below the rung above it' },
       },
     },
   },
@@ -156,8 +176,13 @@ function liveView(st: LiveStatus | undefined, now: number, transcode: TranscodeS
     sessionUptimeSeconds: Math.round((now - st.sessionSince) / 1000),
     sessions: st.sessions,
     repairedTimestamps: st.repairedTimestamps,
-    transcode: transcode ? { ...transcode, pid: transcode.pid ?? null, speed: transcode.speed ?? null, lagMs: transcode.lagMs ?? null, lastError: transcode.lastError ?? null } : null,
+    transcode: transcode ? transcodeView(transcode) : null,
   };
+}
+
+function transcodeView(t: TranscodeStatus) {
+  const fit = t.fit ? { ...t.fit, sourceVideoKbps: t.fit.sourceVideoKbps ?? null } : null;
+  return { ...t, pid: t.pid ?? null, speed: t.speed ?? null, lagMs: t.lagMs ?? null, lastError: t.lastError ?? null, fit };
 }
 
 /** A ladder from a request body: undefined leaves it, null means the default, anything else is validated. */

@@ -97,3 +97,83 @@ export function rungsFor(ladder: readonly LadderRung[], source: { width: number;
   const short = Math.min(source.width || source.height, source.height);
   return ladder.filter((r) => r.height < short);
 }
+
+/**
+ * How a ladder is fitted to what the source actually carries (planLadder). Sharing the bits out by pixels
+ * to the power 0.75 (height to the power 1.5) gives a smaller picture more bits per pixel than its share
+ * of the area: it has fewer pixels to spend the fixed costs on and shows the loss of detail more. The
+ * default ladder's own steps sit between exponents 0.72 (1080p -> 720p) and 0.97 (480p -> 360p), so a
+ * source encoded at the ladder's rate for its height keeps the ladder's bitrates; only a leaner source
+ * makes the rungs leaner.
+ */
+export const LADDER_FIT = {
+  /** A rung gets at most the source's video bitrate x (rung pixels / source pixels) ^ this. */
+  pixelExponent: 0.75,
+  /**
+   * A rung must carry less than this share of the bits of the rung above it (the source is the top
+   * rung). One closer costs an encode for a step a player hardly uses: hls.js moves up a level only once
+   * its estimate is 1/0.7 of that level's bitrate, so levels within 20 % are one level to it.
+   */
+  maxStep: 0.8,
+} as const;
+
+export interface LadderPlanSource {
+  readonly width: number;
+  readonly height: number;
+  /** The source's measured video bitrate; undefined while not measured (the ladder is then as it is). */
+  readonly videoKbps: number | undefined;
+}
+
+export interface LadderPlan {
+  /** The rungs to transcode, highest first, with the bitrate each is encoded at. */
+  readonly rungs: readonly LadderRung[];
+  /** Rungs of the ladder below the source that are not transcoded, and why. */
+  readonly omitted: ReadonlyArray<{ readonly name: string; readonly reason: string }>;
+  /** What an operator should know about a custom ladder for this source. */
+  readonly warnings: readonly string[];
+}
+
+/** The most bits a rung of `height` is worth from a source of `sourceHeight` carrying `sourceKbps` of video. */
+export function rungCapKbps(sourceKbps: number, height: number, sourceHeight: number): number {
+  // Both sides keep the source's aspect ratio, so the pixel ratio is the square of the heights'.
+  return sourceKbps * ((height / sourceHeight) ** 2) ** LADDER_FIT.pixelExponent;
+}
+
+/**
+ * The rungs a source gets. With `custom: false` (the default ladder) each rung below the source is capped
+ * at rungCapKbps (never below LADDER_LIMITS.minKbps), and a rung whose bitrate would be LADDER_FIT.maxStep
+ * or more of the rung above it is left out, so bitrates (and BANDWIDTH) strictly rise with resolution, the
+ * source on top. A custom ladder is the operator's choice and is kept as it is, with a warning for every
+ * rung that asks for more bits than the source has or than the rung above it.
+ */
+export function planLadder(ladder: readonly LadderRung[], source: LadderPlanSource, opts: { readonly custom: boolean }): LadderPlan {
+  const below = rungsFor(ladder, source).sort((a, b) => b.height - a.height);
+  const kbps = source.videoKbps !== undefined && source.videoKbps > 0 ? Math.round(source.videoKbps) : undefined;
+  if (kbps === undefined) return { rungs: below, omitted: [], warnings: [] };
+  const short = Math.min(source.width || source.height, source.height);
+  if (opts.custom) {
+    const warnings: string[] = [];
+    below.forEach((r, i) => {
+      if (r.videoBitrateKbps > kbps) {
+        warnings.push(`rung "${r.name}" is set to ${r.videoBitrateKbps} kb/s, more than the source's ${kbps} kb/s of video: it costs more bandwidth than the source for less picture`);
+      } else if (i > 0 && r.videoBitrateKbps >= below[i - 1].videoBitrateKbps) {
+        const up = below[i - 1];
+        warnings.push(`rung "${r.name}" is set to ${r.videoBitrateKbps} kb/s, not less than "${up.name}" above it (${up.videoBitrateKbps} kb/s): players that rank rungs by bandwidth put it above`);
+      }
+    });
+    return { rungs: below, omitted: [], warnings };
+  }
+  const rungs: LadderRung[] = [];
+  const omitted: Array<{ name: string; reason: string }> = [];
+  let above = { name: 'source', kbps };
+  for (const r of below) {
+    const fitted = Math.max(LADDER_LIMITS.minKbps, Math.min(r.videoBitrateKbps, Math.round(rungCapKbps(kbps, r.height, short))));
+    if (fitted >= LADDER_FIT.maxStep * above.kbps) {
+      omitted.push({ name: r.name, reason: `${fitted} kb/s would be within ${Math.round((1 - LADDER_FIT.maxStep) * 100)} % of "${above.name}" above it (${above.kbps} kb/s)` });
+      continue;
+    }
+    rungs.push(fitted === r.videoBitrateKbps ? r : { ...r, videoBitrateKbps: fitted });
+    above = { name: r.name, kbps: fitted };
+  }
+  return { rungs, omitted, warnings: [] };
+}

@@ -7,4 +7,6 @@ export type { LiveTranscoderOptions } from './transcoder.js';
 export { buildFfmpegArgs } from './args.js';
 export { DEFAULT_GOVERNOR, LoadGovernor } from './governor.js';
 export type { GovernorOptions, LoadSample } from './governor.js';
-export type { RungStatus, TranscodeCounters, TranscodeState, TranscodeStatus } from './types.js';
+export { FIT_TIMING, FrameHold, GopBitrateMeter, LadderFit, planChanged } from './fit.js';
+export type { FitPhase, FitStep, FitTiming } from './fit.js';
+export type { LadderFitStatus, RungStatus, TranscodeCounters, TranscodeState, TranscodeStatus } from './types.js';

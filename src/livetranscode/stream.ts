@@ -1,21 +1,17 @@
-import { once } from 'node:events';
-import {
-  decodeAmf0,
-  FlvReader,
-  FlvWriter,
-  MediaAssembler,
-  DEFAULT_ASSEMBLER_OPTIONS,
-} from '../flv/index.js';
-import { newId, rungsFor, type LadderRung, type Logger, type MediaFrame, type TrackSet } from '../core/index.js';
-import { SpeedMeter, ProgressParser, Supervisor, type ChildHandle, type ExitInfo } from '../process/index.js';
+import { newId, type LadderRung, type Logger, type MediaFrame, type TrackSet } from '../core/index.js';
+import { SpeedMeter, Supervisor, type ChildHandle, type ExitInfo } from '../process/index.js';
 import { rungStreamId, type Publisher, type Reader, type StreamHub } from '../stream/index.js';
-import { buildFfmpegArgs, FIRST_RUNG_FD, PROGRESS_FD } from './args.js';
+import { buildFfmpegArgs } from './args.js';
+import { FrameHold, LadderFit } from './fit.js';
 import { LoadGovernor, type GovernorOptions, type LoadSample } from './governor.js';
+import { closeRun, feedAudio, judgedLag, openRun, runLag, writeVideo, type Run } from './run.js';
 import type { RungStatus, TranscodeCounters, TranscodeState, TranscodeStatus } from './types.js';
 
 export interface StreamTranscodeOptions {
   readonly streamId: string;
   readonly ladder: readonly LadderRung[];
+  /** The stream's own ladder: kept as it is (with warnings). Otherwise it is fitted to the source's bitrate. */
+  readonly custom: boolean;
   readonly reader: Reader;
   readonly rungHub: StreamHub;
   readonly logger: Logger;
@@ -31,39 +27,8 @@ export interface StreamTranscodeOptions {
   readonly admit: (self: StreamTranscode) => boolean;
 }
 
-/** Largest FLV tag read back from FFmpeg (one encoded frame). */
-const MAX_TAG_BYTES = 16 * 1024 * 1024;
 /** FFmpeg that reports no progress for this long is judged as not keeping up. */
 const STALL_MS = 2000;
-/** Source audio kept for a rung that starts producing, so its first segment has its audio (ticks). */
-const AUDIO_REPLAY_TICKS = 3 * 90_000;
-/** Waiting for FFmpeg to take more input longer than this means it is stuck; the frame is dropped. */
-const DRAIN_WAIT_MS = 2000;
-
-/** One FFmpeg child's pipes and the rung sessions it feeds. */
-interface Run {
-  /** The supervisor this child belongs to: a stopped supervisor's late events touch only its own run. */
-  readonly sup: Supervisor;
-  readonly handle: ChildHandle;
-  readonly writer: FlvWriter;
-  readonly rungs: readonly LadderRung[];
-  readonly publishers: Map<string, Publisher>;
-  readonly producing: Set<string>;
-  /** A new FFmpeg starts decoding at a keyframe: frames before it are not written. */
-  needKeyframe: boolean;
-  lastWrittenMs: number;
-  /** When FFmpeg last reported progress (spawn time until it does). */
-  lastProgressAt: number;
-  /** When a frame was last written to FFmpeg. */
-  lastWriteAt: number;
-  /** The source's latest audio frames, replayed to a rung when its first video frame comes out. */
-  recentAudio: MediaFrame[];
-  /** Rungs that have their first video frame out and get every source audio frame as it comes. */
-  readonly audioFed: Set<string>;
-  /** Per rung: the source time (ms after the writer's base) of the last frame it produced. */
-  readonly lastOutputMs: Map<string, number>;
-  ended: boolean;
-}
 
 /**
  * The ladder of one live stream: reads the source from the hub, feeds one supervised FFmpeg (FLV on
@@ -82,6 +47,15 @@ export class StreamTranscode {
   #run: Run | undefined;
   /** Rungs dropped for lack of CPU, most recent last. */
   #dropped: LadderRung[] = [];
+  /** The session's ladder fitted to the source's bitrate (undefined before a session with video). */
+  #fit: LadderFit | undefined;
+  /** Source frames kept until an FFmpeg takes them: before the first plan, and across the re-plan's restart. */
+  #hold: FrameHold | undefined;
+  /**
+   * Rung streams published while the first seconds are measured, before FFmpeg runs: a player's first
+   * multivariant playlist waits for the rungs it knows of. The run that starts takes them over.
+   */
+  readonly #early = new Map<string, Publisher>();
   #everPublished = new Set<string>();
   #state: TranscodeState = 'idle';
   #lastError: string | undefined;
@@ -102,12 +76,12 @@ export class StreamTranscode {
     this.#done = this.#loop();
   }
 
-  /** The rungs this source gets (the ladder below the source's size), the dropped ones excluded. */
+  /** The rungs of the plan for this source (the ladder below it, fitted), the dropped ones excluded. */
   #activeRungs(): LadderRung[] {
-    const v = this.#tracks?.video;
-    if (!v) return [];
+    const plan = this.#fit?.plan;
+    if (!plan) return [];
     const dropped = new Set(this.#dropped.map((r) => r.name));
-    return rungsFor(this.#o.ladder, v).filter((r) => !dropped.has(r.name));
+    return plan.rungs.filter((r) => !dropped.has(r.name));
   }
 
   async #loop(): Promise<void> {
@@ -116,17 +90,19 @@ export class StreamTranscode {
       try {
         if (ev.type === 'session-start') {
           this.#inSession = false;
+          this.#endHold('new source session');
           await this.#stopChildSerialized();
           this.#tracks = ev.tracks;
           this.#sourceSession = ev.sessionId;
           this.#dropped = [];
           this.#inSession = true;
-          this.#startChild();
+          this.#beginSession();
         } else if (ev.type === 'frame') {
-          await this.#write(ev.frame);
+          await this.#onFrame(ev.frame);
         } else if (ev.type === 'session-end') {
           this.#inSession = false;
           this.#waitingForSlot = false;
+          this.#endHold('source session ended');
           await this.#stopChildSerialized();
           this.#state = 'idle';
         } else if (ev.type === 'stream-end') {
@@ -137,9 +113,120 @@ export class StreamTranscode {
       }
     }
     this.#inSession = false;
+    this.#endHold('source stream ended');
     await this.#stopChildSerialized();
     for (const name of this.#everPublished) this.#o.rungHub.end(rungStreamId(this.#o.streamId, name), 'source stream ended');
     this.#state = 'stopped';
+  }
+
+  /**
+   * A new source session: fit the ladder to it. A default ladder waits for the first seconds of the
+   * source (held, not lost) so that no rung is encoded at more bits than the source is worth: the
+   * packager's BANDWIDTH is the peak of a rung's segments, and a player's ranking of the rungs with it.
+   */
+  #beginSession(): void {
+    const video = this.#tracks?.video;
+    this.#fit = video ? new LadderFit(this.#o.ladder, video, { custom: this.#o.custom }) : undefined;
+    if (this.#fit?.phase !== 'measuring') return this.#startChild();
+    this.#hold = new FrameHold(undefined);
+    this.#state = 'starting';
+    this.#lastError = undefined;
+    for (const r of this.#fit.candidates) this.#early.set(r.name, this.#publishRung(r.name));
+  }
+
+  /** Route one source frame: measure it, hold it while no FFmpeg may take it, else write it. */
+  async #onFrame(frame: MediaFrame): Promise<void> {
+    if (frame.track === 'video' && this.#fit) {
+      const step = this.#fit.video(frame);
+      if (step === 'plan') this.#applyFirstPlan();
+      else if (step === 'replan') this.#applyReplan();
+    }
+    const hold = this.#hold;
+    if (hold) {
+      const run = this.#run;
+      if (!run || run.ended || run === hold.after) return hold.push(frame);
+      // An FFmpeg is taking frames again: what was held goes first, in order, from its keyframe.
+      this.#hold = undefined;
+      for (const f of hold.take()) await this.#write(f);
+      run.backlogUntilMs = run.lastWrittenMs;
+    }
+    await this.#write(frame);
+  }
+
+  #applyFirstPlan(): void {
+    const fit = this.#fit!;
+    const plan = fit.plan!;
+    this.#log.info(
+      { sourceVideoKbps: fit.sourceKbps, rungs: plan.rungs.map((r) => `${r.name}@${r.videoBitrateKbps}`), omitted: plan.omitted, warnings: plan.warnings },
+      'ladder fitted to the source\'s first seconds',
+    );
+    const keep = new Set(plan.rungs.map((r) => r.name));
+    for (const [name, pub] of this.#early) {
+      if (keep.has(name)) continue;
+      this.#early.delete(name);
+      pub.close('left out of the ladder');
+      this.#endRung(name, 'left out of the ladder at this source bitrate');
+    }
+    this.#startChild();
+    if (this.#run) return;
+    // No FFmpeg takes the frames (every rung left out, no slot, no spawn): the announced rungs end, so
+    // the first multivariant playlist is not kept waiting for them. A later start publishes them anew.
+    this.#hold = undefined;
+    for (const [name, pub] of this.#early) {
+      pub.close('transcoder not running');
+      this.#endRung(name, 'transcoder not running');
+    }
+    this.#early.clear();
+  }
+
+  /**
+   * The settled plan differs from the running one: rungs it leaves out end (like a dropped rung, players
+   * on them move to another), and FFmpeg restarts once with the new rungs. The source is held from this
+   * keyframe until the new FFmpeg takes it, so the rungs lose no frame across the restart.
+   */
+  #applyReplan(): void {
+    const fit = this.#fit!;
+    const plan = fit.plan!;
+    this.#log.info(
+      { sourceVideoKbps: fit.sourceKbps, rungs: plan.rungs.map((r) => `${r.name}@${r.videoBitrateKbps}`), omitted: plan.omitted },
+      'the source\'s bitrate settled away from the first estimate: refitting the ladder (one FFmpeg restart)',
+    );
+    const keep = new Set(plan.rungs.map((r) => r.name));
+    for (const name of [...this.#everPublished]) if (!keep.has(name)) this.#endRung(name, 'left out of the ladder at the settled source bitrate');
+    this.#dropped = this.#dropped.filter((r) => keep.has(r.name));
+    if (!this.#supervisor) {
+      // No FFmpeg because the first plan had no rung: start one if this plan has. (Not after a failed
+      // start, nor with every rung dropped for lack of CPU, nor while waiting for a slot.)
+      if (this.#state === 'idle' && !this.#waitingForSlot && this.#activeRungs().length > 0) this.#startChild();
+      return;
+    }
+    if (this.#activeRungs().length === 0) {
+      void this.#stopChild().then(() => (this.#state = 'idle'));
+      return;
+    }
+    this.#hold = new FrameHold(this.#run);
+    this.#supervisor.restartNow('refitting the ladder to the settled source bitrate');
+  }
+
+  /** Publish a rung's stream to the rung hub (the packager adds it to the stream's renditions). */
+  #publishRung(name: string): Publisher {
+    const id = rungStreamId(this.#o.streamId, name);
+    const pub = this.#o.rungHub.publish(id, { sessionId: newId(), protocol: 'transcode', remoteAddress: 'ffmpeg', sourceSessionId: this.#sourceSession }, () => {});
+    this.#everPublished.add(name);
+    return pub;
+  }
+
+  /** A rung's stream ends (its playlist goes on with gaps; it leaves the multivariant playlist). */
+  #endRung(name: string, reason: string): void {
+    this.#o.rungHub.end(rungStreamId(this.#o.streamId, name), reason);
+    this.#everPublished.delete(name);
+  }
+
+  /** Forget held frames; the rungs announced for this session's first plan close like a run's rungs. */
+  #endHold(reason: string): void {
+    this.#hold = undefined;
+    for (const pub of this.#early.values()) pub.close(reason);
+    this.#early.clear();
   }
 
   async #stopChildSerialized(): Promise<void> {
@@ -164,10 +251,16 @@ export class StreamTranscode {
       this.#lastError = 'the source has no video';
       return;
     }
+    // The first plan is not made yet: FFmpeg starts with it (#applyFirstPlan).
+    if (this.#fit?.phase === 'measuring') return;
     if (this.#activeRungs().length === 0) {
       this.#state = 'idle';
       this.#lastError = undefined;
-      this.#log.info({ height: tracks.video.height }, 'no rung of the ladder is below the source; serving the source only');
+      const leftOut = (this.#fit?.plan?.omitted.length ?? 0) > 0;
+      this.#log.info(
+        { height: tracks.video.height, sourceVideoKbps: this.#fit?.sourceKbps },
+        leftOut ? 'every rung below the source is left out at its bitrate; serving the source only' : 'no rung of the ladder is below the source; serving the source only',
+      );
       return;
     }
     if (!this.#o.admit(this)) {
@@ -219,87 +312,33 @@ export class StreamTranscode {
       process.kill(handle.pid, 'SIGKILL');
       return;
     }
-    const tracks = this.#tracks!;
-    const rungs = this.#activeRungs();
-    const run: Run = {
-      sup,
-      handle,
-      writer: new FlvWriter(),
-      rungs,
-      publishers: new Map(),
-      producing: new Set(),
-      needKeyframe: true,
-      lastWrittenMs: 0,
-      lastProgressAt: Date.now(),
-      lastWriteAt: 0,
-      recentAudio: [],
-      audioFed: new Set(),
-      lastOutputMs: new Map(),
-      ended: false,
-    };
+    const run: Run = openRun(sup, handle, this.#activeRungs(), this.#tracks!, {
+      publisher: (rung) => {
+        // A rung announced while the first seconds were measured is taken over; any other is published now.
+        const pub = this.#early.get(rung.name) ?? this.#publishRung(rung.name);
+        this.#early.delete(rung.name);
+        return pub;
+      },
+      progress: (outTimeUs) => this.#onProgress(run, outTimeUs),
+      allProducing: () => {
+        handle.markReady();
+        this.#state = 'running';
+      },
+      unreadable: (err, rung) => {
+        // Our own FFmpeg wrote something we cannot read: kill it (it counts as a crash, so restarts back
+        // off) rather than publish garbage. Once per child.
+        this.#log.error({ err, rung: rung.name }, 'unreadable FLV from FFmpeg; killing it');
+        this.#endRun(run, 'unreadable output');
+        try {
+          process.kill(handle.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      },
+    });
     this.#run = run;
     this.#governor.runStarted(Date.now());
     this.#meter.reset();
-    handle.stdin.on('error', () => {}); // EPIPE when FFmpeg dies: its exit is what we act on
-    // Video only: each rung gets the source's audio frames from here (see #feedAudio).
-    handle.stdin.write(run.writer.header({ video: tracks.video }));
-
-    const progress = new ProgressParser();
-    handle.extra[PROGRESS_FD - 3].on('data', (chunk: Buffer) => {
-      for (const p of progress.push(chunk)) this.#onProgress(run, p.outTimeUs);
-    });
-    rungs.forEach((rung, i) => {
-      const id = rungStreamId(this.#o.streamId, rung.name);
-      const pub = this.#o.rungHub.publish(id, { sessionId: newId(), protocol: 'transcode', remoteAddress: 'ffmpeg', sourceSessionId: this.#sourceSession }, () => {});
-      this.#everPublished.add(rung.name);
-      run.publishers.set(rung.name, pub);
-      const flv = new FlvReader({ maxTagBytes: MAX_TAG_BYTES });
-      const assembler = new MediaAssembler(
-        {
-          setTracks: (t) => pub.setTracks({ video: t.video, audio: tracks.audio }),
-          write: (f) => {
-            // FFmpeg ran with -copyts on timestamps relative to the writer's base: add it back.
-            const base = run.writer.base ?? 0;
-            pub.write({ ...f, dts: f.dts + base, pts: f.pts + base });
-            run.lastOutputMs.set(rung.name, f.dts / 90);
-            if (!run.audioFed.has(rung.name)) {
-              // From its first video frame on, the rung gets the source's audio; the audio of the last
-              // seconds first (the packager drops what is older than the rung's first keyframe).
-              run.audioFed.add(rung.name);
-              for (const a of run.recentAudio) pub.write(a);
-            }
-            if (!run.producing.has(rung.name)) {
-              run.producing.add(rung.name);
-              if (run.producing.size === run.rungs.length) {
-                handle.markReady();
-                this.#state = 'running';
-              }
-            }
-          },
-        },
-        DEFAULT_ASSEMBLER_OPTIONS,
-      );
-      handle.extra[FIRST_RUNG_FD - 3 + i].on('data', (chunk: Buffer) => {
-        if (run.ended) return;
-        try {
-          for (const tag of flv.push(chunk)) {
-            if (tag.type === 9) assembler.video(tag.timestamp, tag.body);
-            else if (tag.type === 18) assembler.metadata(decodeAmf0(tag.body)[1]);
-          }
-        } catch (err) {
-          // Our own FFmpeg wrote something we cannot read: kill it (it counts as a crash, so restarts back
-          // off) rather than publish garbage. Once per child.
-          if (run.ended) return;
-          this.#log.error({ err, rung: rung.name }, 'unreadable FLV from FFmpeg; killing it');
-          this.#endRun(run, 'unreadable output');
-          try {
-            process.kill(handle.pid, 'SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
-      });
-    });
   }
 
   #onProgress(run: Run, outTimeUs: number | undefined): void {
@@ -308,7 +347,7 @@ export class StreamTranscode {
     run.lastProgressAt = now;
     // FFmpeg's out_time has an arbitrary origin with -copyts: only its rate of change is used.
     this.#meter.add(now, outTimeUs);
-    this.#judge(now, { speed: this.#meter.speed(), lagMs: this.#lag(run) });
+    this.#judge(now, { speed: this.#meter.speed(), lagMs: judgedLag(run) });
   }
 
   /** Feed the governor; when it says FFmpeg cannot keep up, drop the most expensive rung. */
@@ -322,8 +361,7 @@ export class StreamTranscode {
       this.#dropped.push(victim);
       this.#o.counters.rungsDropped++;
       this.#log.warn({ rung: victim.name, speed, lagMs }, 'FFmpeg cannot keep up in real time: dropping the most expensive rung');
-      this.#o.rungHub.end(rungStreamId(this.#o.streamId, victim.name), 'dropped: not enough CPU');
-      this.#everPublished.delete(victim.name);
+      this.#endRung(victim.name, 'dropped: not enough CPU');
       if (active.length > 1) this.#supervisor?.restartNow(`dropping rung ${victim.name}`);
       else void this.#stopChild().then(() => (this.#state = 'degraded'));
     }
@@ -336,7 +374,7 @@ export class StreamTranscode {
     // for 2 s is stuck (or starved of CPU so badly it cannot even report): that counts as not keeping up.
     // (A source that pauses stops FFmpeg's reports too; that is not FFmpeg's fault.)
     if (run && !run.ended && now - run.lastProgressAt > STALL_MS && now - run.lastWriteAt < 1000) {
-      this.#judge(now, { speed: 0, lagMs: this.#lag(run) });
+      this.#judge(now, { speed: 0, lagMs: judgedLag(run) });
     }
     if (this.#closed || !this.#inSession || this.#busy) return;
     if (this.#waitingForSlot) return this.#startChild();
@@ -350,48 +388,11 @@ export class StreamTranscode {
     else this.#startChild();
   }
 
-  /** How far the slowest rung's output is behind what FFmpeg was given, in ms of media time. */
-  #lag(run: Run): number | undefined {
-    if (run.needKeyframe || run.lastOutputMs.size < run.rungs.length) return undefined;
-    return Math.max(0, Math.round(run.lastWrittenMs - Math.min(...run.lastOutputMs.values())));
-  }
-
   async #write(frame: MediaFrame): Promise<void> {
     const run = this.#run;
     if (!run || run.ended) return;
-    if (frame.track === 'audio') return this.#feedAudio(run, frame);
-    const stdin = run.handle.stdin;
-    if (stdin.destroyed || !stdin.writable) return;
-    if (run.needKeyframe) {
-      if (!frame.keyframe) return;
-      run.needKeyframe = false;
-    }
-    const tag = run.writer.frame(frame, this.#tracks!.video!.codec);
-    run.lastWrittenMs = Math.max(run.lastWrittenMs, (frame.dts - (run.writer.base ?? frame.dts)) / 90);
-    run.lastWriteAt = Date.now();
-    if (stdin.write(tag)) return;
-    // FFmpeg is not taking input as fast as it comes: wait (the hub reader queues, then drops to the next
-    // keyframe) rather than buffer without bound here.
-    const timer = AbortSignal.timeout(DRAIN_WAIT_MS);
-    await once(stdin, 'drain', { signal: timer }).catch(() => {});
-  }
-
-  /**
-   * Source audio goes straight to every rung that is producing (the same frames as the source rendition,
-   * on the same clock as the rungs' video, which FFmpeg wrote with the source's timestamps), and is kept
-   * for a few seconds for rungs still starting.
-   */
-  #feedAudio(run: Run, frame: MediaFrame): void {
-    for (const name of run.audioFed) run.publishers.get(name)?.write(frame);
-    const recent = run.recentAudio;
-    if (run.audioFed.size === run.rungs.length) {
-      recent.length = 0; // every rung is fed: nothing more to replay
-      return;
-    }
-    recent.push(frame);
-    let old = 0;
-    while (old < recent.length && frame.dts - recent[old].dts > AUDIO_REPLAY_TICKS) old++;
-    if (old > 0) recent.splice(0, old);
+    if (frame.track === 'audio') return feedAudio(run, frame);
+    await writeVideo(run, frame, this.#tracks!.video!.codec);
   }
 
   #onExit(sup: Supervisor, info: ExitInfo): void {
@@ -423,15 +424,17 @@ export class StreamTranscode {
 
   /** The run's rung sessions end (their playlists continue with a gap, then a discontinuity). */
   #endRun(run: Run | undefined, reason: string): void {
-    if (!run || run.ended) return;
-    run.ended = true;
-    for (const pub of run.publishers.values()) pub.close(reason);
+    if (!run) return;
+    closeRun(run, reason);
     if (this.#run === run) this.#run = undefined;
   }
 
   status(rungHub: StreamHub): TranscodeStatus {
     const sup = this.#supervisor;
-    const all = this.#tracks?.video ? rungsFor(this.#o.ladder, this.#tracks.video) : [];
+    const fit = this.#fit;
+    // While measuring: the rungs the source may get, at the ladder's bitrates.
+    const all = fit ? (fit.plan?.rungs ?? fit.candidates) : [];
+    const ladderKbps = new Map(this.#o.ladder.map((r) => [r.name, r.videoBitrateKbps]));
     const dropped = new Set(this.#dropped.map((r) => r.name));
     const rungs: RungStatus[] = all.map((r) => {
       const live = rungHub.status(rungStreamId(this.#o.streamId, r.name));
@@ -442,6 +445,7 @@ export class StreamTranscode {
         width: tracks?.width,
         encoder: r.encoder,
         targetBitrateKbps: r.videoBitrateKbps,
+        ladderBitrateKbps: ladderKbps.get(r.name) ?? r.videoBitrateKbps,
         state: dropped.has(r.name) ? 'dropped' : this.#run?.producing.has(r.name) ? 'running' : 'starting',
         fps: live?.state === 'live' ? live.fps : 0,
         bitrateKbps: live?.state === 'live' ? live.bitrateKbps : 0,
@@ -451,11 +455,13 @@ export class StreamTranscode {
       state: this.#state,
       pid: sup?.pid,
       speed: this.#meter.speed(),
-      lagMs: this.#run ? this.#lag(this.#run) : undefined,
+      lagMs: this.#run ? runLag(this.#run) : undefined,
       restarts: this.#restarts,
       lastError: this.#lastError,
       droppedRungs: [...dropped],
       rungs,
+      fit: fit && { state: fit.phase, custom: fit.custom, sourceVideoKbps: fit.sourceKbps, omittedRungs: fit.plan?.omitted ?? [] },
+      warnings: fit?.plan?.warnings ?? [],
     };
   }
 

@@ -1,5 +1,5 @@
 import { cpus } from 'node:os';
-import type { LadderRung, Logger } from '../core/index.js';
+import { DEFAULT_LADDER, type LadderRung, type Logger } from '../core/index.js';
 import type { StreamHub } from '../stream/index.js';
 import type { GovernorOptions } from './governor.js';
 import { StreamTranscode } from './stream.js';
@@ -18,7 +18,11 @@ export interface LiveTranscoderOptions {
   readonly governor: GovernorOptions;
   /** Streams transcoded at once; more ABR streams are served as passthrough (and counted). */
   readonly maxStreams: number;
-  /** The ladder of a stream that is to be transcoded, undefined for passthrough (catalog lookup). */
+  /**
+   * The ladder of a stream that is to be transcoded, undefined for passthrough (catalog lookup).
+   * DEFAULT_LADDER itself (the very array) is fitted to each source's bitrate; any other ladder is the
+   * stream's own and is kept as it is, with warnings in the status.
+   */
   readonly resolveLadder: (streamId: string) => Promise<readonly LadderRung[] | undefined>;
 }
 
@@ -105,6 +109,7 @@ export class LiveTranscoder {
     const t = new StreamTranscode({
       streamId,
       ladder,
+      custom: ladder !== DEFAULT_LADDER,
       reader,
       rungHub: this.#o.rungHub,
       logger: this.#log,

@@ -1,3 +1,5 @@
+import type { FitPhase } from './fit.js';
+
 /**
  * idle: no FFmpeg (no session, or no rung below the source); starting: FFmpeg spawned, not every rung has
  * output yet; running; restarting: FFmpeg exited and is restarted with backoff; degraded: every rung was
@@ -11,7 +13,10 @@ export interface RungStatus {
   /** As encoded (known once the rung produced output). */
   readonly width: number | undefined;
   readonly encoder: string;
+  /** What FFmpeg encodes it at: the ladder's bitrate, capped to the source's for the default ladder. */
   readonly targetBitrateKbps: number;
+  /** What the ladder says. */
+  readonly ladderBitrateKbps: number;
   /** dropped: shed because FFmpeg could not keep up in real time; it comes back when the CPU allows. */
   readonly state: 'starting' | 'running' | 'dropped';
   /** Measured over the last second. */
@@ -31,6 +36,24 @@ export interface TranscodeStatus {
   readonly lastError: string | undefined;
   readonly droppedRungs: readonly string[];
   readonly rungs: readonly RungStatus[];
+  /** How the ladder was fitted to this source session (undefined before a session with video). */
+  readonly fit: LadderFitStatus | undefined;
+  /** About a custom ladder for this source: a rung above the source's bitrate, or not below the one above it. */
+  readonly warnings: readonly string[];
+}
+
+export interface LadderFitStatus {
+  /**
+   * measuring: the first seconds of the source are measured before FFmpeg starts (default ladder);
+   * estimated: fitted to the first seconds; settled: fitted to the settled bitrate (final for the session).
+   */
+  readonly state: FitPhase;
+  /** The stream's own ladder: kept as it is, only warned about. */
+  readonly custom: boolean;
+  /** The source's video bitrate the ladder is fitted to, kb/s over whole GOPs (undefined while measuring). */
+  readonly sourceVideoKbps: number | undefined;
+  /** Rungs of the default ladder below the source that are not transcoded at its bitrate, and why. */
+  readonly omittedRungs: ReadonlyArray<{ readonly name: string; readonly reason: string }>;
 }
 
 export interface TranscodeCounters {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AppError, DEFAULT_LADDER, rungsFor, validateLadder, type LadderRung } from '../../src/core/index.js';
+import { AppError, DEFAULT_LADDER, LADDER_FIT, planLadder, rungCapKbps, rungsFor, validateLadder, type LadderRung } from '../../src/core/index.js';
 
 /** The AppError that validateLadder throws for `input` (fails the test if it does not throw one). */
 function rejection(input: unknown): AppError {
@@ -122,5 +122,129 @@ describe('rungsFor', () => {
 
   it('an unknown width falls back to the height', () => {
     expect(names(rungsFor(DEFAULT_LADDER, { width: 0, height: 720 }))).toEqual(['480p', '360p']);
+  });
+});
+
+/** name@kbps of every rung of a plan, highest first. */
+const planned = (rungs: readonly LadderRung[]) => rungs.map((r) => `${r.name}@${r.videoBitrateKbps}`);
+const SIZES = { '720p': { width: 1280, height: 720 }, '1080p': { width: 1920, height: 1080 } } as const;
+
+describe('planLadder: the default ladder fitted to the source', () => {
+  it('caps each rung at source kbps x (rung pixels / source pixels)^0.75', () => {
+    expect(LADDER_FIT.pixelExponent).toBe(0.75);
+    // (480/720)^2 = 0.444 of the pixels -> 0.544 of the bits; (360/720)^2 = 0.25 -> 0.354.
+    expect(rungCapKbps(800, 480, 720)).toBeCloseTo(435.5, 1);
+    expect(rungCapKbps(800, 360, 720)).toBeCloseTo(282.8, 1);
+    expect(rungCapKbps(2500, 720, 1080)).toBeCloseTo(1360.8, 1);
+  });
+
+  // The table in README "ABR ladder": kb/s of video of the source -> the rungs it gets.
+  const table: Array<[keyof typeof SIZES, number, string[]]> = [
+    ['720p', 800, ['480p@435', '360p@283']],
+    ['720p', 2500, ['480p@1361', '360p@800']],
+    ['720p', 6000, ['480p@1400', '360p@800']],
+    ['1080p', 800, ['720p@435', '480p@237', '360p@154']],
+    ['1080p', 2500, ['720p@1361', '480p@741', '360p@481']],
+    ['1080p', 6000, ['720p@2800', '480p@1400', '360p@800']],
+  ];
+  it.each(table)('%s at %i kb/s -> %j', (size, kbps, want) => {
+    const plan = planLadder(DEFAULT_LADDER, { ...SIZES[size], videoKbps: kbps }, { custom: false });
+    expect(planned(plan.rungs)).toEqual(want);
+    expect(plan.omitted).toEqual([]);
+    expect(plan.warnings).toEqual([]);
+  });
+
+  it('keeps the ladder as it is for a source at the ladder\'s own rate for its height', () => {
+    const plan = planLadder(DEFAULT_LADDER, { ...SIZES['720p'], videoKbps: 2800 }, { custom: false });
+    expect(plan.rungs).toEqual(DEFAULT_LADDER.slice(2));
+  });
+
+  it('keeps the ladder as it is while the source is not measured', () => {
+    expect(planLadder(DEFAULT_LADDER, { ...SIZES['1080p'], videoKbps: undefined }, { custom: false }).rungs).toEqual(DEFAULT_LADDER.slice(1));
+  });
+
+  it('leaves out a rung within 20 % of the source above it: 540p at 1.5 Mb/s gets no 480p', () => {
+    const plan = planLadder(DEFAULT_LADDER, { width: 960, height: 540, videoKbps: 1500 }, { custom: false });
+    expect(planned(plan.rungs)).toEqual(['360p@800']);
+    expect(plan.omitted).toEqual([{ name: '480p', reason: '1257 kb/s would be within 20 % of "source" above it (1500 kb/s)' }]);
+  });
+
+  it('leaves out a rung within 20 % of the rung above it: at 300 kb/s, 480p and 360p both floor at 100 kb/s', () => {
+    const plan = planLadder(DEFAULT_LADDER, { ...SIZES['1080p'], videoKbps: 300 }, { custom: false });
+    expect(planned(plan.rungs)).toEqual(['720p@163', '480p@100']);
+    expect(plan.omitted).toEqual([{ name: '360p', reason: '100 kb/s would be within 20 % of "480p" above it (100 kb/s)' }]);
+  });
+
+  it('keeps the rest of each rung as the ladder has it (name, height, frame rate, encoder)', () => {
+    const plan = planLadder(DEFAULT_LADDER, { ...SIZES['720p'], videoKbps: 800 }, { custom: false });
+    expect(plan.rungs[0]).toEqual({ ...DEFAULT_LADDER[2], videoBitrateKbps: 435 });
+  });
+
+  it('judges a portrait source by its short side', () => {
+    const plan = planLadder(DEFAULT_LADDER, { width: 720, height: 1280, videoKbps: 800 }, { custom: false });
+    expect(planned(plan.rungs)).toEqual(['480p@435', '360p@283']);
+  });
+
+  it('always gives bitrates that strictly rise with resolution, each rung under 80 % of the one above, the source on top', () => {
+    const ladders = [
+      DEFAULT_LADDER,
+      // Rungs close together, and out of order by bitrate: the fit still keeps the rule.
+      validateLadder([
+        { height: 1440, videoBitrateKbps: 9000 },
+        { height: 1080, videoBitrateKbps: 6000 },
+        { height: 900, videoBitrateKbps: 6500 },
+        { height: 720, videoBitrateKbps: 3000 },
+        { height: 540, videoBitrateKbps: 2900 },
+        { height: 240, videoBitrateKbps: 100 },
+      ]),
+    ];
+    let checked = 0;
+    for (const ladder of ladders) {
+      for (const height of [240, 360, 480, 540, 720, 900, 1080, 1440, 2160]) {
+        for (let kbps = 100; kbps <= 40_000; kbps = Math.ceil(kbps * 1.17)) {
+          const plan = planLadder(ladder, { width: Math.round((height * 16) / 9), height, videoKbps: kbps }, { custom: false });
+          let above = { height, kbps };
+          for (const r of plan.rungs) {
+            expect(r.height, `${height}p@${kbps}`).toBeLessThan(above.height);
+            expect(r.videoBitrateKbps, `${height}p@${kbps}: ${planned(plan.rungs).join(' ')}`).toBeLessThan(LADDER_FIT.maxStep * above.kbps);
+            above = { height: r.height, kbps: r.videoBitrateKbps };
+            checked++;
+          }
+          expect(plan.rungs.length + plan.omitted.length).toBe(rungsFor(ladder, { width: Math.round((height * 16) / 9), height }).length);
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(500);
+  });
+});
+
+describe('planLadder: a custom ladder is kept and warned about', () => {
+  const custom = validateLadder([
+    { height: 480, videoBitrateKbps: 1400 },
+    { height: 360, videoBitrateKbps: 600 },
+  ]);
+
+  it('keeps its explicit bitrates and warns of a rung above the source\'s video bitrate', () => {
+    const plan = planLadder(custom, { ...SIZES['720p'], videoKbps: 800 }, { custom: true });
+    expect(plan.rungs).toEqual(custom);
+    expect(plan.omitted).toEqual([]);
+    expect(plan.warnings).toEqual([
+      'rung "480p" is set to 1400 kb/s, more than the source\'s 800 kb/s of video: it costs more bandwidth than the source for less picture',
+    ]);
+  });
+
+  it('warns of a rung that is not below the rung above it', () => {
+    const ladder = validateLadder([
+      { height: 480, videoBitrateKbps: 700 },
+      { height: 360, videoBitrateKbps: 700 },
+    ]);
+    expect(planLadder(ladder, { ...SIZES['720p'], videoKbps: 2500 }, { custom: true }).warnings).toEqual([
+      'rung "360p" is set to 700 kb/s, not less than "480p" above it (700 kb/s): players that rank rungs by bandwidth put it above',
+    ]);
+  });
+
+  it('has nothing to warn of for a source that carries more, or that is not measured yet', () => {
+    expect(planLadder(custom, { ...SIZES['720p'], videoKbps: 2500 }, { custom: true }).warnings).toEqual([]);
+    expect(planLadder(custom, { ...SIZES['720p'], videoKbps: undefined }, { custom: true })).toEqual({ rungs: custom, omitted: [], warnings: [] });
   });
 });
