@@ -18,7 +18,7 @@ import { findFfmpeg } from './process/index.js';
 import { LiveOrigin, LivePackager } from './packager/index.js';
 import { StreamHub } from './stream/index.js';
 import { createStorage } from './storage/index.js';
-import { Recorder, Uploads, VodWorker } from './vod/index.js';
+import { keyframesFromPackager, LiveThumbnails, Recorder, Uploads, VodWorker } from './vod/index.js';
 import { PlaybackTokens } from './api/playback-tokens.js';
 
 /** Longest one shutdown step (RTMP, HTTP, catalog) may take before it is cut short. */
@@ -180,6 +180,13 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
   // Started after the packager: on a stream's start the packager subscribes first, so the source
   // rendition exists (and leads) before any rung is published.
   transcoder.start();
+  // Live thumbnails: one small FFmpeg run per live stream every LIVE_THUMBNAIL_INTERVAL_MS (0: none).
+  const thumbEvery = config.vod.liveThumbnailIntervalMs;
+  const liveThumbnails =
+    ffmpegPath && thumbEvery !== 0
+      ? new LiveThumbnails({ streams: hub, keyframes: keyframesFromPackager(packager), ffmpegPath, intervalMs: thumbEvery, logger: log.child({ module: 'thumbnails' }) })
+      : undefined;
+  await liveThumbnails?.start();
   const origin = new LiveOrigin(packager, { holdMs: config.hls.holdMs, startupWaitMs: Math.max(config.hls.holdMs, 3 * config.hls.segmentTargetMs) });
 
   // Publish sessions go into the catalog; a catalog failure is logged, never stops the stream. A session's
@@ -258,6 +265,7 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     playbackTokenTtlSeconds: config.vod.playbackTokenTtlSeconds,
     uploads,
     vodWorker: vodWorker?.counters,
+    liveThumbnails,
     webrtc,
     logger: log.child({ module: 'http' }),
   });
@@ -271,6 +279,7 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     await rtmp.close().catch(() => {});
     await webrtc?.close().catch(() => {});
     await transcoder.close();
+    await liveThumbnails?.close();
     await vodWorker?.close();
     packager.close();
     await recorder.close();
@@ -323,6 +332,7 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
         await step('webrtc', () => webrtc?.close());
         // Every FFmpeg is stopped and waited for: none may outlive the server.
         await step('transcoder', () => transcoder.close());
+        await step('live-thumbnails', () => liveThumbnails?.close());
         // Jobs in progress go back to the queue (another server, or this one after its restart, takes them).
         await step('vod-worker', () => vodWorker?.close());
         // Closing the packager ends every run; the recorder stores what is waiting and finalizes them.

@@ -8,11 +8,12 @@ import type { LiveOrigin, LivePackager } from '../packager/index.js';
 import type { StreamHub } from '../stream/index.js';
 import { requireToken } from './auth.js';
 import { registerLiveRoutes } from './live.js';
+import { registerLiveThumbnailRoutes } from './live-thumbnails.js';
 import { buildMetrics, type MetricSources } from './metrics.js';
 import { registerPlayerRoutes } from './player.js';
 import { registerStreamRoutes } from './streams.js';
 import type { ObjectStore } from '../storage/index.js';
-import type { Recorder, Uploads, VodWorkerCounters } from '../vod/index.js';
+import type { LiveThumbnails, Recorder, Uploads, VodWorkerCounters } from '../vod/index.js';
 import { registerUploadRoutes } from './uploads.js';
 import { PlaybackAccess, registerVodRoutes } from './playback.js';
 import type { PlaybackTokens } from './playback-tokens.js';
@@ -42,6 +43,8 @@ export interface AppDeps {
   readonly vodWorker?: VodWorkerCounters;
   /** Default lifetime of a playback token, seconds. */
   readonly playbackTokenTtlSeconds: number;
+  /** Thumbnails of live streams; absent without FFmpeg or with LIVE_THUMBNAIL_INTERVAL_MS=0. */
+  readonly liveThumbnails?: LiveThumbnails;
   /** WHIP ingest; absent when WebRTC is turned off (and in tests that build the app without it). */
   readonly webrtc?: WebRtcIngest;
   /** A pino logger for requests; none means no request logging. */
@@ -110,10 +113,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     registry,
     busyVideoIds: () => new Set(deps.recorder?.activeRuns().map((r) => r.videoId)),
     onDelete: (id) => deps.uploads?.remove(id),
+    hasLiveThumbnail: deps.liveThumbnails && ((id) => deps.liveThumbnails!.has(id)),
   });
   if (deps.uploads) registerUploadRoutes(app, { uploads: deps.uploads, apiToken: deps.apiToken, publicBaseUrl: deps.publicBaseUrl });
 
   registerLiveRoutes(app, deps.origin, (id, token) => access.checkLive(id, token));
+  const thumbnails = deps.liveThumbnails;
+  if (thumbnails) {
+    // Cached for half the refresh interval: a viewer sees an image at most about one interval old.
+    const maxAgeSeconds = Math.max(1, Math.floor(thumbnails.intervalMs / 2000));
+    registerLiveThumbnailRoutes(app, { thumbnails, authorize: (id, token) => access.checkLive(id, token), maxAgeSeconds });
+  }
   registerVodRoutes(app, { access, store: deps.store });
   registerPlayerRoutes(app, { publish: Boolean(deps.webrtc) });
   const webrtc = deps.webrtc;

@@ -7,6 +7,7 @@ import type { ObjectStore } from '../storage/index.js';
 import { MAX_DESCRIPTION_LENGTH, MAX_TITLE_LENGTH, videoPrefix } from '../vod/index.js';
 import { MAX_TOKEN_TTL_SECONDS } from './playback-tokens.js';
 import { isOperator, requireOperator } from './auth.js';
+import { liveThumbnailPath } from './live-thumbnails.js';
 import type { PlaybackAccess } from './playback.js';
 import { errorSchema, ID_PATTERN, idParams } from './schemas.js';
 
@@ -22,6 +23,8 @@ export interface VideoRoutesDeps {
   readonly busyVideoIds: () => ReadonlySet<string>;
   /** After a video's row is gone: drop what else it holds (an upload's source file). */
   readonly onDelete?: (videoId: string) => Promise<void> | void;
+  /** Whether a live stream has a thumbnail to serve now (vod/LiveThumbnails); absent: live runs have none. */
+  readonly hasLiveThumbnail?: (streamId: string) => boolean;
 }
 
 const videoSchema = {
@@ -52,7 +55,11 @@ const videoSchema = {
         },
       },
     },
-    thumbnailUrl: { type: ['string', 'null'] },
+    thumbnailUrl: {
+      type: ['string', 'null'],
+      description:
+        'VOD: the poster. Live run: the current thumbnail (/live/<streamId>/thumbnail.jpg, refreshed about every 10 s; null until the first is cut). Null for private videos (fetch those under /t/<token>/...).',
+    },
     error: { type: ['string', 'null'] },
     createdAt: { type: 'string', format: 'date-time' },
     updatedAt: { type: 'string', format: 'date-time' },
@@ -69,8 +76,15 @@ const listSchema = {
   properties: { items: { type: 'array', items: videoSchema }, nextCursor: { type: ['string', 'null'] } },
 } as const;
 
+/** The poster of a VOD, or the current thumbnail of a live run; a private one is fetched with a token like the rest. */
+function thumbnailUrl(v: VideoRecord, base: string, hasLiveThumbnail: ((streamId: string) => boolean) | undefined): string | null {
+  if (v.visibility === 'private') return null;
+  if (v.type === 'vod') return v.thumbnail ? `${base}/vod/${v.id}/poster.jpg` : null;
+  return v.status === 'live' && v.streamId !== null && hasLiveThumbnail?.(v.streamId) ? base + liveThumbnailPath(v.streamId) : null;
+}
+
 /** The video as the API shows it, with absolute playback and poster URLs. */
-export function videoJson(v: VideoRecord, base: string) {
+export function videoJson(v: VideoRecord, base: string, hasLiveThumbnail?: (streamId: string) => boolean) {
   const playable = v.type === 'vod' ? v.status === 'ready' : v.status === 'live' && v.streamId !== null;
   const hls = !playable ? null : v.type === 'vod' ? `${base}/vod/${v.id}/master.m3u8` : `${base}/live/${v.streamId}/master.m3u8`;
   return {
@@ -85,8 +99,7 @@ export function videoJson(v: VideoRecord, base: string) {
     progress: v.progress,
     duration: v.duration,
     renditions: v.renditions,
-    // A private poster is fetched with a token like the rest of the asset.
-    thumbnailUrl: v.thumbnail && v.visibility !== 'private' ? `${base}/vod/${v.id}/poster.jpg` : null,
+    thumbnailUrl: thumbnailUrl(v, base, hasLiveThumbnail),
     error: v.error,
     createdAt: v.createdAt.toISOString(),
     updatedAt: v.updatedAt.toISOString(),
@@ -123,6 +136,7 @@ function watchMetrics(registry: Registry) {
 export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps): void {
   const { catalog, access, apiToken } = deps;
   const base = deps.publicBaseUrl;
+  const live = deps.hasLiveThumbnail;
   const metrics = watchMetrics(deps.registry);
   /** Rebuffer counts already counted per viewer (bounded: a beacon flood cannot grow it past this). */
   const seenRebuffers = new Map<string, number>();
@@ -150,7 +164,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
     async (req) => {
       const operator = isOperator(req, apiToken);
       const page = await catalog.videos.list({ ...req.query, visibility: operator ? undefined : ['public'] });
-      return { items: page.items.map((v) => videoJson(v, base)), nextCursor: page.nextCursor };
+      return { items: page.items.map((v) => videoJson(v, base, live)), nextCursor: page.nextCursor };
     },
   );
 
@@ -172,7 +186,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
     async (req) => {
       const operator = isOperator(req, apiToken);
       const items = await catalog.videos.search({ q: req.query.q, limit: req.query.limit, visibility: operator ? undefined : ['public'] });
-      return { items: items.map((v) => videoJson(v, base)) };
+      return { items: items.map((v) => videoJson(v, base, live)) };
     },
   );
 
@@ -190,7 +204,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
       const v = await catalog.videos.get(req.params.id);
       // A private video is not there for a viewer (404, not 403: its existence is not told).
       if (!v || (v.visibility === 'private' && !isOperator(req, apiToken))) throw new AppError('E_NOT_FOUND', `no video ${req.params.id}`);
-      return videoJson(v, base);
+      return videoJson(v, base, live);
     },
   );
 
@@ -223,7 +237,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
       const v = await catalog.videos.update(req.params.id, req.body);
       if (!v) throw new AppError('E_NOT_FOUND', `no video ${req.params.id}`);
       access.forgetVideo(v.id);
-      return videoJson(v, base);
+      return videoJson(v, base, live);
     },
   );
 

@@ -99,6 +99,8 @@ export interface VodConfig {
   readonly jobLeaseMs: number;
   readonly playbackTokenSecret: string | undefined;
   readonly playbackTokenTtlSeconds: number;
+  /** LIVE_THUMBNAIL_INTERVAL_MS; undefined: the thumbnailer's default (10 s); 0: no live thumbnails. */
+  readonly liveThumbnailIntervalMs: number | undefined;
 }
 
 export interface Config {
@@ -210,6 +212,8 @@ export function loadConfig(env: Raw = process.env): Config {
   }
   const playbackSecret = str('PLAYBACK_TOKEN_SECRET');
   if (playbackSecret !== undefined && playbackSecret.length < 32) throw new AppError('E_CONFIG_INVALID', 'PLAYBACK_TOKEN_SECRET must be at least 32 characters');
+  const thumbEvery = v.LIVE_THUMBNAIL_INTERVAL_MS as number | undefined;
+  if (thumbEvery !== undefined && thumbEvery > 0 && thumbEvery < 1000) throw new AppError('E_CONFIG_INVALID', 'LIVE_THUMBNAIL_INTERVAL_MS must be 0 (off) or at least 1000');
   const token = str('API_TOKEN');
   if (token !== undefined && token.length < 16) throw new AppError('E_CONFIG_INVALID', 'API_TOKEN must be at least 16 characters');
 
@@ -288,6 +292,7 @@ export function loadConfig(env: Raw = process.env): Config {
       jobLeaseMs: num('VOD_JOB_LEASE_MS'),
       playbackTokenSecret: playbackSecret,
       playbackTokenTtlSeconds: num('PLAYBACK_TOKEN_TTL_SECONDS'),
+      liveThumbnailIntervalMs: v.LIVE_THUMBNAIL_INTERVAL_MS as number | undefined,
     },
     webrtc: {
       enabled: v.WEBRTC_ENABLED as boolean,

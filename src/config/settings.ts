@@ -68,6 +68,7 @@ export const SETTINGS = [
   { env: 'VOD_JOB_LEASE_MS', type: 'int', default: 30000, min: 2000, max: 3600000, doc: 'Lease of a running upload job; its worker renews it every third of this, and a job whose worker died is taken again once the lease ran out.' },
   { env: 'PLAYBACK_TOKEN_SECRET', type: 'string', doc: 'HMAC-SHA256 key for private playback tokens (at least 32 characters). When unset, one is generated on first start and kept in DATA_DIR/playback-secret; set the same on every origin.' },
   { env: 'PLAYBACK_TOKEN_TTL_SECONDS', type: 'int', default: 3600, min: 10, max: 2592000, doc: 'Default lifetime of a playback token (a request may ask for less or more, up to 30 days).' },
+  { env: 'LIVE_THUMBNAIL_INTERVAL_MS', type: 'int', min: 0, max: 600000, doc: 'How often each live stream gets a new thumbnail (one small FFmpeg run on a keyframe of its lowest rendition). Default: 10000 (10 s); 0 turns live thumbnails off.' },
   { env: 'CREATE_DEFAULT_STREAM', type: 'bool', default: true, doc: 'On first start with an empty catalog, create a stream named "default" and print its URLs.' },
 ] as const satisfies readonly Setting[];
 

@@ -23,3 +23,7 @@ export type { PackageFileOptions, PackagedFile } from './package-file.js';
 export { BadMediaError, isBadMedia, probeFile } from './probe.js';
 export type { ProbeResult } from './probe.js';
 export { execTool } from './ffmpeg-run.js';
+export { LiveThumbnails, cutWithFfmpeg, DEFAULT_LIVE_THUMBNAIL_INTERVAL_MS, ThumbnailTooLargeError } from './live-thumbnails.js';
+export type { LiveStreamEvents, LiveThumbnail, LiveThumbnailCounters, LiveThumbnailsOptions, ThumbnailCutter } from './live-thumbnails.js';
+export { keyframesFromPackager, pickRendition } from './live-keyframes.js';
+export type { KeyframeClip, LiveKeyframes, LivePackagesView, LiveRenditionView } from './live-keyframes.js';
