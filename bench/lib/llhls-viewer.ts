@@ -171,8 +171,12 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
       const res = await (hint ? side : main).get(pathOf(uri), timeoutMs);
       totals.requests++;
       if (res.status !== 200) {
-        fail(`${res.status} part ${uri}`);
         fetched.delete(uri);
+        // A preload hint names a part that may never come (the stream ended, or its publisher did not
+        // return before the grace ran out): the server answers 404 and a player goes on with the next
+        // playlist. A listed part that is missing is an error.
+        if (hint && res.status === 404) return;
+        fail(`${res.status} part ${uri}`);
         return;
       }
       totals.partsFetched++;
