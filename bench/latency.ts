@@ -1,11 +1,17 @@
 /**
- * Latency bench: `npm run bench:latency -- [--seconds 60] [--warmup 10]`.
+ * Latency bench: `npm run bench:latency -- [--seconds 60] [--warmup 10] [--profile passthrough|abr]
+ *   [--player ours|stock] [--part-ms 200] [--gop 30] [--hls-config '{...}'] [--startup measure|skip]`.
  *
- * Starts the server in-process with default LL-HLS settings on 127.0.0.1 and port 0, publishes a synthetic
- * 720p30 stream with FFmpeg in real time, and measures
- *   1. player latency: Date.now() - hls.playingDate on the watch page in headless Chromium, every 250 ms;
+ * Starts the server in-process with default LL-HLS settings (HLS_PART_TARGET_MS from --part-ms) on 127.0.0.1
+ * and port 0, publishes a synthetic 720p30 stream with FFmpeg in real time (keyframe every --gop frames),
+ * and measures
+ *   1. player latency: Date.now() - hls.playingDate in headless Chromium, every 250 ms, on the watch page
+ *      (--player ours) or on a blank page running `new Hls({ lowLatencyMode: true })` and nothing else
+ *      (--player stock; lib/latency-page.ts), with where the player started (lib/latency-breakdown.ts);
  *   2. blocked playlist answer delay: a Node client reloading like hls.js (see lib/blocking-client.ts);
- *   3. start-up time (in-process and as its own process) and resident memory, idle and with one stream.
+ *   3. start-up time (in-process and as its own process) and resident memory, idle and with one stream
+ *      (left out with --startup skip, for short runs).
+ * --hls-config merges a JSON object over the page's hls.js config (to try a config for third-party pages).
  * Prints a table and writes bench/results/latency-<date>.json. Bounded in time; kills its children on
  * exit and on SIGINT / SIGTERM.
  */
@@ -23,6 +29,8 @@ import { runBlockingClient, type BlockingStats } from './lib/blocking-client.js'
 import { request } from './lib/http.js';
 import { coldStart, track, type ColdStart } from './lib/procs.js';
 import { parseBenchCli, startBenchRun } from './lib/run.js';
+import { openLatencyPage, type PlayerKind } from './lib/latency-page.js';
+import { breakdown } from './lib/latency-breakdown.js';
 import { printReport } from './lib/report.js';
 import { rounded, summarize } from './lib/stats.js';
 import { resultsDir, writeResults } from './lib/results.js';
@@ -33,25 +41,41 @@ const API_TOKEN = 'bench-token-0123456789abcdef';
 const RSS_AFTER_PUBLISH_S = 20;
 const SAMPLE_EVERY_MS = 250;
 
-const cli = parseBenchCli('npm run bench:latency -- [--seconds N (default 60)] [--warmup N (default 10)] [--profile passthrough|abr (default passthrough)]', {
-  profile: ['passthrough', 'abr'],
-});
-const opts = { seconds: cli.seconds, warmup: cli.warmup, profile: cli.options.profile };
+const cli = parseBenchCli(
+  'npm run bench:latency -- [--seconds N (default 60)] [--warmup N (default 10)] [--profile passthrough|abr (default passthrough)] ' +
+    '[--player ours|stock (default ours)] [--part-ms N (HLS_PART_TARGET_MS, default 200)] [--gop N (source keyframe interval in frames, default 30)] ' +
+    "[--hls-config '{json}' (merged over the page's hls.js config)] [--startup measure|skip (default measure)]",
+  { profile: ['passthrough', 'abr'], player: ['ours', 'stock'], startup: ['measure', 'skip'] },
+  { 'part-ms': { default: 200, min: 50, max: 1000 }, gop: { default: 30, min: 1, max: 300 } },
+  { 'hls-config': '{}' },
+);
+let hlsConfig: Record<string, unknown>;
+try {
+  hlsConfig = JSON.parse(cli.strings['hls-config']) as Record<string, unknown>;
+  if (typeof hlsConfig !== 'object' || hlsConfig === null || Array.isArray(hlsConfig)) throw new Error('not an object');
+} catch (err) {
+  console.error(`--hls-config must be a JSON object: ${(err as Error).message}`);
+  process.exit(2);
+}
+const opts = {
+  seconds: cli.seconds,
+  warmup: cli.warmup,
+  profile: cli.options.profile,
+  player: cli.options.player as PlayerKind,
+  partMs: cli.integers['part-ms'],
+  gop: cli.integers.gop,
+  hlsConfig,
+  startup: cli.options.startup === 'measure',
+};
 
 // ---- shutdown: one path for success, failure, timeout and signals (bench/lib/run.ts) ----
 
-const budgetS = 2 * 45 + 30 + RSS_AFTER_PUBLISH_S + opts.warmup + opts.seconds + 60;
+const budgetS = (opts.startup ? 2 * 45 + 30 + RSS_AFTER_PUBLISH_S : 0) + opts.warmup + opts.seconds + 60;
 const bench = startBenchRun({ budgetS, forceExitMs: 15_000 });
 const { cleanups, shutdown, sleep, check, waitFor } = bench;
 const stop = { signal: bench.signal };
 
 // ---- the bench ----
-
-interface PageSample {
-  t: number;
-  latencyMs: number | null;
-  paused: boolean;
-}
 
 /** Run `fn` with a URL whose search_path is a fresh schema; undefined when PostgreSQL is unreachable. */
 async function withPgSchema<T>(baseUrl: string, fn: (url: string) => Promise<T>): Promise<T | undefined> {
@@ -82,16 +106,18 @@ async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'livepack-bench-'));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
   const cold: ColdStart[] = [];
-  cold.push(await coldStart(ROOT, dataDir, stop.signal, 'first start, embedded'));
-  cold.push(await coldStart(ROOT, dataDir, stop.signal, 'restart, embedded'));
-  // The same start with PostgreSQL as the catalog (DATABASE_URL, default the local test database), in a
-  // schema of its own that is dropped afterwards. Skipped when PostgreSQL is not reachable.
-  const pgDataDir = mkdtempSync(join(tmpdir(), 'livepack-bench-pg-'));
-  cleanups.push(() => rmSync(pgDataDir, { recursive: true, force: true }));
-  const pgStart = await withPgSchema(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test', (url) =>
-    coldStart(ROOT, pgDataDir, stop.signal, 'PostgreSQL catalog', { DATABASE_URL: url }),
-  );
-  if (pgStart) cold.push(pgStart);
+  if (opts.startup) {
+    cold.push(await coldStart(ROOT, dataDir, stop.signal, 'first start, embedded'));
+    cold.push(await coldStart(ROOT, dataDir, stop.signal, 'restart, embedded'));
+    // The same start with PostgreSQL as the catalog (DATABASE_URL, default the local test database), in a
+    // schema of its own that is dropped afterwards. Skipped when PostgreSQL is not reachable.
+    const pgDataDir = mkdtempSync(join(tmpdir(), 'livepack-bench-pg-'));
+    cleanups.push(() => rmSync(pgDataDir, { recursive: true, force: true }));
+    const pgStart = await withPgSchema(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test', (url) =>
+      coldStart(ROOT, pgDataDir, stop.signal, 'PostgreSQL catalog', { DATABASE_URL: url }),
+    );
+    if (pgStart) cold.push(pgStart);
+  }
   check();
 
   // 2. In-process server with default HLS settings on that DATA_DIR; start-up time and idle memory.
@@ -103,6 +129,7 @@ async function main(): Promise<void> {
     API_TOKEN,
     CREATE_DEFAULT_STREAM: 'false',
     LOG_LEVEL: 'error',
+    HLS_PART_TARGET_MS: String(opts.partMs),
   });
   const logger = pino({ level: 'error' }, pino.destination(2));
   const t0 = performance.now();
@@ -122,7 +149,7 @@ async function main(): Promise<void> {
     ffmpegPublish(`rtmp://127.0.0.1:${server.rtmpPort}/live/${stream.streamKey}`, {
       size: '1280x720',
       fps: 30,
-      gop: 30,
+      gop: opts.gop,
       extraArgs: ['-b:v', '3000k', '-maxrate', '3000k', '-bufsize', '3000k'],
     }),
   );
@@ -157,28 +184,19 @@ async function main(): Promise<void> {
   cleanups.push(() => (clientStop.abort(), client.catch(() => {})));
 
   // 5. Memory with one stream, before the browser driver is loaded into this process.
-  await sleep(Math.max(0, publishedAt + RSS_AFTER_PUBLISH_S * 1000 - Date.now()));
+  if (opts.startup) await sleep(Math.max(0, publishedAt + RSS_AFTER_PUBLISH_S * 1000 - Date.now()));
   check();
   publisherAlive();
   const rssStream = process.memoryUsage.rss();
+  const rssStreamAt = Date.now();
 
-  // 6. The watch page in Chromium: sample Date.now() - hls.playingDate in the page every 250 ms.
-  const { launchBrowser, openPage } = await import('../test/helpers/browser.js');
+  // 6. The player in Chromium: sample Date.now() - hls.playingDate in the page every 250 ms.
+  const { launchBrowser } = await import('../test/helpers/browser.js');
   const browser: Browser = await launchBrowser();
   cleanups.push(() => browser.close());
-  const page = await openPage(browser, `${base}/watch/${stream.id}`);
-  const pageOpenedAt = Date.now();
-  await page.page.evaluate((every) => {
-    const w = window as any;
-    const out: { t: number; latencyMs: number | null; paused: boolean }[] = (w.__bench = []);
-    w.__benchWaiting = [];
-    w.__player.video.addEventListener('waiting', () => w.__benchWaiting.push(Date.now()));
-    setInterval(() => {
-      const hls = w.__player.hls;
-      const pd: Date | null = hls ? hls.playingDate : null;
-      out.push({ t: Date.now(), latencyMs: pd ? Date.now() - pd.getTime() : null, paused: w.__player.video.paused });
-    }, every);
-  }, SAMPLE_EVERY_MS);
+  const page = await openLatencyPage(browser, { kind: opts.player, base, streamId: stream.id, sampleEveryMs: SAMPLE_EVERY_MS, hlsConfig: opts.hlsConfig });
+  cleanups.push(() => page.close());
+  const pageOpenedAt = page.openedAt;
   const measureFrom = pageOpenedAt + opts.warmup * 1000;
   const measureTo = measureFrom + opts.seconds * 1000;
   while (Date.now() < measureTo) {
@@ -186,23 +204,14 @@ async function main(): Promise<void> {
     check();
     publisherAlive();
   }
-  const fromPage = await page.page.evaluate(() => {
-    const w = window as any;
-    return {
-      samples: w.__bench as { t: number; latencyMs: number | null; paused: boolean }[],
-      waiting: w.__benchWaiting as number[],
-      errors: w.__player.errors as { type: string; details: string; fatal: boolean }[],
-      targetLatency: (w.__player.hls?.targetLatency ?? null) as number | null,
-      hlsVersion: String(w.Hls?.version ?? ''),
-    };
-  });
+  const fromPage = await page.read();
   clientStop.abort();
   await client;
   const clientEndedAt = Date.now();
   const chromiumVersion = browser.version();
 
   // 7. Reduce.
-  const inWindow: PageSample[] = fromPage.samples.filter((s) => s.t >= measureFrom && s.t <= measureTo);
+  const inWindow = fromPage.samples.filter((s) => s.t >= measureFrom && s.t <= measureTo);
   const playing = inWindow.filter((s) => s.latencyMs !== null && !s.paused);
   const player = rounded(summarize(playing.map((s) => s.latencyMs! / 1000)), 3);
   // Both figures come from the same window: after the player's warm-up, with the browser playing.
@@ -228,9 +237,16 @@ async function main(): Promise<void> {
       hlsjs: fromPage.hlsVersion,
     },
     setup: {
-      source: 'FFmpeg -re lavfi testsrc2 1280x720 30 fps, libx264 ultrafast zerolatency, GOP 30 (1 s), 3000 kb/s; AAC 48 kHz 96 kb/s; RTMP',
-      server: 'in-process, default settings, 127.0.0.1',
+      source: `FFmpeg -re lavfi testsrc2 1280x720 30 fps, libx264 ultrafast zerolatency, GOP ${opts.gop} (${(opts.gop / 30).toFixed(2)} s), 3000 kb/s; AAC 48 kHz 96 kb/s; RTMP`,
+      server: `in-process, default settings but HLS_PART_TARGET_MS=${opts.partMs}, 127.0.0.1`,
       profile: opts.profile,
+      player:
+        opts.player === 'ours'
+          ? 'ours: the watch page /watch/<id> (player/player.js, its own catch-up)'
+          : 'stock: blank page, /player/hls.min.js, new Hls({ lowLatencyMode: true }) and nothing else',
+      hlsConfigOverride: opts.hlsConfig,
+      partTargetMs: opts.partMs,
+      gopFrames: opts.gop,
       partTargetS: partTarget,
       partHoldBackS: partHoldBack,
       segmentTargetS: config.hls.segmentTargetMs / 1000,
@@ -239,16 +255,21 @@ async function main(): Promise<void> {
     },
     playerLatencyS: {
       definition:
-        'Date.now() - hls.playingDate in the watch page, every 250 ms while playing, after the warm-up. PROGRAM-DATE-TIME is the ' +
+        'Date.now() - hls.playingDate in the player page, every 250 ms while playing, after the warm-up. PROGRAM-DATE-TIME is the ' +
         "server's ingest wall clock, so this is ingest-to-screen latency (encoding and RTMP send time before ingest are not included).",
       ...player,
       samplesWithoutDate: inWindow.length - playing.length,
       waitingEvents: fromPage.waiting.filter((t) => t >= measureFrom && t <= measureTo).length,
-      hlsErrors: fromPage.errors,
-      hlsTargetLatencyS: fromPage.targetLatency,
-      samples: playing.map((s) => [s.t - pageOpenedAt, s.latencyMs]),
-      samplesColumns: ['ms since page opened', 'latency ms'],
+      waitingEventsAll: fromPage.waiting.length,
+      waitingMsAll: fromPage.waitingMs,
+      hlsErrors: fromPage.errors.map(({ type, details, fatal }) => ({ type, details, fatal })),
+      hlsTargetLatencyS: fromPage.samples.at(-1)?.targetLatency ?? null,
+      hlsInstances: fromPage.instances,
+      levelSwitches: fromPage.levelSwitches,
+      samples: playing.map((s) => [s.t - pageOpenedAt, s.latencyMs, s.hlsLatency, s.targetLatency, s.playbackRate, s.aheadS, s.level]),
+      samplesColumns: ['ms since player started', 'latency ms', 'hls.latency s', 'hls.targetLatency s', 'playbackRate', 'buffered ahead s', 'level'],
     },
+    breakdown: breakdown(fromPage, playing, pageOpenedAt, answer.p50),
     blockedAnswerDelayMs: {
       definition:
         'For each _HLS_msn/_HLS_part request: time the whole answer arrived - (PROGRAM-DATE-TIME of the part\'s segment + the part\'s ' +
@@ -269,14 +290,17 @@ async function main(): Promise<void> {
       samplesColumns: ['ms since publish start', 'msn', 'part', 'held ms', 'delay ms'],
     },
     startup: {
+      measured: opts.startup,
       startServerMs: Math.round(startServerMs),
-      startServerNote: 'DATA_DIR already holds the catalog (created by the first separate-process start)',
+      startServerNote: opts.startup
+        ? 'DATA_DIR already holds the catalog (created by the first separate-process start)'
+        : 'empty DATA_DIR (--startup skip: no separate-process starts before it)',
       coldStart: cold.map((c) => ({ command: c.command, label: c.label, untilHealthzMs: Math.round(c.readyMs), idleRssMB: mb(c.idleRssBytes) })),
     },
     memory: {
       inProcessIdleRssMB: mb(rssIdle),
       inProcessOneStreamRssMB: mb(rssStream),
-      afterPublishingS: RSS_AFTER_PUBLISH_S,
+      afterPublishingS: Math.round((rssStreamAt - publishedAt) / 1000),
       note: 'In-process RSS is the whole bench process (server + tsx + the playlist client), read before the browser driver is loaded.',
     },
   };

@@ -99,14 +99,15 @@ export interface IntegerOption {
 /**
  * The command line every bench takes: --seconds (measured window, default 60) and --warmup (default 10),
  * plus string options of its own (`choices` lists the allowed values of each; the first is the default)
- * and whole-number options of its own (`integers`, e.g. --streams). Prints `usage` and exits 2 on anything
- * else, 0 for --help.
+ * whole-number options of its own (`integers`, e.g. --streams) and free-form strings (`strings`, name ->
+ * default, checked by the bench itself). Prints `usage` and exits 2 on anything else, 0 for --help.
  */
-export function parseBenchCli<K extends string, I extends string = never>(
+export function parseBenchCli<K extends string, I extends string = never, S extends string = never>(
   usage: string,
   choices: Record<K, readonly string[]> = {} as Record<K, readonly string[]>,
   integers: Record<I, IntegerOption> = {} as Record<I, IntegerOption>,
-): { seconds: number; warmup: number; options: Record<K, string>; integers: Record<I, number> } {
+  strings: Record<S, string> = {} as Record<S, string>,
+): { seconds: number; warmup: number; options: Record<K, string>; integers: Record<I, number>; strings: Record<S, string> } {
   const fail = (code = 2): never => {
     (code === 0 ? console.log : console.error)(`usage: ${usage}`);
     process.exit(code);
@@ -115,7 +116,7 @@ export function parseBenchCli<K extends string, I extends string = never>(
   let values: Record<string, string | boolean | undefined>;
   try {
     const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { seconds: { type: 'string' }, warmup: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
-    for (const k of [...own, ...Object.keys(integers)]) options[k] = { type: 'string' };
+    for (const k of [...own, ...Object.keys(integers), ...Object.keys(strings)]) options[k] = { type: 'string' };
     ({ values } = parseArgs({ options }));
   } catch (err) {
     console.error((err as Error).message);
@@ -142,5 +143,7 @@ export function parseBenchCli<K extends string, I extends string = never>(
   }
   const ints = {} as Record<I, number>;
   for (const k of Object.keys(integers) as I[]) ints[k] = num(k, integers[k].default, integers[k].min, integers[k].max, '');
-  return { seconds: num('seconds', 60, 5, 3600), warmup: num('warmup', 10, 0, 120), options, integers: ints };
+  const strs = {} as Record<S, string>;
+  for (const k of Object.keys(strings) as S[]) strs[k] = (values[k] as string | undefined) ?? strings[k];
+  return { seconds: num('seconds', 60, 5, 3600), warmup: num('warmup', 10, 0, 120), options, integers: ints, strings: strs };
 }
