@@ -7,8 +7,9 @@
  *     with `ffmpeg -re -stream_loop -1 -c copy`, so publishing costs almost no CPU), passthrough profile;
  *   - V simulated LL-HLS viewers spread over the streams (bench/lib/llhls-viewer.ts: blocking playlist
  *     reloads, part and preload-hint fetches, as hls.js asks);
- *   - churn: every --churn-seconds one publisher (in turn) disconnects and a new one takes its place a
- *     second later, a new publish session within the reconnect grace; its viewers must see no gap. And a
+ *   - churn: every --churn-seconds one publisher (in turn) is killed with no goodbye, a dropped connection,
+ *     and a new one takes its place a second later, a new publish session within the reconnect grace; its
+ *     viewers must see no gap. (A clean unpublish would end the run at once instead.) And a
  *     short-lived stream is created, published, watched by two viewers for 1.5 churn periods, stopped and
  *     deleted through the API.
  *
@@ -39,7 +40,7 @@ import { chartSvg, writePng } from './lib/plot.js';
 import { rssOf } from './lib/procs.js';
 import { startBenchRun } from './lib/run.js';
 import { startServerProcess, type ServerProcess } from './lib/server-proc.js';
-import { describeSynthetic, startPublisher, stopPublisher, syntheticFlv, type Publisher } from './lib/synthetic.js';
+import { describeSynthetic, dropPublisher, startPublisher, stopPublisher, syntheticFlv, type Publisher } from './lib/synthetic.js';
 import { summarize } from './lib/stats.js';
 import { gitCommit, resultStamp, resultsDir, writeResults } from './lib/results.js';
 
@@ -257,10 +258,10 @@ async function main(): Promise<void> {
       if (!viewersStop.signal.aborted) publish(s);
     });
   };
-  const unpublish = async (s: Stream) => {
+  const unpublish = async (s: Stream, how: 'clean' | 'drop' = 'clean') => {
     if (!s.publisher) return;
     s.stopping = true;
-    await stopPublisher(s.publisher);
+    await (how === 'drop' ? dropPublisher(s.publisher) : stopPublisher(s.publisher));
     s.publisher = undefined;
   };
   cleanups.push(() => Promise.all(streams.map(unpublish)));
@@ -332,7 +333,7 @@ async function main(): Promise<void> {
   }, SAMPLE_MS);
   cleanups.push(() => clearInterval(sampler));
 
-  // Churn, every --churn-seconds: one steady publisher reconnects (a new session within the grace), and one
+  // Churn, every --churn-seconds: one steady publisher drops and reconnects (a new session within the grace), and one
   // short-lived stream is created, published, watched, stopped and deleted through the API.
   let churnIndex = 0;
   const shortLived: Promise<void>[] = [];
@@ -362,7 +363,7 @@ async function main(): Promise<void> {
     ? setInterval(() => {
         const s = streams[churnIndex++ % streams.length];
         churns++;
-        void unpublish(s).then(() => sleep(1000).then(() => !viewersStop.signal.aborted && publish(s)));
+        void unpublish(s, 'drop').then(() => sleep(1000).then(() => !viewersStop.signal.aborted && publish(s)));
         shortLived.push(
           shortLivedStream(churnIndex).catch((err) => {
             if (bench.signal.aborted) return;

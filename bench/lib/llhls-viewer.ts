@@ -141,7 +141,10 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
   const base = new URL(playlistUrl);
   const main = new RawHttpConnection(base);
   const side = new RawHttpConnection(base);
+  /** Set once this viewer is done (an ended playlist): what it then cuts off is not an error. */
+  let done = false;
   const closeAll = () => {
+    done = true;
     main.close();
     side.close();
   };
@@ -187,7 +190,7 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
       }
     } catch (err) {
       fetched.delete(uri);
-      if (!signal.aborted) fail(`part ${uri}: ${(err as Error).message}`);
+      if (!signal.aborted && !done) fail(`part ${uri}: ${(err as Error).message}`);
     }
   }
 

@@ -73,6 +73,18 @@ export function startPublisher(file: string, url: string, opts: { taskset?: stri
 
 /** Stop a publisher (SIGTERM, SIGKILL after `timeoutMs`) and wait for it to exit. */
 export function stopPublisher(child: ChildProcess, timeoutMs = 3000): Promise<void> {
+  return endPublisher(child, 'SIGTERM', timeoutMs);
+}
+
+/**
+ * Kill a publisher with no goodbye (SIGKILL): to the server this is a dropped connection, which waits
+ * RECONNECT_GRACE_MS for the publisher to come back, where stopPublisher's clean unpublish ends the run.
+ */
+export function dropPublisher(child: ChildProcess): Promise<void> {
+  return endPublisher(child, 'SIGKILL', 3000);
+}
+
+function endPublisher(child: ChildProcess, signal: NodeJS.Signals, timeoutMs: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
@@ -80,7 +92,7 @@ export function stopPublisher(child: ChildProcess, timeoutMs = 3000): Promise<vo
       clearTimeout(t);
       resolve();
     });
-    child.kill('SIGTERM');
+    child.kill(signal);
   });
 }
 
