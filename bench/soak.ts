@@ -264,7 +264,7 @@ async function main(): Promise<void> {
     await (how === 'drop' ? dropPublisher(s.publisher) : stopPublisher(s.publisher));
     s.publisher = undefined;
   };
-  cleanups.push(() => Promise.all(streams.map(unpublish)));
+  cleanups.push(() => Promise.all(streams.map((s) => unpublish(s))));
 
   const watch = (s: Stream, signal: AbortSignal, into: ViewerTotals) =>
     (async () => {
@@ -426,7 +426,7 @@ async function main(): Promise<void> {
   viewersStop.abort();
   await Promise.all(viewerRuns);
   await Promise.all(shortLived);
-  await Promise.all(streams.map(unpublish));
+  await Promise.all(streams.map((s) => unpublish(s)));
   await waitEnded();
   const after = await memoryAfterGc(ws);
   const heapGrowth = after.heapUsed - baseline.heapUsed;
