@@ -19,7 +19,7 @@ import { LiveOrigin, LivePackager } from './packager/index.js';
 import { StreamHub } from './stream/index.js';
 import { createStorage } from './storage/index.js';
 import { keyframesFromPackager, LiveThumbnails, Recorder, Uploads, VodWorker } from './vod/index.js';
-import { PlaybackTokens } from './api/playback-tokens.js';
+import { PlaybackTokens } from './api/index.js';
 
 /** Longest one shutdown step (RTMP, HTTP, catalog) may take before it is cut short. */
 const SHUTDOWN_STEP_MS = 5000;

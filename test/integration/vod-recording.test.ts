@@ -7,7 +7,7 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PlaybackTokens } from '../../src/api/playback-tokens.js';
+import { PlaybackTokens } from '../../src/api/index.js';
 import { ffmpegPublish, kill, startTestServer, until, waitExit, type TestServer } from '../helpers/server.js';
 import { probeDuration } from '../helpers/probe.js';
 import { S3RVER_BUCKET, S3RVER_CREDENTIALS, startS3rver } from '../helpers/s3rver.js';

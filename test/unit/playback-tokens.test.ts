@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PlaybackTokens } from '../../src/api/playback-tokens.js';
+import { PlaybackTokens } from '../../src/api/index.js';
 import { parseRange } from '../../src/api/playback.js';
 
 const secret = 'k'.repeat(32);
