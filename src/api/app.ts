@@ -3,50 +3,91 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { isAppError } from '../core/index.js';
 import type { Catalog } from '../catalog/index.js';
-import type { LiveTranscoder } from '../livetranscode/index.js';
-import type { LiveOrigin, LivePackager } from '../packager/index.js';
-import type { StreamHub } from '../stream/index.js';
-import { requireToken } from './auth.js';
-import { registerLiveRoutes } from './live.js';
-import { registerLiveThumbnailRoutes } from './live-thumbnails.js';
-import { buildMetrics, type MetricSources } from './metrics.js';
-import { registerPlayerRoutes } from './player.js';
-import { registerStreamRoutes } from './streams.js';
+import type { WhipSessionStats } from '../ingest/webrtc/index.js';
+import { registerWhipRoutes, type WhipRoutesOptions } from '../signaling/index.js';
 import type { ObjectStore } from '../storage/index.js';
-import type { LiveThumbnails, Recorder, Uploads, VodWorkerCounters } from '../vod/index.js';
-import { registerUploadRoutes } from './uploads.js';
-import { PlaybackAccess, registerVodRoutes } from './playback.js';
+import { requireToken } from './auth.js';
+import { registerLiveRoutes, type LiveOriginHandler } from './live.js';
+import { registerLiveThumbnailRoutes, type LiveThumbnailSource } from './live-thumbnails.js';
+import { buildMetrics, type HubMetricsSource, type MetricSources, type PackagerMetricsSource, type RecorderMetrics, type TranscoderMetricsSource, type WebRtcMetricsSource } from './metrics.js';
+import { registerPlayerRoutes } from './player.js';
+import { registerStreamRoutes, type LiveStreamControl, type StreamCatalog, type TranscodeStatusSource } from './streams.js';
+import { registerUploadRoutes, type UploadHandler } from './uploads.js';
+import { PlaybackAccess, registerVodRoutes, type PlaybackCatalog } from './playback.js';
 import type { PlaybackTokens } from './playback-tokens.js';
-import { registerVideoRoutes } from './videos.js';
-import type { WebRtcIngest } from '../ingest/webrtc/index.js';
-import { registerWhipRoutes } from '../signaling/index.js';
+import { registerVideoRoutes, type VideoCatalog } from './videos.js';
+
+/*
+ * What the app needs of each module, declared here and in the route files that use it (the consumer names
+ * the narrow interface it needs): main.ts hands in the concrete parts, which fit these shapes as they are.
+ */
+
+/** The catalog as the routes use it; `kind` is reported by /healthz. */
+export type AppCatalog = StreamCatalog &
+  VideoCatalog &
+  PlaybackCatalog & {
+    readonly kind: Catalog['kind'];
+    readonly videos: Pick<Catalog['videos'], 'setLiveRunVisibility'>;
+  };
+
+/** The stream hub: live status and publisher control for the stream routes, figures for /metrics and /healthz. */
+export type AppHub = LiveStreamControl & HubMetricsSource;
+
+/** The live transcoder: a stream's ladder status for the stream routes, figures for /metrics. */
+export type AppTranscoder = TranscodeStatusSource & TranscoderMetricsSource;
+
+/** The recorder: its counters for /metrics, and the runs it holds (their videos cannot be deleted meanwhile). */
+export interface RecordingRuns {
+  readonly counters: RecorderMetrics;
+  activeRuns(): ReadonlyArray<{ readonly videoId: string }>;
+}
+
+/** Resumable uploads: their routes, and dropping an upload's source file when its video is deleted. */
+export interface AppUploads extends UploadHandler {
+  remove(videoId: string): Promise<void>;
+}
+
+/** Thumbnails of live streams: served from memory, listed on live runs, cached for half the interval. */
+export interface AppLiveThumbnails extends LiveThumbnailSource {
+  readonly intervalMs: number;
+  has(streamId: string): boolean;
+}
+
+/**
+ * WHIP ingest: its figures for /metrics and a stream's sessions, and what signaling's WHIP routes take
+ * (signaling/ asks for the WebRtcIngest itself, so this one is not narrower than the class).
+ */
+export type AppWebRtc = WhipRoutesOptions['ingest'] &
+  WebRtcMetricsSource & {
+    streamSessions(streamId: string): WhipSessionStats[];
+  };
 
 export interface AppDeps {
-  readonly catalog: Catalog;
-  readonly hub: StreamHub;
-  readonly packager: LivePackager;
+  readonly catalog: AppCatalog;
+  readonly hub: AppHub;
+  readonly packager: PackagerMetricsSource;
   /** Absent in tests that build the app without transcoding. */
-  readonly transcoder?: LiveTranscoder;
-  readonly origin: LiveOrigin;
+  readonly transcoder?: AppTranscoder;
+  readonly origin: LiveOriginHandler;
   readonly apiToken: string;
   readonly publicBaseUrl: string;
   readonly publicRtmpUrl: string;
   readonly ingestCounters: MetricSources['ingest'];
   /** Where VOD assets are kept. */
-  readonly store: ObjectStore;
+  readonly store: Pick<ObjectStore, 'get' | 'head' | 'deletePrefix'>;
   /** Records live runs; absent in tests that build the app without one. */
-  readonly recorder?: Recorder;
+  readonly recorder?: RecordingRuns;
   readonly playbackTokens: PlaybackTokens;
   /** Resumable uploads (tus); absent in tests that build the app without them. */
-  readonly uploads?: Uploads;
+  readonly uploads?: AppUploads;
   /** The upload packaging worker's counters (absent without FFmpeg). */
-  readonly vodWorker?: VodWorkerCounters;
+  readonly vodWorker?: MetricSources['vodWorker'];
   /** Default lifetime of a playback token, seconds. */
   readonly playbackTokenTtlSeconds: number;
   /** Thumbnails of live streams; absent without FFmpeg or with LIVE_THUMBNAIL_INTERVAL_MS=0. */
-  readonly liveThumbnails?: LiveThumbnails;
+  readonly liveThumbnails?: AppLiveThumbnails;
   /** WHIP ingest; absent when WebRTC is turned off (and in tests that build the app without it). */
-  readonly webrtc?: WebRtcIngest;
+  readonly webrtc?: AppWebRtc;
   /** A pino logger for requests; none means no request logging. */
   readonly logger?: FastifyBaseLogger;
 }

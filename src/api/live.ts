@@ -1,6 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { capCacheControl, corsPreflight } from './playback.js';
-import type { LiveOrigin, OriginResponse } from '../packager/index.js';
+import type { OriginResponse } from '../packager/index.js';
+
+/** What the routes ask of the LL-HLS origin (packager/LiveOrigin): the answer to one request under /live/<id>/. */
+export interface LiveOriginHandler {
+  /** `signal` aborts a held (blocking) request when the client goes away. */
+  handle(streamId: string, path: string, query: Record<string, string | undefined>, signal?: AbortSignal): Promise<OriginResponse>;
+}
 
 function send(reply: FastifyReply, res: OriginResponse, tokenSecondsLeft: number | undefined) {
   reply.code(res.status).headers(res.headers);
@@ -16,7 +22,7 @@ function send(reply: FastifyReply, res: OriginResponse, tokenSecondsLeft: number
  */
 export function registerLiveRoutes(
   app: FastifyInstance,
-  origin: LiveOrigin,
+  origin: LiveOriginHandler,
   authorize?: (streamId: string, token: string | undefined) => Promise<number | undefined>,
 ): void {
   type Req = { Params: { id: string; token?: string; '*': string }; Querystring: Record<string, string | undefined> };

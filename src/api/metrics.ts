@@ -1,22 +1,51 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { LiveTranscoder } from '../livetranscode/index.js';
-import type { LivePackager } from '../packager/index.js';
-import type { RecorderCounters, VodWorkerCounters } from '../vod/index.js';
-import type { StreamHub } from '../stream/index.js';
-import type { WebRtcIngest } from '../ingest/webrtc/index.js';
+import type { WebRtcCounters, WhipSessionStats } from '../ingest/webrtc/index.js';
+import type { TranscodeStatus } from '../livetranscode/index.js';
+
+/** Counters a module owns and the registry copies in at scrape time. */
+type Counts<K extends string> = { readonly [P in K]: number };
+
+/** What /metrics reads of the stream hub. */
+export interface HubMetricsSource {
+  list(): ReadonlyArray<{ readonly streamId: string; readonly bitrateKbps: number; readonly fps: number }>;
+  readonly counters: Counts<'frames' | 'bytes' | 'timestampRepairs' | 'readerDrops' | 'takeovers'>;
+}
+
+/** What /metrics reads of the live packager. */
+export interface PackagerMetricsSource {
+  /** Blocking playlist and preload-hint requests being held. */
+  heldRequests(): number;
+  readonly counters: Counts<'parts' | 'segments' | 'oversizedParts' | 'forcedCuts' | 'gapSegments' | 'unalignedSegments' | 'errors'>;
+}
+
+/** What /metrics reads of the live transcoder. */
+export interface TranscoderMetricsSource {
+  list(): ReadonlyArray<{ readonly streamId: string; readonly status: TranscodeStatus }>;
+  readonly counters: Counts<'streams' | 'exits' | 'crashes' | 'rungsDropped' | 'rungsRestored' | 'overLimit'>;
+}
+
+/** What /metrics reads of WHIP ingest. */
+export interface WebRtcMetricsSource {
+  list(): readonly WhipSessionStats[];
+  readonly counters: WebRtcCounters;
+}
+
+export type RecorderMetrics = Counts<'segments' | 'bytes' | 'failedSegments' | 'finalized' | 'lastFinalizeMs' | 'lastFinalizeWorkMs'>;
+export type VodWorkerMetrics = Counts<'ready' | 'failed' | 'retried'>;
+export type IngestCounters = Counts<'badInput' | 'authFailures' | 'unsupportedCodec' | 'activeConnections' | 'connections'>;
 
 export interface MetricSources {
-  readonly hub: StreamHub;
-  readonly packager: LivePackager;
-  readonly transcoder?: LiveTranscoder;
+  readonly hub: HubMetricsSource;
+  readonly packager: PackagerMetricsSource;
+  readonly transcoder?: TranscoderMetricsSource;
   /** The recorder's counters; absent in tests that build the app without one. */
-  readonly recorder?: RecorderCounters;
+  readonly recorder?: RecorderMetrics;
   /** The upload packaging worker's counters; absent without FFmpeg. */
-  readonly vodWorker?: VodWorkerCounters;
+  readonly vodWorker?: VodWorkerMetrics;
   /** WHIP ingest (absent when WebRTC is off). */
-  readonly webrtc?: WebRtcIngest;
+  readonly webrtc?: WebRtcMetricsSource;
   /** Ingest protocol counters, e.g. the RTMP server's. */
-  readonly ingest: () => { badInput: number; authFailures: number; unsupportedCodec: number; activeConnections: number; connections: number };
+  readonly ingest: () => IngestCounters;
 }
 
 /** A counter whose value is owned by a module and copied in at scrape time. */
@@ -47,13 +76,13 @@ function perStreamGauge(registry: Registry, name: string, help: string, values: 
 }
 
 /** Per-stream and per-rung transcoder figures (labels: stream, rung), and its counters. */
-function registerTranscodeMetrics(registry: Registry, tc: LiveTranscoder): void {
-  const perStream = (name: string, help: string, read: (s: ReturnType<LiveTranscoder['list']>[number]['status']) => number | undefined) =>
+function registerTranscodeMetrics(registry: Registry, tc: TranscoderMetricsSource): void {
+  const perStream = (name: string, help: string, read: (s: TranscodeStatus) => number | undefined) =>
     perStreamGauge(registry, name, help, () => tc.list().map(({ streamId, status }) => [streamId, read(status)]));
   perStream('livepack_transcode_speed', 'FFmpeg speed over the last seconds (1 = real time)', (s) => s.speed);
   perStream('livepack_transcode_lag_ms', 'How far FFmpeg output lags its input', (s) => s.lagMs);
   perStream('livepack_transcode_restarts', 'FFmpeg exits not asked for during the stream', (s) => s.restarts);
-  const perRung = (name: string, help: string, read: (r: ReturnType<LiveTranscoder['list']>[number]['status']['rungs'][number]) => number) =>
+  const perRung = (name: string, help: string, read: (r: TranscodeStatus['rungs'][number]) => number) =>
     new Gauge({
       name,
       help,
@@ -77,7 +106,7 @@ function registerTranscodeMetrics(registry: Registry, tc: LiveTranscoder): void 
 }
 
 /** WHIP ingest: sessions, RTP reception (loss, NACK, PLI, FIR), per stream loss and jitter. */
-function registerWebRtcMetrics(registry: Registry, w: WebRtcIngest): void {
+function registerWebRtcMetrics(registry: Registry, w: WebRtcMetricsSource): void {
   const k = w.counters;
   new Gauge({ name: 'livepack_webrtc_sessions', help: 'WHIP sessions open (connecting or live)', registers: [registry], collect() { this.set(k.activeSessions); } });
   mirrored(registry, 'livepack_webrtc_sessions_total', 'WHIP sessions created', () => k.sessions);
@@ -92,7 +121,7 @@ function registerWebRtcMetrics(registry: Registry, w: WebRtcIngest): void {
   mirrored(registry, 'livepack_webrtc_loss_keyframe_requests_total', 'Keyframe requests (PLI/FIR) sent because a picture was lost', () => k.keyframeRequestsForLoss);
   mirrored(registry, 'livepack_webrtc_firs_total', 'Keyframes asked for with FIR', () => k.firs);
   mirrored(registry, 'livepack_webrtc_frames_dropped_total', 'Video frames dropped (damaged by loss, or waiting for a keyframe)', () => k.framesDropped);
-  const perStream = (name: string, help: string, read: (s: ReturnType<WebRtcIngest['list']>[number]) => number | undefined) =>
+  const perStream = (name: string, help: string, read: (s: WhipSessionStats) => number | undefined) =>
     perStreamGauge(registry, name, help, () => w.list().map((s) => [s.streamId, s.state === 'live' ? read(s) : undefined]));
   perStream('livepack_webrtc_loss_percent', 'Video RTP packets never received (NACK retransmissions count as received), percent of expected', (s) => s.video?.lossPercent);
   perStream('livepack_webrtc_jitter_ms', 'Video RTP interarrival jitter (RFC 3550)', (s) => s.video?.jitterMs);

@@ -43,18 +43,27 @@ class TtlCache<T> {
   }
 }
 
+/** What playback reads of the catalog: a stream's visibility, a video's record. */
+export interface PlaybackCatalog {
+  getStream: Catalog['getStream'];
+  readonly videos: Pick<Catalog['videos'], 'get'>;
+}
+
+/** Where the files of VOD assets are read from. */
+export type AssetFiles = Pick<ObjectStore, 'get' | 'head'>;
+
 /**
  * Who may fetch what: public and unlisted content is open to anyone; private content needs a playback
  * token for that asset or stream in the path. Looks are cached briefly (every part request of a private
  * live stream passes here) and forgotten when the API changes a visibility.
  */
 export class PlaybackAccess {
-  readonly #catalog: Catalog;
+  readonly #catalog: PlaybackCatalog;
   readonly #tokens: PlaybackTokens;
   readonly #streams = new TtlCache<Visibility | undefined>();
   readonly #videos = new TtlCache<VideoRecord | undefined>();
 
-  constructor(catalog: Catalog, tokens: PlaybackTokens) {
+  constructor(catalog: PlaybackCatalog, tokens: PlaybackTokens) {
     this.#catalog = catalog;
     this.#tokens = tokens;
   }
@@ -132,7 +141,7 @@ export function parseRange(header: string | undefined, size: () => Promise<numbe
 const NOT_FOUND = { error: { code: 'E_NOT_FOUND', message: 'no such file in this asset' } };
 
 /** Serves one object of a ready VOD asset from storage, with ranges. */
-async function sendAssetFile(store: ObjectStore, videoId: string, file: string, req: FastifyRequest, reply: FastifyReply, tokenSecondsLeft: number | undefined) {
+async function sendAssetFile(store: AssetFiles, videoId: string, file: string, req: FastifyRequest, reply: FastifyReply, tokenSecondsLeft: number | undefined) {
   let key: string;
   try {
     key = validateKey(assetKey(videoId, file));
@@ -174,7 +183,7 @@ async function sendAssetFile(store: ObjectStore, videoId: string, file: string, 
 
 export interface PlaybackRouteDeps {
   readonly access: PlaybackAccess;
-  readonly store: ObjectStore;
+  readonly store: AssetFiles;
 }
 
 /**

@@ -1,164 +1,40 @@
 import type { FastifyInstance } from 'fastify';
-import { AppError, LADDER_ENCODERS, LADDER_LIMITS, STREAM_PROFILES, codecString, hashSecret, newStreamKey, validateLadder } from '../core/index.js';
+import { AppError, codecString, hashSecret, newStreamKey, validateLadder } from '../core/index.js';
 import type { LadderRung, StreamProfile } from '../core/index.js';
 import { effectiveLadder } from '../catalog/index.js';
-import { VISIBILITIES } from '../catalog/index.js';
-import { errorSchema, idParams } from './schemas.js';
 import type { Catalog, StreamRecord, Visibility } from '../catalog/index.js';
-import type { LiveTranscoder, TranscodeStatus } from '../livetranscode/index.js';
-import type { LiveStatus, StreamHub } from '../stream/index.js';
+import type { TranscodeStatus } from '../livetranscode/index.js';
+import type { LiveStatus } from '../stream/index.js';
+import { streamRouteSchemas as schemas } from './streams.schemas.js';
+
+/** What the stream routes read and change in the catalog. */
+export type StreamCatalog = Pick<Catalog, 'createStream' | 'getStream' | 'listStreams' | 'updateStream' | 'rotateStreamKey' | 'deleteStream' | 'listSessions'>;
+
+/** What the stream routes ask of the stream hub: live status, and cutting a publisher off. */
+export interface LiveStreamControl {
+  status(streamId: string): LiveStatus | undefined;
+  /** Cuts the current publisher off; false when there is none. */
+  kick(streamId: string, reason: string): boolean;
+  /** The stream key no longer holds (rotated, stream deleted); with `kick` the current publisher is cut off too. */
+  revoke(streamId: string, opts: { kick: boolean; reason: string }): void;
+  /** Ends the stream now: its publisher is cut off, its readers told. */
+  end(streamId: string, reason: string): void;
+}
+
+/** The ABR ladder at work for a live stream (the live transcoder). */
+export interface TranscodeStatusSource {
+  status(streamId: string): TranscodeStatus | undefined;
+}
 
 export interface StreamRoutesDeps {
-  readonly catalog: Catalog;
-  readonly hub: StreamHub;
-  readonly transcoder?: LiveTranscoder;
+  readonly catalog: StreamCatalog;
+  readonly hub: LiveStreamControl;
+  readonly transcoder?: TranscodeStatusSource;
   readonly publicBaseUrl: string;
   readonly publicRtmpUrl: string;
   /** A stream's visibility changed: playback caches forget it, its live run follows it. */
   readonly onVisibilityChange?: (streamId: string, visibility: Visibility) => Promise<void> | void;
 }
-
-const visibilitySchema = {
-  type: 'string',
-  enum: [...VISIBILITIES],
-  description: '"public" (listed), "unlisted" (playable by URL, not listed) or "private" (needs a playback token). Recordings start with the stream\'s.',
-} as const;
-
-
-const liveSchema = {
-  type: ['object', 'null'],
-  properties: {
-    state: { type: 'string', enum: ['live', 'reconnecting'] },
-    protocol: { type: 'string' },
-    remoteAddress: { type: 'string' },
-    video: {
-      type: ['object', 'null'],
-      properties: { codec: { type: 'string' }, codecs: { type: 'string' }, width: { type: 'integer' }, height: { type: 'integer' } },
-    },
-    audio: {
-      type: ['object', 'null'],
-      properties: { codec: { type: 'string' }, codecs: { type: 'string' }, sampleRate: { type: 'integer' }, channels: { type: 'integer' } },
-    },
-    fps: { type: 'number' },
-    bitrateKbps: { type: 'number' },
-    uptimeSeconds: { type: 'number' },
-    sessionUptimeSeconds: { type: 'number' },
-    sessions: { type: 'integer' },
-    repairedTimestamps: { type: 'integer' },
-    transcode: {
-      type: ['object', 'null'],
-      description: 'The ABR ladder at work (null for passthrough, or when no FFmpeg is available)',
-      properties: {
-        state: { type: 'string', enum: ['idle', 'starting', 'running', 'restarting', 'degraded', 'failed', 'stopped'] },
-        pid: { type: ['integer', 'null'] },
-        speed: { type: ['number', 'null'], description: 'FFmpeg speed over the last seconds; 1 = real time' },
-        lagMs: { type: ['number', 'null'] },
-        restarts: { type: 'integer' },
-        lastError: { type: ['string', 'null'] },
-        droppedRungs: { type: 'array', items: { type: 'string' } },
-        rungs: {
-          type: 'array',
-          items: {
-            type: 'object',
-            properties: {
-              name: { type: 'string' },
-              height: { type: 'integer' },
-              width: { type: ['integer', 'null'] },
-              encoder: { type: 'string' },
-              targetBitrateKbps: { type: 'integer', description: 'What FFmpeg encodes the rung at: the ladder\'s bitrate, capped to the source\'s (default ladder)' },
-              ladderBitrateKbps: { type: 'integer', description: 'What the ladder says' },
-              state: { type: 'string', enum: ['starting', 'running', 'dropped'] },
-              fps: { type: 'number' },
-              bitrateKbps: { type: 'number' },
-            },
-          },
-        },
-        fit: {
-          type: ['object', 'null'],
-          description: 'The ladder fitted to the source\'s measured video bitrate (null before a session with video)',
-          properties: {
-            state: {
-              type: 'string',
-              enum: ['measuring', 'estimated', 'settled'],
-              description: 'measuring: the first seconds are measured before FFmpeg starts; estimated: fitted to them; settled: fitted to the settled bitrate, final for the session',
-            },
-            custom: { type: 'boolean', description: 'The stream\'s own ladder: kept as it is, only warned about' },
-            sourceVideoKbps: { type: ['integer', 'null'], description: 'The source\'s video bitrate the plan is made for, over whole GOPs' },
-            omittedRungs: {
-              type: 'array',
-              description: 'Rungs of the default ladder below the source that are not transcoded at its bitrate',
-              items: { type: 'object', properties: { name: { type: 'string' }, reason: { type: 'string' } } },
-            },
-          },
-        },
-        warnings: { type: 'array', items: { type: 'string' }, description: 'About a custom ladder: a rung above the source\'s video bitrate, or not below the rung above it' },
-      },
-    },
-  },
-} as const;
-
-const rungSchema = {
-  type: 'object',
-  properties: {
-    name: { type: 'string' },
-    height: { type: 'integer' },
-    videoBitrateKbps: { type: 'integer' },
-    maxFrameRate: { type: 'number' },
-    encoder: { type: 'string', enum: [...LADDER_ENCODERS] },
-  },
-} as const;
-
-/**
- * The ladder in a request body. No `type` on purpose: with the app's coerceTypes, `type: ['array', 'null']`
- * turns 0, false and "" into null, and a PATCH would silently reset the ladder. validateLadder judges
- * every value and names the rung and field it finds wrong.
- */
-const ladderBodySchema = {
-  description:
-    `Transcoded rungs below the source (which is always the top rung): 1-${LADDER_LIMITS.maxRungs} objects ` +
-    '{ name?, height, videoBitrateKbps, maxFrameRate? (60), encoder? ("libx264") }; stored highest first. ' +
-    'null (or omitted on create) means the default ladder. Applies from the next start of the stream.',
-  examples: [
-    [
-      { name: '720p', height: 720, videoBitrateKbps: 3000, maxFrameRate: 30, encoder: 'libx264' },
-      { name: '360p', height: 360, videoBitrateKbps: 800 },
-    ],
-  ],
-} as const;
-
-const profileSchema = {
-  type: 'string',
-  enum: [...STREAM_PROFILES],
-  description: '"abr": the source plus transcoded rungs of the ladder; "passthrough": the source only. Applies from the next start.',
-} as const;
-
-const streamSchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    name: { type: 'string' },
-    profile: { type: 'string', enum: [...STREAM_PROFILES] },
-    ladder: { type: 'array', items: rungSchema, description: 'The effective ladder: the stream\'s own, else the default. Unused while the profile is "passthrough".' },
-    customLadder: { type: 'boolean', description: 'Whether `ladder` is the stream\'s own (false: the default ladder).' },
-    record: { type: 'boolean' },
-    visibility: { type: 'string', enum: [...VISIBILITIES] },
-    createdAt: { type: 'string', format: 'date-time' },
-    updatedAt: { type: 'string', format: 'date-time' },
-    keyRotatedAt: { type: 'string', format: 'date-time' },
-    streamKey: { type: 'string', description: 'Only in the answers to create and rotate-key; stored only as a hash.' },
-    ingest: {
-      type: 'object',
-      properties: {
-        rtmp: { type: 'string', description: 'Full publish URL with the key when the key is in this answer, else the server URL.' },
-        rtmpServer: { type: 'string' },
-        whip: { type: 'string' },
-      },
-    },
-    playback: { type: 'object', properties: { hls: { type: 'string' }, watch: { type: 'string' } } },
-    live: liveSchema,
-  },
-} as const;
-
 
 function liveView(st: LiveStatus | undefined, now: number, transcode: TranscodeStatus | undefined) {
   if (!st) return null;
@@ -228,25 +104,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
 
   app.post<{ Body: { name: string; profile?: StreamProfile; record?: boolean; visibility?: Visibility; ladder?: unknown } }>(
     '/api/v1/streams',
-    {
-      schema: {
-        summary: 'Create a stream; the answer holds its stream key (shown only here and on rotate-key)',
-        tags: ['streams'],
-        body: {
-          type: 'object',
-          required: ['name'],
-          additionalProperties: false,
-          properties: {
-            name: { type: 'string', minLength: 1, maxLength: 200 },
-            profile: { ...profileSchema, default: 'abr' },
-            record: { type: 'boolean', default: true, description: 'Record every live run as a VOD asset.' },
-            visibility: visibilitySchema,
-            ladder: ladderBodySchema,
-          },
-        },
-        response: { 201: streamSchema, 400: errorSchema, 401: errorSchema },
-      },
-    },
+    { schema: schemas.create },
     async (req, reply) => {
       const { name, profile = 'abr', record, visibility } = req.body;
       const ladder = ladderInput(req.body.ladder);
@@ -259,17 +117,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
 
   app.get<{ Querystring: { limit: number; cursor?: string } }>(
     '/api/v1/streams',
-    {
-      schema: {
-        summary: 'List streams (oldest first), with live status',
-        tags: ['streams'],
-        querystring: {
-          type: 'object',
-          properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 }, cursor: { type: 'string', maxLength: 512 } },
-        },
-        response: { 200: { type: 'object', properties: { items: { type: 'array', items: streamSchema }, nextCursor: { type: ['string', 'null'] } } } },
-      },
-    },
+    { schema: schemas.list },
     async (req) => {
       const page = await catalog.listStreams({ limit: req.query.limit, cursor: req.query.cursor });
       return { items: page.items.map((s) => view(s)), nextCursor: page.nextCursor };
@@ -278,31 +126,13 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
 
   app.get<{ Params: { id: string } }>(
     '/api/v1/streams/:id',
-    { schema: { summary: 'Get a stream with its live status', tags: ['streams'], params: idParams, response: { 200: streamSchema, 404: errorSchema } } },
+    { schema: schemas.get },
     async (req) => view(await mustGet(req.params.id)),
   );
 
   app.patch<{ Params: { id: string }; Body: { name?: string; profile?: StreamProfile; record?: boolean; visibility?: Visibility; ladder?: unknown } }>(
     '/api/v1/streams/:id',
-    {
-      schema: {
-        summary: 'Change a stream; profile and ladder apply from its next start (a live stream keeps its running ladder)',
-        tags: ['streams'],
-        params: idParams,
-        body: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            name: { type: 'string', minLength: 1, maxLength: 200 },
-            profile: profileSchema,
-            record: { type: 'boolean', description: 'Record live runs as VOD assets; applies from the next start.' },
-            visibility: visibilitySchema,
-            ladder: ladderBodySchema,
-          },
-        },
-        response: { 200: streamSchema, 400: errorSchema, 404: errorSchema },
-      },
-    },
+    { schema: schemas.update },
     async (req) => {
       const { name, profile, record, visibility } = req.body;
       const ladder = ladderInput(req.body.ladder);
@@ -316,7 +146,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
 
   app.get<{ Params: { id: string } }>(
     '/api/v1/streams/:id/live',
-    { schema: { summary: 'Live status: codec, resolution, fps, bitrate, uptime, publisher address', tags: ['streams'], params: idParams, response: { 200: liveSchema, 404: errorSchema, 409: errorSchema } } },
+    { schema: schemas.live },
     async (req) => {
       await mustGet(req.params.id);
       const live = liveView(hub.status(req.params.id), Date.now(), deps.transcoder?.status(req.params.id));
@@ -327,14 +157,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
 
   app.get<{ Params: { id: string }; Querystring: { limit: number } }>(
     '/api/v1/streams/:id/sessions',
-    {
-      schema: {
-        summary: 'Publish sessions of a stream, newest first',
-        tags: ['streams'],
-        params: idParams,
-        querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } } },
-      },
-    },
+    { schema: schemas.sessions },
     async (req) => {
       await mustGet(req.params.id);
       const items = await catalog.listSessions(req.params.id, req.query.limit);
@@ -344,15 +167,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
 
   app.post<{ Params: { id: string }; Body: { disconnect?: boolean } | undefined }>(
     '/api/v1/streams/:id/rotate-key',
-    {
-      schema: {
-        summary: 'Issue a new stream key; the old one stops working. With {"disconnect": true} the current publisher is also cut off.',
-        tags: ['streams'],
-        params: idParams,
-        body: { type: ['object', 'null'], additionalProperties: false, properties: { disconnect: { type: 'boolean', default: false } } },
-        response: { 200: streamSchema, 404: errorSchema },
-      },
-    },
+    { schema: schemas.rotateKey },
     async (req) => {
       const key = newStreamKey();
       const s = await catalog.rotateStreamKey(req.params.id, hashSecret(key));
@@ -365,7 +180,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
 
   app.post<{ Params: { id: string } }>(
     '/api/v1/streams/:id/disconnect',
-    { schema: { summary: 'Disconnect the current publisher (it may reconnect with its key)', tags: ['streams'], params: idParams, response: { 409: errorSchema, 404: errorSchema } } },
+    { schema: schemas.disconnect },
     async (req, reply) => {
       await mustGet(req.params.id);
       if (!hub.kick(req.params.id, 'disconnected by operator')) throw new AppError('E_STREAM_NOT_LIVE', `stream ${req.params.id} has no publisher`);
@@ -376,7 +191,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
 
   app.delete<{ Params: { id: string } }>(
     '/api/v1/streams/:id',
-    { schema: { summary: 'Delete a stream; a live one ends at once', tags: ['streams'], params: idParams, response: { 404: errorSchema } } },
+    { schema: schemas.delete },
     async (req, reply) => {
       const ok = await catalog.deleteStream(req.params.id);
       if (!ok) throw new AppError('E_STREAM_NOT_FOUND', `no stream ${req.params.id}`);

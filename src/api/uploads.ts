@@ -1,13 +1,24 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isAppError } from '../core/index.js';
 import { VISIBILITIES } from '../catalog/index.js';
-import type { InitiateUpload, Uploads } from '../vod/index.js';
+import type { InitiateUpload } from '../vod/index.js';
 import { MAX_DESCRIPTION_LENGTH, MAX_FILENAME_LENGTH, MAX_TITLE_LENGTH, MEDIA_EXTENSIONS } from '../vod/index.js';
 import { requireToken } from './auth.js';
 import { errorSchema } from './schemas.js';
 
+/** What the upload routes ask of the uploads (vod/Uploads): create one, and hand tus requests over. */
+export interface UploadHandler {
+  /** Path the tus uploads live under, e.g. /api/v1/uploads. */
+  readonly basePath: string;
+  /** Creates the video and its upload; throws E_LIMIT_EXCEEDED for a declared size over the limit. */
+  initiate(input: InitiateUpload): Promise<{ readonly id: string }>;
+  /** Answers one tus request (HEAD, PATCH, OPTIONS) on the raw request and response. */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+}
+
 export interface UploadRoutesDeps {
-  readonly uploads: Uploads;
+  readonly uploads: UploadHandler;
   readonly apiToken: string;
   readonly publicBaseUrl: string;
 }

@@ -1,19 +1,23 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { AppError } from '../core/index.js';
-import { MAX_PAGE_SIZE, VIDEO_STATUSES, VISIBILITIES } from '../catalog/index.js';
 import type { Catalog, VideoRecord, VideoStatus, VideoType, Visibility, WatchBeacon } from '../catalog/index.js';
 import type { ObjectStore } from '../storage/index.js';
-import { MAX_DESCRIPTION_LENGTH, MAX_TITLE_LENGTH, videoPrefix } from '../vod/index.js';
-import { MAX_TOKEN_TTL_SECONDS } from './playback-tokens.js';
+import { videoPrefix } from '../vod/index.js';
 import { isOperator, requireOperator } from './auth.js';
 import { liveThumbnailPath } from './live-thumbnails.js';
 import type { PlaybackAccess } from './playback.js';
-import { errorSchema, ID_PATTERN, idParams } from './schemas.js';
+import { videoRouteSchemas as schemas } from './videos.schemas.js';
+
+/** What the video routes read and change in the catalog. */
+export interface VideoCatalog {
+  readonly videos: Pick<Catalog['videos'], 'list' | 'search' | 'get' | 'update' | 'delete' | 'recordView' | 'views'>;
+}
 
 export interface VideoRoutesDeps {
-  readonly catalog: Catalog;
-  readonly store: ObjectStore;
+  readonly catalog: VideoCatalog;
+  /** Where a deleted video's files are removed from. */
+  readonly store: Pick<ObjectStore, 'deletePrefix'>;
   readonly access: PlaybackAccess;
   readonly apiToken: string;
   readonly publicBaseUrl: string;
@@ -26,55 +30,6 @@ export interface VideoRoutesDeps {
   /** Whether a live stream has a thumbnail to serve now (vod/LiveThumbnails); absent: live runs have none. */
   readonly hasLiveThumbnail?: (streamId: string) => boolean;
 }
-
-const videoSchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    type: { type: 'string', enum: ['live', 'vod'] },
-    source: { type: 'string', enum: ['recording', 'upload'] },
-    streamId: { type: ['string', 'null'] },
-    title: { type: 'string' },
-    description: { type: 'string' },
-    visibility: { type: 'string', enum: [...VISIBILITIES] },
-    status: { type: 'string', enum: [...VIDEO_STATUSES] },
-    progress: { type: 'number', description: 'Percent of the packaging done (uploads)' },
-    duration: { type: ['number', 'null'], description: 'Seconds' },
-    renditions: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          name: { type: 'string' },
-          width: { type: 'integer' },
-          height: { type: 'integer' },
-          frameRate: { type: 'number' },
-          bandwidth: { type: 'integer' },
-          averageBandwidth: { type: 'integer' },
-          codecs: { type: 'string' },
-        },
-      },
-    },
-    thumbnailUrl: {
-      type: ['string', 'null'],
-      description:
-        'VOD: the poster. Live run: the current thumbnail (/live/<streamId>/thumbnail.jpg, refreshed about every 10 s; null until the first is cut). Null for private videos (fetch those under /t/<token>/...).',
-    },
-    error: { type: ['string', 'null'] },
-    createdAt: { type: 'string', format: 'date-time' },
-    updatedAt: { type: 'string', format: 'date-time' },
-    endedAt: { type: ['string', 'null'], format: 'date-time' },
-    playback: {
-      type: 'object',
-      properties: { hls: { type: ['string', 'null'], description: 'Multivariant playlist; null until the video is playable' } },
-    },
-  },
-} as const;
-
-const listSchema = {
-  type: 'object',
-  properties: { items: { type: 'array', items: videoSchema }, nextCursor: { type: ['string', 'null'] } },
-} as const;
 
 /** The poster of a VOD, or the current thumbnail of a live run; a private one is fetched with a token like the rest. */
 function thumbnailUrl(v: VideoRecord, base: string, hasLiveThumbnail: ((streamId: string) => boolean) | undefined): string | null {
@@ -143,24 +98,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
 
   app.get<{ Querystring: { type?: VideoType; status?: VideoStatus; streamId?: string; limit: number; cursor?: string } }>(
     '/api/v1/videos',
-    {
-      schema: {
-        summary: 'List videos, newest first: live runs and VOD assets. Without the operator token, public ones only.',
-        tags: ['videos'],
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            type: { type: 'string', enum: ['live', 'vod'] },
-            status: { type: 'string', enum: [...VIDEO_STATUSES] },
-            streamId: { type: 'string', pattern: ID_PATTERN },
-            limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE, default: 50 },
-            cursor: { type: 'string', maxLength: 512 },
-          },
-        },
-        response: { 200: listSchema, 400: errorSchema },
-      },
-    },
+    { schema: schemas.list },
     async (req) => {
       const operator = isOperator(req, apiToken);
       const page = await catalog.videos.list({ ...req.query, visibility: operator ? undefined : ['public'] });
@@ -170,19 +108,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
 
   app.get<{ Querystring: { q: string; limit: number } }>(
     '/api/v1/search',
-    {
-      schema: {
-        summary: 'Full-text search over titles and descriptions (web search syntax: "phrase", -word, or). Best match first.',
-        tags: ['videos'],
-        querystring: {
-          type: 'object',
-          required: ['q'],
-          additionalProperties: false,
-          properties: { q: { type: 'string', minLength: 1, maxLength: 200 }, limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 } },
-        },
-        response: { 200: { type: 'object', properties: { items: { type: 'array', items: videoSchema } } }, 400: errorSchema },
-      },
-    },
+    { schema: schemas.search },
     async (req) => {
       const operator = isOperator(req, apiToken);
       const items = await catalog.videos.search({ q: req.query.q, limit: req.query.limit, visibility: operator ? undefined : ['public'] });
@@ -192,14 +118,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
 
   app.get<{ Params: { id: string } }>(
     '/api/v1/videos/:id',
-    {
-      schema: {
-        summary: 'One video: metadata, status, progress, duration, renditions, poster and playback URLs. Private ones need the operator token.',
-        tags: ['videos'],
-        params: idParams,
-        response: { 200: videoSchema, 404: errorSchema },
-      },
-    },
+    { schema: schemas.get },
     async (req) => {
       const v = await catalog.videos.get(req.params.id);
       // A private video is not there for a viewer (404, not 403: its existence is not told).
@@ -210,23 +129,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
 
   app.patch<{ Params: { id: string }; Body: { title?: string; description?: string; visibility?: Visibility } }>(
     '/api/v1/videos/:id',
-    {
-      schema: {
-        summary: 'Change title, description or visibility',
-        tags: ['videos'],
-        params: idParams,
-        body: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            title: { type: 'string', minLength: 1, maxLength: MAX_TITLE_LENGTH },
-            description: { type: 'string', maxLength: MAX_DESCRIPTION_LENGTH },
-            visibility: { type: 'string', enum: [...VISIBILITIES] },
-          },
-        },
-        response: { 200: videoSchema, 404: errorSchema },
-      },
-    },
+    { schema: schemas.update },
     async (req) => {
       requireOperator(req, apiToken);
       if (req.body.visibility !== undefined) {
@@ -243,14 +146,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
 
   app.delete<{ Params: { id: string } }>(
     '/api/v1/videos/:id',
-    {
-      schema: {
-        summary: 'Delete a video and its files in storage. A run being recorded cannot be deleted until its stream ends.',
-        tags: ['videos'],
-        params: idParams,
-        response: { 404: errorSchema, 409: errorSchema },
-      },
-    },
+    { schema: schemas.delete },
     async (req, reply) => {
       requireOperator(req, apiToken);
       const { id } = req.params;
@@ -270,29 +166,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
 
   app.post<{ Params: { id: string }; Body: { ttlSeconds?: number } | null }>(
     '/api/v1/videos/:id/playback-token',
-    {
-      schema: {
-        summary: 'A signed playback token for one video (or the live stream of a live run); put it in the path: /t/<token>/...',
-        tags: ['videos'],
-        params: idParams,
-        body: {
-          type: ['object', 'null'],
-          additionalProperties: false,
-          properties: { ttlSeconds: { type: 'integer', minimum: 10, maximum: MAX_TOKEN_TTL_SECONDS } },
-        },
-        response: {
-          201: {
-            type: 'object',
-            properties: {
-              token: { type: 'string' },
-              expiresAt: { type: 'string', format: 'date-time' },
-              playback: { type: 'object', properties: { hls: { type: 'string' } } },
-            },
-          },
-          404: errorSchema,
-        },
-      },
-    },
+    { schema: schemas.playbackToken },
     async (req, reply) => {
       requireOperator(req, apiToken);
       const v = await catalog.videos.get(req.params.id);
@@ -310,24 +184,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
     '/api/v1/videos/:id/watch',
     {
       bodyLimit: 4096,
-      schema: {
-        summary: "A player's progress and quality beacon (no token needed): position, startup time, rebuffers, bitrate. An unknown id is ignored (204), so beacons tell nothing about which ids exist.",
-        tags: ['videos'],
-        params: idParams,
-        body: {
-          type: 'object',
-          required: ['viewerId', 'position'],
-          additionalProperties: false,
-          properties: {
-            viewerId: { type: 'string', pattern: '^[A-Za-z0-9_-]{8,64}$', description: 'Random id of one viewing session' },
-            position: { type: 'number', minimum: 0, maximum: 1e7, description: 'Seconds into the video' },
-            startupMs: { type: 'integer', minimum: 0, maximum: 600_000 },
-            rebuffers: { type: 'integer', minimum: 0, maximum: 1_000_000 },
-            rebufferMs: { type: 'integer', minimum: 0, maximum: 1e9 },
-            bitrateKbps: { type: 'integer', minimum: 0, maximum: 1_000_000 },
-          },
-        },
-      },
+      schema: schemas.watch,
     },
     async (req, reply) => {
       const v = await access.video(req.params.id);
@@ -349,15 +206,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
 
   app.get<{ Params: { id: string }; Querystring: { limit: number } }>(
     '/api/v1/videos/:id/views',
-    {
-      schema: {
-        summary: 'Viewing history of a video: one entry per viewing session, most recent first',
-        tags: ['videos'],
-        params: idParams,
-        querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE, default: 100 } } },
-        response: { 404: errorSchema },
-      },
-    },
+    { schema: schemas.views },
     async (req) => {
       requireOperator(req, apiToken);
       const v = await catalog.videos.get(req.params.id);
