@@ -2,7 +2,7 @@ import { cpus } from 'node:os';
 import { DEFAULT_LADDER, type LadderRung, type Logger } from '../core/index.js';
 import type { StreamHub } from '../stream/index.js';
 import type { GovernorOptions } from './governor.js';
-import { StreamTranscode } from './stream.js';
+import { StreamLadder } from './stream-ladder.js';
 import type { TranscodeCounters, TranscodeStatus } from './types.js';
 
 export interface LiveTranscoderOptions {
@@ -50,14 +50,14 @@ class CpuIdle {
 }
 
 /**
- * Starts a StreamTranscode for every live stream whose profile is "abr" (the catalog says, through
+ * Starts a StreamLadder for every live stream whose profile is "abr" (the catalog says, through
  * resolveLadder), up to maxStreams at once, and reports their status.
  */
 export class LiveTranscoder {
   readonly counters: TranscodeCounters = { streams: 0, exits: 0, crashes: 0, rungsDropped: 0, rungsRestored: 0, overLimit: 0 };
   readonly #o: LiveTranscoderOptions;
   readonly #log: Logger;
-  readonly #streams = new Map<string, StreamTranscode>();
+  readonly #streams = new Map<string, StreamLadder>();
   readonly #cpu = new CpuIdle();
   readonly #onStart = (streamId: string) => void this.#startStream(streamId);
   #timer: NodeJS.Timeout | undefined;
@@ -106,7 +106,7 @@ export class LiveTranscoder {
       return reader.close();
     }
     this.counters.streams++;
-    const t = new StreamTranscode({
+    const t = new StreamLadder({
       streamId,
       ladder,
       custom: ladder !== DEFAULT_LADDER,

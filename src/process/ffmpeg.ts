@@ -1,8 +1,8 @@
-import { execFile } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
 import { AppError } from '../core/index.js';
+import { execTool } from './ffmpeg-run.js';
 
 function isExecutableFile(path: string): boolean {
   try {
@@ -70,12 +70,17 @@ const encoderCache = new Map<string, Promise<Set<string>>>();
 export function ffmpegEncoders(path: string): Promise<Set<string>> {
   let cached = encoderCache.get(path);
   if (!cached) {
-    cached = new Promise<Set<string>>((resolve, reject) => {
-      execFile(path, ['-hide_banner', '-encoders'], { timeout: 10_000, maxBuffer: 4 << 20 }, (err, stdout) => {
-        if (err) reject(new AppError('E_INTERNAL', `${path} -encoders failed: ${err.message}`, { cause: err }));
-        else resolve(parseEncoders(stdout));
-      });
-    });
+    cached = execTool(path, ['-hide_banner', '-encoders'], { timeoutMs: 10_000, maxBuffer: 4 << 20 }).then(
+      ({ code, stdout }) => {
+        if (code !== 0) throw new AppError('E_INTERNAL', `${path} -encoders failed: exited with code ${code}`);
+        return parseEncoders(stdout);
+      },
+      (err: Error) => {
+        // execTool's error keeps the one from the run (ENOENT, timeout) as its cause: say that one.
+        const why = err.cause instanceof Error ? err.cause.message : err.message;
+        throw new AppError('E_INTERNAL', `${path} -encoders failed: ${why}`, { cause: err });
+      },
+    );
     encoderCache.set(path, cached);
     cached.catch(() => encoderCache.delete(path));
   }

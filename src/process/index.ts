@@ -3,3 +3,5 @@ export type { BackoffOptions, ChildHandle, ExitInfo, ExitKind, SupervisorOptions
 export { ProgressParser, SpeedMeter } from './progress.js';
 export type { Progress, ProgressParserOptions, SpeedMeterOptions } from './progress.js';
 export { findFfmpeg, ffmpegEncoders, parseEncoders } from './ffmpeg.js';
+export { execTool, FfmpegError, inputBytesRead, runFfmpeg } from './ffmpeg-run.js';
+export type { ExecToolOptions, ExecToolResult, FfmpegRunOptions } from './ffmpeg-run.js';

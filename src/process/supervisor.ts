@@ -1,6 +1,7 @@
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import type { ChildProcess, StdioOptions } from 'node:child_process';
 import type { Duplex, Writable } from 'node:stream';
 import { AppError, ClosedError, type Logger } from '../core/index.js';
+import { signalGroup, spawnGroup, terminateGroup } from './group.js';
 import { StderrLog } from './stderr.js';
 import type { ChildHandle, ExitInfo, ExitKind, SupervisorOptions, SupervisorState } from './types.js';
 
@@ -159,8 +160,8 @@ export class Supervisor {
     try {
       args = [...this.#opts.args()];
       const stdio: StdioOptions = Array.from({ length: 3 + extraFds }, () => 'pipe' as const);
-      // detached: the child leads its own process group, so one kill(-pid) reaches everything it started.
-      child = spawn(command, args, { detached: true, stdio });
+      // The child leads its own process group, so one kill(-pid) reaches everything it started.
+      child = spawnGroup(command, args, stdio);
     } catch (err) {
       // Invalid arguments (a NUL byte, args() throwing): report like a spawn failure, after this call returns.
       const run = this.#newRun(attempt, undefined, this.#log.child({ attempt }), undefined);
@@ -193,6 +194,9 @@ export class Supervisor {
       stdout: child.stdout!,
       extra: child.stdio.slice(3) as Duplex[],
       markReady: () => this.#markReady(run),
+      kill: () => {
+        if (!run.exited) signalGroup(run.pid, 'SIGKILL', run.log);
+      },
     };
     try {
       this.#opts.onStart?.(handle);
@@ -231,11 +235,7 @@ export class Supervisor {
     // End of input first: FFmpeg blocked reading an idle stdin does not act on SIGTERM until it reads
     // something, but it finishes at once at EOF.
     run.stdin?.end();
-    signalGroup(run, 'SIGTERM');
-    run.timers.push(setTimeout(() => {
-      run.log.warn({ killTimeoutMs: this.#killTimeoutMs }, 'still running after SIGTERM; SIGKILL');
-      signalGroup(run, 'SIGKILL');
-    }, this.#killTimeoutMs));
+    run.timers.push(terminateGroup(run.pid, this.#killTimeoutMs, run.log));
   }
 
   #onExit(run: Run, code: number | null, signal: NodeJS.Signals | null): void {
@@ -244,7 +244,7 @@ export class Supervisor {
     for (const t of run.timers) clearTimeout(t);
     // Whatever else is left in its group (a shell's background job, say) goes with it; it also closes the
     // stderr those held open, so the drain below ends at once.
-    signalGroup(run, 'SIGKILL');
+    signalGroup(run.pid, 'SIGKILL', run.log);
     let drainTimer: NodeJS.Timeout | undefined;
     const drained = new Promise<void>((resolve) => (drainTimer = setTimeout(resolve, STDERR_DRAIN_MS)));
     void Promise.race([run.stderr?.closed, drained]).then(() => {
@@ -304,15 +304,5 @@ export class Supervisor {
       this.#restarts++;
       this.#spawn();
     }, delay);
-  }
-}
-
-/** Signals the child's whole process group (it leads one: spawned detached). ESRCH means nothing is left. */
-function signalGroup(run: Run, signal: NodeJS.Signals): void {
-  if (run.pid === undefined) return;
-  try {
-    process.kill(-run.pid, signal);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') run.log.warn({ err, signal }, 'could not signal the process group');
   }
 }

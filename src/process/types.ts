@@ -30,6 +30,12 @@ export interface ChildHandle {
   readonly extra: readonly Duplex[];
   /** The child works (e.g. its first output frame arrived). Only the first call counts. */
   markReady(): void;
+  /**
+   * Kills the child's process group at once (SIGKILL), e.g. when what it writes cannot be read. Its exit is
+   * reported as one it was not asked for ('died' once ready, else 'never-started'), so restarts back off.
+   * No-op once it has exited.
+   */
+  kill(): void;
 }
 
 export interface ExitInfo {

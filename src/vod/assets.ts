@@ -16,7 +16,11 @@ import type { RenditionInfo, VideoSegmentRecord } from '../catalog/index.js';
 import { renderMultivariantPlaylist, renderVodPlaylist } from '../packager/index.js';
 import type { ObjectStore } from '../storage/index.js';
 import { AppError } from '../core/index.js';
-import { execTool } from './ffmpeg-run.js';
+import { execTool } from '../process/index.js';
+
+/** Longest title and description of a video, recorded or uploaded. */
+export const MAX_TITLE_LENGTH = 200;
+export const MAX_DESCRIPTION_LENGTH = 5000;
 
 export const MASTER_PLAYLIST = 'master.m3u8';
 export const MEDIA_PLAYLIST = 'index.m3u8';

@@ -1,29 +1,13 @@
-export { Recorder, describeRendition } from './recorder.js';
-export type { LiveRunInfo, RecorderCounters, RecorderOptions } from './recorder.js';
-export {
-  assetKey,
-  contentTypeOf,
-  makePoster,
-  publishVod,
-  videoPrefix,
-  CACHE_MEDIA,
-  CACHE_PLAYLIST,
-  CONTENT_TYPES,
-  MASTER_PLAYLIST,
-  MEDIA_PLAYLIST,
-  POSTER,
-} from './assets.js';
-export type { PublishedVod, VodRendition } from './assets.js';
-export { Uploads, checkInitiate, MAX_DESCRIPTION_LENGTH, MAX_FILENAME_LENGTH, MAX_TITLE_LENGTH, MEDIA_EXTENSIONS, PACKAGE_UPLOAD } from './uploads.js';
-export type { InitiateUpload, LocalUpload, PackageUploadPayload, UploadSource, UploadsOptions } from './uploads.js';
-export { VodWorker } from './jobs-worker.js';
-export type { VodWorkerCounters, VodWorkerOptions } from './jobs-worker.js';
-export { packageFile } from './package-file.js';
-export type { PackageFileOptions, PackagedFile } from './package-file.js';
-export { BadMediaError, isBadMedia, probeFile } from './probe.js';
-export type { ProbeResult } from './probe.js';
-export { execTool } from './ffmpeg-run.js';
-export { LiveThumbnails, cutWithFfmpeg, DEFAULT_LIVE_THUMBNAIL_INTERVAL_MS, ThumbnailTooLargeError } from './live-thumbnails.js';
-export type { LiveStreamEvents, LiveThumbnail, LiveThumbnailCounters, LiveThumbnailsOptions, ThumbnailCutter } from './live-thumbnails.js';
-export { keyframesFromPackager, pickRendition } from './live-keyframes.js';
-export type { KeyframeClip, LiveKeyframes, LivePackagesView, LiveRenditionView } from './live-keyframes.js';
+/**
+ * VOD: videos in storage that play at /vod/<id>/..., made in two ways, one folder each:
+ * - recording/: a live run, stored as it is packaged, becomes a VOD when it ends (and live thumbnails);
+ * - uploads/: an uploaded file, taken in over tus and packaged by a worker's job.
+ * The two import nothing of each other; what they share is the asset itself (assets.ts: its keys,
+ * playlists, poster, cache headers and title limits), which api/ reads to serve it. That shared asset is
+ * why they stay one module rather than two beside a third. Other modules import only this file.
+ */
+export { assetKey, contentTypeOf, videoPrefix, MAX_DESCRIPTION_LENGTH, MAX_TITLE_LENGTH } from './assets.js';
+export { Recorder, LiveThumbnails, keyframesFromPackager } from './recording/index.js';
+export type { LiveThumbnail } from './recording/index.js';
+export { Uploads, VodWorker, MAX_FILENAME_LENGTH, MEDIA_EXTENSIONS } from './uploads/index.js';
+export type { InitiateUpload } from './uploads/index.js';

@@ -12,8 +12,8 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AppError, type Logger } from '../core/index.js';
-import { execTool } from './ffmpeg-run.js';
+import { AppError, type Logger } from '../../core/index.js';
+import { execTool } from '../../process/index.js';
 import type { KeyframeClip, LiveKeyframes } from './live-keyframes.js';
 
 /** Told when a live stream starts and ends (stream/StreamHub). */

@@ -12,8 +12,8 @@
  */
 import { accessSync, constants } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { AppError } from '../core/index.js';
-import { execTool } from './ffmpeg-run.js';
+import { AppError } from '../../core/index.js';
+import { execTool } from '../../process/index.js';
 
 /** The input cannot become a video (not media, truncated, no video...). Retrying does not help. */
 export class BadMediaError extends AppError {

@@ -6,7 +6,7 @@
  * Read through the packager's public API only, by way of the narrow views below (LivePackager satisfies
  * them structurally): this module needs nothing of the packager at run time.
  */
-import type { TrackSet } from '../core/index.js';
+import type { TrackSet } from '../../core/index.js';
 
 /** One playlist entry of a part, as the live rendition's state lists it. */
 interface PartView {

@@ -19,8 +19,9 @@ import { pipeline } from 'node:stream/promises';
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
 import { Server as TusServer, Upload, type DataStore } from '@tus/server';
-import { AppError, newId, type Logger } from '../core/index.js';
-import { VISIBILITIES, type Catalog, type JobRecord, type VideoRecord, type VideoStatus, type Visibility } from '../catalog/index.js';
+import { AppError, newId, type Logger } from '../../core/index.js';
+import { VISIBILITIES, type Catalog, type JobRecord, type VideoRecord, type VideoStatus, type Visibility } from '../../catalog/index.js';
+import { MAX_DESCRIPTION_LENGTH, MAX_TITLE_LENGTH } from '../assets.js';
 
 /** The job kind the VOD workers run for an upload. */
 export const PACKAGE_UPLOAD = 'package-upload';
@@ -28,8 +29,6 @@ export const PACKAGE_UPLOAD = 'package-upload';
 /** Containers FFmpeg reads that phones, cameras, screen recorders and editors write. */
 export const MEDIA_EXTENSIONS = ['mp4', 'm4v', 'mov', 'qt', 'mkv', 'webm', 'flv', 'ts', 'mts', 'm2ts', 'avi', 'mpg', 'mpeg', 'wmv', 'asf', '3gp', '3g2', 'ogv', 'mxf'] as const;
 
-export const MAX_TITLE_LENGTH = 200;
-export const MAX_DESCRIPTION_LENGTH = 5000;
 export const MAX_FILENAME_LENGTH = 255;
 
 /** Where a finished upload's bytes are (a job's payload says it, so any server can find them). */

@@ -15,13 +15,13 @@
  * start() first sweeps for upload videos left waiting with no job that will run them (JobQueue.revive).
  */
 import { hostname } from 'node:os';
-import { AppError, newId, type Logger } from '../core/index.js';
-import type { Catalog, JobRecord } from '../catalog/index.js';
-import type { ObjectStore } from '../storage/index.js';
-import { videoPrefix } from './assets.js';
+import { AppError, newId, type Logger } from '../../core/index.js';
+import type { Catalog, JobRecord } from '../../catalog/index.js';
+import type { ObjectStore } from '../../storage/index.js';
+import { videoPrefix } from '../assets.js';
 import { packageFile, type PackageFileOptions } from './package-file.js';
 import { isBadMedia } from './probe.js';
-import { PACKAGE_UPLOAD, type PackageUploadPayload, type Uploads, type UploadSource } from './uploads.js';
+import { PACKAGE_UPLOAD, type PackageUploadPayload, type Uploads, type UploadSource } from './intake.js';
 
 export interface VodWorkerOptions {
   readonly catalog: Catalog;

@@ -5,7 +5,7 @@
  * height (at most 1080). Keyframes are forced at fixed instants in every rung, which is what lines up the
  * rungs' segments (same cut instants, so a player switching rungs lands on the same timeline).
  */
-import { DEFAULT_LADDER, rungsFor, type LadderRung } from '../core/index.js';
+import { DEFAULT_LADDER, rungsFor, type LadderRung } from '../../core/index.js';
 import { INPUT_GUARD_ARGS, type ProbeResult } from './probe.js';
 
 /** FFmpeg's -progress output goes to fd 3; rung i is written to fd 4 + i (as in the live transcoder). */

@@ -1,19 +1,20 @@
 /**
  * One FFmpeg run that is meant to finish (a file encode), as opposed to the live transcoder's child that
- * process/Supervisor keeps alive and restarts. Spawned in its own process group, so a kill reaches
- * everything it started; bounded by a total timeout and by a stall timeout (no -progress output for that
- * long); ended with SIGTERM then SIGKILL on abort. stderr is read line by line into the logger (debug) and
- * its last lines are kept, because the line that explains a failure is usually the last one printed.
+ * Supervisor keeps alive and restarts. Spawned and ended the way Supervisor does it (group.ts: its own
+ * process group, so a kill reaches everything it started; SIGTERM, then SIGKILL); bounded by a total
+ * timeout and by a stall timeout (no -progress output for that long). stderr goes through the same
+ * StderrLog: line by line into the logger (debug), its last lines kept for the error.
  *
  * Also execTool: a short tool run (ffprobe, `ffmpeg -i`, a poster frame) whose whole output is wanted.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { AppError, type Logger } from '../core/index.js';
-import { ProgressParser } from '../process/index.js';
+import { signalGroup, spawnGroup, terminateGroup } from './group.js';
+import { ProgressParser } from './progress.js';
+import { StderrLog } from './stderr.js';
 
 export interface FfmpegRunOptions {
   readonly ffmpegPath: string;
@@ -42,8 +43,7 @@ export class FfmpegError extends AppError {
   }
 }
 
-const TAIL_LINES = 20;
-const MAX_LINE = 500;
+const STDERR_LIMITS = { maxLineLength: 500, maxLinesPerSec: 50, tailLines: 20 } as const;
 const KILL_TIMEOUT_MS = 3000;
 /**
  * After a killed FFmpeg exited, how long its pipes may take to close before they are destroyed: 'close'
@@ -101,15 +101,6 @@ export async function inputBytesRead(pid: number): Promise<number | undefined> {
   }
 }
 
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // ESRCH: nothing left to signal
-  }
-}
-
 /**
  * Resolves when FFmpeg exited with 0 and every pipe was read to its end. Rejects with the abort reason on
  * abort, with the `kill` reason when the caller killed it, or with an FfmpegError (exit status, timeout,
@@ -119,9 +110,12 @@ export function runFfmpeg(o: FfmpegRunOptions): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (o.signal?.aborted) return reject(o.signal.reason);
     const stdio = ['ignore', 'ignore', 'pipe', ...Array.from({ length: o.extraFds }, () => 'pipe' as const)] as const;
-    const child = spawn(o.ffmpegPath, [...o.args], { detached: true, stdio: [...stdio] });
-    const tail: string[] = [];
-    let failure: Error | undefined;
+    const child = spawnGroup(o.ffmpegPath, o.args, [...stdio]);
+    const log = o.logger.child({ pid: child.pid });
+    const stderr = child.pid === undefined ? undefined : new StderrLog(child.stderr!, { logger: log, ...STDERR_LIMITS });
+    const tail = (): string[] => stderr?.tail() ?? [];
+    // Our own failures are made when the run settles, so their stderrTail has the lines up to FFmpeg's end.
+    let failure: Error | (() => Error) | undefined;
     let killTimer: NodeJS.Timeout | undefined;
     let closeTimer: NodeJS.Timeout | undefined;
     let exited = false;
@@ -134,23 +128,22 @@ export function runFfmpeg(o: FfmpegRunOptions): Promise<void> {
         for (const s of child.stdio) s?.destroy();
       }, CLOSE_AFTER_EXIT_MS);
     };
-    const kill = (reason: Error) => {
+    const kill = (reason: Error | (() => Error)) => {
       failure ??= reason;
       if (killTimer) return;
       // Nothing more is wanted from the rung pipes: a paused one (its reader waits on storage) must neither
       // keep FFmpeg blocked on a full pipe nor, after the exit, keep 'close' from ever coming.
       for (const p of pipes) p.destroy();
-      signalGroup(child, 'SIGTERM');
-      killTimer = setTimeout(() => signalGroup(child, 'SIGKILL'), KILL_TIMEOUT_MS);
+      killTimer = terminateGroup(child.pid, KILL_TIMEOUT_MS, log);
       closeSoon();
     };
     const onAbort = () => kill(o.signal!.reason instanceof Error ? o.signal!.reason : new AppError('E_CLOSED', 'packaging aborted'));
     o.signal?.addEventListener('abort', onAbort, { once: true });
-    const total = setTimeout(() => kill(new FfmpegError(`FFmpeg did not finish within ${Math.round(o.timeoutMs / 1000)} s`, null, tail)), o.timeoutMs);
+    const total = setTimeout(() => kill(() => new FfmpegError(`FFmpeg did not finish within ${Math.round(o.timeoutMs / 1000)} s`, null, tail())), o.timeoutMs);
     let stall: NodeJS.Timeout | undefined;
     const armStall = () => {
       clearTimeout(stall);
-      stall = setTimeout(() => kill(new FfmpegError(`FFmpeg made no progress for ${Math.round(o.stallTimeoutMs / 1000)} s`, null, tail)), o.stallTimeoutMs);
+      stall = setTimeout(() => kill(() => new FfmpegError(`FFmpeg made no progress for ${Math.round(o.stallTimeoutMs / 1000)} s`, null, tail())), o.stallTimeoutMs);
     };
     armStall();
 
@@ -160,24 +153,16 @@ export function runFfmpeg(o: FfmpegRunOptions): Promise<void> {
       clearTimeout(killTimer);
       clearTimeout(closeTimer);
       o.signal?.removeEventListener('abort', onAbort);
+      stderr?.close();
     };
     child.once('error', (err) => {
-      const e = new FfmpegError(`could not run FFmpeg (${o.ffmpegPath}): ${err.message}`, null, tail, { cause: err });
+      const e = () => new FfmpegError(`could not run FFmpeg (${o.ffmpegPath}): ${err.message}`, null, tail(), { cause: err });
       if (child.pid !== undefined) return kill(e);
       // Never started (ENOENT, EACCES): no 'close' is owed.
       cleanup();
-      reject(e);
+      reject(e());
     });
     for (const s of child.stdio) s?.on('error', (err) => o.logger.debug({ err }, 'ffmpeg pipe error'));
-    const log = o.logger.child({ pid: child.pid });
-    if (child.stderr) {
-      createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', (raw) => {
-        const line = raw.length > MAX_LINE ? `${raw.slice(0, MAX_LINE)}…` : raw;
-        tail.push(line);
-        if (tail.length > TAIL_LINES) tail.shift();
-        log.debug({ line }, 'ffmpeg');
-      });
-    }
     const progress = new ProgressParser();
     (child.stdio[3] as Readable | null)?.on('data', (chunk: Buffer) => {
       for (const p of progress.push(chunk)) {
@@ -200,12 +185,13 @@ export function runFfmpeg(o: FfmpegRunOptions): Promise<void> {
     child.once('close', (code, signal) => {
       cleanup();
       if (child.pid === undefined) return;
-      signalGroup(child, 'SIGKILL'); // anything FFmpeg left in its group
-      if (failure) return reject(failure);
+      signalGroup(child.pid, 'SIGKILL', log); // anything FFmpeg left in its group
+      if (failure) return reject(typeof failure === 'function' ? failure() : failure);
       if (code === 0) return resolve();
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-      const last = tail.filter((l) => l.trim()).at(-1);
-      reject(new FfmpegError(`FFmpeg ${how}${last ? `: ${last}` : ''}`, code, [...tail]));
+      const lines = tail();
+      const last = lines.filter((l) => l.trim()).at(-1);
+      reject(new FfmpegError(`FFmpeg ${how}${last ? `: ${last}` : ''}`, code, lines));
     });
   });
 }

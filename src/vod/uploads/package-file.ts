@@ -15,13 +15,13 @@
 import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { codecString, DEFAULT_LADDER, type LadderRung, type Logger, type TrackSet } from '../core/index.js';
-import type { RenditionInfo, VideoSegmentRecord } from '../catalog/index.js';
-import { decodeAmf0, DEFAULT_ASSEMBLER_OPTIONS, FlvReader, MediaAssembler } from '../flv/index.js';
-import { Segmenter, type PartOut, type SegmenterSink } from '../packager/index.js';
-import type { ObjectStore } from '../storage/index.js';
-import { assetKey, CACHE_MEDIA, contentTypeOf, makePoster, publishVod } from './assets.js';
-import { inputBytesRead, runFfmpeg } from './ffmpeg-run.js';
+import { codecString, DEFAULT_LADDER, type LadderRung, type Logger, type TrackSet } from '../../core/index.js';
+import type { RenditionInfo, VideoSegmentRecord } from '../../catalog/index.js';
+import { decodeAmf0, DEFAULT_ASSEMBLER_OPTIONS, FlvReader, MediaAssembler } from '../../flv/index.js';
+import { Segmenter, type PartOut, type SegmenterSink } from '../../packager/index.js';
+import type { ObjectStore } from '../../storage/index.js';
+import { assetKey, CACHE_MEDIA, contentTypeOf, makePoster, publishVod } from '../assets.js';
+import { inputBytesRead, runFfmpeg } from '../../process/index.js';
 import { buildFileArgs, encodeTimeoutMs, KEYFRAME_INTERVAL_S, planFileRungs } from './file-ladder.js';
 import { BadMediaError, probeFile, type ProbeResult } from './probe.js';
 

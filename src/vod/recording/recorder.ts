@@ -8,12 +8,11 @@
  * and a periodic sweep finish the runs an origin left open (this one's at once, another's when its
  * heartbeat is stale). Only the segment in progress (never completed) is lost.
  */
-import { describeTracks, type Logger, type TrackSet } from '../core/index.js';
-import type { Catalog, RenditionInfo, VideoRecord, VideoSegmentRecord } from '../catalog/index.js';
-import type { CompletedSegment, PackageObserver } from '../packager/index.js';
-import type { ObjectStore } from '../storage/index.js';
-import { MAX_TITLE_LENGTH } from './uploads.js';
-import { assetKey, CACHE_MEDIA, CONTENT_TYPES, makePoster, publishVod, videoPrefix } from './assets.js';
+import { describeTracks, type Logger, type TrackSet } from '../../core/index.js';
+import type { Catalog, RenditionInfo, VideoRecord, VideoSegmentRecord } from '../../catalog/index.js';
+import type { CompletedSegment, PackageObserver } from '../../packager/index.js';
+import type { ObjectStore } from '../../storage/index.js';
+import { assetKey, CACHE_MEDIA, CONTENT_TYPES, makePoster, MAX_TITLE_LENGTH, publishVod, videoPrefix } from '../assets.js';
 
 export interface RecorderOptions {
   readonly catalog: Catalog;

@@ -7,7 +7,7 @@ import { LoadGovernor, type GovernorOptions, type LoadSample } from './governor.
 import { closeRun, feedAudio, judgedLag, openRun, runLag, writeVideo, type Run } from './run.js';
 import type { RungStatus, TranscodeCounters, TranscodeState, TranscodeStatus } from './types.js';
 
-export interface StreamTranscodeOptions {
+export interface StreamLadderOptions {
   readonly streamId: string;
   readonly ladder: readonly LadderRung[];
   /** The stream's own ladder: kept as it is (with warnings). Otherwise it is fitted to the source's bitrate. */
@@ -24,7 +24,7 @@ export interface StreamTranscodeOptions {
   /** Fraction of the machine's CPU time that was idle lately (0..1), for restoring dropped rungs. */
   readonly cpuIdle: () => number | undefined;
   /** Whether this stream may run an FFmpeg now (TRANSCODE_MAX_STREAMS counts the ones running). */
-  readonly admit: (self: StreamTranscode) => boolean;
+  readonly admit: (self: StreamLadder) => boolean;
 }
 
 /** FFmpeg that reports no progress for this long is judged as not keeping up. */
@@ -36,8 +36,8 @@ const STALL_MS = 2000;
  * it up like any stream. A new source session (reconnect) gets a new FFmpeg; a crash is restarted with
  * backoff; when FFmpeg cannot keep up in real time the most expensive rung is dropped and later restored.
  */
-export class StreamTranscode {
-  readonly #o: StreamTranscodeOptions;
+export class StreamLadder {
+  readonly #o: StreamLadderOptions;
   readonly #log: Logger;
   readonly #governor: LoadGovernor;
   readonly #meter = new SpeedMeter();
@@ -69,7 +69,7 @@ export class StreamTranscode {
   #closed = false;
   #done: Promise<void>;
 
-  constructor(opts: StreamTranscodeOptions) {
+  constructor(opts: StreamLadderOptions) {
     this.#o = opts;
     this.#log = opts.logger.child({ stream: opts.streamId, module: 'transcode' });
     this.#governor = new LoadGovernor(opts.governor);
@@ -309,7 +309,7 @@ export class StreamTranscode {
   #onStart(sup: Supervisor, handle: ChildHandle): void {
     if (sup !== this.#supervisor) {
       // A supervisor being stopped spawned once more: that child has no place here.
-      process.kill(handle.pid, 'SIGKILL');
+      handle.kill();
       return;
     }
     const run: Run = openRun(sup, handle, this.#activeRungs(), this.#tracks!, {
@@ -329,11 +329,7 @@ export class StreamTranscode {
         // off) rather than publish garbage. Once per child.
         this.#log.error({ err, rung: rung.name }, 'unreadable FLV from FFmpeg; killing it');
         this.#endRun(run, 'unreadable output');
-        try {
-          process.kill(handle.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
+        handle.kill();
       },
     });
     this.#run = run;
