@@ -53,10 +53,7 @@ export interface AppLiveThumbnails extends LiveThumbnailSource {
   has(streamId: string): boolean;
 }
 
-/**
- * WHIP ingest: its figures for /metrics and a stream's sessions, and what signaling's WHIP routes take
- * (signaling/ asks for the WebRtcIngest itself, so this one is not narrower than the class).
- */
+/** WHIP ingest: its figures for /metrics, a stream's sessions, and what signaling's WHIP routes take. */
 export type AppWebRtc = WhipRoutesOptions['ingest'] &
   WebRtcMetricsSource & {
     streamSessions(streamId: string): WhipSessionStats[];

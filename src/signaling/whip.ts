@@ -10,8 +10,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../core/index.js';
 import { MAX_SDP_BYTES, type WebRtcIngest } from '../ingest/webrtc/index.js';
 
+/** What the WHIP routes use of the WebRTC ingest: sessions are created, patched and removed by id. */
+export type WhipIngest = Pick<WebRtcIngest, 'iceServers' | 'create' | 'patch' | 'etag' | 'remove'>;
+
 export interface WhipRoutesOptions {
-  readonly ingest: WebRtcIngest;
+  readonly ingest: WhipIngest;
   /** Path prefix of the endpoint; sessions live under it. */
   readonly path?: string;
 }
@@ -24,7 +27,7 @@ export function iceServerLinks(servers: readonly string[]): string[] {
   return servers.map((s) => {
     const m = /^(turns?):(?:([^:@]*):([^@]*)@)?(.+)$/.exec(s);
     if (!m) return `<${s}>; rel="ice-server"`;
-    const [, scheme, user, pass, rest] = m;
+    const [, scheme, user, pass, rest] = m as Array<string | undefined>; // the credentials group is optional
     const creds = user !== undefined ? `; username="${user}"; credential="${pass}"; credential-type="password"` : '';
     return `<${scheme}:${rest}>; rel="ice-server"${creds}`;
   });
@@ -39,6 +42,11 @@ function bearer(req: FastifyRequest): string | undefined {
 
 function contentType(req: FastifyRequest): string {
   return (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+}
+
+/** The body our SDP and sdpfrag parsers leave: a string, or nothing when the request had none. */
+function textBody(body: unknown): string {
+  return typeof body === 'string' ? body : '';
 }
 
 export async function registerWhipRoutes(app: FastifyInstance, opts: WhipRoutesOptions): Promise<void> {
@@ -78,7 +86,7 @@ export async function registerWhipRoutes(app: FastifyInstance, opts: WhipRoutesO
       }
       let created;
       try {
-        created = await ingest.create(String(req.body ?? ''), key, req.ip);
+        created = await ingest.create(textBody(req.body), key, req.ip);
       } catch (err) {
         if (err instanceof AppError && err.code === 'E_UNAUTHORIZED') reply.header('www-authenticate', 'Bearer error="invalid_token"');
         throw err;
@@ -102,7 +110,7 @@ export async function registerWhipRoutes(app: FastifyInstance, opts: WhipRoutesO
         return reply.code(415).send({ error: { code: 'E_VALIDATION', message: `a WHIP PATCH is sent as ${FRAG}` } });
       }
       const ifMatch = req.headers['if-match'];
-      const out = ingest.patch(req.params.id, String(req.body ?? ''), typeof ifMatch === 'string' ? ifMatch : undefined);
+      const out = ingest.patch(req.params.id, textBody(req.body), typeof ifMatch === 'string' ? ifMatch : undefined);
       if (out.kind === 'etag-mismatch') {
         return reply.code(412).send({ error: { code: 'E_CONFLICT', message: 'If-Match does not name the current ICE session' } });
       }
