@@ -15,7 +15,6 @@
  * Prints a table and writes bench/results/abr-<date>.json. Bounded in time; kills its children on exit
  * and on SIGINT / SIGTERM.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -23,13 +22,13 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, Request } from 'playwright-core';
 import { DEFAULT_LADDER, rungsFor, type LadderRung } from '../src/core/ladder.js';
 import { buildFfmpegArgs } from '../src/livetranscode/args.js';
-import { CHROMIUM_PATH, launchBrowser, openPage } from '../test/helpers/browser.js';
+import { CHROMIUM_PATH, launchBrowser, openPage, type OpenedPage } from '../harness/browser.js';
 import { printAbrReport } from './lib/abr-report.js';
 import { busyPercent, clockTicks, machineCpu, subtree, TreeCpu, type ProcCpu, type TreeCpuResult } from './lib/cpu.js';
-import { request } from './lib/http.js';
-import { freePort, track } from './lib/procs.js';
+import { request } from '../harness/http.js';
+import { freePort, run, spawnLogged, terminate, type LoggedChild } from '../harness/processes.js';
 import { parseBenchCli, startBenchRun } from './lib/run.js';
-import { startServerProcess, type ServerProcess } from './lib/server-proc.js';
+import { startServerProcess, type ServerProcess } from '../harness/server-process.js';
 import { rounded, summarize, type Summary } from './lib/stats.js';
 import { resultsDir, writeResults } from './lib/results.js';
 
@@ -63,17 +62,11 @@ const stop = { signal: bench.signal };
 
 // ---- children ----
 
-type Child = ChildProcess & { stderrText: () => string; label: string };
+/** A tracked child (harness/processes.ts) with the tail of its stderr and a name for error messages. */
+type Child = LoggedChild & { label: string };
 
-/** A tracked FFmpeg (or other command) with the tail of its stderr kept. */
-function spawnTracked(label: string, cmd: string, args: string[], cwd?: string): Child {
-  const child = track(spawn(cmd, args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] })) as Child;
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-6000)));
-  child.on('error', (e) => (err += `\n${e.message}`));
-  child.stderrText = () => err;
-  child.label = label;
-  return child;
+function spawnLabelled(label: string, cmd: string, args: string[], cwd?: string): Child {
+  return Object.assign(spawnLogged(cmd, args, { cwd }), { label });
 }
 
 function assertAlive(...children: (Child | ServerProcess | undefined)[]): void {
@@ -89,48 +82,12 @@ function assertAlive(...children: (Child | ServerProcess | undefined)[]): void {
   }
 }
 
-/** SIGTERM (FFmpeg finishes its outputs), SIGKILL after `ms`. */
-function terminate(child: ChildProcess | undefined, ms = 5000): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), ms);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
-/** Run a command to its end (tracked, so it dies with the bench); rejects on a non-zero exit. */
-async function runToEnd(label: string, cmd: string, args: string[], timeoutMs: number, cwd?: string): Promise<string> {
-  const child = spawnTracked(label, cmd, args, cwd);
-  const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const onAbort = () => child.kill('SIGKILL');
-  stop.signal.addEventListener('abort', onAbort, { once: true });
-  const [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve([child.exitCode, child.signalCode]);
-    child.once('exit', (c, s) => resolve([c, s]));
-  });
-  clearTimeout(t);
-  stop.signal.removeEventListener('abort', onAbort);
-  check();
-  if (code !== 0) throw new Error(`${label} failed (${code ?? sig}): ${child.stderrText().trim().slice(-1500)}`);
-  return child.stderrText();
-}
-
-async function commandOutput(cmd: string, args: string[]): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.on('error', () => resolve(undefined));
-    child.on('exit', (code) => {
-      clearTimeout(t);
-      resolve(code === 0 ? out : undefined);
-    });
-  });
+/** Stdout of a command that exits 0 within 10 s; undefined otherwise. */
+function commandOutput(cmd: string, args: string[]): Promise<string | undefined> {
+  return run(cmd, args, 10_000).then(
+    (r) => (r.code === 0 ? r.stdout : undefined),
+    () => undefined,
+  );
 }
 
 // ---- what the bench needs ----
@@ -255,7 +212,7 @@ function transcodeFigures(live: LiveView | undefined) {
 }
 
 function publish(file: string, server: ServerProcess, key: string, label: string): Child {
-  return spawnTracked(label, 'ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', file, '-c', 'copy', '-f', 'flv', `rtmp://127.0.0.1:${server.rtmpPort}/live/${key}`]);
+  return spawnLabelled(label, 'ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', file, '-c', 'copy', '-f', 'flv', `rtmp://127.0.0.1:${server.rtmpPort}/live/${key}`]);
 }
 
 async function waitTranscodeRunning(server: ServerProcess, id: string, publisher: Child, timeoutMs: number): Promise<number> {
@@ -468,7 +425,7 @@ async function measureFloor(
   for (const d of [...rungs.map((r) => r.name), 'source']) mkdirSync(join(dir, d), { recursive: true });
   const args = floorArgs(rungs, input, dir);
   log(`floor (${kind}): plain FFmpeg, warm-up ${opts.warmup} s, then ${opts.seconds} s of CPU`);
-  const floor = spawnTracked(`floor FFmpeg (${kind})`, 'ffmpeg', args, dir);
+  const floor = spawnLabelled(`floor FFmpeg (${kind})`, 'ffmpeg', args, dir);
   cleanups.push(() => terminate(floor));
   let pub: Child | undefined;
   if (publisher && 'listen' in input) {
@@ -516,73 +473,105 @@ function floorResult(f: FloorRun, load: (w: CpuWindow) => object) {
   };
 }
 
-// ---- the bench ----
+// ---- the bench, phase by phase ----
 
-async function main(): Promise<void> {
-  const startedAt = new Date();
-  const { ffmpegVersion } = await preflight();
-  const hz = await clockTicks();
-  const tmp = mkdtempSync(join(tmpdir(), 'livepack-abr-'));
-  cleanups.push(() => rmSync(tmp, { recursive: true, force: true }));
-  const rungs = rungsFor(DEFAULT_LADDER, SOURCE);
-  const log = (s: string) => console.error(`[bench:abr ${new Date().toISOString().slice(11, 19)}] ${s}`);
+const log = (s: string) => console.error(`[bench:abr ${new Date().toISOString().slice(11, 19)}] ${s}`);
 
-  // 0. The source file.
+/** 0. The 720p30 source file every publisher and the file floor read. */
+async function makeSourceFile(tmp: string): Promise<{ file: string; makeSourceS: number }> {
   log('making the 720p30 source file (30 s, GOP 2 s)');
-  const src = join(tmp, 'src.flv');
-  const tMake = performance.now();
-  await runToEnd('ffmpeg (making the source file)', 'ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', ...SOURCE_ARGS, src], 180_000);
-  const makeSourceS = (performance.now() - tMake) / 1000;
+  const file = join(tmp, 'src.flv');
+  const t0 = performance.now();
+  const label = 'ffmpeg (making the source file)';
+  const r = await run('ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', ...SOURCE_ARGS, file], 180_000, { signal: stop.signal });
+  check();
+  if (r.code !== 0) throw new Error(`${label} failed (${r.code ?? r.signal}): ${r.stderr.trim().slice(-1500)}`);
+  return { file, makeSourceS: (performance.now() - t0) / 1000 };
+}
 
-  // 1b. The floor: plain FFmpeg doing the same ladder on its own, from the file and from RTMP.
-  const floorFile = await measureFloor('file', rungs, { file: src }, join(tmp, 'floor-file'), hz, log);
+/** 1b. The floor: plain FFmpeg doing the same ladder on its own, from the file and from RTMP. */
+async function measureFloors(rungs: readonly LadderRung[], src: string, tmp: string, hz: number): Promise<{ file: FloorRun; rtmp: FloorRun }> {
+  const file = await measureFloor('file', rungs, { file: src }, join(tmp, 'floor-file'), hz, log);
   const port = await freePort();
-  const floorRtmp = await measureFloor('rtmp', rungs, { listen: `rtmp://127.0.0.1:${port}/live/floor` }, join(tmp, 'floor-rtmp'), hz, log, (url) =>
-    spawnTracked('floor publisher', 'ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', src, '-c', 'copy', '-f', 'flv', url]),
+  const rtmp = await measureFloor('rtmp', rungs, { listen: `rtmp://127.0.0.1:${port}/live/floor` }, join(tmp, 'floor-rtmp'), hz, log, (url) =>
+    spawnLabelled('floor publisher', 'ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', src, '-c', 'copy', '-f', 'flv', url]),
   );
+  return { file, rtmp };
+}
 
-  // 1a. Ours: the server as its own process, one ABR stream.
+type StopResult = Awaited<ReturnType<ServerProcess['stop']>>;
+
+/** The server under test and how its stop went (set once it was stopped, by the bench or by a cleanup). */
+interface Ours {
+  readonly server: ServerProcess;
+  readonly readyMs: number;
+  stopped?: StopResult;
+}
+
+/** 1a. Ours: the server as its own process. */
+async function startOurs(tmp: string): Promise<Ours> {
   const dataDir = join(tmp, 'data');
   mkdirSync(dataDir);
-  const tServer = performance.now();
+  const t0 = performance.now();
   const server = await startServerProcess(ROOT, dataDir, API_TOKEN, stop.signal);
-  const serverReadyMs = Math.round(performance.now() - tServer);
-  let serverStop: Awaited<ReturnType<ServerProcess['stop']>> | undefined;
+  const ours: Ours = { server, readyMs: Math.round(performance.now() - t0) };
   cleanups.push(async () => {
-    serverStop ??= await server.stop();
+    ours.stopped ??= await server.stop();
   });
   log(`server pid ${server.pid} on ${server.base}, RTMP port ${server.rtmpPort}`);
-  const s1 = await createStream(server.base, 'bench');
-  const pub1 = publish(src, server, s1.streamKey, 'publisher 1');
-  cleanups.push(() => terminate(pub1));
-  const publishers = new Set([pub1.pid!]);
-  const untilRunning1Ms = await waitTranscodeRunning(server, s1.id, pub1, 45_000);
-  log(`stream 1 transcode running after ${untilRunning1Ms} ms; warm-up ${opts.warmup} s, then ${opts.seconds} s of CPU`);
-  await hold(Date.now() + opts.warmup * 1000, pub1, server);
-  const before1 = transcodeFigures(await liveOf(server.base, s1.id));
-  const ffmpeg1Pid = (await liveOf(server.base, s1.id))?.transcode?.pid ?? undefined;
-  const oursWindow = openCpuWindow(hz);
-  const serverThreads0 = threadTicks(server.pid);
-  const ffmpegThreads0 = ffmpeg1Pid ? threadTicks(ffmpeg1Pid) : new Map();
-  await hold(Date.now() + opts.seconds * 1000, pub1, server);
-  const serverThreads1 = threadTicks(server.pid);
-  const ffmpegThreads1 = ffmpeg1Pid ? threadTicks(ffmpeg1Pid) : new Map();
-  const wOurs = oursWindow.close();
-  const after1 = transcodeFigures(await liveOf(server.base, s1.id));
-  const oursCpu = cpuOf(wOurs, server.pid);
-  const ratio = Number((oursCpu.cpuS / floorRtmp.cpu.cpuS).toFixed(3));
-  const ratioToFileFloor = Number((oursCpu.cpuS / floorFile.cpu.cpuS).toFixed(3));
-  log(`ours: ${oursCpu.cpuS} CPU s in ${oursCpu.wallS} s, ratio ${ratio} to the RTMP-in floor, ${ratioToFileFloor} to the file floor (the rest of the machine meanwhile: ${wOurs.outsideBenchCores} cores)`);
-  const ladderChanged = Boolean(after1.transcode?.droppedRungs.length) || (after1.transcode?.restarts ?? 0) > (before1.transcode?.restarts ?? 0);
-  if (ladderChanged) log(`note: stream 1's ladder changed during the CPU window: ${JSON.stringify(after1.transcode)}`);
+  return ours;
+}
 
-  // 2. Player latency with ABR, on the same server.
+/** 1a. One ABR stream published to ours: its CPU over a window after the warm-up, against the floors. */
+async function measureOursCpu(server: ServerProcess, src: string, hz: number, floors: { file: FloorRun; rtmp: FloorRun }) {
+  const stream = await createStream(server.base, 'bench');
+  const publisher = publish(src, server, stream.streamKey, 'publisher 1');
+  cleanups.push(() => terminate(publisher));
+  const untilRunningMs = await waitTranscodeRunning(server, stream.id, publisher, 45_000);
+  log(`stream 1 transcode running after ${untilRunningMs} ms; warm-up ${opts.warmup} s, then ${opts.seconds} s of CPU`);
+  await hold(Date.now() + opts.warmup * 1000, publisher, server);
+  const before = transcodeFigures(await liveOf(server.base, stream.id));
+  const ffmpegPid = (await liveOf(server.base, stream.id))?.transcode?.pid ?? undefined;
+  const cpuWindow = openCpuWindow(hz);
+  const serverThreads0 = threadTicks(server.pid);
+  const ffmpegThreads0 = ffmpegPid ? threadTicks(ffmpegPid) : new Map();
+  await hold(Date.now() + opts.seconds * 1000, publisher, server);
+  const serverThreads1 = threadTicks(server.pid);
+  const ffmpegThreads1 = ffmpegPid ? threadTicks(ffmpegPid) : new Map();
+  const window = cpuWindow.close();
+  const after = transcodeFigures(await liveOf(server.base, stream.id));
+  const cpu = cpuOf(window, server.pid);
+  const ratio = Number((cpu.cpuS / floors.rtmp.cpu.cpuS).toFixed(3));
+  const ratioToFileFloor = Number((cpu.cpuS / floors.file.cpu.cpuS).toFixed(3));
+  log(`ours: ${cpu.cpuS} CPU s in ${cpu.wallS} s, ratio ${ratio} to the RTMP-in floor, ${ratioToFileFloor} to the file floor (the rest of the machine meanwhile: ${window.outsideBenchCores} cores)`);
+  const ladderChanged = Boolean(after.transcode?.droppedRungs.length) || (after.transcode?.restarts ?? 0) > (before.transcode?.restarts ?? 0);
+  if (ladderChanged) log(`note: stream 1's ladder changed during the CPU window: ${JSON.stringify(after.transcode)}`);
+  return {
+    stream,
+    publisher,
+    untilRunningMs,
+    before,
+    after,
+    window,
+    cpu,
+    ratio,
+    ratioToFileFloor,
+    ladderChanged,
+    threadsOfServer: threadDelta(server.pid, serverThreads0, serverThreads1, hz),
+    threadsOfFfmpeg: threadDelta(ffmpegPid ?? 0, ffmpegThreads0, ffmpegThreads1, hz),
+  };
+}
+
+/**
+ * 2. The watch page of `streamId` in headless Chromium, sampling hls.js every SAMPLE_EVERY_MS and noting
+ * the requests that took over a second (blocking reloads and preload hints are held for about a part,
+ * 0.2 s) or failed: what the player waited for when it stalls.
+ */
+async function openPlayer(server: ServerProcess, streamId: string): Promise<{ browser: Browser; page: OpenedPage; openedAt: number }> {
   const browser: Browser = await launchBrowser();
   cleanups.push(() => browser.close());
-  const page = await openPage(browser, `${server.base}/watch/${s1.id}`);
-  const pageOpenedAt = Date.now();
-  // Requests of the page that took over a second (blocking reloads and preload hints are held for about a
-  // part, 0.2 s) or failed: what the player waited for when it stalls.
+  const page = await openPage(browser, `${server.base}/watch/${streamId}`);
+  const openedAt = Date.now();
   const sentAt = new WeakMap<object, number>();
   page.page.on('request', (req) => sentAt.set(req, Date.now()));
   const settled = (req: Request, failure?: string) => {
@@ -620,55 +609,67 @@ async function main(): Promise<void> {
     }, every);
   }, SAMPLE_EVERY_MS);
   log(`player opened; warm-up ${opts.warmup} s, then ${opts.seconds} s of latency`);
-  /** Every second until `until`: [epoch ms, [state, speed, lagMs, dropped rungs] per stream]. */
-  const pollStatus = async (until: number, ids: string[], into: unknown[]) => {
-    while (Date.now() < until) {
-      const t = Date.now();
-      const views = await Promise.all(ids.map((id) => liveOf(server.base, id)));
-      into.push([
-        t,
-        ...views.map((v) =>
-          v?.transcode ? [v.transcode.state, v.transcode.speed === null ? null : Number(v.transcode.speed.toFixed(3)), v.transcode.lagMs, v.transcode.droppedRungs.join('+')] : null,
-        ),
-      ]);
-      await sleep(Math.max(0, Math.min(1000 - (Date.now() - t), until - Date.now())));
-      check();
-    }
-  };
-  const p2From = pageOpenedAt + opts.warmup * 1000;
-  const p2To = p2From + opts.seconds * 1000;
-  await hold(p2From, pub1, server);
-  const status1: unknown[] = [];
-  const p2Window = openCpuWindow(hz);
-  await Promise.all([pollStatus(p2To, [s1.id], status1), hold(p2To, pub1, server)]);
-  const w2 = p2Window.close();
-  const p2Status = transcodeFigures(await liveOf(server.base, s1.id));
+  return { browser, page, openedAt };
+}
 
-  // 3. Loaded: a second ABR stream with its own publisher; the first stream's player again.
-  const s2 = await createStream(server.base, 'bench-2');
-  const pub2 = publish(src, server, s2.streamKey, 'publisher 2');
-  cleanups.push(() => terminate(pub2));
-  publishers.add(pub2.pid!);
-  const t2 = Date.now();
-  let untilRunning2Ms: number | null = null;
-  let running2Error: string | null = null;
+/** Every second until `until`: [epoch ms, [state, speed, lagMs, dropped rungs] per stream]. */
+async function pollStatus(base: string, until: number, ids: string[], into: unknown[]): Promise<void> {
+  while (Date.now() < until) {
+    const t = Date.now();
+    const views = await Promise.all(ids.map((id) => liveOf(base, id)));
+    into.push([
+      t,
+      ...views.map((v) =>
+        v?.transcode ? [v.transcode.state, v.transcode.speed === null ? null : Number(v.transcode.speed.toFixed(3)), v.transcode.lagMs, v.transcode.droppedRungs.join('+')] : null,
+      ),
+    ]);
+    await sleep(Math.max(0, Math.min(1000 - (Date.now() - t), until - Date.now())));
+    check();
+  }
+}
+
+/** 2. Player latency with ABR, one stream on the server: the window after the page's warm-up. */
+async function watchOneStream(server: ServerProcess, streamId: string, publisher: Child, pageOpenedAt: number, hz: number) {
+  const from = pageOpenedAt + opts.warmup * 1000;
+  const to = from + opts.seconds * 1000;
+  await hold(from, publisher, server);
+  const status: unknown[] = [];
+  const cpuWindow = openCpuWindow(hz);
+  await Promise.all([pollStatus(server.base, to, [streamId], status), hold(to, publisher, server)]);
+  const window = cpuWindow.close();
+  return { from, to, status, window, statusAtEnd: transcodeFigures(await liveOf(server.base, streamId)) };
+}
+
+/** 3. Loaded: a second ABR stream with its own publisher beside the first; the first stream's player again. */
+async function watchWithSecondStream(server: ServerProcess, src: string, first: { id: string; publisher: Child }, hz: number) {
+  const stream = await createStream(server.base, 'bench-2');
+  const publisher = publish(src, server, stream.streamKey, 'publisher 2');
+  cleanups.push(() => terminate(publisher));
+  const publishedAt = Date.now();
+  let untilRunningMs: number | null = null;
+  let runningError: string | null = null;
   try {
-    untilRunning2Ms = await waitTranscodeRunning(server, s2.id, pub2, 45_000);
+    untilRunningMs = await waitTranscodeRunning(server, stream.id, publisher, 45_000);
   } catch (err) {
     if (stop.signal.aborted) throw err;
-    running2Error = (err as Error).message;
-    log(`stream 2: ${running2Error}`);
+    runningError = (err as Error).message;
+    log(`stream 2: ${runningError}`);
   }
-  log(`stream 2 transcode ${untilRunning2Ms === null ? 'not running' : `running after ${untilRunning2Ms} ms`}; warm-up ${opts.warmup} s, then ${opts.seconds} s loaded`);
-  const p3From = Date.now() + opts.warmup * 1000;
-  const p3To = p3From + opts.seconds * 1000;
-  await hold(p3From, pub1, pub2, server);
-  const status2: unknown[] = [];
-  const p3Window = openCpuWindow(hz);
-  await Promise.all([pollStatus(p3To, [s1.id, s2.id], status2), hold(p3To, pub1, pub2, server)]);
-  const w3 = p3Window.close();
-  const p3Status = [transcodeFigures(await liveOf(server.base, s1.id)), transcodeFigures(await liveOf(server.base, s2.id))];
-  const metrics = await request('GET', `${server.base}/metrics`, { timeoutMs: 5000 }).then(
+  log(`stream 2 transcode ${untilRunningMs === null ? 'not running' : `running after ${untilRunningMs} ms`}; warm-up ${opts.warmup} s, then ${opts.seconds} s loaded`);
+  const from = Date.now() + opts.warmup * 1000;
+  const to = from + opts.seconds * 1000;
+  await hold(from, first.publisher, publisher, server);
+  const status: unknown[] = [];
+  const cpuWindow = openCpuWindow(hz);
+  await Promise.all([pollStatus(server.base, to, [first.id, stream.id], status), hold(to, first.publisher, publisher, server)]);
+  const window = cpuWindow.close();
+  const statusAtEnd = [transcodeFigures(await liveOf(server.base, first.id)), transcodeFigures(await liveOf(server.base, stream.id))];
+  return { publisher, publishedAt, untilRunningMs, runningError, from, to, status, window, statusAtEnd, metrics: await transcodeMetrics(server) };
+}
+
+/** The transcode counters of /metrics (rungs dropped and restored, exits, crashes, over the limit). */
+function transcodeMetrics(server: ServerProcess): Promise<Record<string, number>> {
+  return request('GET', `${server.base}/metrics`, { timeoutMs: 5000 }).then(
     (r) =>
       Object.fromEntries(
         r.body
@@ -678,8 +679,11 @@ async function main(): Promise<void> {
       ),
     () => ({}),
   );
+}
 
-  const dump = (await page.page.evaluate(() => {
+/** What the page sampled, and the hls.js levels, errors and bandwidth estimate at the end. */
+async function readPlayer(page: OpenedPage): Promise<PageDump> {
+  return (await page.page.evaluate(() => {
     const w = window as any;
     const hls = w.__player.hls;
     return {
@@ -692,18 +696,40 @@ async function main(): Promise<void> {
       hlsVersion: String(w.Hls?.version ?? ''),
     };
   })) as PageDump;
-  const chromiumVersion = browser.version();
-  const pageErrors = page.pageErrors.map((e) => e.message);
+}
 
-  // Stop the publishers and the server (SIGTERM, waited for).
-  await Promise.all([terminate(pub1), terminate(pub2)]);
-  serverStop = await server.stop();
-  log(`server stopped in ${serverStop.ms} ms (${serverStop.code ?? serverStop.signal}${serverStop.killed ? ', killed' : ''})`);
+/** Stop the publishers and the server (SIGTERM, waited for). */
+async function stopOurs(ours: Ours, publishers: readonly Child[]): Promise<StopResult> {
+  await Promise.all(publishers.map((p) => terminate(p)));
+  const stopped = (ours.stopped = await ours.server.stop());
+  log(`server stopped in ${stopped.ms} ms (${stopped.code ?? stopped.signal}${stopped.killed ? ', killed' : ''})`);
+  return stopped;
+}
 
-  // Reduce.
-  const p2 = playerFigures(dump, p2From, p2To);
-  const p3 = playerFigures(dump, p3From, p3To);
-  const roles = { server: server.pid, publishers, benchPid: process.pid };
+interface Measured {
+  readonly startedAt: Date;
+  readonly ffmpegVersion: string;
+  readonly hz: number;
+  readonly rungs: readonly LadderRung[];
+  readonly source: Awaited<ReturnType<typeof makeSourceFile>>;
+  readonly floors: Awaited<ReturnType<typeof measureFloors>>;
+  readonly ours: Ours;
+  readonly cpu: Awaited<ReturnType<typeof measureOursCpu>>;
+  readonly one: Awaited<ReturnType<typeof watchOneStream>>;
+  readonly two: Awaited<ReturnType<typeof watchWithSecondStream>>;
+  readonly dump: PageDump;
+  readonly chromiumVersion: string;
+  readonly pageErrors: string[];
+  readonly stopped: StopResult;
+}
+
+/** 4. The results file: the three measurements reduced, with what made them. */
+function reduce(m: Measured) {
+  const { server } = m.ours;
+  const { cpu, one, two, dump } = m;
+  const p2 = playerFigures(dump, one.from, one.to);
+  const p3 = playerFigures(dump, two.from, two.to);
+  const roles = { server: server.pid, publishers: new Set([cpu.publisher.pid!, two.publisher.pid!]), benchPid: process.pid };
   const load = (w: CpuWindow) => ({
     machineBusyPercent: w.machineBusyPercent,
     benchTreeCores: w.benchCores,
@@ -716,22 +742,22 @@ async function main(): Promise<void> {
   };
 
   const results = {
-    date: startedAt.toISOString(),
+    date: m.startedAt.toISOString(),
     environment: {
       node: process.version,
       platform: `${process.platform} ${process.arch}`,
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model,
-      clockTicksPerS: hz,
-      chromium: chromiumVersion,
-      ffmpeg: ffmpegVersion,
+      clockTicksPerS: m.hz,
+      chromium: m.chromiumVersion,
+      ffmpeg: m.ffmpegVersion,
       hlsjs: dump.hlsVersion,
     },
     setup: {
-      source: `ffmpeg ${SOURCE_ARGS.join(' ')} src.flv (made in ${makeSourceS.toFixed(1)} s)`,
+      source: `ffmpeg ${SOURCE_ARGS.join(' ')} src.flv (made in ${m.source.makeSourceS.toFixed(1)} s)`,
       publisher: 'ffmpeg -re -stream_loop -1 -i src.flv -c copy -f flv rtmp://127.0.0.1:<port>/live/<key> (not counted)',
-      ladder: rungs.map((r) => `${r.name} ${r.videoBitrateKbps} kb/s ${r.encoder} ${X264_PRESET}`).concat('source (copied)'),
-      server: `${server.command}, own process, default settings (LOG_LEVEL=warn), 127.0.0.1; /healthz 200 after ${serverReadyMs} ms`,
+      ladder: m.rungs.map((r) => `${r.name} ${r.videoBitrateKbps} kb/s ${r.encoder} ${X264_PRESET}`).concat('source (copied)'),
+      server: `${server.command}, own process, default settings (LOG_LEVEL=warn), 127.0.0.1; /healthz 200 after ${m.ours.readyMs} ms`,
       warmupS: opts.warmup,
       measureS: opts.seconds,
       note:
@@ -744,23 +770,23 @@ async function main(): Promise<void> {
         'and at the end, summed per process (end - start; a child born in the window from 0). 100 % = one core busy.',
       ours: {
         what: 'the server process and all its descendants (its FFmpeg); the publisher is not counted',
-        cpuS: oursCpu.cpuS,
-        wallS: oursCpu.wallS,
-        percentOfOneCore: oursCpu.percentOfOneCore,
-        processes: oursCpu.processes,
-        threadsOfServer: threadDelta(server.pid, serverThreads0, serverThreads1, hz),
-        threadsOfFfmpeg: threadDelta(ffmpeg1Pid ?? 0, ffmpegThreads0, ffmpegThreads1, hz),
-        ...load(wOurs),
-        untilTranscodeRunningMs: untilRunning1Ms,
-        ladderChangedInWindow: ladderChanged,
-        statusAtStart: before1,
-        statusAtEnd: after1,
+        cpuS: cpu.cpu.cpuS,
+        wallS: cpu.cpu.wallS,
+        percentOfOneCore: cpu.cpu.percentOfOneCore,
+        processes: cpu.cpu.processes,
+        threadsOfServer: cpu.threadsOfServer,
+        threadsOfFfmpeg: cpu.threadsOfFfmpeg,
+        ...load(cpu.window),
+        untilTranscodeRunningMs: cpu.untilRunningMs,
+        ladderChangedInWindow: cpu.ladderChanged,
+        statusAtStart: cpu.before,
+        statusAtEnd: cpu.after,
       },
-      floor: floorResult(floorRtmp, load),
-      floorFromFile: floorResult(floorFile, load),
-      ratio,
+      floor: floorResult(m.floors.rtmp, load),
+      floorFromFile: floorResult(m.floors.file, load),
+      ratio: cpu.ratio,
       ratioTo: 'floor (RTMP in: the same input as ours)',
-      ratioToFileFloor,
+      ratioToFileFloor: cpu.ratioToFileFloor,
       ratioTarget: 1.1,
     },
     player: {
@@ -768,31 +794,54 @@ async function main(): Promise<void> {
         "Date.now() - hls.playingDate on the watch page of stream 1 in headless Chromium, every 250 ms while playing, after the warm-up; PROGRAM-DATE-TIME is the server's ingest wall clock (ingest-to-screen latency). Level = hls.currentLevel.",
       levels: dump.levels,
       bandwidthEstimateBps: dump.bandwidthEstimate,
-      pageErrors,
+      pageErrors: m.pageErrors,
       oneStream: {
         ...p2,
-        ...load(w2),
-        server: serverPart(w2),
-        statusAtEnd: p2Status,
-        statusSamples: status1,
+        ...load(one.window),
+        server: serverPart(one.window),
+        statusAtEnd: one.statusAtEnd,
+        statusSamples: one.status,
         statusSamplesColumns: ['epoch ms', '[state, speed, lagMs, dropped] of stream 1'],
       },
       twoStreams: {
         ...p3,
-        ...load(w3),
-        server: serverPart(w3),
-        secondStream: { warmupAfterPublishMs: p3From - t2, untilTranscodeRunningMs: untilRunning2Ms, error: running2Error },
-        statusAtEnd: p3Status,
-        statusSamples: status2,
+        ...load(two.window),
+        server: serverPart(two.window),
+        secondStream: { warmupAfterPublishMs: two.from - two.publishedAt, untilTranscodeRunningMs: two.untilRunningMs, error: two.runningError },
+        statusAtEnd: two.statusAtEnd,
+        statusSamples: two.status,
         statusSamplesColumns: ['epoch ms', '[state, speed, lagMs, dropped] of stream 1', 'same of stream 2'],
-        metrics,
+        metrics: two.metrics,
       },
     },
-    shutdown: serverStop,
+    shutdown: m.stopped,
     serverStderrTail: server.stderrText().trim().split('\n').filter(Boolean).slice(-30),
   };
+  return { results, oneLatency: p2.latency as Summary, twoLatency: p3.latency as Summary };
+}
 
-  printAbrReport(results, p2.latency as Summary, p3.latency as Summary);
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const { ffmpegVersion } = await preflight();
+  const hz = await clockTicks();
+  const tmp = mkdtempSync(join(tmpdir(), 'livepack-abr-'));
+  cleanups.push(() => rmSync(tmp, { recursive: true, force: true }));
+  const rungs = rungsFor(DEFAULT_LADDER, SOURCE);
+
+  const source = await makeSourceFile(tmp);
+  const floors = await measureFloors(rungs, source.file, tmp, hz);
+  const ours = await startOurs(tmp);
+  const cpu = await measureOursCpu(ours.server, source.file, hz, floors);
+  const player = await openPlayer(ours.server, cpu.stream.id);
+  const one = await watchOneStream(ours.server, cpu.stream.id, cpu.publisher, player.openedAt, hz);
+  const two = await watchWithSecondStream(ours.server, source.file, { id: cpu.stream.id, publisher: cpu.publisher }, hz);
+  const dump = await readPlayer(player.page);
+  const chromiumVersion = player.browser.version();
+  const pageErrors = player.page.pageErrors.map((e) => e.message);
+  const stopped = await stopOurs(ours, [cpu.publisher, two.publisher]);
+
+  const { results, oneLatency, twoLatency } = reduce({ startedAt, ffmpegVersion, hz, rungs, source, floors, ours, cpu, one, two, dump, chromiumVersion, pageErrors, stopped });
+  printAbrReport(results, oneLatency, twoLatency);
   writeResults(resultsDir(ROOT), 'abr', startedAt, results);
 }
 

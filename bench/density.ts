@@ -13,13 +13,13 @@
  */
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { clockTicks } from './lib/cpu.js';
-import { newTotals, runViewer, type ViewerTotals } from './lib/llhls-viewer.js';
-import { LOAD_CORE, linearFit, parseRampCli, pinTree, printProvenance, printTable, provenance, requireTwoCores, round, SATURATED_PERCENT, SERVER_CORE, writeRampResults, type Provenance } from './lib/ramp.js';
+import { clockTicks, pinTree } from './lib/cpu.js';
+import { newTotals, runViewer, type ViewerTotals } from '../harness/llhls-viewer.js';
+import { LOAD_CORE, linearFit, parseRampCli, printProvenance, printTable, provenance, requireTwoCores, round, SATURATED_PERCENT, SERVER_CORE, writeRampResults, type Provenance } from './lib/ramp.js';
 import { assertRunning, partTargetOf, startLiveStreams, startPinnedServer, type LiveStream } from './lib/ramp-server.js';
 import { DISTURBED_PERCENT, disturbance, measureFor, openWindow, viewerWindow, ViewerPool, type ViewerWindow, type WindowResult } from './lib/ramp-window.js';
 import { startBenchRun } from './lib/run.js';
-import type { ServerProcess } from './lib/server-proc.js';
+import type { ServerProcess } from '../harness/server-process.js';
 import { describeSynthetic, syntheticFlv } from './lib/synthetic.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -207,7 +207,7 @@ function report(prov: Provenance, steps: Step[], partTargetMs: number, stopReaso
       stepSeconds,
       settleMs: SETTLE_MS,
       idleSeconds: IDLE_SECONDS,
-      viewer: 'bench/lib/llhls-viewer.ts runViewer, fetchParts false, one per stream',
+      viewer: 'harness/llhls-viewer.ts runViewer, fetchParts false, one per stream',
       definitions: {
         delay: 'part delivery delay: arrival of the held playlist answer announcing a part - (PDT + offset + duration of that part)',
         onTime: 'p99 delay <= PART-TARGET, no viewer errors, no gaps in the window',

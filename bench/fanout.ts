@@ -3,7 +3,7 @@
  *
  * How many concurrent LL-HLS viewers one origin core serves with the p99 part delivery delay at most
  * 50 ms. The server runs as its own process pinned to core 0 with one passthrough stream (the synthetic
- * publisher on core 1); simulated hls.js viewers (bench/lib/llhls-viewer.ts: blocking playlist reloads
+ * publisher on core 1); simulated hls.js viewers (harness/llhls-viewer.ts: blocking playlist reloads
  * and held preload-hint parts) run in this process on core 1, ramped in steps. Per step: delivery delay
  * of held playlist answers and of hinted parts, errors, gaps, requests/s, server CPU, client CPU (a
  * saturated client core makes the step client-bound, and says so).
@@ -18,10 +18,10 @@ import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { clockTicks } from './lib/cpu.js';
-import { newTotals, parseLivePlaylist, runViewer } from './lib/llhls-viewer.js';
-import { request } from './lib/http.js';
-import { LOAD_CORE, parseRampCli, pinTree, printProvenance, printTable, provenance, requireTwoCores, round, SATURATED_PERCENT, SERVER_CORE, writeRampResults, type Provenance } from './lib/ramp.js';
+import { clockTicks, pinTree } from './lib/cpu.js';
+import { newTotals, parseLivePlaylist, runViewer } from '../harness/llhls-viewer.js';
+import { request } from '../harness/http.js';
+import { LOAD_CORE, parseRampCli, printProvenance, printTable, provenance, requireTwoCores, round, SATURATED_PERCENT, SERVER_CORE, writeRampResults, type Provenance } from './lib/ramp.js';
 import { assertRunning, partTargetOf, startLiveStreams, startPinnedServer } from './lib/ramp-server.js';
 import { DISTURBED_PERCENT, disturbance, measureFor, openWindow, viewerWindow, ViewerPool, type WindowResult } from './lib/ramp-window.js';
 import { startBenchRun } from './lib/run.js';
@@ -328,7 +328,7 @@ function report(prov: Provenance, ours: Ramp, floor: Ramp, setup: { partTargetMs
       partTargetMs: setup.partTargetMs,
       nginx: { command: setup.nginxCommand, snapshotFiles: setup.snapshotFiles, snapshotParts: setup.snapshotParts },
       definitions: {
-        ours: 'part delivery delay (bench/lib/llhls-viewer.ts): arrival of the held answer - (PDT + offset + duration of the part); playlistMs for blocking playlist reloads, partMs for preload-hint part fetches',
+        ours: 'part delivery delay (harness/llhls-viewer.ts): arrival of the held answer - (PDT + offset + duration of the part); playlistMs for blocking playlist reloads, partMs for preload-hint part fetches',
         nginx: 'response time (bench/lib/static-viewer.ts): request sent to whole answer, playlist and part requested side by side every PART-TARGET on a shared grid',
         p99Ms: 'the worse of the playlist and part p99',
         clientBound: `this process busy >= ${CLIENT_BUDGET_MS} ms per PART-TARGET (its CPU share x PART-TARGET), its event loop lag p99 >= ${CLIENT_BUDGET_MS} ms, or core ${LOAD_CORE} >= ${SATURATED_PERCENT} % busy`,

@@ -24,10 +24,12 @@ import type { Browser } from 'playwright-core';
 import pg from 'pg';
 import { loadConfig } from '../src/config/index.js';
 import { startServer, type RunningServer } from '../src/main.js';
-import { ffmpegPublish, kill, run } from '../test/helpers/server.js';
+import { ffmpegPublish } from '../harness/ffmpeg-publish.js';
+import { kill, run } from '../harness/processes.js';
 import { runBlockingClient, type BlockingStats } from './lib/blocking-client.js';
-import { request } from './lib/http.js';
-import { coldStart, track, type ColdStart } from './lib/procs.js';
+import { request } from '../harness/http.js';
+import { coldStart, type ColdStart } from './lib/cold-start.js';
+import { track } from '../harness/processes.js';
 import { parseBenchCli, startBenchRun } from './lib/run.js';
 import { openLatencyPage, type PlayerKind } from './lib/latency-page.js';
 import { breakdown } from './lib/latency-breakdown.js';
@@ -98,13 +100,8 @@ async function withPgSchema<T>(baseUrl: string, fn: (url: string) => Promise<T>)
   }
 }
 
-async function main(): Promise<void> {
-  const startedAt = new Date();
-
-  // 1. Start-up as its own process: first start on an empty DATA_DIR (the embedded catalog is created),
-  //    then a restart on the same DATA_DIR.
-  const dataDir = mkdtempSync(join(tmpdir(), 'livepack-bench-'));
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+/** 1. Start-up as its own process: first start on an empty DATA_DIR (the embedded catalog is created), then a restart on the same DATA_DIR. */
+async function measureColdStarts(dataDir: string): Promise<ColdStart[]> {
   const cold: ColdStart[] = [];
   if (opts.startup) {
     cold.push(await coldStart(ROOT, dataDir, stop.signal, 'first start, embedded'));
@@ -119,8 +116,11 @@ async function main(): Promise<void> {
     if (pgStart) cold.push(pgStart);
   }
   check();
+  return cold;
+}
 
-  // 2. In-process server with default HLS settings on that DATA_DIR; start-up time and idle memory.
+/** 2. In-process server with default HLS settings on that DATA_DIR; start-up time and idle memory. */
+async function startInProcess(dataDir: string) {
   const config = loadConfig({
     HOST: '127.0.0.1',
     HTTP_PORT: '0',
@@ -138,9 +138,11 @@ async function main(): Promise<void> {
   cleanups.push(() => server.close());
   const base = `http://127.0.0.1:${server.httpPort}`;
   await sleep(1000);
-  const rssIdle = process.memoryUsage.rss();
+  return { server, config, base, startServerMs, rssIdle: process.memoryUsage.rss() };
+}
 
-  // 3. Publish 720p30 in real time.
+/** 3. Publish 720p30 in real time; wait for the stream to be live and read its media playlist's part settings. */
+async function publishStream(server: RunningServer, base: string) {
   const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
   const created = await request('POST', `${base}/api/v1/streams`, { headers: auth, body: JSON.stringify({ name: 'bench', profile: opts.profile }) });
   if (created.status !== 201) throw new Error(`creating the stream answered ${created.status}: ${created.body}`);
@@ -173,28 +175,40 @@ async function main(): Promise<void> {
   const partInf = await request('GET', mediaUrl, { timeoutMs: 10_000 });
   const partTarget = Number(/PART-TARGET=([\d.]+)/.exec(partInf.body)?.[1]);
   const partHoldBack = Number(/PART-HOLD-BACK=([\d.]+)/.exec(partInf.body)?.[1]);
+  return { stream, publishedAt, publisherAlive, mediaUrl, partTarget, partHoldBack };
+}
 
-  // 4. The hls.js-like blocking reload client runs from now to the end.
+/** 4. The hls.js-like blocking reload client, from now until finish() (which resolves with when it ended). */
+function startBlockingClient(mediaUrl: string) {
   const clientStop = new AbortController();
   stop.signal.addEventListener('abort', () => clientStop.abort(), { once: true });
   const blocking: BlockingStats = { samples: [], requests: 0, errors: 0, missing: 0 };
-  const clientStartedAt = Date.now();
+  const startedAt = Date.now();
   const client = runBlockingClient(mediaUrl, clientStop.signal, blocking);
   client.catch(() => {});
   cleanups.push(() => (clientStop.abort(), client.catch(() => {})));
+  const finish = async () => {
+    clientStop.abort();
+    await client;
+    return Date.now();
+  };
+  return { blocking, startedAt, finish };
+}
 
-  // 5. Memory with one stream, before the browser driver is loaded into this process.
+/** 5. Memory with one stream, before the browser driver is loaded into this process. */
+async function memoryWithOneStream(publishedAt: number, publisherAlive: () => void): Promise<{ rss: number; at: number }> {
   if (opts.startup) await sleep(Math.max(0, publishedAt + RSS_AFTER_PUBLISH_S * 1000 - Date.now()));
   check();
   publisherAlive();
-  const rssStream = process.memoryUsage.rss();
-  const rssStreamAt = Date.now();
+  return { rss: process.memoryUsage.rss(), at: Date.now() };
+}
 
-  // 6. The player in Chromium: sample Date.now() - hls.playingDate in the page every 250 ms.
-  const { launchBrowser } = await import('../test/helpers/browser.js');
+/** 6. The player in Chromium: sample Date.now() - hls.playingDate in the page every 250 ms, over the warm-up and the window. */
+async function watchInChromium(base: string, streamId: string, publisherAlive: () => void) {
+  const { launchBrowser } = await import('../harness/browser.js');
   const browser: Browser = await launchBrowser();
   cleanups.push(() => browser.close());
-  const page = await openLatencyPage(browser, { kind: opts.player, base, streamId: stream.id, sampleEveryMs: SAMPLE_EVERY_MS, hlsConfig: opts.hlsConfig });
+  const page = await openLatencyPage(browser, { kind: opts.player, base, streamId, sampleEveryMs: SAMPLE_EVERY_MS, hlsConfig: opts.hlsConfig });
   cleanups.push(() => page.close());
   const pageOpenedAt = page.openedAt;
   const measureFrom = pageOpenedAt + opts.warmup * 1000;
@@ -204,13 +218,26 @@ async function main(): Promise<void> {
     check();
     publisherAlive();
   }
-  const fromPage = await page.read();
-  clientStop.abort();
-  await client;
-  const clientEndedAt = Date.now();
-  const chromiumVersion = browser.version();
+  return { fromPage: await page.read(), pageOpenedAt, measureFrom, measureTo, chromiumVersion: browser.version() };
+}
 
-  // 7. Reduce.
+interface Measured {
+  readonly startedAt: Date;
+  readonly cold: ColdStart[];
+  readonly inProcess: Awaited<ReturnType<typeof startInProcess>>;
+  readonly published: Awaited<ReturnType<typeof publishStream>>;
+  readonly blocking: BlockingStats;
+  readonly clientStartedAt: number;
+  readonly clientEndedAt: number;
+  readonly memory: Awaited<ReturnType<typeof memoryWithOneStream>>;
+  readonly watched: Awaited<ReturnType<typeof watchInChromium>>;
+}
+
+/** 7. Reduce: the player's latency and the blocked answers' delay over the same window, with what made them. */
+async function reduce(m: Measured) {
+  const { fromPage, pageOpenedAt, measureFrom, measureTo } = m.watched;
+  const { blocking, published } = m;
+  const { publishedAt } = published;
   const inWindow = fromPage.samples.filter((s) => s.t >= measureFrom && s.t <= measureTo);
   const playing = inWindow.filter((s) => s.latencyMs !== null && !s.paused);
   const player = rounded(summarize(playing.map((s) => s.latencyMs! / 1000)), 3);
@@ -226,13 +253,13 @@ async function main(): Promise<void> {
 
   const mb = (b: number | undefined) => (b === undefined ? undefined : Math.round((b / 1048576) * 10) / 10);
   const results = {
-    date: startedAt.toISOString(),
+    date: m.startedAt.toISOString(),
     environment: {
       node: process.version,
       platform: `${process.platform} ${process.arch}`,
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model,
-      chromium: chromiumVersion,
+      chromium: m.watched.chromiumVersion,
       ffmpeg: ffmpegVersion,
       hlsjs: fromPage.hlsVersion,
     },
@@ -247,9 +274,9 @@ async function main(): Promise<void> {
       hlsConfigOverride: opts.hlsConfig,
       partTargetMs: opts.partMs,
       gopFrames: opts.gop,
-      partTargetS: partTarget,
-      partHoldBackS: partHoldBack,
-      segmentTargetS: config.hls.segmentTargetMs / 1000,
+      partTargetS: published.partTarget,
+      partHoldBackS: published.partHoldBack,
+      segmentTargetS: m.inProcess.config.hls.segmentTargetMs / 1000,
       warmupS: opts.warmup,
       measureS: opts.seconds,
     },
@@ -285,26 +312,45 @@ async function main(): Promise<void> {
       notHeldExcluded: counted.length - held.length,
       errors: blocking.errors,
       missingPart: blocking.missing,
-      clientSeconds: Math.round((clientEndedAt - clientStartedAt) / 1000),
+      clientSeconds: Math.round((m.clientEndedAt - m.clientStartedAt) / 1000),
       samples: held.map((s) => [s.arrivedAt - publishedAt, s.msn, s.part, s.arrivedAt - s.sentAt, s.delayMs]),
       samplesColumns: ['ms since publish start', 'msn', 'part', 'held ms', 'delay ms'],
     },
     startup: {
       measured: opts.startup,
-      startServerMs: Math.round(startServerMs),
+      startServerMs: Math.round(m.inProcess.startServerMs),
       startServerNote: opts.startup
         ? 'DATA_DIR already holds the catalog (created by the first separate-process start)'
         : 'empty DATA_DIR (--startup skip: no separate-process starts before it)',
-      coldStart: cold.map((c) => ({ command: c.command, label: c.label, untilHealthzMs: Math.round(c.readyMs), idleRssMB: mb(c.idleRssBytes) })),
+      coldStart: m.cold.map((c) => ({ command: c.command, label: c.label, untilHealthzMs: Math.round(c.readyMs), idleRssMB: mb(c.idleRssBytes) })),
     },
     memory: {
-      inProcessIdleRssMB: mb(rssIdle),
-      inProcessOneStreamRssMB: mb(rssStream),
-      afterPublishingS: Math.round((rssStreamAt - publishedAt) / 1000),
+      inProcessIdleRssMB: mb(m.inProcess.rssIdle),
+      inProcessOneStreamRssMB: mb(m.memory.rss),
+      afterPublishingS: Math.round((m.memory.at - publishedAt) / 1000),
       note: 'In-process RSS is the whole bench process (server + tsx + the playlist client), read before the browser driver is loaded.',
     },
   };
 
+  return { results, player, answer, answerAboveFastest };
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const dataDir = mkdtempSync(join(tmpdir(), 'livepack-bench-'));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  const cold = await measureColdStarts(dataDir);
+  const inProcess = await startInProcess(dataDir);
+  const published = await publishStream(inProcess.server, inProcess.base);
+  const client = startBlockingClient(published.mediaUrl);
+  const memory = await memoryWithOneStream(published.publishedAt, published.publisherAlive);
+  const watched = await watchInChromium(inProcess.base, published.stream.id, published.publisherAlive);
+  const clientEndedAt = await client.finish();
+
+  const { results, player, answer, answerAboveFastest } = await reduce({
+    startedAt, cold, inProcess, published, blocking: client.blocking, clientStartedAt: client.startedAt, clientEndedAt, memory, watched,
+  });
   printReport(results, player, answer, answerAboveFastest);
   writeResults(resultsDir(ROOT), 'latency', startedAt, results);
 }

@@ -13,10 +13,10 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clockTicks, TreeCpu } from './lib/cpu.js';
-import { request } from './lib/http.js';
-import { rssOf } from './lib/procs.js';
+import { request } from '../harness/http.js';
+import { rssOf } from '../harness/processes.js';
 import { parseBenchCli, startBenchRun } from './lib/run.js';
-import { SERVER_NODE_FLAGS, startServerProcess } from './lib/server-proc.js';
+import { SERVER_NODE_FLAGS, startServerProcess } from '../harness/server-process.js';
 import { describeSynthetic, startPublisher, stopPublisher, syntheticFlv, type Publisher } from './lib/synthetic.js';
 import { gitCommit, resultsDir, writeResults } from './lib/results.js';
 

@@ -5,7 +5,7 @@
  * Runs the server as its own process (as `npm start` does) and loads it, all on 127.0.0.1, for M minutes:
  *   - N synthetic RTMP publishers (bench/lib/synthetic.ts: a pre-encoded 600 kbit/s H.264/AAC FLV pushed
  *     with `ffmpeg -re -stream_loop -1 -c copy`, so publishing costs almost no CPU), passthrough profile;
- *   - V simulated LL-HLS viewers spread over the streams (bench/lib/llhls-viewer.ts: blocking playlist
+ *   - V simulated LL-HLS viewers spread over the streams (harness/llhls-viewer.ts: blocking playlist
  *     reloads, part and preload-hint fetches, as hls.js asks);
  *   - churn: every --churn-seconds one publisher (in turn) is killed with no goodbye, a dropped connection,
  *     and a new one takes its place a second later, a new publish session within the reconnect grace; its
@@ -33,13 +33,13 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { clockTicks, allStats, treeOf } from './lib/cpu.js';
-import { request } from './lib/http.js';
+import { request } from '../harness/http.js';
 import { inspectorUrl, memoryAfterGc, type GcMemory } from './lib/inspector.js';
-import { newTotals, runViewer, type ViewerTotals } from './lib/llhls-viewer.js';
+import { newTotals, runViewer, type ViewerTotals } from '../harness/llhls-viewer.js';
 import { chartSvg, writePng } from './lib/plot.js';
-import { rssOf } from './lib/procs.js';
+import { rssOf } from '../harness/processes.js';
 import { startBenchRun } from './lib/run.js';
-import { startServerProcess, type ServerProcess } from './lib/server-proc.js';
+import { startServerProcess, type ServerProcess } from '../harness/server-process.js';
 import { describeSynthetic, dropPublisher, startPublisher, stopPublisher, syntheticFlv, type Publisher } from './lib/synthetic.js';
 import { summarize } from './lib/stats.js';
 import { gitCommit, resultStamp, resultsDir, writeResults } from './lib/results.js';
@@ -226,93 +226,161 @@ function printReport(r: Report): void {
 
 // ---- the soak ----
 
-async function main(): Promise<void> {
-  const startedAt = new Date();
-  const commit = gitCommit(ROOT);
-  const file = await syntheticFlv();
-  const dataDir = mkdtempSync(join(tmpdir(), 'livepack-soak-'));
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+/** The soak's streams, their publishers and viewers, and the count of what went wrong with them. */
+class Soak {
+  readonly streams: Stream[] = [];
+  readonly totals = newTotals();
+  /** Aborted when the load ends: every viewer of the load stops. */
+  readonly viewersStop = new AbortController();
+  publisherFailures = 0;
+  churns = 0;
+  shortLivedDone = 0;
 
-  const server = await startServerProcess(ROOT, dataDir, API_TOKEN, bench.signal, SERVER_ENV, 30_000, 50, ['--inspect=127.0.0.1:0']);
-  cleanups.push(() => server.stop(10_000));
-  const ws = await waitFor('the server inspector URL', async () => inspectorUrl(server.stderrText()), 5000);
-  const hz = await clockTicks();
-  const viewersStop = new AbortController();
-  // Every request of every viewer listens on this one signal.
-  setMaxListeners(0, viewersStop.signal, bench.signal);
-  cleanups.push(() => viewersStop.abort());
-  const totals = newTotals();
-  const streams: Stream[] = [];
-  let publisherFailures = 0;
-  let churns = 0;
+  constructor(
+    readonly server: ServerProcess,
+    readonly file: string,
+  ) {
+    // Every request of every viewer listens on this one signal.
+    setMaxListeners(0, this.viewersStop.signal, bench.signal);
+    cleanups.push(() => this.viewersStop.abort());
+    cleanups.push(() => Promise.all(this.streams.map((s) => this.unpublish(s))));
+  }
 
-  const publish = (s: Stream) => {
-    const p = startPublisher(file, s.rtmpUrl);
+  publish(s: Stream): void {
+    const p = startPublisher(this.file, s.rtmpUrl);
     s.publisher = p;
     s.stopping = false;
     p.once('exit', (code, sig) => {
       if (s.stopping || bench.signal.aborted) return;
       // A publisher that died on its own: count it (a FAIL) and put a new one in its place.
-      publisherFailures++;
+      this.publisherFailures++;
       console.error(`publisher of ${s.id} exited (${code ?? sig}): ${p.stderrText().trim().slice(-300)}`);
-      if (!viewersStop.signal.aborted) publish(s);
+      if (!this.viewersStop.signal.aborted) this.publish(s);
     });
-  };
-  const unpublish = async (s: Stream, how: 'clean' | 'drop' = 'clean') => {
+  }
+
+  async unpublish(s: Stream, how: 'clean' | 'drop' = 'clean'): Promise<void> {
     if (!s.publisher) return;
     s.stopping = true;
     await (how === 'drop' ? dropPublisher(s.publisher) : stopPublisher(s.publisher));
     s.publisher = undefined;
-  };
-  cleanups.push(() => Promise.all(streams.map((s) => unpublish(s))));
+  }
 
-  const watch = (s: Stream, signal: AbortSignal, into: ViewerTotals) =>
-    (async () => {
-      // A viewer that gets an ended playlist joins again, as a page reload would.
-      while (!signal.aborted) {
-        await runViewer(s.playlistUrl, signal, into);
-        if (!signal.aborted) await sleep(500);
-      }
-    })();
+  async watch(s: Stream, signal: AbortSignal, into: ViewerTotals): Promise<void> {
+    // A viewer that gets an ended playlist joins again, as a page reload would.
+    while (!signal.aborted) {
+      await runViewer(s.playlistUrl, signal, into);
+      if (!signal.aborted) await sleep(500);
+    }
+  }
 
-  const waitEnded = () =>
-    waitFor('every stream to end', async () => (await liveCount(server)) === 0, 30_000, { stepMs: 250 }).then(() =>
+  /** Until the API lists no live stream, and the ended playlists' retention is over. */
+  waitEnded(): Promise<void> {
+    return waitFor('every stream to end', async () => (await liveCount(this.server)) === 0, 30_000, { stepMs: 250 }).then(() =>
       sleep(Number(SERVER_ENV.HLS_ENDED_RETENTION_MS) + 1500),
     );
+  }
 
-  // 1. One stream published, watched and stopped once, then the baseline.
+  /** A stream created, published, watched for 1.5 churn periods, stopped and deleted through the API. */
+  async shortLivedStream(n: number): Promise<void> {
+    const s = await createStream(this.server, `soak-short-${n}`);
+    const watching = new AbortController();
+    setMaxListeners(0, watching.signal);
+    const stopWatching = () => watching.abort();
+    this.viewersStop.signal.addEventListener('abort', stopWatching, { once: true });
+    try {
+      this.publish(s);
+      await waitFor(`short-lived stream ${n} to be live`, () => hasParts(s), 20_000, { stepMs: 200, tolerateErrors: true });
+      const views = [this.watch(s, watching.signal, this.totals), this.watch(s, watching.signal, this.totals)];
+      await sleep(opts.churnSeconds * 1500);
+      watching.abort();
+      await Promise.all(views);
+    } finally {
+      this.viewersStop.signal.removeEventListener('abort', stopWatching);
+      await this.unpublish(s);
+      const del = await request('DELETE', `${this.server.base}/api/v1/streams/${s.id}`, { headers: { authorization: auth.authorization } });
+      if (del.status !== 204) throw new Error(`deleting short-lived stream ${s.id} answered ${del.status}: ${del.body}`);
+      this.shortLivedDone++;
+    }
+  }
+}
+
+/** The server as its own process with the inspector open (for the full-GC memory readings). */
+async function startSoakServer(dataDir: string): Promise<{ server: ServerProcess; ws: string }> {
+  const server = await startServerProcess(ROOT, dataDir, API_TOKEN, bench.signal, SERVER_ENV, 30_000, 50, ['--inspect=127.0.0.1:0']);
+  cleanups.push(() => server.stop(10_000));
+  const ws = await waitFor('the server inspector URL', async () => inspectorUrl(server.stderrText()), 5000);
+  return { server, ws };
+}
+
+/** 1. One stream published, watched and stopped once, then the baseline. */
+async function warmUpAndBaseline(soak: Soak, ws: string, catalog: string): Promise<GcMemory> {
+  const { server } = soak;
   console.log(`soak: ${opts.streams} stream(s), ${opts.viewers} viewer(s), ${opts.minutes} min; source ${describeSynthetic()}`);
-  const catalog = process.env.DATABASE_URL ? 'PostgreSQL (DATABASE_URL)' : 'embedded PGlite';
   console.log(`server: ${server.command} (pid ${server.pid}), ${Object.entries(SERVER_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}, catalog ${catalog}`);
   const warm = await createStream(server, 'soak-0');
-  streams.push(warm);
-  publish(warm);
+  soak.streams.push(warm);
+  soak.publish(warm);
   await waitFor('the warm-up stream to be live', () => hasParts(warm), 30_000, { stepMs: 200, tolerateErrors: true });
   const warmStop = new AbortController();
-  const warmViewers = [watch(warm, warmStop.signal, newTotals()), watch(warm, warmStop.signal, newTotals())];
+  const warmViewers = [soak.watch(warm, warmStop.signal, newTotals()), soak.watch(warm, warmStop.signal, newTotals())];
   await sleep(6000);
   warmStop.abort();
   await Promise.all(warmViewers);
-  await unpublish(warm);
-  await waitEnded();
+  await soak.unpublish(warm);
+  await soak.waitEnded();
   const baseline = await memoryAfterGc(ws);
   console.log(`baseline after a warm-up stream and a full GC: heap ${mb(baseline.heapUsed)} MB, RSS ${mb(baseline.rss)} MB\n`);
   check();
+  return baseline;
+}
 
-  // 2. The load: N publishers, then V viewers.
-  for (let i = 1; i < opts.streams; i++) streams.push(await createStream(server, `soak-${i}`));
-  for (const s of streams) publish(s);
+/** 2. The load: N publishers, then V viewers; resolves with the viewers' runs (they end with soak.viewersStop). */
+async function startLoad(soak: Soak): Promise<Promise<void>[]> {
+  const { streams } = soak;
+  for (let i = 1; i < opts.streams; i++) streams.push(await createStream(soak.server, `soak-${i}`));
+  for (const s of streams) soak.publish(s);
   await waitFor('every stream to be live', async () => (await Promise.all(streams.map(hasParts))).every(Boolean), 45_000, {
     stepMs: 500,
     tolerateErrors: true,
   });
   const viewerRuns: Promise<void>[] = [];
   for (let v = 0; v < opts.viewers; v++) {
-    viewerRuns.push(watch(streams[v % streams.length], viewersStop.signal, totals));
+    viewerRuns.push(soak.watch(streams[v % streams.length], soak.viewersStop.signal, soak.totals));
     // Joins spread over about two seconds, not one burst.
     if (v % 20 === 19) await sleep(Math.min(100, 2000 / Math.max(1, opts.viewers / 20)));
   }
+  return viewerRuns;
+}
 
+/**
+ * Churn, every --churn-seconds: one steady publisher drops and reconnects (a new session within the grace), and one
+ * short-lived stream is created, published, watched, stopped and deleted through the API.
+ */
+function startChurn(soak: Soak): { stop(): void; shortLived: Promise<void>[] } {
+  let churnIndex = 0;
+  const shortLived: Promise<void>[] = [];
+  const churner = opts.churnSeconds
+    ? setInterval(() => {
+        const s = soak.streams[churnIndex++ % soak.streams.length];
+        soak.churns++;
+        void soak.unpublish(s, 'drop').then(() => sleep(1000).then(() => !soak.viewersStop.signal.aborted && soak.publish(s)));
+        shortLived.push(
+          soak.shortLivedStream(churnIndex).catch((err) => {
+            if (bench.signal.aborted) return;
+            soak.totals.errors++;
+            soak.totals.lastErrors.push(`short-lived stream: ${(err as Error).message}`);
+          }),
+        );
+      }, opts.churnSeconds * 1000)
+    : undefined;
+  cleanups.push(() => clearInterval(churner));
+  return { stop: () => clearInterval(churner), shortLived };
+}
+
+/** 2. The load measured for --minutes: CPU and RSS every SAMPLE_MS for the plot, a report line every --report-seconds. */
+async function measureLoad(soak: Soak, hz: number) {
+  const { server, totals } = soak;
   const t0 = performance.now();
   const elapsedS = () => (performance.now() - t0) / 1000;
   const samples: Sample[] = [];
@@ -332,48 +400,7 @@ async function main(): Promise<void> {
     samples.push({ t: r1(elapsedS()), cpuPercent: cpuForSamples.read(), rssMB: mb(rssOf(server.pid) ?? Number.NaN) });
   }, SAMPLE_MS);
   cleanups.push(() => clearInterval(sampler));
-
-  // Churn, every --churn-seconds: one steady publisher drops and reconnects (a new session within the grace), and one
-  // short-lived stream is created, published, watched, stopped and deleted through the API.
-  let churnIndex = 0;
-  const shortLived: Promise<void>[] = [];
-  const shortLivedStream = async (n: number) => {
-    const s = await createStream(server, `soak-short-${n}`);
-    const watching = new AbortController();
-    setMaxListeners(0, watching.signal);
-    const stopWatching = () => watching.abort();
-    viewersStop.signal.addEventListener('abort', stopWatching, { once: true });
-    try {
-      publish(s);
-      await waitFor(`short-lived stream ${n} to be live`, () => hasParts(s), 20_000, { stepMs: 200, tolerateErrors: true });
-      const views = [watch(s, watching.signal, totals), watch(s, watching.signal, totals)];
-      await sleep(opts.churnSeconds * 1500);
-      watching.abort();
-      await Promise.all(views);
-    } finally {
-      viewersStop.signal.removeEventListener('abort', stopWatching);
-      await unpublish(s);
-      const del = await request('DELETE', `${server.base}/api/v1/streams/${s.id}`, { headers: { authorization: auth.authorization } });
-      if (del.status !== 204) throw new Error(`deleting short-lived stream ${s.id} answered ${del.status}: ${del.body}`);
-      shortLivedDone++;
-    }
-  };
-  let shortLivedDone = 0;
-  const churner = opts.churnSeconds
-    ? setInterval(() => {
-        const s = streams[churnIndex++ % streams.length];
-        churns++;
-        void unpublish(s, 'drop').then(() => sleep(1000).then(() => !viewersStop.signal.aborted && publish(s)));
-        shortLived.push(
-          shortLivedStream(churnIndex).catch((err) => {
-            if (bench.signal.aborted) return;
-            totals.errors++;
-            totals.lastErrors.push(`short-lived stream: ${(err as Error).message}`);
-          }),
-        );
-      }, opts.churnSeconds * 1000)
-    : undefined;
-  cleanups.push(() => clearInterval(churner));
+  const churn = startChurn(soak);
 
   printReportHeader();
   const report = async (): Promise<void> => {
@@ -398,10 +425,10 @@ async function main(): Promise<void> {
       requestsPerS: r1((totals.requests - lastRequests) / ((now - lastReportAt) / 1000)),
       gaps: totals.gaps - seenGaps,
       errors: totals.errors - seenErrors,
-      churns: churns - seenChurns,
-      publisherFailures,
+      churns: soak.churns - seenChurns,
+      publisherFailures: soak.publisherFailures,
     };
-    seenChurns = churns;
+    seenChurns = soak.churns;
     lastRequests = totals.requests;
     lastReportAt = now;
     seenGaps = totals.gaps;
@@ -419,91 +446,134 @@ async function main(): Promise<void> {
     await report();
     if (performance.now() >= endAt - 50) break;
   }
-  clearInterval(churner);
+  churn.stop();
   clearInterval(sampler);
+  return { samples, reports, allDelays, allHintDelays, shortLived: churn.shortLived };
+}
 
-  // 3. Everything stops; memory after the streams are released, against the baseline.
-  viewersStop.abort();
+type LoadFigures = Awaited<ReturnType<typeof measureLoad>>;
+
+/** 3. Everything stops; memory after the streams are released. */
+async function stopAndMeasureAfter(soak: Soak, viewerRuns: Promise<void>[], load: LoadFigures, ws: string): Promise<GcMemory> {
+  soak.viewersStop.abort();
   await Promise.all(viewerRuns);
-  await Promise.all(shortLived);
-  await Promise.all(streams.map((s) => unpublish(s)));
-  await waitEnded();
-  const after = await memoryAfterGc(ws);
-  const heapGrowth = after.heapUsed - baseline.heapUsed;
+  await Promise.all(load.shortLived);
+  await Promise.all(soak.streams.map((s) => soak.unpublish(s)));
+  await soak.waitEnded();
+  return memoryAfterGc(ws);
+}
 
-  // 4. Verdict, JSON, plot.
-  const all = summarize(allDelays);
+/** 4. The verdict: no errors, no gaps, no publisher that died on its own, heap back near the baseline. */
+function verdict(soak: Soak, load: LoadFigures, baseline: GcMemory, after: GcMemory) {
+  const { totals } = soak;
+  const heapGrowth = after.heapUsed - baseline.heapUsed;
+  const all = summarize(load.allDelays);
   const problems: string[] = [];
   if (totals.errors) problems.push(`${totals.errors} error(s) (last: ${totals.lastErrors.slice(-3).join(' | ')})`);
   if (totals.gaps) problems.push(`${totals.gaps} playlist gap(s)`);
-  if (publisherFailures) problems.push(`${publisherFailures} publisher(s) died on their own`);
+  if (soak.publisherFailures) problems.push(`${soak.publisherFailures} publisher(s) died on their own`);
   if (all.n === 0 && opts.viewers > 0) problems.push('no part delivery was measured');
   if (heapGrowth > HEAP_GROWTH_LIMIT_BYTES) problems.push(`heap after the streams stopped is ${mb(heapGrowth)} MB above the baseline (limit ${mb(HEAP_GROWTH_LIMIT_BYTES)} MB)`);
-  const pass = problems.length === 0;
-  const cpuAvg = reports.reduce((a, r) => a + r.cpuPercent, 0) / Math.max(1, reports.length);
-  const rssMax = Math.max(...samples.map((s) => s.rssMB), ...reports.map((r) => r.rssMB));
+  const cpuAvg = load.reports.reduce((a, r) => a + r.cpuPercent, 0) / Math.max(1, load.reports.length);
+  const rssMax = Math.max(...load.samples.map((s) => s.rssMB), ...load.reports.map((r) => r.rssMB));
+  return { pass: problems.length === 0, problems, heapGrowth, all, cpuAvg, rssMax };
+}
 
-  const pngFile = join(opts.out, `soak-${resultStamp(startedAt)}.png`);
+type Verdict = ReturnType<typeof verdict>;
+
+/** 4. The JSON in --out. */
+function soakResults(startedAt: Date, commit: string, catalog: string, soak: Soak, load: LoadFigures, baseline: GcMemory, after: GcMemory, v: Verdict) {
+  const { totals } = soak;
   const results = {
     date: startedAt.toISOString(),
     commit,
     command: `npm run soak -- ${process.argv.slice(2).join(' ')}`.trim(),
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-    setup: { ...opts, out: undefined, source: describeSynthetic(), server: server.command, serverEnv: SERVER_ENV, catalog, sampleEveryMs: SAMPLE_MS },
-    verdict: { pass, problems },
+    setup: { ...opts, out: undefined, source: describeSynthetic(), server: soak.server.command, serverEnv: SERVER_ENV, catalog, sampleEveryMs: SAMPLE_MS },
+    verdict: { pass: v.pass, problems: v.problems },
     totals: {
       requests: totals.requests,
       errors: totals.errors,
       gaps: totals.gaps,
       partsFetched: totals.partsFetched,
       bytesMB: mb(totals.bytes),
-      churns,
-      shortLivedStreams: shortLivedDone,
-      publisherFailures,
+      churns: soak.churns,
+      shortLivedStreams: soak.shortLivedDone,
+      publisherFailures: soak.publisherFailures,
       lastErrors: totals.lastErrors,
     },
-    deliveryDelayMs: { definition: 'held blocking playlist answer arrived - (PDT + offset + duration of the part it announces)', ...roundSummary(all) },
-    hintDelayMs: { definition: 'held preload-hint part fully arrived - (PDT + offset + duration of that part)', ...roundSummary(summarize(allHintDelays)) },
-    memory: { baseline: inMB(baseline), afterStop: inMB(after), heapGrowthMB: mb(heapGrowth), heapGrowthLimitMB: mb(HEAP_GROWTH_LIMIT_BYTES) },
-    cpuAvgPercentOfOneCore: r1(cpuAvg),
-    rssMaxMB: rssMax,
-    reports,
-    samples,
+    deliveryDelayMs: { definition: 'held blocking playlist answer arrived - (PDT + offset + duration of the part it announces)', ...roundSummary(v.all) },
+    hintDelayMs: { definition: 'held preload-hint part fully arrived - (PDT + offset + duration of that part)', ...roundSummary(summarize(load.allHintDelays)) },
+    memory: { baseline: inMB(baseline), afterStop: inMB(after), heapGrowthMB: mb(v.heapGrowth), heapGrowthLimitMB: mb(HEAP_GROWTH_LIMIT_BYTES) },
+    cpuAvgPercentOfOneCore: r1(v.cpuAvg),
+    rssMaxMB: v.rssMax,
+    reports: load.reports,
+    samples: load.samples,
   };
   writeResults(opts.out, 'soak', startedAt, results);
-  let plotNote = 'no plot (--plot no)';
-  if (opts.plot) {
-    try {
-      const svg = chartSvg(
-        `livepack soak ${results.date} (${commit}): ${opts.streams} streams, ${opts.viewers} viewers`,
-        [
-          { title: 'Server CPU', yLabel: '% of one core', series: [{ label: `CPU (${SAMPLE_MS / 1000} s windows)`, color: '#c0392b', points: samples.map((s) => ({ x: s.t / 60, y: s.cpuPercent })) }] },
-          { title: 'Server memory', yLabel: 'MB', series: [{ label: 'RSS', color: '#2471a3', points: samples.map((s) => ({ x: s.t / 60, y: s.rssMB })) }] },
-        ],
-        'minutes of load',
-      );
-      await writePng(svg, pngFile);
-      plotNote = `plot written to ${relative(process.cwd(), pngFile)}`;
-    } catch (err) {
-      plotNote = `no plot: ${(err as Error).message.split('\n')[0]}`;
-    }
-  }
+  return results;
+}
 
+/** 4. The CPU and RSS plot beside the JSON (--plot yes); says where it went or why there is none. */
+async function plotSamples(startedAt: Date, commit: string, samples: readonly Sample[]): Promise<string> {
+  if (!opts.plot) return 'no plot (--plot no)';
+  const pngFile = join(opts.out, `soak-${resultStamp(startedAt)}.png`);
+  try {
+    const svg = chartSvg(
+      `livepack soak ${startedAt.toISOString()} (${commit}): ${opts.streams} streams, ${opts.viewers} viewers`,
+      [
+        { title: 'Server CPU', yLabel: '% of one core', series: [{ label: `CPU (${SAMPLE_MS / 1000} s windows)`, color: '#c0392b', points: samples.map((s) => ({ x: s.t / 60, y: s.cpuPercent })) }] },
+        { title: 'Server memory', yLabel: 'MB', series: [{ label: 'RSS', color: '#2471a3', points: samples.map((s) => ({ x: s.t / 60, y: s.rssMB })) }] },
+      ],
+      'minutes of load',
+    );
+    await writePng(svg, pngFile);
+    return `plot written to ${relative(process.cwd(), pngFile)}`;
+  } catch (err) {
+    return `no plot: ${(err as Error).message.split('\n')[0]}`;
+  }
+}
+
+function printSummary(soak: Soak, load: LoadFigures, baseline: GcMemory, after: GcMemory, v: Verdict, plotNote: string): void {
+  const { totals } = soak;
+  const { all } = v;
   console.log(
     `\ndelivery delay over the run: p50 ${r1(all.p50)} ms, p99 ${r1(all.p99)} ms, max ${r1(all.max)} ms (${all.n} held answers); ` +
-      `hint p99 ${r1(summarize(allHintDelays).p99)} ms; ${totals.requests} requests, ${churns} publisher reconnects, ` +
-      `${shortLivedDone} short-lived streams created, watched and deleted`,
+      `hint p99 ${r1(summarize(load.allHintDelays).p99)} ms; ${totals.requests} requests, ${soak.churns} publisher reconnects, ` +
+      `${soak.shortLivedDone} short-lived streams created, watched and deleted`,
   );
   console.log(
     `memory after a full GC: baseline heap ${mb(baseline.heapUsed)} MB / RSS ${mb(baseline.rss)} MB; after the streams stopped heap ${mb(after.heapUsed)} MB / RSS ${mb(after.rss)} MB`,
   );
   console.log(plotNote);
   console.log(
-    `soak ${pass ? 'PASS' : 'FAIL'}: ${opts.streams} streams, ${opts.viewers} viewers, ${opts.minutes} min; errors ${totals.errors}, gaps ${totals.gaps}, ` +
-      `delivery p99 ${r1(all.p99)} ms, CPU ${r1(cpuAvg)}% of a core, RSS max ${rssMax} MB, heap ${heapGrowth >= 0 ? '+' : ''}${mb(heapGrowth)} MB after stop` +
-      (pass ? '' : ` — ${problems.join('; ')}`),
+    `soak ${v.pass ? 'PASS' : 'FAIL'}: ${opts.streams} streams, ${opts.viewers} viewers, ${opts.minutes} min; errors ${totals.errors}, gaps ${totals.gaps}, ` +
+      `delivery p99 ${r1(all.p99)} ms, CPU ${r1(v.cpuAvg)}% of a core, RSS max ${v.rssMax} MB, heap ${v.heapGrowth >= 0 ? '+' : ''}${mb(v.heapGrowth)} MB after stop` +
+      (v.pass ? '' : ` — ${v.problems.join('; ')}`),
   );
-  await shutdown(pass ? 0 : 1);
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const commit = gitCommit(ROOT);
+  const file = await syntheticFlv();
+  const dataDir = mkdtempSync(join(tmpdir(), 'livepack-soak-'));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const catalog = process.env.DATABASE_URL ? 'PostgreSQL (DATABASE_URL)' : 'embedded PGlite';
+
+  const { server, ws } = await startSoakServer(dataDir);
+  const hz = await clockTicks();
+  const soak = new Soak(server, file);
+  const baseline = await warmUpAndBaseline(soak, ws, catalog);
+  const viewerRuns = await startLoad(soak);
+  const load = await measureLoad(soak, hz);
+  const after = await stopAndMeasureAfter(soak, viewerRuns, load, ws);
+
+  const v = verdict(soak, load, baseline, after);
+  soakResults(startedAt, commit, catalog, soak, load, baseline, after, v);
+  const plotNote = await plotSamples(startedAt, commit, load.samples);
+  printSummary(soak, load, baseline, after, v, plotNote);
+  await shutdown(v.pass ? 0 : 1);
 }
 
 function roundSummary(s: ReturnType<typeof summarize>) {

@@ -19,11 +19,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { request } from './lib/http.js';
-import { track } from './lib/procs.js';
+import { request } from '../harness/http.js';
+import { track } from '../harness/processes.js';
 import { parseBenchCli, startBenchRun } from './lib/run.js';
 import { gitCommit, resultsDir, writeResults } from './lib/results.js';
-import { startServerProcess, type ServerProcess } from './lib/server-proc.js';
+import { startServerProcess, type ServerProcess } from '../harness/server-process.js';
 import { describeSynthetic, SYNTHETIC, syntheticFlv } from './lib/synthetic.js';
 import { benchUpload, type UploadFigures } from './lib/vod-upload.js';
 

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { sleepUnless } from './run.js';
+import { sleepUnless } from '../../harness/sleep.js';
 
 /**
  * A playlist client that reloads like hls.js in low-latency mode: after each answer it asks for the part

@@ -72,6 +72,23 @@ export function treeOf(root: number, stats: readonly ProcStat[]): ProcStat[] {
   return out;
 }
 
+/**
+ * Pin every thread of every process in the tree under `root` to `cpus` (`taskset -a -p -c`), and return
+ * their pids. Threads and processes started later inherit the affinity of the thread that starts them, so
+ * pinning once after start-up is enough.
+ */
+export async function pinTree(root: number, cpus: string): Promise<number[]> {
+  const pids = treeOf(root, allStats()).map((s) => s.pid);
+  for (const pid of pids) {
+    await new Promise<void>((resolve, reject) => {
+      execFile('taskset', ['-a', '-p', '-c', cpus, String(pid)], { timeout: 5000 }, (err, _out, stderr) =>
+        err ? reject(new Error(`taskset -a -p -c ${cpus} ${pid} failed: ${String(stderr).trim() || err.message}`)) : resolve(),
+      );
+    });
+  }
+  return pids;
+}
+
 export interface ProcCpu {
   readonly pid: number;
   readonly ppid: number;

@@ -1,5 +1,5 @@
 import { writeFileSync } from 'node:fs';
-import { launchBrowser } from '../../test/helpers/browser.js';
+import { launchBrowser } from '../../harness/browser.js';
 
 /**
  * Line charts for bench results: an SVG built here, rendered to PNG by the system Chromium (the one the

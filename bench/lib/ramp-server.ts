@@ -1,10 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from './http.js';
-import { LOAD_CORE, pinTree, SERVER_CORE } from './ramp.js';
+import { request } from '../../harness/http.js';
+import { pinTree } from './cpu.js';
+import { LOAD_CORE, SERVER_CORE } from './ramp.js';
 import type { BenchRun } from './run.js';
-import { startServerProcess, type ServerProcess } from './server-proc.js';
+import { startServerProcess, type ServerProcess } from '../../harness/server-process.js';
 import { startPublisher, type Publisher } from './synthetic.js';
 
 /** The server under test for the ramp benches, pinned to its core, and the passthrough streams they load it with. */

@@ -1,8 +1,8 @@
 import { setMaxListeners } from 'node:events';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { busyPercent, TreeCpu } from './cpu.js';
-import type { ViewerTotals } from './llhls-viewer.js';
-import { rssOf } from './procs.js';
+import type { ViewerTotals } from '../../harness/llhls-viewer.js';
+import { rssOf } from '../../harness/processes.js';
 import { coreCpu, LOAD_CORE, mb, round, SERVER_CORE } from './ramp.js';
 import { scrapeMetrics } from './ramp-server.js';
 import type { BenchRun } from './run.js';

@@ -1,8 +1,7 @@
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
-import { allStats, treeOf, type MachineCpu } from './cpu.js';
+import type { MachineCpu } from './cpu.js';
 import { gitCommit, resultsDir, writeResults } from './results.js';
 
 /**
@@ -100,22 +99,6 @@ export function printProvenance(title: string, p: Provenance): void {
   console.log(`\n${title}  ${p.date}  commit ${p.commit}`);
   console.log(`  machine: ${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB, ${m.platform}, node ${m.node}`);
   console.log(`  command: ${p.command}`);
-}
-
-// ---- pinning ----
-
-function taskset(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) =>
-    execFile('taskset', args, { timeout: 5000 }, (err, _out, stderr) => (err ? reject(new Error(`taskset ${args.join(' ')}: ${stderr || err.message}`)) : resolve())),
-  );
-}
-
-/**
- * Pin every thread of `pid` and of its descendants to `cpuList`. Threads and children started later
- * inherit the affinity of the thread that starts them, so pinning once after start-up is enough.
- */
-export async function pinTree(pid: number, cpuList: string): Promise<void> {
-  for (const p of treeOf(pid, allStats())) await taskset(['-a', '-p', '-c', cpuList, String(p.pid)]);
 }
 
 /** The ramp benches split the machine in two; on one core they would measure nothing useful. */

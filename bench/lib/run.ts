@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { killTracked } from './procs.js';
+import { killTracked } from '../../harness/processes.js';
+import { sleepUnless } from '../../harness/sleep.js';
 
 /**
  * The frame every bench runs in: one shutdown path for success, failure, the watchdog and signals
@@ -17,19 +18,6 @@ export interface BenchRun {
   check(): void;
   /** Poll `fn` until it gives a truthy value. With tolerateErrors, a throwing `fn` counts as "not yet". */
   waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, opts?: { stepMs?: number; tolerateErrors?: boolean }): Promise<T>;
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
-export function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 export function startBenchRun(opts: { budgetS: number; forceExitMs: number }): BenchRun {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { dirname, join } from 'node:path';
-import { freePort, track } from './procs.js';
+import { freePort, track } from '../../harness/processes.js';
 import type { StaticSnapshot } from './static-viewer.js';
 import { nginxTempPaths } from './nginx-conf.js';
 

@@ -1,6 +1,6 @@
-import { RawHttpConnection } from './raw-http.js';
+import { RawHttpConnection } from '../../harness/raw-http.js';
 import { rounded, summarize, type Summary } from './stats.js';
-import { sleepUnless } from './run.js';
+import { sleepUnless } from '../../harness/sleep.js';
 
 /**
  * A viewer for a static origin (nginx serving a snapshot of a live stream from disk), the floor beside

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { track } from './procs.js';
+import { run, terminate, track } from '../../harness/processes.js';
 
 /**
  * Synthetic RTMP publishers for load benches, the way SRS benchmarks them: a short H.264/AAC FLV is
@@ -46,7 +46,8 @@ export async function syntheticFlv(cacheDir = join(tmpdir(), 'livepack-bench-cac
     '-c:a', 'aac', '-b:a', `${s.audioKbps}k`, '-ar', '48000', '-ac', '2',
     '-f', 'flv', partial,
   ];
-  const { code, stderr } = await runToEnd('ffmpeg', args, 120_000);
+  // A timeout counts as a failed encode (exit null), so the partial file goes too.
+  const { code, stderr } = await run('ffmpeg', args, 120_000).catch((err: Error) => ({ code: null, stderr: err.message }));
   if (code !== 0) {
     rmSync(partial, { force: true });
     throw new Error(`encoding the synthetic source failed (ffmpeg exit ${code}): ${stderr.trim().slice(-500)}`);
@@ -73,7 +74,7 @@ export function startPublisher(file: string, url: string, opts: { taskset?: stri
 
 /** Stop a publisher (SIGTERM, SIGKILL after `timeoutMs`) and wait for it to exit. */
 export function stopPublisher(child: ChildProcess, timeoutMs = 3000): Promise<void> {
-  return endPublisher(child, 'SIGTERM', timeoutMs);
+  return terminate(child, timeoutMs);
 }
 
 /**
@@ -81,34 +82,5 @@ export function stopPublisher(child: ChildProcess, timeoutMs = 3000): Promise<vo
  * RECONNECT_GRACE_MS for the publisher to come back, where stopPublisher's clean unpublish ends the run.
  */
 export function dropPublisher(child: ChildProcess): Promise<void> {
-  return endPublisher(child, 'SIGKILL', 3000);
-}
-
-function endPublisher(child: ChildProcess, signal: NodeJS.Signals, timeoutMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    child.kill(signal);
-  });
-}
-
-function runToEnd(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8000)));
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(t);
-      reject(err);
-    });
-    child.on('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stderr });
-    });
-  });
+  return terminate(child, 3000, 'SIGKILL');
 }

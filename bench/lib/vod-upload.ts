@@ -3,11 +3,11 @@ import { createReadStream, existsSync, mkdirSync, mkdtempSync, renameSync, rmSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { buildFileArgs, planFileRungs } from '../../src/vod/file-ladder.js';
+import { buildFileArgs, planFileRungs } from '../../src/vod/uploads/file-ladder.js';
 import { findFfmpeg } from '../../src/process/index.js';
-import { probeFile } from '../../src/vod/probe.js';
-import { track } from './procs.js';
-import { startServerProcess } from './server-proc.js';
+import { probeFile } from '../../src/vod/uploads/probe.js';
+import { track } from '../../harness/processes.js';
+import { startServerProcess } from '../../harness/server-process.js';
 
 export interface UploadFigures {
   source: string;

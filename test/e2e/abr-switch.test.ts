@@ -1,7 +1,10 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, openPage, playerSnapshot, type OpenedPage } from '../helpers/browser.js';
-import { ffmpegPublish, kill, startTestServer, until, type TestServer } from '../helpers/server.js';
+import { launchBrowser, openPage, type OpenedPage } from '../../harness/browser.js';
+import { playerSnapshot } from '../helpers/watch-page.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill } from '../../harness/processes.js';
+import { startTestServer, until, type TestServer } from '../helpers/server.js';
 
 /**
  * hls.js in Chromium on an ABR stream: it sees every rung, and moves between them on request (through the

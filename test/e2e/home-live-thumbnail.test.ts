@@ -1,7 +1,9 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, openPage, type OpenedPage } from '../helpers/browser.js';
-import { ffmpegPublish, kill, startTestServer, until, type TestServer } from '../helpers/server.js';
+import { launchBrowser, openPage, type OpenedPage } from '../../harness/browser.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill } from '../../harness/processes.js';
+import { startTestServer, until, type TestServer } from '../helpers/server.js';
 
 /** The home page in headless Chromium: a live card shows the stream's thumbnail and loads a new one as the list refreshes. */
 describe('home page live thumbnails (headless Chromium)', () => {

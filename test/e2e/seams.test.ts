@@ -1,9 +1,11 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchPublisherBrowser, publishFromPage, type PublishPage } from '../../bench/lib/whip-clients.js';
-import { launchBrowser } from '../helpers/browser.js';
+import { launchPublisherBrowser, publishFromPage, type PublishPage } from '../../harness/whip-clients.js';
+import { launchBrowser } from '../../harness/browser.js';
 import { openStockPlayer, type StockPlayer, type StockSnapshot } from '../helpers/stock-player.js';
-import { ffmpegPublish, kill, startTestServer, until, waitExit, type TestServer } from '../helpers/server.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill, waitExit } from '../../harness/processes.js';
+import { startTestServer, until, type TestServer } from '../helpers/server.js';
 
 /**
  * Stock hls.js (the library most sites embed, with its default configuration and `lowLatencyMode: true`,

@@ -1,7 +1,9 @@
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, openPage, type OpenedPage } from '../helpers/browser.js';
-import { ffmpegPublish, kill, startTestServer, until, waitExit, type TestServer } from '../helpers/server.js';
+import { launchBrowser, openPage, type OpenedPage } from '../../harness/browser.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill, waitExit } from '../../harness/processes.js';
+import { startTestServer, until, type TestServer } from '../helpers/server.js';
 
 /**
  * A live run becomes a VOD, seen from headless Chromium: FFmpeg publishes 12 s over RTMP while the watch page

@@ -1,7 +1,10 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, openPage, playerSnapshot, type OpenedPage, type PlayerSnapshot } from '../helpers/browser.js';
-import { ffmpegPublish, kill, startTestServer, until, type TestServer } from '../helpers/server.js';
+import { launchBrowser, openPage, type OpenedPage } from '../../harness/browser.js';
+import { playerSnapshot, type PlayerSnapshot } from '../helpers/watch-page.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill } from '../../harness/processes.js';
+import { startTestServer, until, type TestServer } from '../helpers/server.js';
 
 /**
  * The watch page in headless Chromium: hls.js plays what the origin serves, in low-latency mode, while a

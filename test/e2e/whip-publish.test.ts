@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchPublisherBrowser, publishFromPage, type PublishPage } from '../../bench/lib/whip-clients.js';
-import { openPage, playerSnapshot, type OpenedPage } from '../helpers/browser.js';
+import { launchPublisherBrowser, publishFromPage, type PublishPage } from '../../harness/whip-clients.js';
+import { openPage, type OpenedPage } from '../../harness/browser.js';
+import { playerSnapshot } from '../helpers/watch-page.js';
 import { probeLiveSegment } from '../helpers/probe.js';
 import { parseMediaPlaylist, startTestServer, until, type TestServer } from '../helpers/server.js';
 

@@ -1,5 +1,5 @@
 import { writeFileSync } from 'node:fs';
-import { run } from './server.js';
+import { run } from '../../harness/processes.js';
 
 /** Seconds of media ffprobe finds behind a playlist URL (it follows the playlists' relative URIs). */
 export async function probeDuration(url: string): Promise<number> {

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,56 +57,6 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
   };
 }
 
-export interface PublishOptions {
-  readonly size?: string;
-  readonly fps?: number;
-  readonly gop?: number;
-  readonly seconds?: number;
-  readonly extraArgs?: string[];
-}
-
-/** A real FFmpeg publishing a synthetic H.264 + AAC stream in real time over RTMP. */
-export function ffmpegPublish(url: string, opts: PublishOptions = {}): ChildProcess & { stderrText: () => string } {
-  const fps = opts.fps ?? 30;
-  const args = [
-    '-hide_banner', '-loglevel', 'error', '-re',
-    '-f', 'lavfi', '-i', `testsrc2=size=${opts.size ?? '640x360'}:rate=${fps}`,
-    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
-    ...(opts.seconds ? ['-t', String(opts.seconds)] : []),
-    '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p',
-    '-g', String(opts.gop ?? fps), '-keyint_min', String(opts.gop ?? fps), '-sc_threshold', '0', '-b:v', '800k',
-    '-c:a', 'aac', '-b:a', '96k', '-ar', '48000', '-ac', '2',
-    ...(opts.extraArgs ?? []),
-    '-f', 'flv', url,
-  ];
-  const child = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] }) as ChildProcess & { stderrText: () => string };
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    err += d.toString();
-    if (err.length > 20_000) err = err.slice(-10_000);
-  });
-  child.stderrText = () => err;
-  return child;
-}
-
-export function waitExit(child: ChildProcess, timeoutMs = 30_000): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('process did not exit in time')), timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      resolve(code);
-    });
-  });
-}
-
-export function kill(child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGKILL'): Promise<unknown> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  const done = waitExit(child).catch(() => undefined);
-  child.kill(signal);
-  return done;
-}
-
 /** Poll `fn` until it returns a truthy value (for state that has no event to await from outside). */
 export async function until<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, stepMs = 100): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -122,26 +71,6 @@ export async function until<T>(fn: () => Promise<T | undefined | false> | T | un
     await new Promise((r) => setTimeout(r, stepMs));
   }
   throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
-}
-
-/** Run a command and collect stdout/stderr. */
-export function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const t = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${cmd} timed out`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
 
 /** Parse the tags of a media playlist that matter to tests. */

@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ffmpegPublish, kill, parseMediaPlaylist, run, startTestServer, until, type TestServer } from '../helpers/server.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill, run } from '../../harness/processes.js';
+import { parseMediaPlaylist, startTestServer, until, type TestServer } from '../helpers/server.js';
 
 type Segment = ReturnType<typeof parseMediaPlaylist>['segments'][number];
 

@@ -2,7 +2,9 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ffmpegPublish, kill, parseMediaPlaylist, startTestServer, until, type TestServer } from '../helpers/server.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill } from '../../harness/processes.js';
+import { parseMediaPlaylist, startTestServer, until, type TestServer } from '../helpers/server.js';
 
 /**
  * When FFmpeg cannot keep up in real time, the most expensive rung is dropped rather than letting latency

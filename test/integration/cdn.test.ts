@@ -4,7 +4,9 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ffmpegPublish, kill, parseMediaPlaylist, startTestServer, until, type TestServer } from '../helpers/server.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill } from '../../harness/processes.js';
+import { parseMediaPlaylist, startTestServer, until, type TestServer } from '../helpers/server.js';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -4,7 +4,9 @@
  * with SIGKILL just goes away, as on a lost network.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ffmpegPublish, kill, startTestServer, until, waitExit, type TestServer } from '../helpers/server.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill, waitExit } from '../../harness/processes.js';
+import { startTestServer, until, type TestServer } from '../helpers/server.js';
 
 const GRACE_MS = 4000;
 

@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ffmpegPublish, kill, parseMediaPlaylist, run, startTestServer, until, waitExit, type TestServer } from '../helpers/server.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill, run, waitExit } from '../../harness/processes.js';
+import { parseMediaPlaylist, startTestServer, until, type TestServer } from '../helpers/server.js';
 
 /**
  * The live path end to end on loopback: a real FFmpeg publishes RTMP, the origin serves LL-HLS, and

@@ -8,8 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../src/core/index.js';
-import { cutWithFfmpeg, ThumbnailTooLargeError } from '../../src/vod/index.js';
-import { ffmpegPublish, kill, run, startTestServer, until, type TestServer } from '../helpers/server.js';
+import { cutWithFfmpeg, ThumbnailTooLargeError } from '../../src/vod/recording/live-thumbnails.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill, run } from '../../harness/processes.js';
+import { startTestServer, until, type TestServer } from '../helpers/server.js';
 
 const GRACE_MS = 500;
 const INTERVAL_MS = 2000;

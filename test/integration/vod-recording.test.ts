@@ -8,7 +8,9 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PlaybackTokens } from '../../src/api/index.js';
-import { ffmpegPublish, kill, startTestServer, until, waitExit, type TestServer } from '../helpers/server.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill, waitExit } from '../../harness/processes.js';
+import { startTestServer, until, type TestServer } from '../helpers/server.js';
 import { probeDuration } from '../helpers/probe.js';
 import { S3RVER_BUCKET, S3RVER_CREDENTIALS, startS3rver } from '../helpers/s3rver.js';
 

@@ -7,9 +7,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startServerProcess } from '../../bench/lib/server-proc.js';
+import { startServerProcess } from '../../harness/server-process.js';
 import { probeDuration } from '../helpers/probe.js';
-import { ffmpegPublish, kill, startTestServer, until, waitExit, type TestServer } from '../helpers/server.js';
+import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
+import { kill, waitExit } from '../../harness/processes.js';
+import { startTestServer, until, type TestServer } from '../helpers/server.js';
 
 const repoRoot = new URL('../..', import.meta.url).pathname;
 const TOKEN = 'recovery-token-0123456789abcdef';

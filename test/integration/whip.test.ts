@@ -2,9 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasWhipClient, whipClientPublish, whipClientShim } from '../../bench/lib/whip-clients.js';
+import { hasWhipClient, whipClientPublish, whipClientShim } from '../../harness/whip-clients.js';
 import { probeLiveSegment } from '../helpers/probe.js';
-import { kill, parseMediaPlaylist, startTestServer, until, waitExit, type TestServer } from '../helpers/server.js';
+import { kill, waitExit } from '../../harness/processes.js';
+import { parseMediaPlaylist, startTestServer, until, type TestServer } from '../helpers/server.js';
 
 /**
  * WHIP ingest with a real, independent client: Debian's simple-whip-client (GStreamer webrtcbin, libnice,

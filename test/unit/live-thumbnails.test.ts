@@ -6,7 +6,8 @@
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger, type TrackSet } from '../../src/core/index.js';
-import { keyframesFromPackager, LiveThumbnails, pickRendition, type KeyframeClip, type LiveKeyframes, type LiveRenditionView } from '../../src/vod/index.js';
+import { LiveThumbnails } from '../../src/vod/recording/live-thumbnails.js';
+import { keyframesFromPackager, pickRendition, type KeyframeClip, type LiveKeyframes, type LiveRenditionView } from '../../src/vod/recording/live-keyframes.js';
 
 const INTERVAL = 10_000;
 

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { newTotals, parseLivePlaylist, runViewer } from '../../bench/lib/llhls-viewer.js';
+import { newTotals, parseLivePlaylist, runViewer } from '../../harness/llhls-viewer.js';
 
 /**
  * The soak's simulated viewer must see what goes wrong, or a green soak means nothing: these feed it

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RawHttpConnection } from '../../bench/lib/raw-http.js';
+import { RawHttpConnection } from '../../harness/raw-http.js';
 
 /** The load clients' bare HTTP/1.1 connection against a real node:http server. */
 describe('RawHttpConnection', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildFileArgs, encodeTimeoutMs, planFileRungs, rungFrameRate } from '../../src/vod/file-ladder.js';
-import { fromFfmpegBanner, fromFfprobeJson, lastReason, parseRate } from '../../src/vod/probe.js';
+import { buildFileArgs, encodeTimeoutMs, planFileRungs, rungFrameRate } from '../../src/vod/uploads/file-ladder.js';
+import { fromFfmpegBanner, fromFfprobeJson, lastReason, parseRate } from '../../src/vod/uploads/probe.js';
 
 const names = (rungs: { name: string; videoBitrateKbps: number }[]) => rungs.map((r) => `${r.name}@${r.videoBitrateKbps}`);
 

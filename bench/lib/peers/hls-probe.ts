@@ -1,6 +1,6 @@
 import { firstTfdtSeconds, firstVideoPtsTs, parseMediaPlaylist, videoTrackOfInit, type MediaPlaylist, type VideoTrack } from './media.js';
 import { getBytes, nowMs } from './http-bytes.js';
-import { sleepUnless } from '../run.js';
+import { sleepUnless } from '../../../harness/sleep.js';
 
 /**
  * Node pollers of a live media playlist, the same for every server: they GET the playlist every 50 ms

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { allStats, readStat, treeOf } from '../cpu.js';
-import { freePort, track } from '../procs.js';
+import { freePort, track } from '../../../harness/processes.js';
 import { outputOf, waitForPort, type PeerServer } from './peer.js';
 import { nginxTempPaths } from '../nginx-conf.js';
 

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, track } from '../procs.js';
+import { freePort, track } from '../../../harness/processes.js';
 import { waitForPort, type PeerServer } from './peer.js';
 
 /**

@@ -1,13 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { request } from '../http.js';
-import { startServerProcess } from '../server-proc.js';
-import { pinTree, type PeerServer, type PeerStream } from './peer.js';
+import { request } from '../../../harness/http.js';
+import { startServerProcess } from '../../../harness/server-process.js';
+import { pinTree } from '../cpu.js';
+import type { PeerServer, PeerStream } from './peer.js';
 
 const API_TOKEN = 'bench-token-0123456789abcdef';
 
 /**
- * livepack as its own process (bench/lib/server-proc.ts), default LL-HLS settings, pinned to `cpus` once
+ * livepack as its own process (harness/server-process.ts), default LL-HLS settings, pinned to `cpus` once
  * it is ready (taskset -a -p on every thread of its process tree; the start-up itself is not measured).
  */
 export async function startOurs(repoRoot: string, dataDir: string, signal: AbortSignal, cpus: string): Promise<PeerServer> {

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import net from 'node:net';
 import { allStats, treeOf } from '../cpu.js';
-import { rssOf } from '../procs.js';
+import { rssOf } from '../../../harness/processes.js';
 
 /** What one stream of a server under test is published to and watched at. */
 export interface PeerStream {
@@ -52,22 +52,6 @@ export async function waitForPort(port: number, timeoutMs: number, alive: () => 
     if (Date.now() > end) throw new Error(`${what}: nothing listens on port ${port} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/**
- * Pin every thread of every process in the tree under `root` to `cpus` (`taskset -a -p -c`). Threads and
- * processes started later inherit the affinity of the thread that starts them.
- */
-export async function pinTree(root: number, cpus: string): Promise<number[]> {
-  const pids = treeOf(root, allStats()).map((s) => s.pid);
-  for (const pid of pids) {
-    await new Promise<void>((resolve, reject) => {
-      execFile('taskset', ['-a', '-p', '-c', cpus, String(pid)], { timeout: 5000 }, (err, _out, stderr) =>
-        err ? reject(new Error(`taskset -a -p -c ${cpus} ${pid} failed: ${String(stderr).trim() || err.message}`)) : resolve(),
-      );
-    });
-  }
-  return pids;
 }
 
 /** Run a command for its output (stdout + stderr); undefined when it cannot run. */

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { track } from '../procs.js';
+import { track } from '../../../harness/processes.js';
 import type { Publisher } from '../synthetic.js';
 import { nowMs } from './http-bytes.js';
 

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from './http.js';
-import { freePort, track } from './procs.js';
+import { freePort, track } from './processes.js';
 
 export interface ServerProcess {
   readonly child: ChildProcess;

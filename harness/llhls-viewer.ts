@@ -1,5 +1,5 @@
 import { RawHttpConnection, type RawAnswer } from './raw-http.js';
-import { sleepUnless } from './run.js';
+import { sleepUnless } from './sleep.js';
 
 /**
  * A simulated LL-HLS viewer that asks the origin for what hls.js in low-latency mode asks for, without
