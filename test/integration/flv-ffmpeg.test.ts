@@ -57,7 +57,7 @@ function parse(flv: Buffer): Parsed {
 }
 
 /**
- * A source as the transcoder writes it to FFmpeg: from the first video keyframe on (StreamTranscode
+ * A source as the transcoder writes it to FFmpeg: from the first video keyframe on (StreamLadder
  * skips what comes before), through FlvWriter.
  */
 function source(clip: Buffer, retime?: (f: MediaFrame, i: number) => MediaFrame): { tracks: TrackSet; frames: MediaFrame[]; flv: Buffer; base: number } {
