@@ -1,6 +1,6 @@
 import { newId, type LadderRung, type Logger, type MediaFrame, type TrackSet } from '../core/index.js';
 import { SpeedMeter, Supervisor, type ChildHandle, type ExitInfo } from '../process/index.js';
-import { rungStreamId, type Publisher, type Reader, type StreamHub } from '../stream/index.js';
+import { rungStreamId, type Publisher, type RungStreamId, type Reader, type StreamHub } from '../stream/index.js';
 import { buildFfmpegArgs } from './args.js';
 import { FrameHold, LadderFit } from './fit.js';
 import { LoadGovernor, type GovernorOptions, type LoadSample } from './governor.js';
@@ -115,7 +115,7 @@ export class StreamLadder {
     this.#inSession = false;
     this.#endHold('source stream ended');
     await this.#stopChildSerialized();
-    for (const name of this.#everPublished) this.#o.rungHub.end(rungStreamId(this.#o.streamId, name), 'source stream ended');
+    for (const name of this.#everPublished) this.#o.rungHub.end(this.#rungId(name), 'source stream ended');
     this.#state = 'stopped';
   }
 
@@ -209,8 +209,13 @@ export class StreamLadder {
   }
 
   /** Publish a rung's stream to the rung hub (the packager adds it to the stream's renditions). */
+  /** The id a rung of this stream's ladder stands under in the rung hub. */
+  #rungId(rung: string): RungStreamId {
+    return rungStreamId({ streamId: this.#o.streamId, rung });
+  }
+
   #publishRung(name: string): Publisher {
-    const id = rungStreamId(this.#o.streamId, name);
+    const id = this.#rungId(name);
     const pub = this.#o.rungHub.publish(id, { sessionId: newId(), protocol: 'transcode', remoteAddress: 'ffmpeg', sourceSessionId: this.#sourceSession }, () => {});
     this.#everPublished.add(name);
     return pub;
@@ -218,7 +223,7 @@ export class StreamLadder {
 
   /** A rung's stream ends (its playlist goes on with gaps; it leaves the multivariant playlist). */
   #endRung(name: string, reason: string): void {
-    this.#o.rungHub.end(rungStreamId(this.#o.streamId, name), reason);
+    this.#o.rungHub.end(this.#rungId(name), reason);
     this.#everPublished.delete(name);
   }
 
@@ -412,7 +417,7 @@ export class StreamLadder {
       this.#state = 'failed';
       this.#supervisor = undefined; // no child, no slot
       this.#log.error({ reason: this.#lastError }, 'FFmpeg failed to start repeatedly: serving the source only');
-      for (const name of this.#everPublished) this.#o.rungHub.end(rungStreamId(this.#o.streamId, name), 'transcoder failed');
+      for (const name of this.#everPublished) this.#o.rungHub.end(this.#rungId(name), 'transcoder failed');
       this.#everPublished.clear();
     });
     this.#log.warn({ kind: info.kind, code: info.code, signal: info.signal, stderr: info.stderrTail.slice(-5) }, 'FFmpeg exited');
@@ -433,7 +438,7 @@ export class StreamLadder {
     const ladderKbps = new Map(this.#o.ladder.map((r) => [r.name, r.videoBitrateKbps]));
     const dropped = new Set(this.#dropped.map((r) => r.name));
     const rungs: RungStatus[] = all.map((r) => {
-      const live = rungHub.status(rungStreamId(this.#o.streamId, r.name));
+      const live = rungHub.status(this.#rungId(r.name));
       const tracks = live?.tracks?.video;
       return {
         name: r.name,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger, type MediaFrame, type TrackSet } from '../../src/core/index.js';
-import { LivePackager, renderMediaPlaylist } from '../../src/packager/index.js';
+import { LivePackager } from '../../src/packager/index.js';
+import { renderMediaPlaylist } from '../../src/packager/playlist.js';
 import { rungStreamId, StreamHub, type Publisher } from '../../src/stream/index.js';
 import { parseMediaPlaylist } from '../helpers/server.js';
 
