@@ -76,7 +76,7 @@ async function run(opts: { gop: number; frames: number; join: number; outage?: [
   let audioJ = 0;
   let rungFirst = true;
   const startRung = () => {
-    rung = rungHub.publish(rungStreamId('s1', '360p'), { sessionId: `r${++rungSession}`, protocol: 'transcode', remoteAddress: 'ffmpeg', sourceSessionId: 'src-1' }, () => {});
+    rung = rungHub.publish(rungStreamId({ streamId: 's1', rung: '360p' }), { sessionId: `r${++rungSession}`, protocol: 'transcode', remoteAddress: 'ffmpeg', sourceSessionId: 'src-1' }, () => {});
     rung.setTracks(tracks(360));
     rungFirst = true;
   };
@@ -96,7 +96,7 @@ async function run(opts: { gop: number; frames: number; join: number; outage?: [
     if (r === opts.join) startRung();
     if (opts.outage && r === opts.outage[0]) rung?.close('ffmpeg killed');
     if (opts.outage && r === opts.outage[1]) startRung();
-    if (r === opts.stopAt) rungHub.end(rungStreamId('s1', '360p'), 'dropped: not enough CPU');
+    if (r === opts.stopAt) rungHub.end(rungStreamId({ streamId: 's1', rung: '360p' }), 'dropped: not enough CPU');
     if (rung && !rung.closed && r >= 0) {
       rung.write(rungVideo(r, opts.gop, rungFirst));
       rungFirst = false;
