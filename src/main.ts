@@ -1,25 +1,24 @@
 /**
  * Composition root: read config, build every module in order, wire them, and shut down in reverse.
- * The only place that builds concrete instances.
+ * The only place that builds concrete instances (with components.ts, which makes each from its config).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
-import { buildApp } from './api/index.js';
-import { openCatalog, type Catalog } from './catalog/index.js';
+import { buildApp, PlaybackTokens } from './api/index.js';
+import { openCatalog, SessionJournal, type Catalog } from './catalog/index.js';
+import { byStreamKey, httpSettings, newHubs, newLiveThumbnails, newRtmpServer, newTranscoder, newUploads, newVodWorker, newWebRtcIngest } from './components.js';
 import { loadConfig, type Config } from './config/index.js';
-import { AppError, DEFAULT_LADDER, hashSecret, isAppError, newStreamKey, type Logger } from './core/index.js';
-import { RtmpServer } from './ingest/rtmp/index.js';
-import { DEFAULT_WEBRTC_LIMITS, WebRtcIngest } from './ingest/webrtc/index.js';
-import { DEFAULT_GOVERNOR, LiveTranscoder } from './livetranscode/index.js';
-import { findFfmpeg } from './process/index.js';
+import { hashSecret, isAppError, newStreamKey, type Logger } from './core/index.js';
+import type { WebRtcIngest } from './ingest/webrtc/index.js';
+import { Lifecycle } from './lifecycle.js';
 import { LiveOrigin, LivePackager } from './packager/index.js';
-import { StreamHub } from './stream/index.js';
+import { findFfmpeg } from './process/index.js';
 import { createStorage } from './storage/index.js';
-import { keyframesFromPackager, LiveThumbnails, Recorder, Uploads, VodWorker } from './vod/index.js';
-import { PlaybackTokens } from './api/index.js';
+import { Recorder, type VodWorker } from './vod/index.js';
 
 /** Longest one shutdown step (RTMP, HTTP, catalog) may take before it is cut short. */
 const SHUTDOWN_STEP_MS = 5000;
@@ -36,35 +35,27 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/**
+ * A value kept in DATA_DIR/<name>: the one there, else `bytes` random bytes (base64url) written there
+ * first with `mode` (0o600 for secrets). `created` says which.
+ */
+function keptInDataDir(config: Config, name: string, bytes: number, mode: number): { file: string; value: string; created: boolean } {
+  const file = join(config.server.dataDir, name);
+  if (existsSync(file)) return { file, value: readFileSync(file, 'utf8').trim(), created: false };
+  const value = randomBytes(bytes).toString('base64url');
+  writeFileSync(file, value + '\n', { mode });
+  return { file, value, created: true };
+}
+
 /** The operator token: API_TOKEN, else the one kept in DATA_DIR, else a new one (printed once). */
 function resolveApiToken(config: Config, log: Logger): string {
   if (config.server.apiToken) return config.server.apiToken;
-  const file = join(config.server.dataDir, 'api-token');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const token = randomBytes(24).toString('base64url');
-  writeFileSync(file, token + '\n', { mode: 0o600 });
-  log.info({ file }, 'generated an operator API token (kept in DATA_DIR)');
-  console.log(`\n  Operator API token (printed once, kept in ${file}):\n    ${token}\n`);
-  return token;
-}
-
-/** This origin's id, kept in DATA_DIR: the live runs it records carry it in the catalog. */
-function resolveNodeId(config: Config): string {
-  const file = join(config.server.dataDir, 'node-id');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const id = randomBytes(9).toString('base64url');
-  writeFileSync(file, id + '\n');
-  return id;
-}
-
-/** The playback token key: PLAYBACK_TOKEN_SECRET, else the one kept in DATA_DIR, else a new one. */
-function resolvePlaybackSecret(config: Config): string {
-  if (config.vod.playbackTokenSecret) return config.vod.playbackTokenSecret;
-  const file = join(config.server.dataDir, 'playback-secret');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const secret = randomBytes(32).toString('base64url');
-  writeFileSync(file, secret + '\n', { mode: 0o600 });
-  return secret;
+  const { file, value, created } = keptInDataDir(config, 'api-token', 24, 0o600);
+  if (created) {
+    log.info({ file }, 'generated an operator API token (kept in DATA_DIR)');
+    console.log(`\n  Operator API token (printed once, kept in ${file}):\n    ${value}\n`);
+  }
+  return value;
 }
 
 async function createDefaultStream(catalog: Catalog, config: Config): Promise<void> {
@@ -113,246 +104,103 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
   const apiToken = resolveApiToken(config, log);
   // Before anything is opened: a wrong FFMPEG_PATH is a configuration error.
   const ffmpegPath = resolveFfmpeg(config);
+  const playbackTokens = new PlaybackTokens(config.vod.playbackTokenSecret || keptInDataDir(config, 'playback-secret', 32, 0o600).value);
 
-  const playbackTokens = new PlaybackTokens(resolvePlaybackSecret(config));
-  const catalog = await openCatalog({ databaseUrl: config.catalog.databaseUrl, dataDir: config.catalog.dataDir, logger: log.child({ module: 'catalog' }) });
-  let store;
+  // One lifecycle: each component pushes its close as it is built, and a start-up failure and the shutdown
+  // unwind the same stack, so the shutdown order is this function read from the bottom up:
+  //   rtmp, webrtc (stop taking publishers) -> transcoder, live-thumbnails (every FFmpeg stopped and waited
+  //   for: none may outlive the server) -> vod-worker (jobs in progress go back to the queue) -> packager
+  //   (answers held requests without ending the playlists, ends every run) -> recorder (stores what is
+  //   waiting, finalizes the runs) -> hub (drops the streams) -> http -> storage -> catalog.
+  const life = new Lifecycle({ logger: log, stepMs: SHUTDOWN_STEP_MS });
   try {
-    store = await createStorage(config.storage, log);
-  } catch (err) {
-    await catalog.close();
-    throw err;
-  }
-  const recorder = new Recorder({ catalog, store, ffmpegPath, nodeId: resolveNodeId(config), logger: log.child({ module: 'recorder' }) });
-  let vodWorker: VodWorker | undefined;
-  const uploads = new Uploads({
-    catalog,
-    logger: log.child({ module: 'uploads' }),
-    dataDir: config.vod.dataDir,
-    s3: config.storage.s3,
-    maxBytes: config.vod.uploadMaxBytes,
-    jobAttempts: config.vod.jobAttempts,
-    onQueued: () => vodWorker?.nudge(),
-  });
-  await uploads.start();
-  if (ffmpegPath) {
-    vodWorker = new VodWorker({
-      catalog,
-      store,
-      uploads,
-      ffmpegPath,
-      x264Preset: config.transcode.x264Preset,
-      workers: config.vod.workers,
-      leaseMs: config.vod.jobLeaseMs,
-      // Only this process writes to the embedded catalog, and it nudges the worker for what it enqueues:
-      // a poll there is for nothing but a lost nudge, and costs ~4 ms of CPU in PGlite each time.
-      pollMs: catalog.kind === 'pglite' ? 30_000 : 2000,
-      logger: log.child({ module: 'vod-worker' }),
+    const catalog = await openCatalog({ databaseUrl: config.catalog.databaseUrl, dataDir: config.catalog.dataDir, logger: log.child({ module: 'catalog' }) });
+    life.push('catalog', () => catalog.close());
+    const store = await createStorage(config.storage, log);
+    life.push('storage', () => store.close());
+    // HTTP is built last (its routes reach everything) but closes late: its handlers read the storage and
+    // the catalog, and by then the packager has answered the held requests. What is left are downloads in
+    // flight: they get a step's time, then every connection is closed. So its step goes here, for the app below.
+    const http: { app?: FastifyInstance } = {};
+    life.push('http', () => http.app?.close(), { onLate: () => http.app?.server.closeAllConnections() });
+
+    const { hub, rungHub } = newHubs(config, log);
+    life.push('hub', () => {
+      hub.close();
+      rungHub.close();
     });
-  } else log.warn('no FFmpeg: uploads are queued but not packaged on this server');
-  // Runs a crash left open are listed before any new run can start.
-  const leftOpen = await recorder.recover();
-  if (leftOpen > 0) log.info({ runs: leftOpen }, 'recording: finishing runs left open by an earlier stop');
-  recorder.start();
-  const hub = new StreamHub({ ...config.stream, logger: log.child({ module: 'hub' }) });
-  // Transcoded rungs have a hub of their own: nothing that lists or records streams sees them as streams.
-  // Their grace period covers an FFmpeg restart with backoff.
-  const rungHub = new StreamHub({ ...config.stream, graceMs: Math.max(config.stream.graceMs, 30_000), logger: log.child({ module: 'rungs' }) });
-  const packager = new LivePackager({ hub, rungHub, logger: log.child({ module: 'packager' }), ...config.hls });
-  packager.observe(recorder);
-  packager.start();
-  const tc = config.transcode;
-  const transcoder = new LiveTranscoder({
-    hub,
-    rungHub,
-    logger: log.child({ module: 'transcode' }),
-    ffmpegPath,
-    x264Preset: tc.x264Preset,
-    vaapiDevice: tc.vaapiDevice,
-    readyTimeoutMs: tc.readyTimeoutMs,
-    maxStreams: tc.maxStreams,
-    governor: { ...DEFAULT_GOVERNOR, minSpeed: tc.minSpeed, slowForMs: tc.slowForMs, restoreAfterMs: tc.restoreAfterMs },
-    async resolveLadder(streamId) {
-      const s = await catalog.getStream(streamId);
-      return s?.profile === 'abr' ? (s.ladder ?? DEFAULT_LADDER) : undefined;
-    },
-  });
-  // Started after the packager: on a stream's start the packager subscribes first, so the source
-  // rendition exists (and leads) before any rung is published.
-  transcoder.start();
-  // Live thumbnails: one small FFmpeg run per live stream every LIVE_THUMBNAIL_INTERVAL_MS (0: none).
-  const thumbEvery = config.vod.liveThumbnailIntervalMs;
-  const liveThumbnails =
-    ffmpegPath && thumbEvery !== 0
-      ? new LiveThumbnails({ streams: hub, keyframes: keyframesFromPackager(packager), ffmpegPath, intervalMs: thumbEvery, logger: log.child({ module: 'thumbnails' }) })
-      : undefined;
-  await liveThumbnails?.start();
-  const origin = new LiveOrigin(packager, { holdMs: config.hls.holdMs, startupWaitMs: Math.max(config.hls.holdMs, 3 * config.hls.segmentTargetMs) });
+    let vodWorker: VodWorker | undefined;
+    const uploads = newUploads(config, catalog, () => vodWorker?.nudge(), log);
+    await uploads.start();
+    const nodeId = keptInDataDir(config, 'node-id', 9, 0o666).value;
+    const recorder = new Recorder({ catalog, store, ffmpegPath, nodeId, logger: log.child({ module: 'recorder' }) });
+    life.push('recorder', () => recorder.close(), { limitMs: 2 * SHUTDOWN_STEP_MS });
+    // Runs a crash left open are listed before any new run can start.
+    const leftOpen = await recorder.recover();
+    if (leftOpen > 0) log.info({ runs: leftOpen }, 'recording: finishing runs left open by an earlier stop');
+    recorder.start();
+    const packager = new LivePackager({ hub, rungHub, logger: log.child({ module: 'packager' }), ...config.hls });
+    life.push('packager', () => packager.close());
+    packager.observe(recorder);
+    packager.start();
+    const worker = (vodWorker = newVodWorker(config, catalog, store, uploads, ffmpegPath, log));
+    if (worker) life.push('vod-worker', () => worker.close());
+    const liveThumbnails = newLiveThumbnails(config, hub, packager, ffmpegPath, log);
+    if (liveThumbnails) life.push('live-thumbnails', () => liveThumbnails.close());
+    const transcoder = newTranscoder(config, { hub, rungHub }, catalog, ffmpegPath, log);
+    life.push('transcoder', () => transcoder.close());
+    // Started after the packager: on a stream's start the packager subscribes first, so the source
+    // rendition exists (and leads) before any rung is published.
+    transcoder.start();
+    await liveThumbnails?.start();
+    const startupWaitMs = Math.max(config.hls.holdMs, 3 * config.hls.segmentTargetMs);
+    const origin = new LiveOrigin(packager, { holdMs: config.hls.holdMs, startupWaitMs });
+    const journal = new SessionJournal(catalog, log);
+    hub.on('session-start', (streamId, info) => journal.started(streamId, info));
+    hub.on('session-end', (streamId, info, reason, stats) => journal.ended(streamId, info.sessionId, { reason, bytes: stats.bytes, frames: stats.frames }));
 
-  // Publish sessions go into the catalog; a catalog failure is logged, never stops the stream. A session's
-  // end is written after its start (with a pool they could otherwise race and leave the session open).
-  const sessionStarts = new Map<string, Promise<void>>();
-  hub.on('session-start', (streamId, info) => {
-    const started = catalog
-      .startSession({ id: info.sessionId, streamId, protocol: info.protocol, remoteAddress: info.remoteAddress, startedAt: new Date() })
-      .catch((err) => log.warn({ err, stream: streamId }, 'could not record publish session'));
-    sessionStarts.set(info.sessionId, started);
-  });
-  hub.on('session-end', (streamId, info, reason, stats) => {
-    const endedAt = new Date();
-    const started = sessionStarts.get(info.sessionId) ?? Promise.resolve();
-    sessionStarts.delete(info.sessionId);
-    void started
-      .then(() => catalog.endSession(info.sessionId, { endedAt, reason, bytes: stats.bytes, frames: stats.frames }))
-      .catch((err) => log.warn({ err, stream: streamId }, 'could not record end of publish session'));
-  });
-
-  const tls = config.rtmp.tls;
-  const rtmp = new RtmpServer({
-    host: config.rtmp.host,
-    port: config.rtmp.port,
-    tls: tls ? { port: tls.port, cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } : undefined,
-    limits: config.rtmp.limits,
-    hub,
-    logger: log.child({ module: 'rtmp' }),
-    async authorize(app, streamKey) {
-      if (app !== 'live') throw new AppError('E_STREAM_KEY_INVALID', `unknown application "${app}" (publish to /live/<streamKey>)`);
-      // Keys are looked up by their SHA-256: the database compares hashes, never the key itself.
-      const s = await catalog.findStreamByKeyHash(hashSecret(streamKey));
-      if (!s) throw new AppError('E_STREAM_KEY_INVALID', 'unknown stream key');
-      return { streamId: s.id };
-    },
-  });
-
-  // WHIP publishers: the same key lookup as RTMP, into the same hub; Opus becomes AAC through FFmpeg.
-  const wc = config.webrtc;
-  const webrtc = wc.enabled
-    ? new WebRtcIngest({
-        network: { bindAddress: wc.bindAddress, portMin: wc.portMin, portMax: wc.portMax, publicAddress: wc.publicAddress, iceServers: wc.iceServers },
-        limits: {
-          ...DEFAULT_WEBRTC_LIMITS,
-          maxSessions: wc.maxSessions,
-          jitterBufferMs: wc.jitterBufferMs,
-          maxBitrateKbps: wc.maxBitrateKbps,
-          // The segmenter cuts at the first keyframe at or after the segment target: asking for one when the
-          // target has passed since the last one makes it arrive a frame or two after (segments of ~2.05 s).
-          keyframeIntervalMs: config.hls.segmentTargetMs,
-        },
-        hub,
-        ffmpegPath,
-        logger: log.child({ module: 'webrtc' }),
-        async authorize(streamKey) {
-          const s = await catalog.findStreamByKeyHash(hashSecret(streamKey));
-          if (!s) throw new AppError('E_STREAM_KEY_INVALID', 'unknown stream key');
-          return { streamId: s.id };
-        },
-      })
-    : undefined;
-
-  const app = await buildApp({
-    catalog,
-    hub,
-    packager,
-    transcoder,
-    origin,
-    apiToken,
-    publicBaseUrl: config.server.publicBaseUrl,
-    publicRtmpUrl: config.server.publicRtmpUrl,
-    ingestCounters: () => rtmp.counters,
-    store,
-    recorder,
-    playbackTokens,
-    playbackTokenTtlSeconds: config.vod.playbackTokenTtlSeconds,
-    uploads,
-    vodWorker: vodWorker?.counters,
-    liveThumbnails,
-    webrtc,
-    logger: log.child({ module: 'http' }),
-  });
-
-  let rtmpAddr: { port: number; tlsPort?: number };
-  try {
+    const authorize = byStreamKey(catalog);
+    const webrtc = newWebRtcIngest(config, hub, authorize, ffmpegPath, log);
+    if (webrtc) life.push('webrtc', () => webrtc.close());
+    const rtmp = newRtmpServer(config, hub, authorize, log);
+    life.push('rtmp', () => rtmp.close());
+    const parts = { catalog, hub, packager, transcoder, origin, store, recorder, playbackTokens, uploads, liveThumbnails, webrtc };
+    const more = { apiToken, ingestCounters: () => rtmp.counters, vodWorker: worker?.counters };
+    const app = await buildApp({ ...parts, ...more, ...httpSettings(config, log) });
+    http.app = app;
     await app.listen({ host: config.server.host, port: config.server.httpPort });
-    rtmpAddr = await rtmp.start();
+    const rtmpAddr = await rtmp.start();
+    void worker?.start();
+    await createDefaultStream(catalog, config);
+
+    const address = app.server.address();
+    const httpPort = typeof address === 'object' && address ? address.port : config.server.httpPort;
+    log.info({ httpPort, rtmpPort: rtmpAddr.port, rtmpsPort: rtmpAddr.tlsPort, catalog: catalog.kind, startupMs: Math.round(performance.now() - started) }, 'server started');
+    let closing: Promise<void> | undefined;
+    return {
+      get shutdownStep() {
+        return life.step;
+      },
+      httpPort,
+      rtmpPort: rtmpAddr.port,
+      rtmpsPort: rtmpAddr.tlsPort,
+      apiToken,
+      webrtc,
+      close: () => (closing ??= shutdown(life, log)),
+    };
   } catch (err) {
-    await app.close().catch(() => {});
-    await rtmp.close().catch(() => {});
-    await webrtc?.close().catch(() => {});
-    await transcoder.close();
-    await liveThumbnails?.close();
-    await vodWorker?.close();
-    packager.close();
-    await recorder.close();
-    hub.close();
-    rungHub.close();
-    await store.close();
-    await catalog.close();
+    // Whatever had started is closed, last started first, as on shutdown.
+    await life.close();
     throw err;
   }
-  vodWorker?.start();
-  await createDefaultStream(catalog, config);
-  const address = app.server.address();
-  const httpPort = typeof address === 'object' && address ? address.port : config.server.httpPort;
-  log.info({ httpPort, rtmpPort: rtmpAddr.port, rtmpsPort: rtmpAddr.tlsPort, catalog: catalog.kind, startupMs: Math.round(performance.now() - started) }, 'server started');
+}
 
-  let closing: Promise<void> | undefined;
-  let shutdownStep = 'running';
-  return {
-    get shutdownStep() {
-      return shutdownStep;
-    },
-    httpPort,
-    rtmpPort: rtmpAddr.port,
-    rtmpsPort: rtmpAddr.tlsPort,
-    apiToken,
-    webrtc,
-    close() {
-      // Reverse order of construction: stop taking publishers, answer held requests (without ending the
-      // playlists: viewers move to another origin or wait for the restart), drop the streams, stop HTTP,
-      // close the catalog.
-      closing ??= (async () => {
-        const t0 = performance.now();
-        // Every step is bounded: a shutdown that waits forever for one stuck client or query is worse
-        // than one that cuts it off. A step over its time is logged with its name.
-        const step = async (name: string, fn: () => unknown, limitMs = SHUTDOWN_STEP_MS, onLate?: () => void) => {
-          shutdownStep = name;
-          let timer: NodeJS.Timeout | undefined;
-          const late = new Promise<'late'>((resolve) => {
-            timer = setTimeout(() => resolve('late'), limitMs);
-          });
-          const outcome = await Promise.race([Promise.resolve(fn()).then(() => 'done' as const), late]);
-          clearTimeout(timer);
-          if (outcome === 'late') {
-            log.warn({ step: name, limitMs }, 'shutdown step did not finish in time; going on');
-            onLate?.();
-          }
-          log.debug({ step: name, ms: Math.round(performance.now() - t0) }, 'shutdown step done');
-        };
-        await step('rtmp', () => rtmp.close());
-        await step('webrtc', () => webrtc?.close());
-        // Every FFmpeg is stopped and waited for: none may outlive the server.
-        await step('transcoder', () => transcoder.close());
-        await step('live-thumbnails', () => liveThumbnails?.close());
-        // Jobs in progress go back to the queue (another server, or this one after its restart, takes them).
-        await step('vod-worker', () => vodWorker?.close());
-        // Closing the packager ends every run; the recorder stores what is waiting and finalizes them.
-        await step('packager', () => packager.close());
-        await step('recorder', () => recorder.close(), 2 * SHUTDOWN_STEP_MS);
-        await step('hub', () => {
-          hub.close();
-          rungHub.close();
-        });
-        // Held requests were answered above; what is left are downloads in flight. Give them a moment,
-        // then close every connection.
-        await step('http', () => app.close(), SHUTDOWN_STEP_MS, () => app.server.closeAllConnections());
-        await step('storage', () => store.close());
-        await step('catalog', () => catalog.close());
-        shutdownStep = 'stopped';
-        log.info({ ms: Math.round(performance.now() - t0) }, 'server stopped');
-      })();
-      return closing;
-    },
-  };
+/** Unwinds the lifecycle; rejects once it is done if a step failed (the process then exits non-zero). */
+async function shutdown(life: Lifecycle, log: Logger): Promise<void> {
+  const t0 = performance.now();
+  const { failed } = await life.close();
+  log.info({ ms: Math.round(performance.now() - t0) }, 'server stopped');
+  if (failed.length > 0) throw new Error(`shutdown steps failed: ${failed.join(', ')}`);
 }
 
 async function main(): Promise<void> {

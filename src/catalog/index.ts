@@ -9,9 +9,11 @@ import { VideoStore } from './videos.js';
 import { JobQueue } from './jobs.js';
 import type { NewStream, Page, PublishSessionRecord, StreamPatch, StreamRecord } from './types.js';
 
-export type { LadderRung, NewStream, Page, PublishSessionRecord, StreamPatch, StreamProfile, StreamRecord } from './types.js';
-export { MAX_PAGE_SIZE, effectiveLadder } from './types.js';
-export { VideoStore, VISIBILITIES, VIDEO_STATUSES } from './videos.js';
+export type { LadderRung, NewStream, Page, PublishSessionRecord, StreamPatch, StreamProfile, StreamRecord, Visibility } from './types.js';
+export { MAX_PAGE_SIZE, VISIBILITIES, effectiveLadder } from './types.js';
+export { VideoStore, VIDEO_STATUSES } from './videos.js';
+export { SessionJournal } from './session-journal.js';
+export type { SessionWriter } from './session-journal.js';
 export { JobQueue, JOB_STATES } from './jobs.js';
 export type { JobQueueOptions, JobRecord, JobState, NewJob } from './jobs.js';
 export type {
@@ -25,7 +27,6 @@ export type {
   VideoStatus,
   VideoType,
   ViewRecord,
-  Visibility,
   WatchBeacon,
 } from './videos.js';
 

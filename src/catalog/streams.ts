@@ -2,8 +2,7 @@ import { AppError, newId, validateLadder } from '../core/index.js';
 import type { LadderRung } from '../core/index.js';
 import type { Queryable } from './db.js';
 import { checkLimit, toDate, toNumber } from './types.js';
-import type { NewStream, Page, StreamPatch, StreamProfile, StreamRecord } from './types.js';
-import type { Visibility } from './videos.js';
+import type { NewStream, Page, StreamPatch, StreamProfile, StreamRecord, Visibility } from './types.js';
 
 interface StreamRow {
   id: string;

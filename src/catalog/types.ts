@@ -1,8 +1,11 @@
 import { AppError, DEFAULT_LADDER } from '../core/index.js';
 import type { LadderRung, StreamProfile } from '../core/index.js';
-import type { Visibility } from './videos.js';
 
 export type { LadderRung, StreamProfile };
+
+/** Who may watch a stream or a video. */
+export const VISIBILITIES = ['public', 'unlisted', 'private'] as const;
+export type Visibility = (typeof VISIBILITIES)[number];
 
 export interface StreamRecord {
   id: string;

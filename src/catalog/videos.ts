@@ -1,10 +1,8 @@
 import { AppError, newId } from '../core/index.js';
 import type { Queryable } from './db.js';
 import { checkLimit, toDate, toNumber } from './types.js';
-import type { Page } from './types.js';
+import type { Page, Visibility } from './types.js';
 
-export const VISIBILITIES = ['public', 'unlisted', 'private'] as const;
-export type Visibility = (typeof VISIBILITIES)[number];
 export const VIDEO_STATUSES = ['live', 'uploading', 'queued', 'processing', 'ready', 'failed'] as const;
 export type VideoStatus = (typeof VIDEO_STATUSES)[number];
 export type VideoType = 'live' | 'vod';

@@ -1,8 +1,15 @@
 /**
- * Every setting the server reads: environment variable, type, default, limits, meaning. The README's
- * configuration reference lists the same table; keep them in step.
+ * Every setting the server reads: environment variable, type, default, limits, meaning, and the rule its
+ * value must follow. The configuration reference lists the same table; keep them in step.
  */
 export type SettingType = 'int' | 'string' | 'bool';
+export type SettingValue = string | number | boolean | undefined;
+
+/** What a rule sees besides the value: the setting's name, and the other settings' values (already read). */
+export interface CheckContext {
+  readonly env: string;
+  readonly get: (env: string) => SettingValue;
+}
 
 export interface Setting {
   readonly env: string;
@@ -11,28 +18,88 @@ export interface Setting {
   readonly min?: number;
   readonly max?: number;
   readonly doc: string;
+  /**
+   * The rule on the value once read by type, default and limits (undefined when unset without a default):
+   * the message saying what is wrong, or undefined. Rules run in table order after every value is read.
+   */
+  readonly check?: (value: SettingValue, ctx: CheckContext) => string | undefined;
 }
+
+/** The value as an error message shows it. */
+const shown = (v: SettingValue) => JSON.stringify(v);
+
+/** A rule on a string setting that is set. */
+const ifSet =
+  (rule: (v: string, ctx: CheckContext) => string | undefined) =>
+  (v: SettingValue, ctx: CheckContext): string | undefined =>
+    typeof v === 'string' ? rule(v, ctx) : undefined;
+
+/**
+ * A URL, with one of `schemes` when given: "localhost:8080" parses as a URL of scheme "localhost:", and the
+ * URLs handed to viewers and broadcasters need theirs.
+ */
+const url = (schemes?: readonly string[]) =>
+  ifSet((v, { env }) => {
+    if (!URL.canParse(v)) return `${env}=${shown(v)} is not a URL`;
+    if (schemes && !schemes.includes(new URL(v).protocol)) return `${env}=${shown(v)} must start with ${schemes.map((x) => `${x}//`).join(' or ')}`;
+    return undefined;
+  });
+
+const oneOf = (values: readonly string[], said = `one of ${values.join(', ')}`) =>
+  ifSet((v, { env }) => (values.includes(v) ? undefined : `${env}=${shown(v)} must be ${said}`));
+
+const minLength = (n: number) => ifSet((v, { env }) => (v.length < n ? `${env} must be at least ${n} characters` : undefined));
+
+/** An IPv4 or IPv6 address (as WebRTC binds and announces them). */
+export const IP_LIKE = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]+)$/;
+const ipAddress = ifSet((v, { env }) => (IP_LIKE.test(v) ? undefined : `${env}=${shown(v)} must be an IP address`));
+
+/** A comma-separated list, blanks dropped. */
+export function listOf(v: string | undefined): string[] {
+  return (v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const X264_PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow', 'placebo'];
 
 export const SETTINGS = [
   { env: 'HOST', type: 'string', default: '0.0.0.0', doc: 'Address the RTMP and HTTP servers bind to.' },
   { env: 'HTTP_PORT', type: 'int', default: 8080, min: 0, max: 65535, doc: 'HTTP port: API, origin, player, metrics.' },
   { env: 'RTMP_PORT', type: 'int', default: 1935, min: 0, max: 65535, doc: 'RTMP ingest port.' },
   { env: 'RTMPS_PORT', type: 'int', default: 1936, min: 0, max: 65535, doc: 'RTMPS ingest port; used only when RTMPS_CERT and RTMPS_KEY are set.' },
-  { env: 'RTMPS_CERT', type: 'string', doc: 'Path to the PEM certificate (chain) for RTMPS.' },
+  { env: 'RTMPS_CERT', type: 'string', doc: 'Path to the PEM certificate (chain) for RTMPS.',
+    check: (v, { get }) => (Boolean(v) !== Boolean(get('RTMPS_KEY')) ? 'RTMPS_CERT and RTMPS_KEY must be set together' : undefined) },
   { env: 'RTMPS_KEY', type: 'string', doc: 'Path to the PEM private key for RTMPS.' },
   { env: 'DATA_DIR', type: 'string', default: './data', doc: 'Where the embedded catalog, the generated API token and media live.' },
-  { env: 'API_TOKEN', type: 'string', doc: 'Operator bearer token for /api/v1. When unset, one is generated on first start, kept in DATA_DIR/api-token and printed once.' },
-  { env: 'PUBLIC_BASE_URL', type: 'string', doc: 'Base URL viewers reach (CDN or origin), used in playback URLs the API returns. Default: http://localhost:HTTP_PORT.' },
-  { env: 'PUBLIC_RTMP_URL', type: 'string', doc: 'Base RTMP URL broadcasters reach, used in ingest URLs the API returns. Default: rtmp://localhost:RTMP_PORT/live.' },
-  { env: 'DATABASE_URL', type: 'string', doc: 'PostgreSQL connection string. When unset, the embedded PGlite catalog under DATA_DIR/catalog is used.' },
-  { env: 'S3_BUCKET', type: 'string', doc: 'S3 bucket for recordings and uploads. When unset, media is kept as files under DATA_DIR/media.' },
-  { env: 'S3_ENDPOINT', type: 'string', doc: 'URL of an S3-compatible service (MinIO...). Unset: AWS S3. Credentials come from the AWS SDK chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, instance role).' },
-  { env: 'S3_REGION', type: 'string', default: 'us-east-1', doc: 'Region of the S3 bucket.' },
+  { env: 'API_TOKEN', type: 'string', doc: 'Operator bearer token for /api/v1. When unset, one is generated on first start, kept in DATA_DIR/api-token and printed once.',
+    check: minLength(16) },
+  { env: 'PUBLIC_BASE_URL', type: 'string', doc: 'Base URL viewers reach (CDN or origin), used in playback URLs the API returns. Default: http://localhost:HTTP_PORT.',
+    check: url(['http:', 'https:']) },
+  { env: 'PUBLIC_RTMP_URL', type: 'string', doc: 'Base RTMP URL broadcasters reach, used in ingest URLs the API returns. Default: rtmp://localhost:RTMP_PORT/live.',
+    check: url(['rtmp:', 'rtmps:']) },
+  { env: 'DATABASE_URL', type: 'string', doc: 'PostgreSQL connection string. When unset, the embedded PGlite catalog under DATA_DIR/catalog is used.',
+    check: url() },
+  { env: 'S3_BUCKET', type: 'string', doc: 'S3 bucket for recordings and uploads. When unset, media is kept as files under DATA_DIR/media.',
+    check: ifSet((v) =>
+      // As S3 allows them for new buckets (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+      /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(v) ? undefined : `S3_BUCKET=${shown(v)} is not a bucket name (3 to 63 lowercase letters, digits, dots and hyphens)`,
+    ) },
+  { env: 'S3_ENDPOINT', type: 'string', doc: 'URL of an S3-compatible service (MinIO...). Unset: AWS S3. Credentials come from the AWS SDK chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, instance role).',
+    check: ifSet((v, { get }) => {
+      if (get('S3_BUCKET') === undefined) return 'S3_ENDPOINT is set but S3_BUCKET is not (media would silently stay on disk)';
+      if (!URL.canParse(v) || !['http:', 'https:'].includes(new URL(v).protocol)) return `S3_ENDPOINT=${shown(v)} must be a URL starting with http:// or https://`;
+      return undefined;
+    }) },
+  { env: 'S3_REGION', type: 'string', default: 'us-east-1', doc: 'Region of the S3 bucket.',
+    check: ifSet((v) => (/^[a-z0-9-]{1,32}$/.test(v) ? undefined : `S3_REGION=${shown(v)} is not a region name (such as us-east-1)`)) },
   { env: 'S3_FORCE_PATH_STYLE', type: 'bool', default: false, doc: 'Address the bucket in the URL path (http://host/bucket/key) rather than the host name; MinIO needs it.' },
-  { env: 'LOG_FORMAT', type: 'string', default: 'auto', doc: 'json (one JSON object a line, for log shippers), pretty (for people), or auto: pretty when stdout is a terminal.' },
-  { env: 'LOG_LEVEL', type: 'string', default: 'info', doc: 'pino log level: fatal, error, warn, info, debug, trace, silent.' },
+  { env: 'LOG_FORMAT', type: 'string', default: 'auto', doc: 'json (one JSON object a line, for log shippers), pretty (for people), or auto: pretty when stdout is a terminal.',
+    check: oneOf(['auto', 'json', 'pretty'], 'auto, json or pretty') },
+  { env: 'LOG_LEVEL', type: 'string', default: 'info', doc: 'pino log level: fatal, error, warn, info, debug, trace, silent.',
+    check: oneOf(LOG_LEVELS) },
   { env: 'HLS_PART_TARGET_MS', type: 'int', default: 200, min: 50, max: 2000, doc: 'LL-HLS part target; fitted to whole frames (29.97 fps gives 0.201 s).' },
-  { env: 'HLS_SEGMENT_TARGET_MS', type: 'int', default: 2000, min: 500, max: 10000, doc: 'Segment target; segments are cut at the first keyframe after it. Set the encoder keyframe interval to divide it.' },
+  { env: 'HLS_SEGMENT_TARGET_MS', type: 'int', default: 2000, min: 500, max: 10000, doc: 'Segment target; segments are cut at the first keyframe after it. Set the encoder keyframe interval to divide it.',
+    check: (v, { get }) => ((v as number) < 2 * (get('HLS_PART_TARGET_MS') as number) ? 'HLS_SEGMENT_TARGET_MS must be at least twice HLS_PART_TARGET_MS' : undefined) },
   { env: 'HLS_WINDOW_SECONDS', type: 'int', default: 24, min: 6, max: 600, doc: 'Seconds of complete segments each live media playlist lists.' },
   { env: 'HLS_HOLD_MS', type: 'int', default: 6000, min: 500, max: 30000, doc: 'Longest a blocking playlist request or a preload-hint part request is held.' },
   { env: 'HLS_MAX_HELD_REQUESTS', type: 'int', default: 5000, min: 1, max: 1000000, doc: 'Blocking playlist and preload-hint requests held at once per rendition; more get 429 (put a CDN in front for large audiences).' },
@@ -46,16 +113,24 @@ export const SETTINGS = [
   { env: 'RTMP_MAX_CHUNK_SIZE', type: 'int', default: 65536, min: 128, max: 16777215, doc: 'Largest chunk size a client may set.' },
   { env: 'RTMP_MAX_MESSAGE_SIZE', type: 'int', default: 8388608, min: 65536, max: 67108864, doc: 'Largest RTMP message (one video frame) accepted.' },
   { env: 'WEBRTC_ENABLED', type: 'bool', default: true, doc: 'Accept WebRTC publishers over WHIP (POST /whip) and serve the /publish page.' },
-  { env: 'WEBRTC_UDP_PORT_MIN', type: 'int', default: 20000, min: 1024, max: 65535, doc: 'Lowest UDP port for WebRTC media (ICE); each WHIP session takes one port. Open the range in the firewall.' },
+  { env: 'WEBRTC_UDP_PORT_MIN', type: 'int', default: 20000, min: 1024, max: 65535, doc: 'Lowest UDP port for WebRTC media (ICE); each WHIP session takes one port. Open the range in the firewall.',
+    check: (v, { get }) => ((v as number) >= (get('WEBRTC_UDP_PORT_MAX') as number) ? 'WEBRTC_UDP_PORT_MIN must be below WEBRTC_UDP_PORT_MAX' : undefined) },
   { env: 'WEBRTC_UDP_PORT_MAX', type: 'int', default: 20999, min: 1024, max: 65535, doc: 'Highest UDP port for WebRTC media; the range bounds the sessions at once as well.' },
-  { env: 'WEBRTC_BIND_ADDRESS', type: 'string', doc: 'Address WebRTC media binds to and announces as its host candidate. Default: HOST, or every interface when HOST is 0.0.0.0 or ::.' },
-  { env: 'WEBRTC_PUBLIC_ADDRESS', type: 'string', doc: 'Public IP announced in WHIP answers instead of the host address: a server behind a 1:1 NAT (cloud VM with an elastic IP) forwarding the same UDP ports.' },
-  { env: 'WEBRTC_ICE_SERVERS', type: 'string', doc: 'Comma-separated STUN/TURN URLs (stun:host:port, turn:user:password@host:port) used by the server and sent to WHIP clients in Link headers.' },
+  { env: 'WEBRTC_BIND_ADDRESS', type: 'string', doc: 'Address WebRTC media binds to and announces as its host candidate. Default: HOST, or every interface when HOST is 0.0.0.0 or ::.',
+    check: ipAddress },
+  { env: 'WEBRTC_PUBLIC_ADDRESS', type: 'string', doc: 'Public IP announced in WHIP answers instead of the host address: a server behind a 1:1 NAT (cloud VM with an elastic IP) forwarding the same UDP ports.',
+    check: ipAddress },
+  { env: 'WEBRTC_ICE_SERVERS', type: 'string', doc: 'Comma-separated STUN/TURN URLs (stun:host:port, turn:user:password@host:port) used by the server and sent to WHIP clients in Link headers.',
+    check: ifSet((v) => {
+      const bad = listOf(v).find((u) => !/^(stun|turns?):[^\s,]+$/.test(u));
+      return bad === undefined ? undefined : `WEBRTC_ICE_SERVERS: ${shown(bad)} is not a stun:, turn: or turns: URL`;
+    }) },
   { env: 'WEBRTC_MAX_SESSIONS', type: 'int', default: 100, min: 1, max: 10000, doc: 'WHIP sessions at once; more are refused with 429.' },
   { env: 'WEBRTC_JITTER_BUFFER_MS', type: 'int', default: 150, min: 20, max: 2000, doc: 'Longest a gap in the RTP sequence holds back the packets after it while NACKs ask for the missing ones (raise it for publishers with long round trips).' },
   { env: 'WEBRTC_MAX_BITRATE_KBPS', type: 'int', default: 8000, min: 300, max: 100000, doc: 'Bitrate a WebRTC publisher may use, announced to it with REMB (browsers otherwise stay near their start bitrate).' },
   { env: 'FFMPEG_PATH', type: 'string', doc: 'FFmpeg for the ABR ladder. Default: ffmpeg on PATH, else the one in @ffmpeg-installer/linux-x64 if installed; without any, ABR streams are served as passthrough.' },
-  { env: 'TRANSCODE_X264_PRESET', type: 'string', default: 'veryfast', doc: 'libx264 preset of transcoded rungs (ultrafast ... veryslow): CPU per rung against quality per bit.' },
+  { env: 'TRANSCODE_X264_PRESET', type: 'string', default: 'veryfast', doc: 'libx264 preset of transcoded rungs (ultrafast ... veryslow): CPU per rung against quality per bit.',
+    check: oneOf(X264_PRESETS) },
   { env: 'TRANSCODE_MAX_STREAMS', type: 'int', default: 8, min: 0, max: 1000, doc: 'FFmpeg ladders running at once; a further ABR stream is served source-only until one ends (counted in /metrics).' },
   { env: 'TRANSCODE_READY_TIMEOUT_MS', type: 'int', default: 10000, min: 1000, max: 120000, doc: 'Time FFmpeg has to produce its first frame of every rung before it counts as failed to start.' },
   { env: 'TRANSCODE_MIN_SPEED_PERCENT', type: 'int', default: 90, min: 10, max: 100, doc: 'FFmpeg slower than this percentage of real time (over a few seconds) is falling behind.' },
@@ -66,9 +141,11 @@ export const SETTINGS = [
   { env: 'VOD_WORKERS', type: 'int', default: 1, min: 0, max: 64, doc: 'Upload packaging jobs this server runs at once (each runs one FFmpeg ladder); 0 runs none here (another node takes the queue).' },
   { env: 'VOD_JOB_ATTEMPTS', type: 'int', default: 3, min: 1, max: 20, doc: 'Tries of an upload packaging job before its video is failed (retried with backoff when FFmpeg or storage fail; bad media fails at once).' },
   { env: 'VOD_JOB_LEASE_MS', type: 'int', default: 30000, min: 2000, max: 3600000, doc: 'Lease of a running upload job; its worker renews it every third of this, and a job whose worker died is taken again once the lease ran out.' },
-  { env: 'PLAYBACK_TOKEN_SECRET', type: 'string', doc: 'HMAC-SHA256 key for private playback tokens (at least 32 characters). When unset, one is generated on first start and kept in DATA_DIR/playback-secret; set the same on every origin.' },
+  { env: 'PLAYBACK_TOKEN_SECRET', type: 'string', doc: 'HMAC-SHA256 key for private playback tokens (at least 32 characters). When unset, one is generated on first start and kept in DATA_DIR/playback-secret; set the same on every origin.',
+    check: minLength(32) },
   { env: 'PLAYBACK_TOKEN_TTL_SECONDS', type: 'int', default: 3600, min: 10, max: 2592000, doc: 'Default lifetime of a playback token (a request may ask for less or more, up to 30 days).' },
-  { env: 'LIVE_THUMBNAIL_INTERVAL_MS', type: 'int', min: 0, max: 600000, doc: 'How often each live stream gets a new thumbnail (one small FFmpeg run on a keyframe of its lowest rendition). Default: 10000 (10 s); 0 turns live thumbnails off.' },
+  { env: 'LIVE_THUMBNAIL_INTERVAL_MS', type: 'int', min: 0, max: 600000, doc: 'How often each live stream gets a new thumbnail (one small FFmpeg run on a keyframe of its lowest rendition). Default: 10000 (10 s); 0 turns live thumbnails off.',
+    check: (v) => (typeof v === 'number' && v > 0 && v < 1000 ? 'LIVE_THUMBNAIL_INTERVAL_MS must be 0 (off) or at least 1000' : undefined) },
   { env: 'CREATE_DEFAULT_STREAM', type: 'bool', default: true, doc: 'On first start with an empty catalog, create a stream named "default" and print its URLs.' },
 ] as const satisfies readonly Setting[];
 

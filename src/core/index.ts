@@ -7,3 +7,4 @@ export type { Clock } from './clock.js';
 export { systemClock } from './clock.js';
 export * from './codecs/index.js';
 export * from './ladder.js';
+export type { StorageSettings } from './storage-settings.js';

@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from '../core/index.js';
+import type { Logger, StorageSettings } from '../core/index.js';
 import { FsStorage } from './fs.js';
 import { S3Storage } from './s3.js';
 import type { ObjectStore } from './types.js';
@@ -12,21 +12,8 @@ export { MAX_LIST_KEYS } from './shared.js';
 export { FsStorage } from './fs.js';
 export { MIN_PART_SIZE, S3Storage } from './s3.js';
 export type { S3StorageOptions } from './s3.js';
-
-/** The settings createStorage reads (the config's `storage` section has this shape). */
-export interface StorageSettings {
-  /** DATA_DIR; without S3, objects live under `<dataDir>/media`. */
-  readonly dataDir: string;
-  /** Set when S3_BUCKET is. */
-  readonly s3:
-    | {
-        readonly bucket: string;
-        readonly endpoint: string | undefined;
-        readonly region: string;
-        readonly forcePathStyle: boolean;
-      }
-    | undefined;
-}
+/** The settings createStorage reads (the config's `storage` section). */
+export type { StorageSettings };
 
 /**
  * S3 when a bucket is configured (checked with HeadBucket, so wrong credentials or a missing bucket stop

@@ -1,0 +1,170 @@
+/**
+ * How the composition root builds each component from its configuration section: one function per
+ * component, so that startServer (main.ts) reads as the order they are built in.
+ */
+import { readFileSync } from 'node:fs';
+import type { pino } from 'pino';
+import type { Catalog } from './catalog/index.js';
+import type { Config } from './config/index.js';
+import { AppError, DEFAULT_LADDER, hashSecret } from './core/index.js';
+import { RtmpServer } from './ingest/rtmp/index.js';
+import { DEFAULT_WEBRTC_LIMITS, WebRtcIngest } from './ingest/webrtc/index.js';
+import { DEFAULT_GOVERNOR, LiveTranscoder } from './livetranscode/index.js';
+import type { LivePackager } from './packager/index.js';
+import type { ObjectStore } from './storage/index.js';
+import { StreamHub } from './stream/index.js';
+import { keyframesFromPackager, LiveThumbnails, Uploads, VodWorker } from './vod/index.js';
+
+export type Authorize = (streamKey: string) => Promise<{ streamId: string }>;
+
+/** Publishers of either protocol are let in by stream key. */
+export function byStreamKey(catalog: Catalog): Authorize {
+  return async (streamKey) => {
+    // Keys are looked up by their SHA-256: the database compares hashes, never the key itself.
+    const s = await catalog.findStreamByKeyHash(hashSecret(streamKey));
+    if (!s) throw new AppError('E_STREAM_KEY_INVALID', 'unknown stream key');
+    return { streamId: s.id };
+  };
+}
+
+export function newRtmpServer(config: Config, hub: StreamHub, authorize: Authorize, log: pino.Logger): RtmpServer {
+  const tls = config.rtmp.tls;
+  return new RtmpServer({
+    host: config.rtmp.host,
+    port: config.rtmp.port,
+    tls: tls ? { port: tls.port, cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } : undefined,
+    limits: config.rtmp.limits,
+    hub,
+    logger: log.child({ module: 'rtmp' }),
+    async authorize(app, streamKey) {
+      if (app !== 'live') throw new AppError('E_STREAM_KEY_INVALID', `unknown application "${app}" (publish to /live/<streamKey>)`);
+      return authorize(streamKey);
+    },
+  });
+}
+
+/** WHIP publishers: the same key lookup as RTMP, into the same hub; Opus becomes AAC through FFmpeg. */
+export function newWebRtcIngest(
+  config: Config,
+  hub: StreamHub,
+  authorize: Authorize,
+  ffmpegPath: string | undefined,
+  log: pino.Logger,
+): WebRtcIngest | undefined {
+  const wc = config.webrtc;
+  if (!wc.enabled) return undefined;
+  return new WebRtcIngest({
+    network: {
+      bindAddress: wc.bindAddress,
+      portMin: wc.portMin,
+      portMax: wc.portMax,
+      publicAddress: wc.publicAddress,
+      iceServers: wc.iceServers,
+    },
+    limits: {
+      ...DEFAULT_WEBRTC_LIMITS,
+      maxSessions: wc.maxSessions,
+      jitterBufferMs: wc.jitterBufferMs,
+      maxBitrateKbps: wc.maxBitrateKbps,
+      // The segmenter cuts at the first keyframe at or after the segment target: asking for one when the
+      // target has passed since the last one makes it arrive a frame or two after (segments of ~2.05 s).
+      keyframeIntervalMs: config.hls.segmentTargetMs,
+    },
+    hub,
+    ffmpegPath,
+    logger: log.child({ module: 'webrtc' }),
+    authorize,
+  });
+}
+
+export function newTranscoder(
+  config: Config,
+  hubs: { hub: StreamHub; rungHub: StreamHub },
+  catalog: Catalog,
+  ffmpegPath: string | undefined,
+  log: pino.Logger,
+): LiveTranscoder {
+  const tc = config.transcode;
+  return new LiveTranscoder({
+    ...hubs,
+    logger: log.child({ module: 'transcode' }),
+    ffmpegPath,
+    x264Preset: tc.x264Preset,
+    vaapiDevice: tc.vaapiDevice,
+    readyTimeoutMs: tc.readyTimeoutMs,
+    maxStreams: tc.maxStreams,
+    governor: { ...DEFAULT_GOVERNOR, minSpeed: tc.minSpeed, slowForMs: tc.slowForMs, restoreAfterMs: tc.restoreAfterMs },
+    async resolveLadder(streamId) {
+      const s = await catalog.getStream(streamId);
+      return s?.profile === 'abr' ? (s.ladder ?? DEFAULT_LADDER) : undefined;
+    },
+  });
+}
+
+/**
+ * The hub of live streams, and the one of transcoded rungs: nothing that lists or records streams sees
+ * those as streams. Their grace period covers an FFmpeg restart with backoff.
+ */
+export function newHubs(config: Config, log: pino.Logger): { hub: StreamHub; rungHub: StreamHub } {
+  return {
+    hub: new StreamHub({ ...config.stream, logger: log.child({ module: 'hub' }) }),
+    rungHub: new StreamHub({ ...config.stream, graceMs: Math.max(config.stream.graceMs, 30_000), logger: log.child({ module: 'rungs' }) }),
+  };
+}
+
+/** What the HTTP app takes from the configuration. */
+export function httpSettings(config: Config, log: pino.Logger) {
+  return {
+    publicBaseUrl: config.server.publicBaseUrl,
+    publicRtmpUrl: config.server.publicRtmpUrl,
+    playbackTokenTtlSeconds: config.vod.playbackTokenTtlSeconds,
+    logger: log.child({ module: 'http' }),
+  };
+}
+
+/** Uploads over tus; `onQueued` tells the worker of this process that a job waits. */
+export function newUploads(config: Config, catalog: Catalog, onQueued: () => void, log: pino.Logger): Uploads {
+  const { dataDir, uploadMaxBytes, jobAttempts } = config.vod;
+  return new Uploads({ catalog, logger: log.child({ module: 'uploads' }), dataDir, s3: config.storage.s3, maxBytes: uploadMaxBytes, jobAttempts, onQueued });
+}
+
+/** Packages uploads; none without FFmpeg (uploads are then only queued here). */
+export function newVodWorker(
+  config: Config,
+  catalog: Catalog,
+  store: ObjectStore,
+  uploads: Uploads,
+  ffmpegPath: string | undefined,
+  log: pino.Logger,
+): VodWorker | undefined {
+  if (!ffmpegPath) {
+    log.warn('no FFmpeg: uploads are queued but not packaged on this server');
+    return undefined;
+  }
+  return new VodWorker({
+    catalog,
+    store,
+    uploads,
+    ffmpegPath,
+    x264Preset: config.transcode.x264Preset,
+    workers: config.vod.workers,
+    leaseMs: config.vod.jobLeaseMs,
+    // Only this process writes to the embedded catalog, and it nudges the worker for what it enqueues:
+    // a poll there is for nothing but a lost nudge, and costs ~4 ms of CPU in PGlite each time.
+    pollMs: catalog.kind === 'pglite' ? 30_000 : 2000,
+    logger: log.child({ module: 'vod-worker' }),
+  });
+}
+
+/** Live thumbnails: one small FFmpeg run per live stream every LIVE_THUMBNAIL_INTERVAL_MS (0: none). */
+export function newLiveThumbnails(
+  config: Config,
+  hub: StreamHub,
+  packager: LivePackager,
+  ffmpegPath: string | undefined,
+  log: pino.Logger,
+): LiveThumbnails | undefined {
+  const intervalMs = config.vod.liveThumbnailIntervalMs;
+  if (!ffmpegPath || intervalMs === 0) return undefined;
+  return new LiveThumbnails({ streams: hub, keyframes: keyframesFromPackager(packager), ffmpegPath, intervalMs, logger: log.child({ module: 'thumbnails' }) });
+}
