@@ -46,6 +46,11 @@ export class Lifecycle {
     return this.#current;
   }
 
+  /** The longest the whole unwinding can take: the sum of every step's limit. */
+  get budgetMs(): number {
+    return this.#steps.reduce((sum, s) => sum + (s.limitMs ?? this.#opts.stepMs), 0);
+  }
+
   /** Adds a step that runs before every step pushed so far. Pushing once the unwinding began is a bug. */
   push(name: string, close: () => unknown, opts: StepOptions = {}): void {
     if (this.#unwinding) throw new Error(`lifecycle: "${name}" pushed after close()`);

@@ -26,6 +26,8 @@ const SHUTDOWN_STEP_MS = 5000;
 export interface RunningServer {
   /** 'running', the shutdown step in progress, or 'stopped'. */
   readonly shutdownStep: string;
+  /** The longest close() can take: the sum of its bounded steps. */
+  readonly shutdownBudgetMs: number;
   readonly httpPort: number;
   readonly rtmpPort: number;
   readonly rtmpsPort?: number;
@@ -181,6 +183,7 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
       get shutdownStep() {
         return life.step;
       },
+      shutdownBudgetMs: life.budgetMs,
       httpPort,
       rtmpPort: rtmpAddr.port,
       rtmpsPort: rtmpAddr.tlsPort,
@@ -215,7 +218,7 @@ async function main(): Promise<void> {
   const stop = (signal: string) => {
     console.error(`\n${signal} received, shutting down`);
     // Above the sum of the bounded shutdown steps, so a slow step never cuts off the catalog's close.
-    const force = setTimeout(() => process.exit(1), 60_000);
+    const force = setTimeout(() => process.exit(1), server.shutdownBudgetMs + 5000);
     force.unref();
     server.close().then(() => process.exit(0), () => process.exit(1));
   };

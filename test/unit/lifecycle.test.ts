@@ -24,6 +24,9 @@ describe('Lifecycle', () => {
       });
     }
     expect(life.step).toBe('running');
+    life.push('slow', () => undefined, { limitMs: 3000 });
+    // The budget is the sum of the limits: four steps at the default and one of its own.
+    expect(life.budgetMs).toBe(4 * 1000 + 3000);
     expect(await life.close()).toEqual({ failed: [], late: [] });
     expect(ran).toEqual(['rtmp', 'hub', 'storage', 'catalog']);
     expect(seen).toEqual(['rtmp', 'hub', 'storage', 'catalog']);
