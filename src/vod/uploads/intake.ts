@@ -19,7 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
 import { Server as TusServer, Upload, type DataStore } from '@tus/server';
-import { AppError, newId, type Logger } from '../../core/index.js';
+import { AppError, newId, type Logger, type StorageSettings } from '../../core/index.js';
 import { VISIBILITIES, type Catalog, type JobRecord, type VideoRecord, type VideoStatus, type Visibility } from '../../catalog/index.js';
 import { MAX_DESCRIPTION_LENGTH, MAX_TITLE_LENGTH } from '../assets.js';
 
@@ -52,7 +52,7 @@ export interface UploadsOptions {
   /** DATA_DIR: files go to `<dataDir>/uploads`; S3 uploads are copied to `<dataDir>/tmp` to be packaged. */
   readonly dataDir: string;
   /** When set, uploads go to this bucket (the storage section's S3 settings). */
-  readonly s3?: { readonly bucket: string; readonly endpoint: string | undefined; readonly region: string; readonly forcePathStyle: boolean } | undefined;
+  readonly s3?: StorageSettings['s3'];
   /** Largest declared size accepted, bytes. */
   readonly maxBytes: number;
   /** The packaging job's tries (VOD_JOB_ATTEMPTS). */
