@@ -52,7 +52,7 @@ const SOUND_FORMAT: Record<number, string> = {
   14: 'MP3 8 kHz',
   15: 'device-specific',
 };
-const FOURCC_VIDEO: Record<string, VideoCodec> = { avc1: 'h264', hvc1: 'h265', av01: 'av1' };
+const FOURCC_VIDEO: Partial<Record<string, VideoCodec>> = { avc1: 'h264', hvc1: 'h265', av01: 'av1' };
 
 function bad(msg: string): never {
   throw new AppError('E_PROTOCOL', msg);

@@ -28,7 +28,7 @@ const CREATE_ATTEMPTS = 3;
 /** Keys deletePrefix() gathers before deleting them. */
 const DELETE_BATCH = 1000;
 
-const isCode = (err: unknown, ...codes: string[]) => codes.includes((err as NodeJS.ErrnoException)?.code ?? '');
+const isCode = (err: unknown, ...codes: string[]) => codes.includes((err as NodeJS.ErrnoException | null | undefined)?.code ?? '');
 
 /**
  * Objects as files under `root`: key "vod/a/seg1.m4s" is the file `<root>/vod/a/seg1.m4s`, so the tree

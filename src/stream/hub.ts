@@ -282,11 +282,11 @@ export class StreamHub extends EventEmitter<HubEvents> {
    * listener to see a stream from its first event; a stream that is not live is refused.
    */
   subscribe(streamId: string, name: string): Reader {
-    let stream = this.#streams.get(streamId);
+    const stream = this.#streams.get(streamId);
     if (!stream) throw new AppError('E_STREAM_NOT_LIVE', `stream ${streamId} is not live`);
     const reader = new Reader(name, this.#opts.readerQueueFrames, (r) => {
       this.#reportDrops(streamId, r);
-      stream?.readers.delete(r);
+      stream.readers.delete(r);
     });
     stream.readers.add(reader);
     const pub = stream.publisher;

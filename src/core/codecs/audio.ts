@@ -5,7 +5,7 @@ import { BitReader, fail } from './bits.js';
 
 const AAC_SAMPLE_RATES = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
 /** channelConfiguration -> channel count (ISO/IEC 14496-3 table 1.19; 23003-3 adds 11..14). 0: in a PCE. */
-const AAC_CHANNELS: Record<number, number> = { 0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 8, 11: 7, 12: 8, 13: 24, 14: 8 };
+const AAC_CHANNELS: Partial<Record<number, number>> = { 0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 8, 11: 7, 12: 8, 13: 24, 14: 8 };
 
 function audioObjectType(r: BitReader): number {
   const t = r.bits(5);
@@ -15,7 +15,7 @@ function audioObjectType(r: BitReader): number {
 function samplingFrequency(r: BitReader): number {
   const index = r.bits(4);
   if (index === 15) return r.bits(24);
-  const rate = AAC_SAMPLE_RATES[index];
+  const rate = AAC_SAMPLE_RATES.at(index); // undefined for the reserved indexes 13 and 14
   if (rate === undefined) fail('asc: reserved samplingFrequencyIndex');
   return rate;
 }

@@ -39,6 +39,6 @@ export function codecString(track: TrackInfo): string {
 /** What a multivariant playlist says about a rendition with these tracks (CODECS, RESOLUTION, FRAME-RATE). */
 export function describeTracks(tracks: TrackSet): { codecs: string; width?: number; height?: number; frameRate?: number } {
   const { video, audio } = tracks;
-  const codecs = [video, audio].filter((t) => t !== undefined).map((t) => codecString(t!));
+  const codecs = [video, audio].filter((t) => t !== undefined).map((t) => codecString(t));
   return { codecs: codecs.join(','), width: video?.width || undefined, height: video?.height || undefined, frameRate: video?.frameRate || undefined };
 }

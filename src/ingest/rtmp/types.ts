@@ -43,7 +43,7 @@ export interface RtmpServerOptions {
   tls?: { port: number; cert: string | Buffer; key: string | Buffer };
   limits: RtmpLimits;
   /** Resolves the stream for app + key, or throws AppError('E_STREAM_KEY_INVALID'). Only app "live" is accepted. */
-  authorize(app: string, streamKey: string, remoteAddress: string): Promise<RtmpAuthResult>;
+  authorize: (app: string, streamKey: string, remoteAddress: string) => Promise<RtmpAuthResult>;
   hub: Pick<StreamHub, 'publish'>;
   logger: Logger;
 }

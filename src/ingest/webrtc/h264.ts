@@ -154,7 +154,7 @@ function spsChroma(sps: Uint8Array): { chroma: number; lumaDepth: number; chroma
   // would need 0x000003 within the first bytes; an SPS id and chroma format never produce one).
   let bit = 32;
   const read1 = () => {
-    const byte = sps[bit >> 3];
+    const byte = sps.at(bit >> 3);
     if (byte === undefined) throw new AppError('E_PROTOCOL', 'avc: truncated SPS');
     return (byte >> (7 - (bit++ & 7))) & 1;
   };

@@ -20,7 +20,7 @@ export function opusPacketSamples(p: Uint8Array): number | undefined {
   else if (config < 16) frameSamples = [480, 960][config & 1];
   else frameSamples = [120, 240, 480, 960][config & 3];
   const code = p[0] & 3;
-  let frames = code === 0 ? 1 : code === 3 ? (p.length >= 2 ? p[1] & 0x3f : 0) : 2;
+  const frames = code === 0 ? 1 : code === 3 ? (p.length >= 2 ? p[1] & 0x3f : 0) : 2;
   if (frames === 0) return undefined;
   const samples = frames * frameSamples;
   // 3.2.5: "The total duration contained within a packet MUST NOT exceed 120 ms."

@@ -132,7 +132,7 @@ export function buildFir(mediaSsrc: number, seq: number): Buffer {
 export function buildNack(mediaSsrc: number, lost: readonly number[]): Buffer | undefined {
   const fci: Array<[number, number]> = [];
   for (const seq of lost) {
-    const last = fci[fci.length - 1];
+    const last = fci.at(-1);
     const d = last ? (seq - last[0] + 65536) & 0xffff : 0;
     if (last && d >= 1 && d <= 16) last[1] |= 1 << (d - 1);
     else fci.push([seq & 0xffff, 0]);

@@ -93,10 +93,10 @@ export function parseOffer(text: string): SdpOffer {
     const line = raw.trimEnd();
     if (line.startsWith('m=')) {
       if (media.length >= MAX_MEDIA) throw bad(`more than ${MAX_MEDIA} m-sections`);
-      const [kind, port, proto, ...fmts] = line.slice(2).split(' ');
+      const [kind, port, proto = '', ...fmts] = line.slice(2).split(' ');
       if (fmts.length > MAX_FORMATS) throw bad(`more than ${MAX_FORMATS} formats in one m-section`);
       cur = {
-        kind: kind ?? '', port: Number(port), proto: proto ?? '', direction: 'sendrecv',
+        kind, port: Number(port), proto, direction: 'sendrecv',
         pts: fmts.map(Number).filter((n) => Number.isInteger(n) && n >= 0 && n <= 127),
         rtpmap: new Map(), fmtp: new Map(), fb: new Map(), ssrcs: new Set(), candidates: [],
       };
@@ -124,7 +124,8 @@ export function parseOffer(text: string): SdpOffer {
         break;
       case 'rtpmap': {
         const m = /^(\d+) ([\w.-]+)\/(\d+)(?:\/(\d+))?$/.exec(value);
-        if (m) cur.rtpmap.set(Number(m[1]), { name: m[2], clockRate: Number(m[3]), channels: Number(m[4] ?? 1) });
+        const channels: string | undefined = m?.[4]; // an optional group: undefined when absent
+        if (m) cur.rtpmap.set(Number(m[1]), { name: m[2], clockRate: Number(m[3]), channels: Number(channels ?? 1) });
         break;
       }
       case 'fmtp': {
@@ -207,7 +208,7 @@ export function negotiate(offer: SdpOffer): Negotiated {
     if (!m.iceUfrag || !m.icePwd) throw bad('no ICE credentials (a=ice-ufrag, a=ice-pwd)');
     if (m.kind === 'video' && !video) {
       if (!m.mid) throw bad('video section without a=mid');
-      const best = m.formats.map((f) => ({ f, r: h264Rank(f) })).filter((x) => x.r > 0).sort((a, b) => b.r - a.r)[0];
+      const best = m.formats.map((f) => ({ f, r: h264Rank(f) })).filter((x) => x.r > 0).sort((a, b) => b.r - a.r).at(0);
       if (!best) continue;
       video = { mid: m.mid, pt: best.f.pt, fmtp: best.f.fmtp, sprop: parseSprop(best.f.fmtp), feedback: new Set(best.f.feedback) };
     } else if (m.kind === 'audio' && !audio) {
