@@ -1,11 +1,13 @@
-export * from './cmaf/index.js';
-export { renderMediaPlaylist, renderMultivariantPlaylist, renderVodPlaylist, skippableSegments, fmtDuration } from './playlist.js';
-export type { MediaPlaylistState, PartEntry, SegmentEntry, RenditionReport, VariantEntry, RenderOptions, VodSegmentEntry } from './playlist.js';
+/**
+ * The packager's public face: what other modules use. Tests reach the internals through their own files.
+ */
+export { renderMultivariantPlaylist, renderVodPlaylist } from './playlist.js';
 export { Segmenter } from './segmenter.js';
-export type { SegmenterOptions, SegmenterSink, PartOut } from './segmenter.js';
-export { LiveRendition } from './rendition.js';
-export { LivePackager, StreamPackage } from './live.js';
-export type { LivePackagerOptions, PackageObserver, PackagerCounters } from './live.js';
+export type { PartOut, SegmenterSink } from './segmenter.js';
+export { LivePackager } from './live-packager.js';
+export type { LivePackagerOptions } from './live-packager.js';
+export type { PackagerCounters } from './feed.js';
+export type { PackageObserver } from './run-observer.js';
 export type { CompletedSegment } from './rendition.js';
-export { LiveOrigin, CACHE_IMMUTABLE, CACHE_MEDIA_PLAYLIST, CACHE_MULTIVARIANT } from './origin.js';
-export type { OriginOptions, OriginResponse } from './origin.js';
+export { LiveOrigin } from './origin.js';
+export type { OriginResponse } from './origin.js';

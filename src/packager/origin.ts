@@ -1,5 +1,9 @@
+/**
+ * The live origin: LL-HLS over HTTP without a framework, a path below /live/<streamId>/ and its query
+ * mapped to a status, headers (caching, CORS) and a body from the live packager.
+ */
 import { AppError, isAppError } from '../core/index.js';
-import type { LivePackager } from './live.js';
+import type { LivePackager } from './live-packager.js';
 
 export interface OriginResponse {
   readonly status: number;

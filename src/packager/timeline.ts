@@ -1,3 +1,7 @@
+/**
+ * The segment timeline: the source rendition's segment boundaries and session clocks, the data that
+ * alignment.ts shares between the source and its rungs.
+ */
 import { TIMESCALE } from '../core/index.js';
 
 /** How one source publish session maps onto the package's continuous timeline and the wall clock. */

@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AppError, ClosedError, type TrackSet } from '../../src/core/index.js';
 import {
-  LiveRendition,
   fmtDuration,
   renderMediaPlaylist,
   renderMultivariantPlaylist,
@@ -9,9 +8,10 @@ import {
   skippableSegments,
   type MediaPlaylistState,
   type PartEntry,
-  type PartOut,
   type SegmentEntry,
-} from '../../src/packager/index.js';
+} from '../../src/packager/playlist.js';
+import { LiveRendition } from '../../src/packager/rendition.js';
+import type { PartOut } from '../../src/packager/segmenter.js';
 
 const T0 = Date.UTC(2024, 0, 1, 12, 0, 0); // 2024-01-01T12:00:00.000Z
 

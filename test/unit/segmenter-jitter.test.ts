@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { TIMESCALE, type MediaFrame, type TrackSet } from '../../src/core/index.js';
-import { fmtDuration, Segmenter, type PartOut, type SegmenterSink } from '../../src/packager/index.js';
+import { Segmenter, type PartOut, type SegmenterSink } from '../../src/packager/index.js';
+import { fmtDuration } from '../../src/packager/playlist.js';
 
 /**
  * Parts against PART-TARGET whatever the source's frame timing: capture-clock jitter, dropped frames, a

@@ -1,3 +1,4 @@
+/** What the CMAF muxer takes: tracks and the samples of a fragment. */
 import type { TrackInfo } from '../../core/index.js';
 
 /** One track of an init segment. timescale: 90000 for video, the sample rate for audio. */

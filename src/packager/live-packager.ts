@@ -1,0 +1,106 @@
+/**
+ * The live packager: the registry of stream packages. It follows the hub (a package per stream run, with
+ * its source rendition) and the rung hub (transcoded rungs join their stream's package), and releases an
+ * ended run's package after its retention.
+ */
+import { parseRungStreamId, type StreamHub } from '../stream/index.js';
+import type { PackageObserver } from './run-observer.js';
+import type { PackagerCounters } from './feed.js';
+import { StreamPackage, type StreamPackageOptions } from './stream-package.js';
+
+export interface LivePackagerOptions extends StreamPackageOptions {
+  readonly hub: StreamHub;
+  /** Where transcoded rungs are published (stream id `<source stream id>/<rung>`); absent: source only. */
+  readonly rungHub?: StreamHub;
+  /** How long an ended stream's playlists (with EXT-X-ENDLIST) stay available. */
+  readonly endedRetentionMs: number;
+}
+
+/**
+ * Packages every live stream of the hub: a StreamPackage per stream run with its source rendition.
+ * Ended runs stay (with EXT-X-ENDLIST) for endedRetentionMs, then their memory is released.
+ */
+export class LivePackager {
+  readonly counters: PackagerCounters = { parts: 0, segments: 0, oversizedParts: 0, forcedCuts: 0, errors: 0, gapSegments: 0, unalignedSegments: 0 };
+  readonly #opts: LivePackagerOptions;
+  readonly #packages = new Map<string, StreamPackage>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #onStart = (streamId: string) => this.#startStream(streamId);
+  readonly #onEnd = (streamId: string) => this.#scheduleRemoval(streamId);
+  readonly #onRungStart = (id: string) => this.#startRung(id);
+  #closed = false;
+  #observer: PackageObserver | undefined;
+
+  constructor(opts: LivePackagerOptions) {
+    this.#opts = opts;
+  }
+
+  /** The observer of every run started from now on (one; the recorder). */
+  observe(observer: PackageObserver): void {
+    this.#observer = observer;
+  }
+
+  start(): void {
+    this.#opts.hub.on('stream-start', this.#onStart);
+    this.#opts.hub.on('stream-end', this.#onEnd);
+    this.#opts.rungHub?.on('stream-start', this.#onRungStart);
+  }
+
+  #startRung(id: string): void {
+    const parsed = parseRungStreamId(id);
+    const pkg = parsed && this.#packages.get(parsed.streamId);
+    if (!parsed || !pkg || pkg.endedAt !== undefined) return;
+    pkg.addRendition(parsed.rung, this.#opts.rungHub!.subscribe(id, `packager:${parsed.rung}`), { follow: true });
+  }
+
+  get(streamId: string): StreamPackage | undefined {
+    return this.#packages.get(streamId);
+  }
+
+  get size(): number {
+    return this.#packages.size;
+  }
+
+  heldRequests(): number {
+    let n = 0;
+    for (const p of this.#packages.values()) {
+      n += p.waitingForStart;
+      for (const r of p.renditions) n += r.heldRequests;
+    }
+    return n;
+  }
+
+  #startStream(streamId: string): void {
+    this.#packages.get(streamId)?.close();
+    const pkg = new StreamPackage(streamId, this.#opts, this.counters, this.#observer);
+    this.#packages.set(streamId, pkg);
+    pkg.addRendition('source', this.#opts.hub.subscribe(streamId, 'packager:source'));
+  }
+
+  #scheduleRemoval(streamId: string): void {
+    const pkg = this.#packages.get(streamId);
+    if (!pkg) return;
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      if (this.#packages.get(streamId) === pkg) {
+        this.#packages.delete(streamId);
+        pkg.close();
+      }
+    }, this.#opts.endedRetentionMs);
+    t.unref();
+    this.#timers.add(t);
+  }
+
+  /** Stop listening, answer every held request, release every window. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#opts.hub.off('stream-start', this.#onStart);
+    this.#opts.hub.off('stream-end', this.#onEnd);
+    this.#opts.rungHub?.off('stream-start', this.#onRungStart);
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    for (const p of this.#packages.values()) p.close();
+    this.#packages.clear();
+  }
+}
