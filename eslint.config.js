@@ -34,6 +34,13 @@ export default defineConfig(
       '@typescript-eslint/return-await': ['error', 'in-try-catch'],
       // Spreading a Promise, a Map or a class instance into an object silently copies nothing useful.
       '@typescript-eslint/no-misused-spread': 'error',
+      // Passing on a rejection as it came (an abort signal's reason, a caught error) is not a bug.
+      '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingAny: true, allowThrowingUnknown: true }],
+      // @tus/server answers a hook's thrown `{ status_code, body }` object; that one shape may be thrown.
+      '@typescript-eslint/only-throw-error': [
+        'error',
+        { allow: [{ from: 'file', name: 'TusError', path: 'src/vod/uploads/intake.ts' }], allowRethrowing: true },
+      ],
       '@typescript-eslint/no-unused-vars': unusedVars,
       // Off: an async function without await is style, not a bug, and Fastify needs plugins and hooks to be
       // async (a non-async hook with a `done` parameter is a different contract), so "fixing" it breaks them.

@@ -183,7 +183,7 @@ export class FrameHold {
   }
 
   push(frame: MediaFrame): void {
-    const first = this.#frames[0];
+    const first = this.#frames.at(0);
     if (!first) {
       if (frame.track === 'video' && frame.keyframe) this.#add(frame);
       return;

@@ -118,6 +118,7 @@ export function openRun(sup: Supervisor, handle: ChildHandle, rungs: readonly La
           else if (tag.type === 18) assembler.metadata(decodeAmf0(tag.body)[1]);
         }
       } catch (err) {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the frames pushed above may end the run
         if (!run.ended) hooks.unreadable(err, rung);
       }
     });

@@ -105,8 +105,8 @@ export class StreamLadder {
           this.#endHold('source session ended');
           await this.#stopChildSerialized();
           this.#state = 'idle';
-        } else if (ev.type === 'stream-end') {
-          break;
+        } else {
+          break; // stream-end
         }
       } catch (err) {
         this.#log.error({ err, event: ev.type }, 'transcoder failed on an event');
@@ -357,7 +357,7 @@ export class StreamLadder {
     if (this.#governor.sample(now, sample)) {
       const active = this.#activeRungs();
       // The most expensive rung: the most pixels per second.
-      const victim = [...active].sort((a, b) => b.height * b.maxFrameRate - a.height * a.maxFrameRate)[0];
+      const victim = [...active].sort((a, b) => b.height * b.maxFrameRate - a.height * a.maxFrameRate).at(0);
       if (!victim) return;
       this.#dropped.push(victim);
       this.#o.counters.rungsDropped++;

@@ -36,7 +36,7 @@ class CpuIdle {
     let idle = 0;
     let total = 0;
     now.forEach((t, i) => {
-      const p = this.#last[i];
+      const p = this.#last.at(i);
       if (!p) return;
       idle += t.idle - p.idle;
       total += t.user + t.nice + t.sys + t.irq + t.idle - (p.user + p.nice + p.sys + p.irq + p.idle);

@@ -156,7 +156,7 @@ export class Supervisor {
     const { command, extraFds = 0, stderr: limits } = this.#opts;
     this.#state = 'starting';
     let child: ChildProcess;
-    let args: string[] = [];
+    let args: string[];
     try {
       args = [...this.#opts.args()];
       const stdio: StdioOptions = Array.from({ length: 3 + extraFds }, () => 'pipe' as const);

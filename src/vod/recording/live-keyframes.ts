@@ -73,7 +73,7 @@ export function keyframesFromPackager(packages: LivePackagesView): LiveKeyframes
   return {
     async latest(streamId) {
       const r = pickRendition(packages.get(streamId)?.renditions ?? []);
-      return r ? await latestKeyframe(r) : undefined;
+      return r ? latestKeyframe(r) : undefined;
     },
   };
 }

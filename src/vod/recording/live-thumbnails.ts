@@ -211,6 +211,7 @@ export class LiveThumbnails {
       }
       const bytes = await this.#cut!(clip, ac.signal);
       // The stream ended meanwhile: nothing of it is kept.
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted while the cut ran
       if (ac.signal.aborted || this.#entries.get(streamId) !== e) return;
       if (bytes.byteLength > this.#maxBytes) {
         this.counters.oversized++;

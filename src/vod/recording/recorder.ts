@@ -89,7 +89,7 @@ const JOURNAL_BATCH_MS = 200;
 interface JournalEntry {
   readonly videoId: string;
   readonly segment: VideoSegmentRecord;
-  readonly done: (err?: unknown) => void;
+  readonly done: (err?: Error) => void;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -206,7 +206,7 @@ export class Recorder implements PackageObserver {
         if (!video) return;
         await this.#finish(video, endedAt, why);
       })()
-        .catch((err) => this.#log.error({ err, stream: run.streamId }, 'recording: could not finish the run'))
+        .catch((err: unknown) => this.#log.error({ err, stream: run.streamId }, 'recording: could not finish the run'))
         .finally(() => this.#runs.delete(runId)),
     );
   }
@@ -299,7 +299,7 @@ export class Recorder implements PackageObserver {
   #journal(videoId: string, segment: VideoSegmentRecord): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#journalBatch.push({ videoId, segment, done: (err) => (err === undefined ? resolve() : reject(err)) });
-      this.#journalTimer ??= setTimeout(() => this.#flushJournal(), JOURNAL_BATCH_MS);
+      if (!this.#journalTimer) this.#journalTimer = setTimeout(() => this.#flushJournal(), JOURNAL_BATCH_MS);
     });
   }
 
@@ -309,7 +309,7 @@ export class Recorder implements PackageObserver {
     this.#journalBatch = [];
     this.#opts.catalog.videos.addSegments(batch).then(
       () => batch.forEach((e) => e.done()),
-      (err: unknown) => batch.forEach((e) => e.done(err ?? new Error('journal insert failed'))),
+      (err: unknown) => batch.forEach((e) => e.done(err instanceof Error ? err : new Error('journal insert failed', { cause: err }))),
     );
   }
 
@@ -418,7 +418,7 @@ export class Recorder implements PackageObserver {
         (v.recording ? this.finalize(v.id) : this.#opts.catalog.videos.delete(v.id))
           .then(
             () => this.#log.info({ video: v.id, stream: v.streamId, node: v.nodeId }, 'recording: finished a run left open'),
-            (err) => this.#log.error({ err, video: v.id }, 'recording: could not finish a run left open'),
+            (err: unknown) => this.#log.error({ err, video: v.id }, 'recording: could not finish a run left open'),
           )
           .finally(() => this.#recovering.delete(v.id)),
       );

@@ -32,7 +32,7 @@ export function planFileRungs(source: { width: number; height: number }, ladder:
   const short = Math.min(source.width || source.height, source.height);
   const top = even(Math.min(short, MAX_TOP_HEIGHT));
   const sorted = [...ladder].sort((a, b) => b.height - a.height);
-  const ref = [...sorted].reverse().find((r) => r.height >= top) ?? sorted[0];
+  const ref = [...sorted].reverse().find((r) => r.height >= top) ?? sorted.at(0);
   const kbps = ref ? Math.max(MIN_TOP_KBPS, Math.round(ref.videoBitrateKbps * (top / ref.height) ** 2)) : 1000;
   const topRung: LadderRung = { name: `${top}p`, height: top, videoBitrateKbps: kbps, maxFrameRate: ref?.maxFrameRate ?? 60, encoder: 'libx264' };
   // Uploads are encoded in software whatever encoder a live ladder uses: the job queue may run anywhere.

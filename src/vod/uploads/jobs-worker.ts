@@ -186,12 +186,14 @@ export class VodWorker {
           return;
         }
         if (!job) break;
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- close() may have run while claiming
         if (this.#closing) {
           await this.#o.catalog.jobs.release(job.id, this.owner).catch(() => {});
           break;
         }
         this.#launch(job);
       }
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- nudge() and close() set these while claiming
     } while (this.#again && !this.#closing);
   }
 

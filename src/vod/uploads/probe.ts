@@ -94,7 +94,7 @@ export function ffprobeBeside(ffmpegPath: string): string | undefined {
 /** "30000/1001" -> 29.97; "0/0" and garbage -> 0. */
 export function parseRate(rate: string | undefined): number {
   if (!rate) return 0;
-  const [n, d] = rate.split('/').map(Number);
+  const [n, d] = rate.split('/').map(Number) as [number, number?];
   const v = d === undefined ? n : d > 0 ? n / d : 0;
   return Number.isFinite(v) && v > 0 && v <= 1000 ? v : 0;
 }
