@@ -18,19 +18,38 @@
   const statusEl = document.getElementById('status');
   const stats = { viewerId: randomId(), startupMs: null, rebuffers: 0, rebufferMs: 0, bitrateKbps: null, beacons: 0 };
   const state = {
-    id, kind: null, info: null, subject: null, src: null, ended: false, errors: [], latency: null, level: -1, hls: null, video, stats,
+    id,
+    kind: null,
+    info: null,
+    subject: null,
+    src: null,
+    ended: false,
+    errors: [],
+    latency: null,
+    level: -1,
+    hls: null,
+    video,
+    stats,
   };
   window.__player = state;
 
-  function setStatus(text) { statusEl.textContent = text; }
-  function setBadge(kind, text) { badge.className = 'badge ' + kind; badge.textContent = text; }
+  function setStatus(text) {
+    statusEl.textContent = text;
+  }
+  function setBadge(kind, text) {
+    badge.className = 'badge ' + kind;
+    badge.textContent = text;
+  }
   function randomId() {
     // crypto.getRandomValues works on plain http too (randomUUID needs a secure context).
     const bytes = crypto.getRandomValues(new Uint8Array(12));
     return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
   }
 
-  document.getElementById('unmute').addEventListener('click', () => { video.muted = false; video.play().catch(() => {}); });
+  document.getElementById('unmute').addEventListener('click', () => {
+    video.muted = false;
+    video.play().catch(() => {});
+  });
 
   // ---- What is <id>? -------------------------------------------------------------------------------------
 
@@ -45,7 +64,9 @@
     let u = new URL(given, location.href);
     if (u.origin !== location.origin && LOOPBACK.test(u.hostname)) u = new URL(u.pathname + u.search, location.origin);
     if (token) u.pathname = u.pathname.replace(/\/(vod|live)\/(?=[^/]+\/master\.m3u8$)/, '/t/' + encodeURIComponent(token) + '/$1/');
-    query.forEach((v, k) => { if (!u.searchParams.has(k)) u.searchParams.set(k, v); });
+    query.forEach((v, k) => {
+      if (!u.searchParams.has(k)) u.searchParams.set(k, v);
+    });
     return u.origin === location.origin ? u.pathname + u.search : u.href;
   }
   const pathUrl = (kind, of) => playbackUrl('/' + kind + '/' + encodeURIComponent(of) + '/master.m3u8');
@@ -59,7 +80,9 @@
         const res = await fetch('/api/v1/videos/' + encodeURIComponent(id), { headers: { accept: 'application/json' } });
         if (res.ok) return await res.json();
         if (res.status < 500) return null;
-      } catch (_) { /* network error: retry below */ }
+      } catch (_) {
+        /* network error: retry below */
+      }
       if (attempt >= 3) return null;
       setStatus('cannot reach the server, retrying…');
       await new Promise((r) => setTimeout(r, 2000 * attempt));
@@ -79,7 +102,10 @@
         return;
       }
       if (info.status === 'ready') return play('vod', given ? playbackUrl(given) : pathUrl('vod', info.id));
-      if (info.status === 'failed') { setStatus('This video failed to process' + (info.error ? ': ' + info.error : '') + '.'); return; }
+      if (info.status === 'failed') {
+        setStatus('This video failed to process' + (info.error ? ': ' + info.error : '') + '.');
+        return;
+      }
       setStatus('This video is ' + info.status + (info.progress ? ' (' + info.progress + ' %)' : '') + '; it plays once ready.');
       setTimeout(resolve, 5000);
       return;
@@ -156,7 +182,9 @@
       setStatus('playing ' + data.levels.length + ' rendition(s)');
       video.play().catch(() => setStatus('press play'));
     });
-    hls.on(window.Hls.Events.LEVEL_SWITCHED, (_e, data) => { state.level = data.level; });
+    hls.on(window.Hls.Events.LEVEL_SWITCHED, (_e, data) => {
+      state.level = data.level;
+    });
     hls.on(window.Hls.Events.LEVEL_UPDATED, (_e, data) => {
       if (!live || data.details.live || state.ended) return;
       state.ended = true;
@@ -168,7 +196,10 @@
     hls.on(window.Hls.Events.ERROR, (_e, data) => {
       state.errors.push({ type: data.type, details: data.details, fatal: data.fatal });
       if (!data.fatal) return;
-      if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) { hls.recoverMediaError(); return; }
+      if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
+        hls.recoverMediaError();
+        return;
+      }
       clearTimeout(retryTimer);
       if (!live) {
         // A VOD keeps its position: load again from where it stopped.
@@ -248,13 +279,17 @@
             return;
           }
         }
-      } catch (_) { /* not reachable now: try again */ }
+      } catch (_) {
+        /* not reachable now: try again */
+      }
       nextRunTimer = setTimeout(check, 2000);
     };
     nextRunTimer = setTimeout(check, 2000);
   }
 
-  video.addEventListener('ended', () => { if (state.kind === 'vod') setStatus('ended'); });
+  video.addEventListener('ended', () => {
+    if (state.kind === 'vod') setStatus('ended');
+  });
 
   quality.addEventListener('change', () => {
     // loadLevel, not currentLevel: what is buffered plays out and the next part comes from the chosen
@@ -309,7 +344,9 @@
   video.addEventListener('waiting', () => {
     if (stats.startupMs !== null && !video.seeking && !stallStart) stallStart = performance.now();
   });
-  video.addEventListener('seeking', () => { stallStart = 0; });
+  video.addEventListener('seeking', () => {
+    stallStart = 0;
+  });
 
   /** The video the beacons are about, once it is being played: the API's, or the id of a VOD found through a token. */
   function beaconVideoId() {
@@ -334,12 +371,17 @@
     let queued = false;
     try {
       queued = typeof navigator.sendBeacon === 'function' && navigator.sendBeacon(url, new Blob([json], { type: 'application/json' }));
-    } catch (_) { /* fall back to fetch below */ }
-    if (!queued) fetch(url, { method: 'POST', body: json, headers: { 'content-type': 'application/json' }, keepalive: true }).catch(() => {});
+    } catch (_) {
+      /* fall back to fetch below */
+    }
+    if (!queued)
+      fetch(url, { method: 'POST', body: json, headers: { 'content-type': 'application/json' }, keepalive: true }).catch(() => {});
     stats.beacons++;
   }
 
-  setInterval(() => { if (stats.startupMs !== null && !video.paused) beacon(); }, 10_000);
+  setInterval(() => {
+    if (stats.startupMs !== null && !video.paused) beacon();
+  }, 10_000);
   addEventListener('pagehide', beacon);
 
   resolve();

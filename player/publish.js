@@ -37,9 +37,11 @@
         if (!d.deviceId || (d.kind !== 'videoinput' && d.kind !== 'audioinput')) continue;
         const sel = d.kind === 'videoinput' ? $('camera') : $('mic');
         if ([...sel.options].some((o) => o.value === d.deviceId)) continue;
-        sel.add(new Option(d.label || d.kind + ' ' + (sel.options.length), d.deviceId));
+        sel.add(new Option(d.label || d.kind + ' ' + sel.options.length, d.deviceId));
       }
-    } catch (_) { /* labels come after permission; the defaults work anyway */ }
+    } catch (_) {
+      /* labels come after permission; the defaults work anyway */
+    }
   }
 
   /** ICE servers the server announces (RFC 9725 4.6: Link rel="ice-server"), asked with OPTIONS. */
@@ -61,11 +63,13 @@
 
   /** H.264 with packetization-mode 1, constrained baseline first (what the server takes without re-encoding). */
   function h264First() {
-    const codecs = (RTCRtpSender.getCapabilities && RTCRtpSender.getCapabilities('video') || { codecs: [] }).codecs;
+    const codecs = ((RTCRtpSender.getCapabilities && RTCRtpSender.getCapabilities('video')) || { codecs: [] }).codecs;
     const h264 = codecs.filter((c) => /h264/i.test(c.mimeType) && /packetization-mode=1/.test(c.sdpFmtpLine || ''));
     h264.sort((a, b) => rank(b) - rank(a));
     return h264;
-    function rank(c) { return /42e0/.test(c.sdpFmtpLine) ? 3 : /4200/.test(c.sdpFmtpLine) ? 2 : 1; }
+    function rank(c) {
+      return /42e0/.test(c.sdpFmtpLine) ? 3 : /4200/.test(c.sdpFmtpLine) ? 2 : 1;
+    }
   }
 
   function waitForIce(pc, ms) {
@@ -73,7 +77,10 @@
       if (pc.iceGatheringState === 'complete') return resolve();
       const t = setTimeout(resolve, ms);
       pc.addEventListener('icegatheringstatechange', () => {
-        if (pc.iceGatheringState === 'complete') { clearTimeout(t); resolve(); }
+        if (pc.iceGatheringState === 'complete') {
+          clearTimeout(t);
+          resolve();
+        }
       });
     });
   }
@@ -89,7 +96,10 @@
     try {
       const stream = await navigator.mediaDevices.getUserMedia({
         video: { width: { ideal: w }, height: { ideal: h }, frameRate: { ideal: 30 }, ...(camera ? { deviceId: { exact: camera } } : {}) },
-        audio: mic === 'none' ? false : { ...(mic ? { deviceId: { exact: mic } } : {}), echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+        audio:
+          mic === 'none'
+            ? false
+            : { ...(mic ? { deviceId: { exact: mic } } : {}), echoCancellation: false, noiseSuppression: false, autoGainControl: false },
       });
       state.stream = stream;
       preview.srcObject = stream;
@@ -99,14 +109,20 @@
       const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: await iceServers() });
       state.pc = pc;
       const bitrate = Math.max(300, Number($('bitrate').value) || 2500) * 1000;
-      const vt = pc.addTransceiver(stream.getVideoTracks()[0], { direction: 'sendonly', sendEncodings: [{ maxBitrate: bitrate }], streams: [stream] });
+      const vt = pc.addTransceiver(stream.getVideoTracks()[0], {
+        direction: 'sendonly',
+        sendEncodings: [{ maxBitrate: bitrate }],
+        streams: [stream],
+      });
       vt.setCodecPreferences(codecs);
       const audio = stream.getAudioTracks()[0];
       if (audio) pc.addTransceiver(audio, { direction: 'sendonly', streams: [stream] });
       pc.addEventListener('connectionstatechange', () => {
         const s = pc.connectionState;
-        if (s === 'connected') { setState('live'); setStatus('Live. Viewers see you a second or so from now.'); }
-        else if (s === 'failed') fail(new Error('the connection to the server failed (UDP blocked? see the server\'s WEBRTC_* settings)'));
+        if (s === 'connected') {
+          setState('live');
+          setStatus('Live. Viewers see you a second or so from now.');
+        } else if (s === 'failed') fail(new Error("the connection to the server failed (UDP blocked? see the server's WEBRTC_* settings)"));
         else if (s === 'disconnected') setStatus('Connection interrupted; trying to recover…');
       });
       await pc.setLocalDescription(await pc.createOffer());
@@ -121,7 +137,11 @@
       if (res.status === 401) throw new Error('wrong stream key');
       if (res.status !== 201) {
         let msg = 'HTTP ' + res.status;
-        try { msg = (await res.json()).error.message; } catch (_) { /* keep the status */ }
+        try {
+          msg = (await res.json()).error.message;
+        } catch (_) {
+          /* keep the status */
+        }
         throw new Error('the server refused: ' + msg);
       }
       state.location = new URL(res.headers.get('location'), location.href).href;
@@ -140,8 +160,8 @@
   }
 
   function fail(err) {
-    state.errors.push(String(err && err.message || err));
-    stop(false).then(() => setStatus('Could not go live: ' + (err && err.message || err), true));
+    state.errors.push(String((err && err.message) || err));
+    stop(false).then(() => setStatus('Could not go live: ' + ((err && err.message) || err), true));
   }
 
   async function stop(say = true) {
@@ -166,12 +186,22 @@
     if (!report || state.pc !== pc) return;
     const s = { at: performance.now() };
     report.forEach((r) => {
-      if (r.type === 'outbound-rtp' && r.kind === 'video') Object.assign(s, {
-        bytes: r.bytesSent, width: r.frameWidth, height: r.frameHeight, fps: r.framesPerSecond, nacks: r.nackCount, plis: r.pliCount,
-        firs: r.firCount, limit: r.qualityLimitationReason, encoder: r.encoderImplementation, framesEncoded: r.framesEncoded,
-      });
+      if (r.type === 'outbound-rtp' && r.kind === 'video')
+        Object.assign(s, {
+          bytes: r.bytesSent,
+          width: r.frameWidth,
+          height: r.frameHeight,
+          fps: r.framesPerSecond,
+          nacks: r.nackCount,
+          plis: r.pliCount,
+          firs: r.firCount,
+          limit: r.qualityLimitationReason,
+          encoder: r.encoderImplementation,
+          framesEncoded: r.framesEncoded,
+        });
       if (r.type === 'outbound-rtp' && r.kind === 'audio') s.audioBytes = r.bytesSent;
-      if (r.type === 'remote-inbound-rtp' && r.kind === 'video') Object.assign(s, { lost: r.packetsLost, fractionLost: r.fractionLost, rtt: r.roundTripTime });
+      if (r.type === 'remote-inbound-rtp' && r.kind === 'video')
+        Object.assign(s, { lost: r.packetsLost, fractionLost: r.fractionLost, rtt: r.roundTripTime });
       if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded' && s.rtt === undefined) s.rtt = r.currentRoundTripTime;
     });
     if (prev && s.bytes !== undefined) s.kbps = Math.round(((s.bytes - prev.bytes) * 8) / (s.at - prev.at));
@@ -184,15 +214,21 @@
     $('s-bitrate').textContent = s.kbps !== undefined ? s.kbps + ' kb/s' : '–';
     $('s-audio').textContent = s.audioKbps !== undefined ? 'Opus ' + s.audioKbps + ' kb/s' : 'none';
     $('s-rtt').textContent = s.rtt !== undefined ? Math.round(s.rtt * 1000) + ' ms' : '–';
-    $('s-lost').textContent = s.lost !== undefined ? s.lost + (s.fractionLost ? ' (' + (s.fractionLost * 100).toFixed(1) + ' %)' : '') : '–';
+    $('s-lost').textContent =
+      s.lost !== undefined ? s.lost + (s.fractionLost ? ' (' + (s.fractionLost * 100).toFixed(1) + ' %)' : '') : '–';
     $('s-fb').textContent = (s.nacks ?? 0) + ' / ' + (s.plis ?? 0);
     $('s-limit').textContent = s.limit || '–';
     $('s-encoder').textContent = s.encoder || '–';
     setTimeout(pollStats, 1000);
   }
 
-  form.addEventListener('submit', (e) => { e.preventDefault(); if (state.state === 'idle') start(); });
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (state.state === 'idle') start();
+  });
   stopBtn.addEventListener('click', () => stop());
-  window.addEventListener('pagehide', () => { if (state.location) fetch(state.location, { method: 'DELETE', keepalive: true }).catch(() => {}); });
+  window.addEventListener('pagehide', () => {
+    if (state.location) fetch(state.location, { method: 'DELETE', keepalive: true }).catch(() => {});
+  });
   listDevices();
 })();

@@ -125,7 +125,15 @@ export function httpSettings(config: Config, log: pino.Logger) {
 /** Uploads over tus; `onQueued` tells the worker of this process that a job waits. */
 export function newUploads(config: Config, catalog: Catalog, onQueued: () => void, log: pino.Logger): Uploads {
   const { dataDir, uploadMaxBytes, jobAttempts } = config.vod;
-  return new Uploads({ catalog, logger: log.child({ module: 'uploads' }), dataDir, s3: config.storage.s3, maxBytes: uploadMaxBytes, jobAttempts, onQueued });
+  return new Uploads({
+    catalog,
+    logger: log.child({ module: 'uploads' }),
+    dataDir,
+    s3: config.storage.s3,
+    maxBytes: uploadMaxBytes,
+    jobAttempts,
+    onQueued,
+  });
 }
 
 /** Packages uploads; none without FFmpeg (uploads are then only queued here). */
@@ -166,5 +174,11 @@ export function newLiveThumbnails(
 ): LiveThumbnails | undefined {
   const intervalMs = config.vod.liveThumbnailIntervalMs;
   if (!ffmpegPath || intervalMs === 0) return undefined;
-  return new LiveThumbnails({ streams: hub, keyframes: keyframesFromPackager(packager), ffmpegPath, intervalMs, logger: log.child({ module: 'thumbnails' }) });
+  return new LiveThumbnails({
+    streams: hub,
+    keyframes: keyframesFromPackager(packager),
+    ffmpegPath,
+    intervalMs,
+    logger: log.child({ module: 'thumbnails' }),
+  });
 }

@@ -10,7 +10,17 @@ import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
 import { buildApp, PlaybackTokens } from './api/index.js';
 import { openCatalog, SessionJournal, type Catalog } from './catalog/index.js';
-import { byStreamKey, httpSettings, newHubs, newLiveThumbnails, newRtmpServer, newTranscoder, newUploads, newVodWorker, newWebRtcIngest } from './components.js';
+import {
+  byStreamKey,
+  httpSettings,
+  newHubs,
+  newLiveThumbnails,
+  newRtmpServer,
+  newTranscoder,
+  newUploads,
+  newVodWorker,
+  newWebRtcIngest,
+} from './components.js';
 import { loadConfig, type Config } from './config/index.js';
 import { hashSecret, isAppError, newStreamKey, type Logger } from './core/index.js';
 import type { WebRtcIngest } from './ingest/webrtc/index.js';
@@ -96,7 +106,10 @@ function buildLogger(config: Config): pino.Logger {
   const { logFormat, logLevel } = config.server;
   const pretty = logFormat === 'pretty' || (logFormat === 'auto' && process.stdout.isTTY === true);
   if (!pretty) return pino({ level: logLevel });
-  return pino({ level: logLevel }, pinoPretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+  return pino(
+    { level: logLevel },
+    pinoPretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }),
+  );
 }
 
 export async function startServer(config: Config, logger?: pino.Logger): Promise<RunningServer> {
@@ -116,7 +129,11 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
   //   waiting, finalizes the runs) -> hub (drops the streams) -> http -> storage -> catalog.
   const life = new Lifecycle({ logger: log, stepMs: SHUTDOWN_STEP_MS });
   try {
-    const catalog = await openCatalog({ databaseUrl: config.catalog.databaseUrl, dataDir: config.catalog.dataDir, logger: log.child({ module: 'catalog' }) });
+    const catalog = await openCatalog({
+      databaseUrl: config.catalog.databaseUrl,
+      dataDir: config.catalog.dataDir,
+      logger: log.child({ module: 'catalog' }),
+    });
     life.push('catalog', () => catalog.close());
     const store = await createStorage(config.storage, log);
     life.push('storage', () => store.close());
@@ -159,7 +176,9 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     const origin = new LiveOrigin(packager, { holdMs: config.hls.holdMs, startupWaitMs });
     const journal = new SessionJournal(catalog, log);
     hub.on('session-start', (streamId, info) => journal.started(streamId, info));
-    hub.on('session-end', (streamId, info, reason, stats) => journal.ended(streamId, info.sessionId, { reason, bytes: stats.bytes, frames: stats.frames }));
+    hub.on('session-end', (streamId, info, reason, stats) =>
+      journal.ended(streamId, info.sessionId, { reason, bytes: stats.bytes, frames: stats.frames }),
+    );
 
     const authorize = byStreamKey(catalog);
     const webrtc = newWebRtcIngest(config, hub, authorize, ffmpegPath, log);
@@ -177,7 +196,16 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
 
     const address = app.server.address();
     const httpPort = typeof address === 'object' && address ? address.port : config.server.httpPort;
-    log.info({ httpPort, rtmpPort: rtmpAddr.port, rtmpsPort: rtmpAddr.tlsPort, catalog: catalog.kind, startupMs: Math.round(performance.now() - started) }, 'server started');
+    log.info(
+      {
+        httpPort,
+        rtmpPort: rtmpAddr.port,
+        rtmpsPort: rtmpAddr.tlsPort,
+        catalog: catalog.kind,
+        startupMs: Math.round(performance.now() - started),
+      },
+      'server started',
+    );
     let closing: Promise<void> | undefined;
     return {
       get shutdownStep() {
@@ -220,7 +248,10 @@ async function main(): Promise<void> {
     // Above the sum of the bounded shutdown steps, so a slow step never cuts off the catalog's close.
     const force = setTimeout(() => process.exit(1), server.shutdownBudgetMs + 5000);
     force.unref();
-    server.close().then(() => process.exit(0), () => process.exit(1));
+    server.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));

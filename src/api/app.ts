@@ -9,7 +9,15 @@ import type { ObjectStore } from '../storage/index.js';
 import { requireToken } from './auth.js';
 import { registerLiveRoutes, type LiveOriginHandler } from './live.js';
 import { registerLiveThumbnailRoutes, type LiveThumbnailSource } from './live-thumbnails.js';
-import { buildMetrics, type HubMetricsSource, type MetricSources, type PackagerMetricsSource, type RecorderMetrics, type TranscoderMetricsSource, type WebRtcMetricsSource } from './metrics.js';
+import {
+  buildMetrics,
+  type HubMetricsSource,
+  type MetricSources,
+  type PackagerMetricsSource,
+  type RecorderMetrics,
+  type TranscoderMetricsSource,
+  type WebRtcMetricsSource,
+} from './metrics.js';
 import { registerPlayerRoutes } from './player.js';
 import { registerStreamRoutes, type LiveStreamControl, type StreamCatalog, type TranscodeStatusSource } from './streams.js';
 import { registerUploadRoutes, type UploadHandler } from './uploads.js';
@@ -110,11 +118,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (isAppError(err)) return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
     const e = err as { validation?: unknown; statusCode?: number; message: string; code?: string };
     if (e.validation) return reply.code(400).send({ error: { code: 'E_VALIDATION', message: e.message } });
-    if (e.statusCode && e.statusCode < 500) return reply.code(e.statusCode).send({ error: { code: e.code ?? 'E_BAD_REQUEST', message: e.message } });
+    if (e.statusCode && e.statusCode < 500)
+      return reply.code(e.statusCode).send({ error: { code: e.code ?? 'E_BAD_REQUEST', message: e.message } });
     req.log.error({ err }, 'request failed');
     return reply.code(500).send({ error: { code: 'E_INTERNAL', message: 'internal error' } });
   });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'E_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }));
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: { code: 'E_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }),
+  );
 
   await app.register(swagger, {
     openapi: {
@@ -126,7 +137,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   const access = new PlaybackAccess(deps.catalog, deps.playbackTokens);
-  const registry = buildMetrics({ hub: deps.hub, packager: deps.packager, transcoder: deps.transcoder, ingest: deps.ingestCounters, recorder: deps.recorder?.counters, vodWorker: deps.vodWorker, webrtc: deps.webrtc });
+  const registry = buildMetrics({
+    hub: deps.hub,
+    packager: deps.packager,
+    transcoder: deps.transcoder,
+    ingest: deps.ingestCounters,
+    recorder: deps.recorder?.counters,
+    vodWorker: deps.vodWorker,
+    webrtc: deps.webrtc,
+  });
 
   // Control API: the stream routes need the operator token throughout.
   await app.register(async (api) => {
@@ -170,9 +189,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // WebRTC reception figures of a stream's WHIP sessions (loss, NACK/PLI, jitter), next to /live.
     await app.register(async (api) => {
       api.addHook('onRequest', requireToken(deps.apiToken));
-      api.get<{ Params: { id: string } }>('/api/v1/streams/:id/webrtc', {
-        schema: { summary: "The stream's WHIP sessions: packet loss, NACK/PLI/FIR counts, jitter, bitrate", tags: ['streams'], params: { type: 'object', properties: { id: { type: 'string' } } } },
-      }, async (req) => ({ sessions: webrtc.streamSessions(req.params.id) }));
+      api.get<{ Params: { id: string } }>(
+        '/api/v1/streams/:id/webrtc',
+        {
+          schema: {
+            summary: "The stream's WHIP sessions: packet loss, NACK/PLI/FIR counts, jitter, bitrate",
+            tags: ['streams'],
+            params: { type: 'object', properties: { id: { type: 'string' } } },
+          },
+        },
+        async (req) => ({ sessions: webrtc.streamSessions(req.params.id) }),
+      );
     });
   }
 

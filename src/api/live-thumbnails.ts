@@ -34,7 +34,11 @@ export function registerLiveThumbnailRoutes(app: FastifyInstance, deps: LiveThum
     const secondsLeft = await deps.authorize(id, token);
     const image = deps.thumbnails.get(id);
     reply.header('access-control-allow-origin', '*');
-    if (!image) return reply.code(404).header('cache-control', 'no-store').send({ error: { code: 'E_NOT_FOUND', message: `no thumbnail for live stream ${id}` } });
+    if (!image)
+      return reply
+        .code(404)
+        .header('cache-control', 'no-store')
+        .send({ error: { code: 'E_NOT_FOUND', message: `no thumbnail for live stream ${id}` } });
     reply
       .header('cache-control', capCacheControl(`public, max-age=${deps.maxAgeSeconds}`, secondsLeft))
       .header('etag', image.etag)

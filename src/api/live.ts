@@ -35,7 +35,8 @@ export function registerLiveRoutes(
     reply.raw.on('close', onClose);
     try {
       const res = await origin.handle(req.params.id, req.params['*'], req.query, ac.signal);
-      // eslint-disable-next-line @typescript-eslint/return-await -- a FastifyReply is thenable: returning it tells fastify the answer is sent, awaiting it would wait for the socket
+      // A FastifyReply is thenable: returning it tells fastify the answer is sent; awaiting it would wait for the socket.
+      // eslint-disable-next-line @typescript-eslint/return-await -- see above
       return send(reply, res, secondsLeft);
     } catch (err) {
       // eslint-disable-next-line @typescript-eslint/return-await -- as above: the reply is returned, not awaited

@@ -100,30 +100,66 @@ function registerTranscodeMetrics(registry: Registry, tc: TranscoderMetricsSourc
   mirrored(registry, 'livepack_transcode_streams_total', 'Live streams whose ABR ladder was started', () => k.streams);
   mirrored(registry, 'livepack_transcode_exits_total', 'FFmpeg exits not asked for (crashes and failed starts)', () => k.exits);
   mirrored(registry, 'livepack_transcode_crashes_total', 'FFmpeg exits after it had been working', () => k.crashes);
-  mirrored(registry, 'livepack_transcode_rungs_dropped_total', 'Rungs dropped because FFmpeg could not keep up in real time', () => k.rungsDropped);
+  mirrored(
+    registry,
+    'livepack_transcode_rungs_dropped_total',
+    'Rungs dropped because FFmpeg could not keep up in real time',
+    () => k.rungsDropped,
+  );
   mirrored(registry, 'livepack_transcode_rungs_restored_total', 'Dropped rungs brought back', () => k.rungsRestored);
-  mirrored(registry, 'livepack_transcode_over_limit_total', 'ABR streams served as passthrough because TRANSCODE_MAX_STREAMS were transcoding', () => k.overLimit);
+  mirrored(
+    registry,
+    'livepack_transcode_over_limit_total',
+    'ABR streams served as passthrough because TRANSCODE_MAX_STREAMS were transcoding',
+    () => k.overLimit,
+  );
 }
 
 /** WHIP ingest: sessions, RTP reception (loss, NACK, PLI, FIR), per stream loss and jitter. */
 function registerWebRtcMetrics(registry: Registry, w: WebRtcMetricsSource): void {
   const k = w.counters;
-  new Gauge({ name: 'livepack_webrtc_sessions', help: 'WHIP sessions open (connecting or live)', registers: [registry], collect() { this.set(k.activeSessions); } });
+  new Gauge({
+    name: 'livepack_webrtc_sessions',
+    help: 'WHIP sessions open (connecting or live)',
+    registers: [registry],
+    collect() {
+      this.set(k.activeSessions);
+    },
+  });
   mirrored(registry, 'livepack_webrtc_sessions_total', 'WHIP sessions created', () => k.sessions);
   mirrored(registry, 'livepack_webrtc_auth_failures_total', 'WHIP offers refused for a wrong stream key (401)', () => k.authFailures);
-  mirrored(registry, 'livepack_webrtc_bad_offers_total', 'WHIP offers refused: malformed, too large, or no codec we take', () => k.badOffers);
+  mirrored(
+    registry,
+    'livepack_webrtc_bad_offers_total',
+    'WHIP offers refused: malformed, too large, or no codec we take',
+    () => k.badOffers,
+  );
   mirrored(registry, 'livepack_webrtc_connect_timeouts_total', 'WHIP sessions whose ICE/DTLS never connected', () => k.connectTimeouts);
   mirrored(registry, 'livepack_webrtc_rtp_packets_total', 'RTP packets received', () => k.packets);
   mirrored(registry, 'livepack_webrtc_rtp_lost_total', 'RTP packets given up as lost after the jitter buffer waited', () => k.packetsLost);
   mirrored(registry, 'livepack_webrtc_malformed_total', 'Malformed RTP/RTCP packets and H.264 payloads', () => k.malformed);
   mirrored(registry, 'livepack_webrtc_nacks_total', 'Packets asked for again with NACK', () => k.nacks);
   mirrored(registry, 'livepack_webrtc_plis_total', 'Keyframes asked for with PLI (for loss, and to keep segments on time)', () => k.plis);
-  mirrored(registry, 'livepack_webrtc_loss_keyframe_requests_total', 'Keyframe requests (PLI/FIR) sent because a picture was lost', () => k.keyframeRequestsForLoss);
+  mirrored(
+    registry,
+    'livepack_webrtc_loss_keyframe_requests_total',
+    'Keyframe requests (PLI/FIR) sent because a picture was lost',
+    () => k.keyframeRequestsForLoss,
+  );
   mirrored(registry, 'livepack_webrtc_firs_total', 'Keyframes asked for with FIR', () => k.firs);
-  mirrored(registry, 'livepack_webrtc_frames_dropped_total', 'Video frames dropped (damaged by loss, or waiting for a keyframe)', () => k.framesDropped);
+  mirrored(
+    registry,
+    'livepack_webrtc_frames_dropped_total',
+    'Video frames dropped (damaged by loss, or waiting for a keyframe)',
+    () => k.framesDropped,
+  );
   const perStream = (name: string, help: string, read: (s: WhipSessionStats) => number | undefined) =>
     perStreamGauge(registry, name, help, () => w.list().map((s) => [s.streamId, s.state === 'live' ? read(s) : undefined]));
-  perStream('livepack_webrtc_loss_percent', 'Video RTP packets never received (NACK retransmissions count as received), percent of expected', (s) => s.video?.lossPercent);
+  perStream(
+    'livepack_webrtc_loss_percent',
+    'Video RTP packets never received (NACK retransmissions count as received), percent of expected',
+    (s) => s.video?.lossPercent,
+  );
   perStream('livepack_webrtc_jitter_ms', 'Video RTP interarrival jitter (RFC 3550)', (s) => s.video?.jitterMs);
 }
 
@@ -180,24 +216,69 @@ export function buildMetrics(src: MetricSources): Registry {
   const c = src.packager.counters;
   mirrored(registry, 'livepack_hls_parts_total', 'LL-HLS parts produced', () => c.parts);
   mirrored(registry, 'livepack_hls_segments_total', 'HLS segments completed', () => c.segments);
-  mirrored(registry, 'livepack_hls_oversized_parts_total', 'Parts longer than PART-TARGET (irregular source timing)', () => c.oversizedParts);
-  mirrored(registry, 'livepack_hls_forced_cuts_total', 'Segments cut without a keyframe (source keyframe interval too long)', () => c.forcedCuts);
-  mirrored(registry, 'livepack_hls_gap_segments_total', 'Rung segments listed as EXT-X-GAP (FFmpeg restarting, or the rung dropped)', () => c.gapSegments);
-  mirrored(registry, 'livepack_hls_unaligned_segments_total', 'Rung segments not aligned with the source: cut on a non-keyframe, or unable to take the source media sequence number', () => c.unalignedSegments);
+  mirrored(
+    registry,
+    'livepack_hls_oversized_parts_total',
+    'Parts longer than PART-TARGET (irregular source timing)',
+    () => c.oversizedParts,
+  );
+  mirrored(
+    registry,
+    'livepack_hls_forced_cuts_total',
+    'Segments cut without a keyframe (source keyframe interval too long)',
+    () => c.forcedCuts,
+  );
+  mirrored(
+    registry,
+    'livepack_hls_gap_segments_total',
+    'Rung segments listed as EXT-X-GAP (FFmpeg restarting, or the rung dropped)',
+    () => c.gapSegments,
+  );
+  mirrored(
+    registry,
+    'livepack_hls_unaligned_segments_total',
+    'Rung segments not aligned with the source: cut on a non-keyframe, or unable to take the source media sequence number',
+    () => c.unalignedSegments,
+  );
   mirrored(registry, 'livepack_packager_errors_total', 'Events the packager could not package', () => c.errors);
   mirrored(registry, 'livepack_ingest_bad_input_total', 'Ingest connections closed for malformed input', () => src.ingest().badInput);
-  mirrored(registry, 'livepack_ingest_auth_failures_total', 'Publish attempts refused for a wrong stream key', () => src.ingest().authFailures);
-  mirrored(registry, 'livepack_ingest_unsupported_codec_total', 'Publish attempts refused for an unsupported codec', () => src.ingest().unsupportedCodec);
+  mirrored(
+    registry,
+    'livepack_ingest_auth_failures_total',
+    'Publish attempts refused for a wrong stream key',
+    () => src.ingest().authFailures,
+  );
+  mirrored(
+    registry,
+    'livepack_ingest_unsupported_codec_total',
+    'Publish attempts refused for an unsupported codec',
+    () => src.ingest().unsupportedCodec,
+  );
   mirrored(registry, 'livepack_rtmp_connections_total', 'RTMP connections accepted', () => src.ingest().connections);
   mirrored(registry, 'livepack_ingest_frames_total', 'Frames received from publishers', () => src.hub.counters.frames);
   mirrored(registry, 'livepack_ingest_bytes_total', 'Media bytes received from publishers', () => src.hub.counters.bytes);
-  mirrored(registry, 'livepack_timestamp_repairs_total', 'Source timestamps that went backwards or jumped and were repaired', () => src.hub.counters.timestampRepairs);
-  mirrored(registry, 'livepack_reader_dropped_frames_total', 'Frames dropped by slow internal readers (packager, recorder, transcoder)', () => src.hub.counters.readerDrops);
+  mirrored(
+    registry,
+    'livepack_timestamp_repairs_total',
+    'Source timestamps that went backwards or jumped and were repaired',
+    () => src.hub.counters.timestampRepairs,
+  );
+  mirrored(
+    registry,
+    'livepack_reader_dropped_frames_total',
+    'Frames dropped by slow internal readers (packager, recorder, transcoder)',
+    () => src.hub.counters.readerDrops,
+  );
   const rec = src.recorder;
   if (rec) {
     mirrored(registry, 'livepack_recorder_segments_total', 'Segments of live runs stored for their recording', () => rec.segments);
     mirrored(registry, 'livepack_recorder_bytes_total', 'Bytes of live runs stored for their recording', () => rec.bytes);
-    mirrored(registry, 'livepack_recorder_failed_segments_total', 'Segments left out of a recording (storage failed or fell behind): gaps', () => rec.failedSegments);
+    mirrored(
+      registry,
+      'livepack_recorder_failed_segments_total',
+      'Segments left out of a recording (storage failed or fell behind): gaps',
+      () => rec.failedSegments,
+    );
     mirrored(registry, 'livepack_recorder_finalized_total', 'Recorded runs turned into VOD assets', () => rec.finalized);
     new Gauge({
       name: 'livepack_recorder_last_finalize_seconds',
@@ -223,6 +304,11 @@ export function buildMetrics(src: MetricSources): Registry {
     mirrored(registry, 'livepack_vod_jobs_retried_total', 'Packaging attempts that failed and were queued again', () => vw.retried);
   }
   if (src.webrtc) registerWebRtcMetrics(registry, src.webrtc);
-  mirrored(registry, 'livepack_publisher_takeovers_total', 'Publish sessions replaced by a reconnecting publisher', () => src.hub.counters.takeovers);
+  mirrored(
+    registry,
+    'livepack_publisher_takeovers_total',
+    'Publish sessions replaced by a reconnecting publisher',
+    () => src.hub.counters.takeovers,
+  );
   return registry;
 }

@@ -11,7 +11,6 @@ export interface TokenSubject {
 /** The most a token may live: a month. */
 export const MAX_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
 
-
 /**
  * Signed playback tokens for private content: `<kind>.<id>.<expiry seconds>.<HMAC-SHA256, base64url>`.
  * Only URL-path characters, so a token sits in the path (`/t/<token>/vod/<id>/...`) and every relative
@@ -45,7 +44,8 @@ export class PlaybackTokens {
     const parts = token.split('.');
     if (parts.length !== 4) return 'malformed';
     const [kind, id, exp, sig] = parts;
-    if ((kind !== 'v' && kind !== 's') || !ID_RE.test(id) || !/^\d{1,12}$/.test(exp) || !/^[A-Za-z0-9_-]{43}$/.test(sig)) return 'malformed';
+    if ((kind !== 'v' && kind !== 's') || !ID_RE.test(id) || !/^\d{1,12}$/.test(exp) || !/^[A-Za-z0-9_-]{43}$/.test(sig))
+      return 'malformed';
     const expected = this.#mac(`${kind}.${id}.${exp}`);
     const given = Buffer.from(sig, 'base64url');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'bad-signature';

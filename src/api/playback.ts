@@ -78,7 +78,11 @@ export class PlaybackAccess {
    * run or an upload being packaged is read afresh, so it plays the moment it is marked ready (on any node).
    */
   video(id: string): Promise<VideoRecord | undefined> {
-    return this.#videos.get(id, () => this.#catalog.videos.get(id), (v) => v === undefined || v.status === 'ready');
+    return this.#videos.get(
+      id,
+      () => this.#catalog.videos.get(id),
+      (v) => v === undefined || v.status === 'ready',
+    );
   }
 
   forgetVideo(id: string): void {
@@ -95,7 +99,8 @@ export class PlaybackAccess {
    */
   check(visibility: Visibility, subject: TokenSubject, token: string | undefined): number | undefined {
     if (visibility !== 'private' && token === undefined) return undefined;
-    if (token === undefined) throw new AppError('E_FORBIDDEN', 'this content is private: play it through a playback token URL (/t/<token>/...)');
+    if (token === undefined)
+      throw new AppError('E_FORBIDDEN', 'this content is private: play it through a playback token URL (/t/<token>/...)');
     const why = this.#tokens.check(token, subject);
     if (why) throw new AppError('E_FORBIDDEN', `playback token refused: ${why.replace('-', ' ')}`);
     return Math.max(0, Math.floor((this.#tokens.expiryOf(token) - Date.now()) / 1000));
@@ -124,7 +129,10 @@ export function capCacheControl(value: string | undefined, secondsLeft: number |
  * Parses one `Range: bytes=...` header; a suffix range needs the size. A header we do not serve
  * (malformed, several ranges, another unit) is ignored: the whole object is sent, as RFC 9110 allows.
  */
-export function parseRange(header: string | undefined, size: () => Promise<number | undefined>): Promise<ByteRange | undefined> | ByteRange | undefined {
+export function parseRange(
+  header: string | undefined,
+  size: () => Promise<number | undefined>,
+): Promise<ByteRange | undefined> | ByteRange | undefined {
   if (!header) return undefined;
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
   if (!m || (m[1] === '' && m[2] === '')) return undefined;
@@ -141,7 +149,14 @@ export function parseRange(header: string | undefined, size: () => Promise<numbe
 const NOT_FOUND = { error: { code: 'E_NOT_FOUND', message: 'no such file in this asset' } };
 
 /** Serves one object of a ready VOD asset from storage, with ranges. */
-async function sendAssetFile(store: AssetFiles, videoId: string, file: string, req: FastifyRequest, reply: FastifyReply, tokenSecondsLeft: number | undefined) {
+async function sendAssetFile(
+  store: AssetFiles,
+  videoId: string,
+  file: string,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  tokenSecondsLeft: number | undefined,
+) {
   let key: string;
   try {
     key = validateKey(assetKey(videoId, file));
@@ -172,7 +187,10 @@ async function sendAssetFile(store: AssetFiles, videoId: string, file: string, r
   const cacheControl = capCacheControl(obj.cacheControl, tokenSecondsLeft);
   if (cacheControl) reply.header('cache-control', cacheControl);
   if (obj.range) {
-    reply.code(206).header('content-range', `bytes ${obj.range.start}-${obj.range.end}/${obj.size}`).header('content-length', obj.range.end - obj.range.start + 1);
+    reply
+      .code(206)
+      .header('content-range', `bytes ${obj.range.start}-${obj.range.end}/${obj.size}`)
+      .header('content-length', obj.range.end - obj.range.start + 1);
   } else reply.header('content-length', obj.size);
   if (req.method === 'HEAD') {
     obj.body.destroy();

@@ -32,7 +32,8 @@ export function registerPlayerRoutes(app: FastifyInstance, opts: { publish?: boo
   if (opts.publish) app.get('/publish', { schema: { hide: true } }, page('publish.html'));
   app.get<{ Params: { file: string } }>('/player/:file', { schema: { hide: true } }, async (req, res) => {
     const a = assets[req.params.file] as (typeof assets)[string] | undefined;
-    if (!a || req.params.file.endsWith('.html')) return res.code(404).send({ error: { code: 'E_NOT_FOUND', message: 'no such player file' } });
+    if (!a || req.params.file.endsWith('.html'))
+      return res.code(404).send({ error: { code: 'E_NOT_FOUND', message: 'no such player file' } });
     return res.type(a.type).header('cache-control', 'public, max-age=300').send(a.body);
   });
 }

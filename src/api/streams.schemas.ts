@@ -7,7 +7,8 @@ import { errorSchema, idParams } from './schemas.js';
 const visibilitySchema = {
   type: 'string',
   enum: [...VISIBILITIES],
-  description: '"public" (listed), "unlisted" (playable by URL, not listed) or "private" (needs a playback token). Recordings start with the stream\'s.',
+  description:
+    '"public" (listed), "unlisted" (playable by URL, not listed) or "private" (needs a playback token). Recordings start with the stream\'s.',
 } as const;
 
 const liveSchema = {
@@ -50,7 +51,10 @@ const liveSchema = {
               height: { type: 'integer' },
               width: { type: ['integer', 'null'] },
               encoder: { type: 'string' },
-              targetBitrateKbps: { type: 'integer', description: 'What FFmpeg encodes the rung at: the ladder\'s bitrate, capped to the source\'s (default ladder)' },
+              targetBitrateKbps: {
+                type: 'integer',
+                description: "What FFmpeg encodes the rung at: the ladder's bitrate, capped to the source's (default ladder)",
+              },
               ladderBitrateKbps: { type: 'integer', description: 'What the ladder says' },
               state: { type: 'string', enum: ['starting', 'running', 'dropped'] },
               fps: { type: 'number' },
@@ -60,15 +64,16 @@ const liveSchema = {
         },
         fit: {
           type: ['object', 'null'],
-          description: 'The ladder fitted to the source\'s measured video bitrate (null before a session with video)',
+          description: "The ladder fitted to the source's measured video bitrate (null before a session with video)",
           properties: {
             state: {
               type: 'string',
               enum: ['measuring', 'estimated', 'settled'],
-              description: 'measuring: the first seconds are measured before FFmpeg starts; estimated: fitted to them; settled: fitted to the settled bitrate, final for the session',
+              description:
+                'measuring: the first seconds are measured before FFmpeg starts; estimated: fitted to them; settled: fitted to the settled bitrate, final for the session',
             },
-            custom: { type: 'boolean', description: 'The stream\'s own ladder: kept as it is, only warned about' },
-            sourceVideoKbps: { type: ['integer', 'null'], description: 'The source\'s video bitrate the plan is made for, over whole GOPs' },
+            custom: { type: 'boolean', description: "The stream's own ladder: kept as it is, only warned about" },
+            sourceVideoKbps: { type: ['integer', 'null'], description: "The source's video bitrate the plan is made for, over whole GOPs" },
             omittedRungs: {
               type: 'array',
               description: 'Rungs of the default ladder below the source that are not transcoded at its bitrate',
@@ -76,7 +81,11 @@ const liveSchema = {
             },
           },
         },
-        warnings: { type: 'array', items: { type: 'string' }, description: 'About a custom ladder: a rung above the source\'s video bitrate, or not below the rung above it' },
+        warnings: {
+          type: 'array',
+          items: { type: 'string' },
+          description: "About a custom ladder: a rung above the source's video bitrate, or not below the rung above it",
+        },
       },
     },
   },
@@ -123,8 +132,12 @@ const streamSchema = {
     id: { type: 'string' },
     name: { type: 'string' },
     profile: { type: 'string', enum: [...STREAM_PROFILES] },
-    ladder: { type: 'array', items: rungSchema, description: 'The effective ladder: the stream\'s own, else the default. Unused while the profile is "passthrough".' },
-    customLadder: { type: 'boolean', description: 'Whether `ladder` is the stream\'s own (false: the default ladder).' },
+    ladder: {
+      type: 'array',
+      items: rungSchema,
+      description: 'The effective ladder: the stream\'s own, else the default. Unused while the profile is "passthrough".',
+    },
+    customLadder: { type: 'boolean', description: "Whether `ladder` is the stream's own (false: the default ladder)." },
     record: { type: 'boolean' },
     visibility: { type: 'string', enum: [...VISIBILITIES] },
     createdAt: { type: 'string', format: 'date-time' },
@@ -170,9 +183,16 @@ export const streamRouteSchemas = {
       type: 'object',
       properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 }, cursor: { type: 'string', maxLength: 512 } },
     },
-    response: { 200: { type: 'object', properties: { items: { type: 'array', items: streamSchema }, nextCursor: { type: ['string', 'null'] } } } },
+    response: {
+      200: { type: 'object', properties: { items: { type: 'array', items: streamSchema }, nextCursor: { type: ['string', 'null'] } } },
+    },
   },
-  get: { summary: 'Get a stream with its live status', tags: ['streams'], params: idParams, response: { 200: streamSchema, 404: errorSchema } },
+  get: {
+    summary: 'Get a stream with its live status',
+    tags: ['streams'],
+    params: idParams,
+    response: { 200: streamSchema, 404: errorSchema },
+  },
   update: {
     summary: 'Change a stream; profile and ladder apply from its next start (a live stream keeps its running ladder)',
     tags: ['streams'],
@@ -190,7 +210,12 @@ export const streamRouteSchemas = {
     },
     response: { 200: streamSchema, 400: errorSchema, 404: errorSchema },
   },
-  live: { summary: 'Live status: codec, resolution, fps, bitrate, uptime, publisher address', tags: ['streams'], params: idParams, response: { 200: liveSchema, 404: errorSchema, 409: errorSchema } },
+  live: {
+    summary: 'Live status: codec, resolution, fps, bitrate, uptime, publisher address',
+    tags: ['streams'],
+    params: idParams,
+    response: { 200: liveSchema, 404: errorSchema, 409: errorSchema },
+  },
   sessions: {
     summary: 'Publish sessions of a stream, newest first',
     tags: ['streams'],
@@ -204,6 +229,11 @@ export const streamRouteSchemas = {
     body: { type: ['object', 'null'], additionalProperties: false, properties: { disconnect: { type: 'boolean', default: false } } },
     response: { 200: streamSchema, 404: errorSchema },
   },
-  disconnect: { summary: 'Disconnect the current publisher (it may reconnect with its key)', tags: ['streams'], params: idParams, response: { 409: errorSchema, 404: errorSchema } },
+  disconnect: {
+    summary: 'Disconnect the current publisher (it may reconnect with its key)',
+    tags: ['streams'],
+    params: idParams,
+    response: { 409: errorSchema, 404: errorSchema },
+  },
   delete: { summary: 'Delete a stream; a live one ends at once', tags: ['streams'], params: idParams, response: { 404: errorSchema } },
 } satisfies Record<string, FastifySchema>;

@@ -8,7 +8,10 @@ import type { LiveStatus } from '../stream/index.js';
 import { streamRouteSchemas as schemas } from './streams.schemas.js';
 
 /** What the stream routes read and change in the catalog. */
-export type StreamCatalog = Pick<Catalog, 'createStream' | 'getStream' | 'listStreams' | 'updateStream' | 'rotateStreamKey' | 'deleteStream' | 'listSessions'>;
+export type StreamCatalog = Pick<
+  Catalog,
+  'createStream' | 'getStream' | 'listStreams' | 'updateStream' | 'rotateStreamKey' | 'deleteStream' | 'listSessions'
+>;
 
 /** What the stream routes ask of the stream hub: live status, and cutting a publisher off. */
 export interface LiveStreamControl {
@@ -115,45 +118,32 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
     },
   );
 
-  app.get<{ Querystring: { limit: number; cursor?: string } }>(
-    '/api/v1/streams',
-    { schema: schemas.list },
-    async (req) => {
-      const page = await catalog.listStreams({ limit: req.query.limit, cursor: req.query.cursor });
-      return { items: page.items.map((s) => view(s)), nextCursor: page.nextCursor };
-    },
-  );
+  app.get<{ Querystring: { limit: number; cursor?: string } }>('/api/v1/streams', { schema: schemas.list }, async (req) => {
+    const page = await catalog.listStreams({ limit: req.query.limit, cursor: req.query.cursor });
+    return { items: page.items.map((s) => view(s)), nextCursor: page.nextCursor };
+  });
 
-  app.get<{ Params: { id: string } }>(
-    '/api/v1/streams/:id',
-    { schema: schemas.get },
-    async (req) => view(await mustGet(req.params.id)),
-  );
+  app.get<{ Params: { id: string } }>('/api/v1/streams/:id', { schema: schemas.get }, async (req) => view(await mustGet(req.params.id)));
 
-  app.patch<{ Params: { id: string }; Body: { name?: string; profile?: StreamProfile; record?: boolean; visibility?: Visibility; ladder?: unknown } }>(
-    '/api/v1/streams/:id',
-    { schema: schemas.update },
-    async (req) => {
-      const { name, profile, record, visibility } = req.body;
-      const ladder = ladderInput(req.body.ladder);
-      const s = await catalog.updateStream(req.params.id, { name, profile, record, visibility, ladder });
-      if (s && visibility !== undefined) await deps.onVisibilityChange?.(s.id, s.visibility);
-      if (!s) throw new AppError('E_STREAM_NOT_FOUND', `no stream ${req.params.id}`);
-      req.log.info({ stream: s.id, fields: Object.keys(req.body), live: hub.status(s.id) !== undefined }, 'stream updated');
-      return view(s);
-    },
-  );
+  app.patch<{
+    Params: { id: string };
+    Body: { name?: string; profile?: StreamProfile; record?: boolean; visibility?: Visibility; ladder?: unknown };
+  }>('/api/v1/streams/:id', { schema: schemas.update }, async (req) => {
+    const { name, profile, record, visibility } = req.body;
+    const ladder = ladderInput(req.body.ladder);
+    const s = await catalog.updateStream(req.params.id, { name, profile, record, visibility, ladder });
+    if (s && visibility !== undefined) await deps.onVisibilityChange?.(s.id, s.visibility);
+    if (!s) throw new AppError('E_STREAM_NOT_FOUND', `no stream ${req.params.id}`);
+    req.log.info({ stream: s.id, fields: Object.keys(req.body), live: hub.status(s.id) !== undefined }, 'stream updated');
+    return view(s);
+  });
 
-  app.get<{ Params: { id: string } }>(
-    '/api/v1/streams/:id/live',
-    { schema: schemas.live },
-    async (req) => {
-      await mustGet(req.params.id);
-      const live = liveView(hub.status(req.params.id), Date.now(), deps.transcoder?.status(req.params.id));
-      if (!live) throw new AppError('E_STREAM_NOT_LIVE', `stream ${req.params.id} is not live`);
-      return live;
-    },
-  );
+  app.get<{ Params: { id: string } }>('/api/v1/streams/:id/live', { schema: schemas.live }, async (req) => {
+    await mustGet(req.params.id);
+    const live = liveView(hub.status(req.params.id), Date.now(), deps.transcoder?.status(req.params.id));
+    if (!live) throw new AppError('E_STREAM_NOT_LIVE', `stream ${req.params.id} is not live`);
+    return live;
+  });
 
   app.get<{ Params: { id: string }; Querystring: { limit: number } }>(
     '/api/v1/streams/:id/sessions',
@@ -178,27 +168,20 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamRoutesDep
     },
   );
 
-  app.post<{ Params: { id: string } }>(
-    '/api/v1/streams/:id/disconnect',
-    { schema: schemas.disconnect },
-    async (req, reply) => {
-      await mustGet(req.params.id);
-      if (!hub.kick(req.params.id, 'disconnected by operator')) throw new AppError('E_STREAM_NOT_LIVE', `stream ${req.params.id} has no publisher`);
-      req.log.info({ stream: req.params.id }, 'publisher disconnected by operator');
-      return reply.code(204).send();
-    },
-  );
+  app.post<{ Params: { id: string } }>('/api/v1/streams/:id/disconnect', { schema: schemas.disconnect }, async (req, reply) => {
+    await mustGet(req.params.id);
+    if (!hub.kick(req.params.id, 'disconnected by operator'))
+      throw new AppError('E_STREAM_NOT_LIVE', `stream ${req.params.id} has no publisher`);
+    req.log.info({ stream: req.params.id }, 'publisher disconnected by operator');
+    return reply.code(204).send();
+  });
 
-  app.delete<{ Params: { id: string } }>(
-    '/api/v1/streams/:id',
-    { schema: schemas.delete },
-    async (req, reply) => {
-      const ok = await catalog.deleteStream(req.params.id);
-      if (!ok) throw new AppError('E_STREAM_NOT_FOUND', `no stream ${req.params.id}`);
-      hub.revoke(req.params.id, { kick: false, reason: 'stream deleted' });
-      hub.end(req.params.id, 'stream deleted');
-      req.log.info({ stream: req.params.id }, 'stream deleted');
-      return reply.code(204).send();
-    },
-  );
+  app.delete<{ Params: { id: string } }>('/api/v1/streams/:id', { schema: schemas.delete }, async (req, reply) => {
+    const ok = await catalog.deleteStream(req.params.id);
+    if (!ok) throw new AppError('E_STREAM_NOT_FOUND', `no stream ${req.params.id}`);
+    hub.revoke(req.params.id, { kick: false, reason: 'stream deleted' });
+    hub.end(req.params.id, 'stream deleted');
+    req.log.info({ stream: req.params.id }, 'stream deleted');
+    return reply.code(204).send();
+  });
 }

@@ -48,7 +48,10 @@ export function registerUploadRoutes(app: FastifyInstance, deps: UploadRoutesDep
           properties: {
             title: { type: 'string', description: `1 to ${MAX_TITLE_LENGTH} characters` },
             size: { type: 'integer', description: 'The file size in bytes (at most UPLOAD_MAX_BYTES)' },
-            filename: { type: 'string', description: `The file's name (at most ${MAX_FILENAME_LENGTH} characters); its extension must be a video container's` },
+            filename: {
+              type: 'string',
+              description: `The file's name (at most ${MAX_FILENAME_LENGTH} characters); its extension must be a video container's`,
+            },
             description: { type: 'string', description: `At most ${MAX_DESCRIPTION_LENGTH} characters` },
             visibility: { type: 'string', enum: [...VISIBILITIES] },
           },
@@ -67,7 +70,8 @@ export function registerUploadRoutes(app: FastifyInstance, deps: UploadRoutesDep
         return await reply.code(201).send({ videoId: video.id, uploadUrl: `${deps.publicBaseUrl}${base}/${video.id}` });
       } catch (err) {
         // E_LIMIT_EXCEEDED is 429 elsewhere (too many of something); a declared size over the limit is 413.
-        if (isAppError(err) && err.code === 'E_LIMIT_EXCEEDED') return reply.code(413).send({ error: { code: err.code, message: err.message } });
+        if (isAppError(err) && err.code === 'E_LIMIT_EXCEEDED')
+          return reply.code(413).send({ error: { code: err.code, message: err.message } });
         throw err;
       }
     },

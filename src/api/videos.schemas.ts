@@ -79,7 +79,10 @@ export const videoRouteSchemas = {
       type: 'object',
       required: ['q'],
       additionalProperties: false,
-      properties: { q: { type: 'string', minLength: 1, maxLength: 200 }, limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 } },
+      properties: {
+        q: { type: 'string', minLength: 1, maxLength: 200 },
+        limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
+      },
     },
     response: { 200: { type: 'object', properties: { items: { type: 'array', items: videoSchema } } }, 400: errorSchema },
   },
@@ -132,7 +135,8 @@ export const videoRouteSchemas = {
     },
   },
   watch: {
-    summary: "A player's progress and quality beacon (no token needed): position, startup time, rebuffers, bitrate. An unknown id is ignored (204), so beacons tell nothing about which ids exist.",
+    summary:
+      "A player's progress and quality beacon (no token needed): position, startup time, rebuffers, bitrate. An unknown id is ignored (204), so beacons tell nothing about which ids exist.",
     tags: ['videos'],
     params: idParams,
     body: {

@@ -67,7 +67,11 @@ export function videoJson(v: VideoRecord, base: string, hasLiveThumbnail?: (stre
 function watchMetrics(registry: Registry) {
   return {
     beacons: new Counter({ name: 'livepack_vod_watch_beacons_total', help: 'Watch beacons received from players', registers: [registry] }),
-    rebuffers: new Counter({ name: 'livepack_vod_watch_rebuffers_total', help: 'Rebuffering events players reported (first beacon of each count increase)', registers: [registry] }),
+    rebuffers: new Counter({
+      name: 'livepack_vod_watch_rebuffers_total',
+      help: 'Rebuffering events players reported (first beacon of each count increase)',
+      registers: [registry],
+    }),
     startup: new Histogram({
       name: 'livepack_vod_watch_startup_seconds',
       help: 'Time from load to first frame players reported',
@@ -106,26 +110,18 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
     },
   );
 
-  app.get<{ Querystring: { q: string; limit: number } }>(
-    '/api/v1/search',
-    { schema: schemas.search },
-    async (req) => {
-      const operator = isOperator(req, apiToken);
-      const items = await catalog.videos.search({ q: req.query.q, limit: req.query.limit, visibility: operator ? undefined : ['public'] });
-      return { items: items.map((v) => videoJson(v, base, live)) };
-    },
-  );
+  app.get<{ Querystring: { q: string; limit: number } }>('/api/v1/search', { schema: schemas.search }, async (req) => {
+    const operator = isOperator(req, apiToken);
+    const items = await catalog.videos.search({ q: req.query.q, limit: req.query.limit, visibility: operator ? undefined : ['public'] });
+    return { items: items.map((v) => videoJson(v, base, live)) };
+  });
 
-  app.get<{ Params: { id: string } }>(
-    '/api/v1/videos/:id',
-    { schema: schemas.get },
-    async (req) => {
-      const v = await catalog.videos.get(req.params.id);
-      // A private video is not there for a viewer (404, not 403: its existence is not told).
-      if (!v || (v.visibility === 'private' && !isOperator(req, apiToken))) throw new AppError('E_NOT_FOUND', `no video ${req.params.id}`);
-      return videoJson(v, base, live);
-    },
-  );
+  app.get<{ Params: { id: string } }>('/api/v1/videos/:id', { schema: schemas.get }, async (req) => {
+    const v = await catalog.videos.get(req.params.id);
+    // A private video is not there for a viewer (404, not 403: its existence is not told).
+    if (!v || (v.visibility === 'private' && !isOperator(req, apiToken))) throw new AppError('E_NOT_FOUND', `no video ${req.params.id}`);
+    return videoJson(v, base, live);
+  });
 
   app.patch<{ Params: { id: string }; Body: { title?: string; description?: string; visibility?: Visibility } }>(
     '/api/v1/videos/:id',
@@ -135,7 +131,8 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
       if (req.body.visibility !== undefined) {
         const current = await catalog.videos.get(req.params.id);
         // Live playback follows the stream's visibility; a run's own would say one thing and do another.
-        if (current?.type === 'live') throw new AppError('E_CONFLICT', 'a live run takes its visibility from its stream: PATCH /api/v1/streams/<id> { "visibility" }');
+        if (current?.type === 'live')
+          throw new AppError('E_CONFLICT', 'a live run takes its visibility from its stream: PATCH /api/v1/streams/<id> { "visibility" }');
       }
       const v = await catalog.videos.update(req.params.id, req.body);
       if (!v) throw new AppError('E_NOT_FOUND', `no video ${req.params.id}`);
@@ -144,25 +141,22 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
     },
   );
 
-  app.delete<{ Params: { id: string } }>(
-    '/api/v1/videos/:id',
-    { schema: schemas.delete },
-    async (req, reply) => {
-      requireOperator(req, apiToken);
-      const { id } = req.params;
-      if (deps.busyVideoIds().has(id)) throw new AppError('E_CONFLICT', `video ${id} is a live run being recorded or finalized; stop or delete its stream first`);
-      const v = await catalog.videos.get(id);
-      if (!v) throw new AppError('E_NOT_FOUND', `no video ${id}`);
-      // The row first: from then on nothing serves the files; then the files. A failure between the two
-      // leaves objects nobody lists, never a listed video without its files.
-      await catalog.videos.delete(id);
-      access.forgetVideo(id);
-      const removed = await deps.store.deletePrefix(videoPrefix(id));
-      await deps.onDelete?.(id);
-      req.log.info({ video: id, objects: removed }, 'video deleted');
-      return reply.code(204).send();
-    },
-  );
+  app.delete<{ Params: { id: string } }>('/api/v1/videos/:id', { schema: schemas.delete }, async (req, reply) => {
+    requireOperator(req, apiToken);
+    const { id } = req.params;
+    if (deps.busyVideoIds().has(id))
+      throw new AppError('E_CONFLICT', `video ${id} is a live run being recorded or finalized; stop or delete its stream first`);
+    const v = await catalog.videos.get(id);
+    if (!v) throw new AppError('E_NOT_FOUND', `no video ${id}`);
+    // The row first: from then on nothing serves the files; then the files. A failure between the two
+    // leaves objects nobody lists, never a listed video without its files.
+    await catalog.videos.delete(id);
+    access.forgetVideo(id);
+    const removed = await deps.store.deletePrefix(videoPrefix(id));
+    await deps.onDelete?.(id);
+    req.log.info({ video: id, objects: removed }, 'video deleted');
+    return reply.code(204).send();
+  });
 
   app.post<{ Params: { id: string }; Body: { ttlSeconds?: number } | null }>(
     '/api/v1/videos/:id/playback-token',

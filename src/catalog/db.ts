@@ -98,7 +98,9 @@ function initPgliteDir(dir: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(code, { eval: true });
     worker.once('error', (err) => reject(new AppError('E_INTERNAL', `could not create the catalog in ${dir}`, { cause: err })));
-    worker.once('exit', (code) => (code === 0 ? resolve() : reject(new AppError('E_INTERNAL', `catalog initialisation exited with ${code}`))));
+    worker.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new AppError('E_INTERNAL', `catalog initialisation exited with ${code}`)),
+    );
   });
 }
 

@@ -91,7 +91,8 @@ interface JobRow {
   updated_at: Date | string;
 }
 
-const COLUMNS = 'id, kind, video_id, payload, state, attempts, max_attempts, run_at, lease_owner, lease_until, last_error, created_at, updated_at';
+const COLUMNS =
+  'id, kind, video_id, payload, state, attempts, max_attempts, run_at, lease_owner, lease_until, last_error, created_at, updated_at';
 /** last_error is for people reading it; a stack trace or FFmpeg's whole stderr does not belong there. */
 const MAX_ERROR_LENGTH = 2000;
 
@@ -114,7 +115,8 @@ function toJob(r: JobRow): JobRecord {
 }
 
 function checkLease(leaseMs: number): void {
-  if (!Number.isInteger(leaseMs) || leaseMs < 1) throw new AppError('E_VALIDATION', `jobs: lease must be a whole number of ms >= 1, got ${leaseMs}`);
+  if (!Number.isInteger(leaseMs) || leaseMs < 1)
+    throw new AppError('E_VALIDATION', `jobs: lease must be a whole number of ms >= 1, got ${leaseMs}`);
 }
 
 export class JobQueue {
@@ -137,7 +139,8 @@ export class JobQueue {
    */
   async enqueue(job: NewJob, opts: { video?: VideoTransition } = {}): Promise<JobRecord> {
     const maxAttempts = job.maxAttempts ?? 3;
-    if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw new AppError('E_VALIDATION', 'jobs: maxAttempts must be a whole number >= 1');
+    if (!Number.isInteger(maxAttempts) || maxAttempts < 1)
+      throw new AppError('E_VALIDATION', 'jobs: maxAttempts must be a whole number >= 1');
     if (opts.video && !job.videoId) throw new AppError('E_VALIDATION', 'jobs: a video transition needs the job to name its video');
     const now = new Date(this.#now());
     const id = job.id ?? newId();
@@ -152,7 +155,17 @@ export class JobQueue {
           WHERE $9::text IS NOT NULL AND id = $3 AND status = ANY($8::text[])
        )
        SELECT ${COLUMNS} FROM job`,
-      [id, job.kind, job.videoId ?? null, JSON.stringify(job.payload ?? {}), maxAttempts, job.runAt ?? now, now, opts.video ? [...opts.video.from] : [], opts.video?.to ?? null],
+      [
+        id,
+        job.kind,
+        job.videoId ?? null,
+        JSON.stringify(job.payload ?? {}),
+        maxAttempts,
+        job.runAt ?? now,
+        now,
+        opts.video ? [...opts.video.from] : [],
+        opts.video?.to ?? null,
+      ],
     );
     if (rows.length > 0) return toJob(rows[0]);
     const existing = await this.get(id);

@@ -35,10 +35,13 @@ export async function startSession(
   q: Queryable,
   s: { id: string; streamId: string; protocol: string; remoteAddress: string; startedAt: Date },
 ): Promise<void> {
-  await q.query(
-    `INSERT INTO publish_sessions (id, stream_id, protocol, remote_address, started_at) VALUES ($1, $2, $3, $4, $5)`,
-    [s.id, s.streamId, s.protocol, s.remoteAddress, s.startedAt],
-  );
+  await q.query(`INSERT INTO publish_sessions (id, stream_id, protocol, remote_address, started_at) VALUES ($1, $2, $3, $4, $5)`, [
+    s.id,
+    s.streamId,
+    s.protocol,
+    s.remoteAddress,
+    s.startedAt,
+  ]);
 }
 
 /**

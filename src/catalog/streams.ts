@@ -103,10 +103,11 @@ export async function listStreams(q: Queryable, opts: { limit: number; cursor?: 
   const { rows } =
     after === undefined
       ? await q.query<StreamRow>(`SELECT ${COLUMNS} FROM streams ORDER BY created_at, id LIMIT $1`, [limit + 1])
-      : await q.query<StreamRow>(
-          `SELECT ${COLUMNS} FROM streams WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3`,
-          [after.t, after.id, limit + 1],
-        );
+      : await q.query<StreamRow>(`SELECT ${COLUMNS} FROM streams WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3`, [
+          after.t,
+          after.id,
+          limit + 1,
+        ]);
   const items = rows.slice(0, limit).map(toStream);
   const nextCursor = rows.length > limit ? encodeCursor(items[items.length - 1]) : null;
   return { items, nextCursor };

@@ -328,7 +328,9 @@ export class VideoStore {
 
   /** Videos in one of these statuses. */
   async withStatus(statuses: readonly VideoStatus[]): Promise<VideoRecord[]> {
-    const { rows } = await this.#q.query<VideoRow>(`SELECT ${COLUMNS} FROM videos WHERE status = ANY($1::text[]) ORDER BY created_at`, [[...statuses]]);
+    const { rows } = await this.#q.query<VideoRow>(`SELECT ${COLUMNS} FROM videos WHERE status = ANY($1::text[]) ORDER BY created_at`, [
+      [...statuses],
+    ]);
     return rows.map(toVideo);
   }
 
@@ -356,7 +358,11 @@ export class VideoStore {
 
   /** A stream's visibility changed: its live runs (listed now, VOD later) follow it. */
   async setLiveRunVisibility(streamId: string, visibility: Visibility): Promise<void> {
-    await this.#q.query(`UPDATE videos SET visibility = $2, updated_at = $3 WHERE stream_id = $1 AND type = 'live'`, [streamId, visibility, new Date()]);
+    await this.#q.query(`UPDATE videos SET visibility = $2, updated_at = $3 WHERE stream_id = $1 AND type = 'live'`, [
+      streamId,
+      visibility,
+      new Date(),
+    ]);
   }
 
   /** Journal one recorded segment (after its object is stored). Writing the same one again is a no-op. */
@@ -370,7 +376,19 @@ export class VideoStore {
     const values: unknown[] = [];
     const rows = entries.map(({ videoId, segment: s }) => {
       const at = values.length;
-      values.push(videoId, s.rendition, s.msn, s.uri, s.initUri, s.duration, s.discontinuity, s.gap, s.bytes, s.programDateTime, s.independent ?? true);
+      values.push(
+        videoId,
+        s.rendition,
+        s.msn,
+        s.uri,
+        s.initUri,
+        s.duration,
+        s.discontinuity,
+        s.gap,
+        s.bytes,
+        s.programDateTime,
+        s.independent ?? true,
+      );
       return `(${Array.from({ length: 11 }, (_, i) => `$${at + i + 1}`).join(', ')})`;
     });
     await this.#q.query(

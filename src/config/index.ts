@@ -207,7 +207,11 @@ function toConfig(v: Record<string, SettingValue>): Config {
       endedRetentionMs: num('HLS_ENDED_RETENTION_MS'),
       maxHeldRequests: num('HLS_MAX_HELD_REQUESTS'),
     },
-    stream: { graceMs: num('RECONNECT_GRACE_MS'), unpublishGraceMs: num('UNPUBLISH_GRACE_MS'), readerQueueFrames: num('READER_QUEUE_FRAMES') },
+    stream: {
+      graceMs: num('RECONNECT_GRACE_MS'),
+      unpublishGraceMs: num('UNPUBLISH_GRACE_MS'),
+      readerQueueFrames: num('READER_QUEUE_FRAMES'),
+    },
     catalog: { databaseUrl: str('DATABASE_URL'), dataDir },
     transcode: {
       ffmpegPath: str('FFMPEG_PATH'),

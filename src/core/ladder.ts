@@ -71,7 +71,8 @@ export function validateLadder(input: unknown): LadderRung[] {
     }
     const h = height as number;
     const name = r.name === undefined ? `${h}p` : r.name;
-    if (typeof name !== 'string' || !NAME.test(name)) fail(`${at}.name`, 'must be 1-32 characters of a-z, 0-9, "-" or "_", starting with a letter or digit');
+    if (typeof name !== 'string' || !NAME.test(name))
+      fail(`${at}.name`, 'must be 1-32 characters of a-z, 0-9, "-" or "_", starting with a letter or digit');
     if (name === 'source') fail(`${at}.name`, '"source" is the name of the untouched top rung');
     if (names.has(name as string)) fail(`${at}.name`, `"${name as string}" is used by another rung`);
     if (heights.has(h)) fail(`${at}.height`, `another rung already has height ${h}`);
@@ -80,14 +81,21 @@ export function validateLadder(input: unknown): LadderRung[] {
       fail(`${at}.videoBitrateKbps`, `must be an integer between ${minKbps} and ${maxKbps}`);
     }
     const fps = r.maxFrameRate ?? 60;
-    if (typeof fps !== 'number' || !Number.isFinite(fps) || fps < minFps || fps > maxFps) fail(`${at}.maxFrameRate`, `must be a number between ${minFps} and ${maxFps}`);
+    if (typeof fps !== 'number' || !Number.isFinite(fps) || fps < minFps || fps > maxFps)
+      fail(`${at}.maxFrameRate`, `must be a number between ${minFps} and ${maxFps}`);
     const encoder = r.encoder ?? 'libx264';
     if (typeof encoder !== 'string' || !(LADDER_ENCODERS as readonly string[]).includes(encoder)) {
       fail(`${at}.encoder`, `must be one of ${LADDER_ENCODERS.join(', ')}`);
     }
     names.add(name as string);
     heights.add(h);
-    out.push({ name: name as string, height: h, videoBitrateKbps: kbps as number, maxFrameRate: fps as number, encoder: encoder as LadderEncoder });
+    out.push({
+      name: name as string,
+      height: h,
+      videoBitrateKbps: kbps as number,
+      maxFrameRate: fps as number,
+      encoder: encoder as LadderEncoder,
+    });
   });
   return out.sort((a, b) => b.height - a.height);
 }
@@ -155,10 +163,14 @@ export function planLadder(ladder: readonly LadderRung[], source: LadderPlanSour
     const warnings: string[] = [];
     below.forEach((r, i) => {
       if (r.videoBitrateKbps > kbps) {
-        warnings.push(`rung "${r.name}" is set to ${r.videoBitrateKbps} kb/s, more than the source's ${kbps} kb/s of video: it costs more bandwidth than the source for less picture`);
+        warnings.push(
+          `rung "${r.name}" is set to ${r.videoBitrateKbps} kb/s, more than the source's ${kbps} kb/s of video: it costs more bandwidth than the source for less picture`,
+        );
       } else if (i > 0 && r.videoBitrateKbps >= below[i - 1].videoBitrateKbps) {
         const up = below[i - 1];
-        warnings.push(`rung "${r.name}" is set to ${r.videoBitrateKbps} kb/s, not less than "${up.name}" above it (${up.videoBitrateKbps} kb/s): players that rank rungs by bandwidth put it above`);
+        warnings.push(
+          `rung "${r.name}" is set to ${r.videoBitrateKbps} kb/s, not less than "${up.name}" above it (${up.videoBitrateKbps} kb/s): players that rank rungs by bandwidth put it above`,
+        );
       }
     });
     return { rungs: below, omitted: [], warnings };
@@ -169,7 +181,10 @@ export function planLadder(ladder: readonly LadderRung[], source: LadderPlanSour
   for (const r of below) {
     const fitted = Math.max(LADDER_LIMITS.minKbps, Math.min(r.videoBitrateKbps, Math.round(rungCapKbps(kbps, r.height, short))));
     if (fitted >= LADDER_FIT.maxStep * above.kbps) {
-      omitted.push({ name: r.name, reason: `${fitted} kb/s would be within ${Math.round((1 - LADDER_FIT.maxStep) * 100)} % of "${above.name}" above it (${above.kbps} kb/s)` });
+      omitted.push({
+        name: r.name,
+        reason: `${fitted} kb/s would be within ${Math.round((1 - LADDER_FIT.maxStep) * 100)} % of "${above.name}" above it (${above.kbps} kb/s)`,
+      });
       continue;
     }
     rungs.push(fitted === r.videoBitrateKbps ? r : { ...r, videoBitrateKbps: fitted });

@@ -59,7 +59,8 @@ export class FlvReader {
     while (buf.byteLength - p >= TAG_HEADER_BYTES) {
       const type = buf[p] & 0x1f;
       const size = buf.readUIntBE(p + 1, 3);
-      if (size > this.#limits.maxTagBytes) throw new AppError('E_PROTOCOL', `FLV tag of ${size} bytes exceeds the limit of ${this.#limits.maxTagBytes}`);
+      if (size > this.#limits.maxTagBytes)
+        throw new AppError('E_PROTOCOL', `FLV tag of ${size} bytes exceeds the limit of ${this.#limits.maxTagBytes}`);
       if (buf.byteLength - p < TAG_HEADER_BYTES + size + 4) break;
       // Timestamp: 24 bits, then TimestampExtended holds the upper 8 bits.
       const timestamp = (buf.readUIntBE(p + 4, 3) | (buf[p + 7] << 24)) >>> 0;

@@ -28,7 +28,14 @@ export const ExPacketType = {
   multitrack: 6,
   modEx: 7,
 } as const;
-export const ExAudioPacketType = { sequenceStart: 0, codedFrames: 1, sequenceEnd: 2, multichannelConfig: 4, multitrack: 5, modEx: 7 } as const;
+export const ExAudioPacketType = {
+  sequenceStart: 0,
+  codedFrames: 1,
+  sequenceEnd: 2,
+  multichannelConfig: 4,
+  multitrack: 5,
+  modEx: 7,
+} as const;
 
 const LEGACY_VIDEO: Record<number, string> = {
   1: 'JPEG',

@@ -157,8 +157,13 @@ export class StreamLadder {
     const fit = this.#fit!;
     const plan = fit.plan!;
     this.#log.info(
-      { sourceVideoKbps: fit.sourceKbps, rungs: plan.rungs.map((r) => `${r.name}@${r.videoBitrateKbps}`), omitted: plan.omitted, warnings: plan.warnings },
-      'ladder fitted to the source\'s first seconds',
+      {
+        sourceVideoKbps: fit.sourceKbps,
+        rungs: plan.rungs.map((r) => `${r.name}@${r.videoBitrateKbps}`),
+        omitted: plan.omitted,
+        warnings: plan.warnings,
+      },
+      "ladder fitted to the source's first seconds",
     );
     const keep = new Set(plan.rungs.map((r) => r.name));
     for (const [name, pub] of this.#early) {
@@ -189,10 +194,11 @@ export class StreamLadder {
     const plan = fit.plan!;
     this.#log.info(
       { sourceVideoKbps: fit.sourceKbps, rungs: plan.rungs.map((r) => `${r.name}@${r.videoBitrateKbps}`), omitted: plan.omitted },
-      'the source\'s bitrate settled away from the first estimate: refitting the ladder (one FFmpeg restart)',
+      "the source's bitrate settled away from the first estimate: refitting the ladder (one FFmpeg restart)",
     );
     const keep = new Set(plan.rungs.map((r) => r.name));
-    for (const name of [...this.#everPublished]) if (!keep.has(name)) this.#endRung(name, 'left out of the ladder at the settled source bitrate');
+    for (const name of [...this.#everPublished])
+      if (!keep.has(name)) this.#endRung(name, 'left out of the ladder at the settled source bitrate');
     this.#dropped = this.#dropped.filter((r) => keep.has(r.name));
     if (!this.#supervisor) {
       // No FFmpeg because the first plan had no rung: start one if this plan has. (Not after a failed
@@ -216,7 +222,11 @@ export class StreamLadder {
 
   #publishRung(name: string): Publisher {
     const id = this.#rungId(name);
-    const pub = this.#o.rungHub.publish(id, { sessionId: newId(), protocol: 'transcode', remoteAddress: 'ffmpeg', sourceSessionId: this.#sourceSession }, () => {});
+    const pub = this.#o.rungHub.publish(
+      id,
+      { sessionId: newId(), protocol: 'transcode', remoteAddress: 'ffmpeg', sourceSessionId: this.#sourceSession },
+      () => {},
+    );
     this.#everPublished.add(name);
     return pub;
   }
@@ -264,7 +274,9 @@ export class StreamLadder {
       const leftOut = (this.#fit?.plan?.omitted.length ?? 0) > 0;
       this.#log.info(
         { height: tracks.video.height, sourceVideoKbps: this.#fit?.sourceKbps },
-        leftOut ? 'every rung below the source is left out at its bitrate; serving the source only' : 'no rung of the ladder is below the source; serving the source only',
+        leftOut
+          ? 'every rung below the source is left out at its bitrate; serving the source only'
+          : 'no rung of the ladder is below the source; serving the source only',
       );
       return;
     }
@@ -402,7 +414,10 @@ export class StreamLadder {
     if (info.kind === 'stopped' || sup !== this.#supervisor) return;
     this.#restarts++;
     this.#o.counters.exits++;
-    const last = info.stderrTail.filter((l) => !/^\s*$/.test(l)).slice(-3).join(' | ');
+    const last = info.stderrTail
+      .filter((l) => !/^\s*$/.test(l))
+      .slice(-3)
+      .join(' | ');
     this.#lastError = `${info.reason}${last ? `: ${last}` : ''}`;
     if (info.kind === 'died') this.#o.counters.crashes++;
     // The supervisor restarts with backoff, or gives up after repeated start failures.

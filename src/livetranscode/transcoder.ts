@@ -97,7 +97,8 @@ export class LiveTranscoder {
     const previous = this.#streams.get(streamId);
     if (previous) await Promise.race([previous.done, new Promise((r) => setTimeout(r, 6000).unref())]);
     if (!ladder || this.#closed || this.#streams.has(streamId)) {
-      if (ladder && this.#streams.has(streamId)) this.#log.warn({ stream: streamId }, 'the previous run of this stream is still stopping; serving the source only');
+      if (ladder && this.#streams.has(streamId))
+        this.#log.warn({ stream: streamId }, 'the previous run of this stream is still stopping; serving the source only');
       return reader.close();
     }
     if (!this.#o.ffmpegPath) {

@@ -72,7 +72,13 @@ export class Alignment {
 
   /** The source's window: its segment `msn` starts; the one before is complete. */
   sourceSegmentStart(msn: number, info: SegmentStartInfo): void {
-    this.timeline.addBoundary({ msn, timelineDts: info.timelineDts, timelinePts: info.timelinePts, sessionId: info.sessionKey, sessionStart: info.sessionStart });
+    this.timeline.addBoundary({
+      msn,
+      timelineDts: info.timelineDts,
+      timelinePts: info.timelinePts,
+      sessionId: info.sessionKey,
+      sessionStart: info.sessionStart,
+    });
     // The segment before this one is complete, and its duration known from this boundary.
     this.#fillPausedRungs(msn - 1);
   }
@@ -110,7 +116,12 @@ export class Alignment {
    * A rung's session starts where the source started a segment it has not yet passed to the playlist:
    * its clock offset, the keyframe's timeline pts and that boundary; undefined to wait for a later keyframe.
    */
-  rungStart(sessionKey: string, pts: number, tolerance: number, minMsn: () => number): { offset: number; at: number; boundary: Boundary } | undefined {
+  rungStart(
+    sessionKey: string,
+    pts: number,
+    tolerance: number,
+    minMsn: () => number,
+  ): { offset: number; at: number; boundary: Boundary } | undefined {
     const clock = this.timeline.session(sessionKey);
     const at = clock ? pts + clock.offset : undefined;
     const b = at === undefined ? undefined : this.timeline.boundaryNear(at, tolerance);

@@ -30,7 +30,10 @@ export function checkReachable(q: { msn: number; part?: number }, last: { msn: n
   }
   // Parts count across the segment boundary: part p of a later segment is at least p + 1 parts ahead.
   if (q.part !== undefined && ((q.msn === last.msn && q.part > last.part + 3) || (q.msn > last.msn && q.part >= 3))) {
-    throw new AppError('E_PLAYLIST_TOO_FAR_AHEAD', `_HLS_msn=${q.msn}&_HLS_part=${q.part} is more than three parts past the last one (${last.msn}.${last.part})`);
+    throw new AppError(
+      'E_PLAYLIST_TOO_FAR_AHEAD',
+      `_HLS_msn=${q.msn}&_HLS_part=${q.part} is more than three parts past the last one (${last.msn}.${last.part})`,
+    );
   }
 }
 

@@ -21,7 +21,15 @@ export interface LivePackagerOptions extends StreamPackageOptions {
  * Ended runs stay (with EXT-X-ENDLIST) for endedRetentionMs, then their memory is released.
  */
 export class LivePackager {
-  readonly counters: PackagerCounters = { parts: 0, segments: 0, oversizedParts: 0, forcedCuts: 0, errors: 0, gapSegments: 0, unalignedSegments: 0 };
+  readonly counters: PackagerCounters = {
+    parts: 0,
+    segments: 0,
+    oversizedParts: 0,
+    forcedCuts: 0,
+    errors: 0,
+    gapSegments: 0,
+    unalignedSegments: 0,
+  };
   readonly #opts: LivePackagerOptions;
   readonly #packages = new Map<string, StreamPackage>();
   readonly #timers = new Set<NodeJS.Timeout>();

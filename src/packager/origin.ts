@@ -92,7 +92,12 @@ export class LiveOrigin {
         throw new AppError('E_PLAYLIST_BAD_REQUEST', '_HLS_skip must be YES or v2');
       }
       if (!rendition.hasSegments) await pkg.whenReady(this.#opts.startupWaitMs, signal);
-      const body = await rendition.playlist({ msn, part, skip: skipValue !== undefined }, () => pkg.reportsFor(renditionName), this.#opts.holdMs, signal);
+      const body = await rendition.playlist(
+        { msn, part, skip: skipValue !== undefined },
+        () => pkg.reportsFor(renditionName),
+        this.#opts.holdMs,
+        signal,
+      );
       return { status: 200, headers: { ...CORS, 'content-type': PLAYLIST_TYPE, 'cache-control': CACHE_MEDIA_PLAYLIST }, body };
     }
     if (!FILE.test(file)) return text(404, 'not found\n');

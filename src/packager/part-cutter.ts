@@ -40,7 +40,13 @@ export class PartCutter {
   readonly #pdt: (timelineDts: number) => number;
 
   /** `segStart`: where the current segment starts; `pdt`: the wall clock of a timeline instant. */
-  constructor(opts: { readonly partTargetMs: number; readonly segmentTargetMs: number }, spacing: () => FrameSpacing, sink: PartSink, segStart: () => number, pdt: (timelineDts: number) => number) {
+  constructor(
+    opts: { readonly partTargetMs: number; readonly segmentTargetMs: number },
+    spacing: () => FrameSpacing,
+    sink: PartSink,
+    segStart: () => number,
+    pdt: (timelineDts: number) => number,
+  ) {
     this.target = new PartTarget(opts, spacing);
     this.#sink = sink;
     this.#segStart = segStart;
@@ -127,6 +133,12 @@ export class PartCutter {
     }
     this.timelineEnd = Math.max(this.timelineEnd, end);
     const pdt = this.#pdt(this.start);
-    this.#sink.part({ bytes: out.bytes, duration: ticks / TIMESCALE, independent: out.independent, programDateTime: pdt, timelineDts: out.firstDts ?? this.start });
+    this.#sink.part({
+      bytes: out.bytes,
+      duration: ticks / TIMESCALE,
+      independent: out.independent,
+      programDateTime: pdt,
+      timelineDts: out.firstDts ?? this.start,
+    });
   }
 }

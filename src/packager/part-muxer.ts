@@ -93,7 +93,7 @@ export class PartMuxer {
         // The run continues the last one when its first frame is within half a frame of that run's end
         // (whose last frame got the nominal duration), so the audio timeline has no gap and no overlap.
         const cur = i === 0 ? base : toRate(audio[i].dts);
-        const nextFrame = audio[i + 1];
+        const nextFrame = audio.at(i + 1);
         const dur = nextFrame ? toRate(nextFrame.dts) - cur : nominal;
         samples.push({ duration: dur > 0 ? dur : nominal, data: audio[i].data, keyframe: true, compositionOffset: 0 });
       }

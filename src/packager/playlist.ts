@@ -95,7 +95,7 @@ export function renderMediaPlaylist(state: MediaPlaylistState, opts: RenderOptio
     );
   }
   out.push(`#EXT-X-PART-INF:PART-TARGET=${fmtDuration(state.partTarget)}`);
-  const first = state.segments[0] ?? state.pending;
+  const first = state.segments.at(0) ?? state.pending;
   out.push(`#EXT-X-MEDIA-SEQUENCE:${first ? first.msn : 0}`);
   if (state.discontinuitySequence > 0) out.push(`#EXT-X-DISCONTINUITY-SEQUENCE:${state.discontinuitySequence}`);
 
@@ -105,7 +105,7 @@ export function renderMediaPlaylist(state: MediaPlaylistState, opts: RenderOptio
   // Parts are listed only near the live edge: Partial Segments SHOULD be removed once they are more than
   // three Target Durations from the end of the Playlist (the window is passed in as partWindow).
   let tailFromEnd = 0;
-  const listParts: boolean[] = new Array(state.segments.length).fill(false);
+  const listParts = new Array<boolean>(state.segments.length).fill(false);
   for (let i = state.segments.length - 1; i >= 0; i--) {
     listParts[i] = tailFromEnd < state.partWindow;
     tailFromEnd += state.segments[i].duration;

@@ -91,7 +91,7 @@ export class SegmentWindow {
 
   lastMsnPart(): { msn: number; part: number } {
     if (this.#pending && this.#pending.parts.length > 0) return { msn: this.#pending.msn, part: this.#pending.parts.length - 1 };
-    const last = this.#segments[this.#segments.length - 1];
+    const last = this.#segments.at(-1);
     return last ? { msn: last.msn, part: last.parts.length - 1 } : { msn: -1, part: -1 };
   }
 
@@ -127,7 +127,13 @@ export class SegmentWindow {
       discontinuitySequence: this.#discontinuitySeq,
       segments: this.#segments.map(toEntry),
       pending: pending
-        ? { msn: pending.msn, parts: pending.parts.map((p) => p.entry), programDateTime: pending.programDateTime, discontinuity: pending.discontinuity, initUri: pending.initUri }
+        ? {
+            msn: pending.msn,
+            parts: pending.parts.map((p) => p.entry),
+            programDateTime: pending.programDateTime,
+            discontinuity: pending.discontinuity,
+            initUri: pending.initUri,
+          }
         : undefined,
     };
   }

@@ -84,7 +84,13 @@ export class Segmenter {
     this.#sink = sink;
     this.#role = role;
     const spacing = () => ({ nominal: this.#nominalDur, measured: this.#frameDur });
-    this.#part = new PartCutter(opts, spacing, sink, () => this.#segStart, (t) => this.#pdt(t));
+    this.#part = new PartCutter(
+      opts,
+      spacing,
+      sink,
+      () => this.#segStart,
+      (t) => this.#pdt(t),
+    );
     this.#segment = new SegmentTarget(opts.segmentTargetMs);
   }
 
@@ -123,7 +129,11 @@ export class Segmenter {
     this.#lastVideoDts = undefined;
     this.#lastAudioDts = undefined;
     const init = this.#part.muxer.startSession(tracks);
-    this.#nominalDur = tracks.video ? (tracks.video.frameRate > 0 ? TIMESCALE / tracks.video.frameRate : 0) : this.#part.muxer.audioFrameTicks;
+    this.#nominalDur = tracks.video
+      ? tracks.video.frameRate > 0
+        ? TIMESCALE / tracks.video.frameRate
+        : 0
+      : this.#part.muxer.audioFrameTicks;
     if (this.#nominalDur > 0 && this.#frameDur === 0) this.#frameDur = this.#nominalDur;
     this.#sink.init(init, tracks, this.#sessions > 0);
     this.#sessions++;
@@ -240,7 +250,11 @@ export class Segmenter {
   /** The leader tells the alignment how its current session maps to the wall clock. */
   #publishClock(): void {
     if (this.#role?.kind !== 'leader' || this.#offset === undefined) return;
-    this.#role.alignment.publishClock(this.#sessionKey, { offset: this.#offset, wallAnchor: this.#anchor.wallAnchor, dtsAnchor: this.#anchor.dtsAnchor });
+    this.#role.alignment.publishClock(this.#sessionKey, {
+      offset: this.#offset,
+      wallAnchor: this.#anchor.wallAnchor,
+      dtsAnchor: this.#anchor.dtsAnchor,
+    });
   }
 
   /** Flush what is buffered as the session's last part and close its segment. Idempotent. */

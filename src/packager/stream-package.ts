@@ -84,6 +84,8 @@ export class StreamPackage {
     }
     const source = this.#source;
     const follower = opts.follow === true && source !== undefined;
+    // Built below, after the rendition whose callbacks read it (undefined until then).
+    // eslint-disable-next-line prefer-const -- declared ahead of the closures that use it
     let segmenter: Segmenter | undefined;
     const observer = this.#observer;
     const rendition = new LiveRendition(name, this.runId, {
@@ -97,11 +99,22 @@ export class StreamPackage {
       onSegment: observer ? (seg) => observer.segment(name, seg) : undefined,
     });
     const role: AlignmentRole = follower
-      ? { kind: 'follower', alignment: this.#alignment, minMsn: () => rendition.nextMsn, targetDuration: () => source!.segmenter.targetDurationSeconds }
+      ? {
+          kind: 'follower',
+          alignment: this.#alignment,
+          minMsn: () => rendition.nextMsn,
+          targetDuration: () => source.segmenter.targetDurationSeconds,
+        }
       : { kind: 'leader', alignment: this.#alignment };
     const pushing = { pump: undefined };
     const segOpts = { partTargetMs: this.#opts.partTargetMs, segmentTargetMs: this.#opts.segmentTargetMs };
-    const sink = feedSink(rendition, { follower, alignment: this.#alignment, counters: this.#counters, pushing, wake: () => this.#wakeStartWaiters() });
+    const sink = feedSink(rendition, {
+      follower,
+      alignment: this.#alignment,
+      counters: this.#counters,
+      pushing,
+      wake: () => this.#wakeStartWaiters(),
+    });
     segmenter = new Segmenter(segOpts, sink, role);
     const feed: RenditionFeed = { rendition, segmenter, follower, reader, addedAt: Date.now(), retired: false, pushing };
     if (follower) this.#alignment.follow(rendition);
@@ -202,7 +215,9 @@ export class StreamPackage {
     if (source.ended) return true;
     if (!source.hasSegments) return false;
     const now = Date.now();
-    return [...this.#feeds.values()].every((r) => !r.follower || r.rendition.hasSegments || r.rendition.ended || r.retired || now - r.addedAt > RUNG_STARTUP_MS);
+    return [...this.#feeds.values()].every(
+      (r) => !r.follower || r.rendition.hasSegments || r.rendition.ended || r.retired || now - r.addedAt > RUNG_STARTUP_MS,
+    );
   }
 
   #wakeStartWaiters(): void {

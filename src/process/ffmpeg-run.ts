@@ -139,11 +139,17 @@ export function runFfmpeg(o: FfmpegRunOptions): Promise<void> {
     };
     const onAbort = () => kill(o.signal!.reason instanceof Error ? o.signal!.reason : new AppError('E_CLOSED', 'packaging aborted'));
     o.signal?.addEventListener('abort', onAbort, { once: true });
-    const total = setTimeout(() => kill(() => new FfmpegError(`FFmpeg did not finish within ${Math.round(o.timeoutMs / 1000)} s`, null, tail())), o.timeoutMs);
+    const total = setTimeout(
+      () => kill(() => new FfmpegError(`FFmpeg did not finish within ${Math.round(o.timeoutMs / 1000)} s`, null, tail())),
+      o.timeoutMs,
+    );
     let stall: NodeJS.Timeout | undefined;
     const armStall = () => {
       clearTimeout(stall);
-      stall = setTimeout(() => kill(() => new FfmpegError(`FFmpeg made no progress for ${Math.round(o.stallTimeoutMs / 1000)} s`, null, tail())), o.stallTimeoutMs);
+      stall = setTimeout(
+        () => kill(() => new FfmpegError(`FFmpeg made no progress for ${Math.round(o.stallTimeoutMs / 1000)} s`, null, tail())),
+        o.stallTimeoutMs,
+      );
     };
     armStall();
 

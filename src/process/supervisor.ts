@@ -169,12 +169,15 @@ export class Supervisor {
       return;
     }
     const log = this.#log.child({ attempt, pid: child.pid });
-    const stderr = child.pid === undefined ? undefined : new StderrLog(child.stderr!, {
-      logger: log,
-      maxLineLength: limits?.maxLineLength ?? 2000,
-      maxLinesPerSec: limits?.maxLinesPerSec ?? 50,
-      tailLines: limits?.tailLines ?? 20,
-    });
+    const stderr =
+      child.pid === undefined
+        ? undefined
+        : new StderrLog(child.stderr!, {
+            logger: log,
+            maxLineLength: limits?.maxLineLength ?? 2000,
+            maxLinesPerSec: limits?.maxLinesPerSec ?? 50,
+            tailLines: limits?.tailLines ?? 20,
+          });
     const run = this.#newRun(attempt, child.pid, log, stderr);
     run.stdin = child.stdin ?? undefined;
     // A child that exits while we write to it gives EPIPE on stdin; that must not become an uncaught error.
@@ -208,8 +211,18 @@ export class Supervisor {
 
   #newRun(attempt: number, pid: number | undefined, log: Logger, stderr: StderrLog | undefined): Run {
     const run: Run = {
-      attempt, pid, startedAt: Date.now(), log, stderr, ready: false, ending: undefined,
-      readyTimer: undefined, termSent: false, exited: false, done: false, timers: [],
+      attempt,
+      pid,
+      startedAt: Date.now(),
+      log,
+      stderr,
+      ready: false,
+      ending: undefined,
+      readyTimer: undefined,
+      termSent: false,
+      exited: false,
+      done: false,
+      timers: [],
     };
     this.#run = run;
     return run;
@@ -260,18 +273,31 @@ export class Supervisor {
     for (const t of run.timers) clearTimeout(t);
     run.stderr?.close();
     const { ending } = run;
-    const kind: ExitKind =
-      ending === 'stop' || ending === 'restart' ? 'stopped' : run.ready && !ending ? 'died' : 'never-started';
+    const kind: ExitKind = ending === 'stop' || ending === 'restart' ? 'stopped' : run.ready && !ending ? 'died' : 'never-started';
     const ended = spawnError ?? (signal ? `killed by ${signal}` : `exited with code ${code}`);
     const reason =
-      ending === 'stop' ? `stopped (${ended})`
-      : ending === 'restart' ? `restart: ${run.restartReason} (${ended})`
-      : ending === 'ready-timeout' ? `not ready within ${this.#opts.readyTimeoutMs} ms (${ended})`
-      : ending === 'on-start-failed' ? `onStart threw (${ended})`
-      : kind === 'never-started' && !spawnError ? `${ended} before ready`
-      : ended;
+      ending === 'stop'
+        ? `stopped (${ended})`
+        : ending === 'restart'
+          ? `restart: ${run.restartReason} (${ended})`
+          : ending === 'ready-timeout'
+            ? `not ready within ${this.#opts.readyTimeoutMs} ms (${ended})`
+            : ending === 'on-start-failed'
+              ? `onStart threw (${ended})`
+              : kind === 'never-started' && !spawnError
+                ? `${ended} before ready`
+                : ended;
     const stderrTail = run.stderr?.tail() ?? [];
-    const info: ExitInfo = { attempt: run.attempt, pid: run.pid, code, signal, kind, reason, stderrTail, ranMs: Date.now() - run.startedAt };
+    const info: ExitInfo = {
+      attempt: run.attempt,
+      pid: run.pid,
+      code,
+      signal,
+      kind,
+      reason,
+      stderrTail,
+      ranMs: Date.now() - run.startedAt,
+    };
     this.#run = undefined;
     this.#lastExit = info;
     if (kind === 'stopped') run.log.info({ reason, ranMs: info.ranMs }, 'child ended');

@@ -117,7 +117,9 @@ export async function registerWhipRoutes(app: FastifyInstance, opts: WhipRoutesO
       if (out.kind === 'restart-unsupported') {
         // RFC 9725 4.3.1: a session that supports trickle ICE but not ICE restarts answers a restart with
         // 422. The client then starts a new session (POST), which takes the stream over without a gap.
-        return reply.code(422).send({ error: { code: 'E_VALIDATION', message: 'ICE restarts are not supported: start a new session (POST) instead' } });
+        return reply
+          .code(422)
+          .send({ error: { code: 'E_VALIDATION', message: 'ICE restarts are not supported: start a new session (POST) instead' } });
       }
       return reply.code(204).header('etag', ingest.etag(req.params.id)).send();
     });

@@ -105,7 +105,8 @@ export class FsStorage implements ObjectStore {
 
   async deletePrefix(prefix: string): Promise<number> {
     validatePrefix(prefix);
-    if (prefix === '') throw new AppError('E_VALIDATION', 'storage: deletePrefix needs a non-empty prefix (deleting everything is not offered)');
+    if (prefix === '')
+      throw new AppError('E_VALIDATION', 'storage: deletePrefix needs a non-empty prefix (deleting everything is not offered)');
     return this.#ops.run('deletePrefix', prefix, async () => {
       // In batches, each from a fresh walk: memory stays bounded, and no walk reads folders being pruned.
       let deleted = 0;
@@ -158,7 +159,11 @@ export class FsStorage implements ObjectStore {
 
   async #info(paths: Paths, size: number): Promise<ObjectInfo> {
     const meta = await readSideMeta(paths.meta);
-    return { size, contentType: meta.contentType ?? DEFAULT_CONTENT_TYPE, ...(meta.cacheControl ? { cacheControl: meta.cacheControl } : {}) };
+    return {
+      size,
+      contentType: meta.contentType ?? DEFAULT_CONTENT_TYPE,
+      ...(meta.cacheControl ? { cacheControl: meta.cacheControl } : {}),
+    };
   }
 
   /** Renames the finished file over the object, then puts its metadata beside it (or removes stale metadata). */

@@ -86,7 +86,8 @@ export function validatePutOptions(opts: PutOptions | undefined): PutOptions {
 /** A range as asked: whole non-negative numbers, end (inclusive) not before start. */
 export function validateRange(range: ByteRange): void {
   const { start, end } = range;
-  if (!Number.isSafeInteger(start) || start < 0) throw new AppError('E_VALIDATION', `storage: range start ${start} must be a whole number >= 0`);
+  if (!Number.isSafeInteger(start) || start < 0)
+    throw new AppError('E_VALIDATION', `storage: range start ${start} must be a whole number >= 0`);
   if (end !== undefined && (!Number.isSafeInteger(end) || end < start)) {
     throw new AppError('E_VALIDATION', `storage: range end ${end} must be a whole number >= start (${start})`);
   }
@@ -105,6 +106,7 @@ export function clipRange(key: string, range: ByteRange, size: number): { start:
 
 /** getBuffer's limit: a whole number of bytes, at least 0. */
 export function validateMaxBytes(maxBytes: number): number {
-  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new AppError('E_VALIDATION', `storage: maxBytes ${maxBytes} must be a whole number >= 0`);
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0)
+    throw new AppError('E_VALIDATION', `storage: maxBytes ${maxBytes} must be a whole number >= 0`);
   return maxBytes;
 }

@@ -46,7 +46,9 @@ export interface S3StorageOptions {
 const MISSING = new Set(['NoSuchKey', 'NotFound']);
 
 function errorName(err: unknown): string {
-  return typeof err === 'object' && err !== null && typeof (err as { name?: unknown }).name === 'string' ? (err as { name: string }).name : '';
+  return typeof err === 'object' && err !== null && typeof (err as { name?: unknown }).name === 'string'
+    ? (err as { name: string }).name
+    : '';
 }
 
 /** The object store on S3 or an S3-compatible service; the bucket must exist. */
@@ -123,7 +125,10 @@ export class S3Storage implements ObjectStore {
   }
 
   /** S3 makes an object visible only when PutObject or CompleteMultipartUpload succeeds: atomic by design. */
-  async #upload(params: { Bucket: string; Key: string; ContentType: string; CacheControl?: string }, body: Buffer | Readable): Promise<number> {
+  async #upload(
+    params: { Bucket: string; Key: string; ContentType: string; CacheControl?: string },
+    body: Buffer | Readable,
+  ): Promise<number> {
     if (Buffer.isBuffer(body) && body.length <= this.#partSize) {
       await this.#client.send(new PutObjectCommand({ ...params, Body: body, ContentLength: body.length }));
       return body.length;
@@ -177,7 +182,8 @@ export class S3Storage implements ObjectStore {
 
   async deletePrefix(prefix: string): Promise<number> {
     validatePrefix(prefix);
-    if (prefix === '') throw new AppError('E_VALIDATION', 'storage: deletePrefix needs a non-empty prefix (deleting everything is not offered)');
+    if (prefix === '')
+      throw new AppError('E_VALIDATION', 'storage: deletePrefix needs a non-empty prefix (deleting everything is not offered)');
     return this.#ops.run('deletePrefix', prefix, async () => {
       let deleted = 0;
       // One DeleteObjects per listed page: a page holds at most 1000 keys, DeleteObjects' own limit.
@@ -189,7 +195,10 @@ export class S3Storage implements ObjectStore {
         const failed = res.Errors ?? [];
         if (failed.length > 0) {
           const first = failed[0];
-          throw new AppError('E_INTERNAL', `storage: could not delete ${failed.length} objects under ${JSON.stringify(prefix)}, e.g. ${first.Key}: ${first.Code} ${first.Message}`);
+          throw new AppError(
+            'E_INTERNAL',
+            `storage: could not delete ${failed.length} objects under ${JSON.stringify(prefix)}, e.g. ${first.Key}: ${first.Code} ${first.Message}`,
+          );
         }
         deleted += page.length;
       }
@@ -211,7 +220,10 @@ export class S3Storage implements ObjectStore {
     validateKey(key);
     const full = this.#prefix + key;
     if (full.length > MAX_KEY_LENGTH) {
-      throw new AppError('E_VALIDATION', `storage: key ${JSON.stringify(key)} is too long with the storage prefix (${full.length} > ${MAX_KEY_LENGTH})`);
+      throw new AppError(
+        'E_VALIDATION',
+        `storage: key ${JSON.stringify(key)} is too long with the storage prefix (${full.length} > ${MAX_KEY_LENGTH})`,
+      );
     }
     return full;
   }
@@ -243,7 +255,10 @@ export class S3Storage implements ObjectStore {
 
   /** Keys under `prefix`, one page (at most pageSize keys) at a time, without the storage prefix. */
   async *#pages(prefix: string): AsyncGenerator<string[]> {
-    const pages = paginateListObjectsV2({ client: this.#client, pageSize: this.#pageSize }, { Bucket: this.bucket, Prefix: this.#prefix + prefix });
+    const pages = paginateListObjectsV2(
+      { client: this.#client, pageSize: this.#pageSize },
+      { Bucket: this.bucket, Prefix: this.#prefix + prefix },
+    );
     for await (const page of pages) {
       yield (page.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : []));
     }

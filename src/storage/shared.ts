@@ -55,7 +55,10 @@ export async function collectKeys(prefix: string, keys: AsyncIterable<string>): 
   const out: string[] = [];
   for await (const key of keys) {
     if (out.length === MAX_LIST_KEYS) {
-      throw new AppError('E_LIMIT_EXCEEDED', `storage: more than ${MAX_LIST_KEYS} keys under ${JSON.stringify(prefix)}; list a narrower prefix`);
+      throw new AppError(
+        'E_LIMIT_EXCEEDED',
+        `storage: more than ${MAX_LIST_KEYS} keys under ${JSON.stringify(prefix)}; list a narrower prefix`,
+      );
     }
     out.push(key);
   }

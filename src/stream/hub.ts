@@ -108,7 +108,10 @@ class LiveStream {
   #lastBytes = 0;
   #lastTick: number;
 
-  constructor(readonly id: string, now: number) {
+  constructor(
+    readonly id: string,
+    now: number,
+  ) {
     this.liveSince = now;
     this.#lastTick = now;
   }
@@ -158,7 +161,13 @@ class PublisherImpl implements Publisher {
   setTracks(tracks: TrackSet): void {
     if (this.closed) return;
     this.stream.tracks = tracks;
-    this.stream.broadcast({ type: 'session-start', sessionId: this.sessionId, sourceSessionId: this.info.sourceSessionId, tracks, wallClock: this.hub.clock.now() });
+    this.stream.broadcast({
+      type: 'session-start',
+      sessionId: this.sessionId,
+      sourceSessionId: this.info.sourceSessionId,
+      tracks,
+      wallClock: this.hub.clock.now(),
+    });
   }
 
   write(frame: MediaFrame): void {
@@ -291,7 +300,13 @@ export class StreamHub extends EventEmitter<HubEvents> {
     stream.readers.add(reader);
     const pub = stream.publisher;
     if (pub && !pub.closed && stream.tracks) {
-      reader.push({ type: 'session-start', sessionId: pub.sessionId, sourceSessionId: pub.info.sourceSessionId, tracks: stream.tracks, wallClock: this.clock.now() });
+      reader.push({
+        type: 'session-start',
+        sessionId: pub.sessionId,
+        sourceSessionId: pub.info.sourceSessionId,
+        tracks: stream.tracks,
+        wallClock: this.clock.now(),
+      });
     }
     return reader;
   }

@@ -1,5 +1,15 @@
 export { StreamHub } from './hub.js';
-export type { HubOptions, HubEvents, SessionStats, IngestProtocol, LiveStatus, PublishInfo, Publisher, SessionEnd, StreamState } from './hub.js';
+export type {
+  HubOptions,
+  HubEvents,
+  SessionStats,
+  IngestProtocol,
+  LiveStatus,
+  PublishInfo,
+  Publisher,
+  SessionEnd,
+  StreamState,
+} from './hub.js';
 export { Reader } from './reader.js';
 export { parseRungStreamId, rungStreamId } from './rungs.js';
 export type { RungRef, RungStreamId } from './rungs.js';

@@ -100,7 +100,11 @@ export async function publishVod(store: ObjectStore, videoId: string, renditions
       contentType: CONTENT_TYPES.m3u8,
       cacheControl: CACHE_PLAYLIST,
     });
-    published.push({ ...r.info, bandwidth: Math.max(1, Math.round(peak)), averageBandwidth: seconds > 0 ? Math.round(bits / seconds) : undefined });
+    published.push({
+      ...r.info,
+      bandwidth: Math.max(1, Math.round(peak)),
+      averageBandwidth: seconds > 0 ? Math.round(bits / seconds) : undefined,
+    });
   }
   published.sort((a, b) => (b.height ?? 0) - (a.height ?? 0) || b.bandwidth - a.bandwidth);
   const master = renderMultivariantPlaylist(
@@ -117,7 +121,10 @@ export async function publishVod(store: ObjectStore, videoId: string, renditions
     { independentSegments: allIndependent },
   );
   if (published.length > 0) {
-    await store.put(assetKey(videoId, MASTER_PLAYLIST), Buffer.from(master), { contentType: CONTENT_TYPES.m3u8, cacheControl: CACHE_PLAYLIST });
+    await store.put(assetKey(videoId, MASTER_PLAYLIST), Buffer.from(master), {
+      contentType: CONTENT_TYPES.m3u8,
+      cacheControl: CACHE_PLAYLIST,
+    });
   }
   const top = renditions.find((r) => r.info.name === published[0]?.name);
   const duration = top ? top.segments.filter((s) => !s.gap).reduce((n, s) => n + s.duration, 0) : 0;
@@ -152,7 +159,22 @@ export async function makePoster(
     await writeFile(input, Buffer.concat([init, media]));
     const r = await execTool(
       ffmpegPath,
-      ['-hide_banner', '-loglevel', 'error', '-nostdin', '-i', input, '-frames:v', '1', '-vf', "scale='min(1280,iw)':-2", '-q:v', '4', '-y', output],
+      [
+        '-hide_banner',
+        '-loglevel',
+        'error',
+        '-nostdin',
+        '-i',
+        input,
+        '-frames:v',
+        '1',
+        '-vf',
+        "scale='min(1280,iw)':-2",
+        '-q:v',
+        '4',
+        '-y',
+        output,
+      ],
       { timeoutMs: POSTER_TIMEOUT_MS, maxBuffer: 1 << 20 },
     );
     if (r.code !== 0) throw new AppError('E_INTERNAL', `poster: ffmpeg exited with ${r.code}: ${r.stderr.trim().split('\n').at(-1) ?? ''}`);

@@ -40,5 +40,10 @@ export function codecString(track: TrackInfo): string {
 export function describeTracks(tracks: TrackSet): { codecs: string; width?: number; height?: number; frameRate?: number } {
   const { video, audio } = tracks;
   const codecs = [video, audio].filter((t) => t !== undefined).map((t) => codecString(t));
-  return { codecs: codecs.join(','), width: video?.width || undefined, height: video?.height || undefined, frameRate: video?.frameRate || undefined };
+  return {
+    codecs: codecs.join(','),
+    width: video?.width || undefined,
+    height: video?.height || undefined,
+    frameRate: video?.frameRate || undefined,
+  };
 }

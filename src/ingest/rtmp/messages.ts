@@ -85,7 +85,12 @@ export function connectReplies(txn: number, cmd: AmfObject, chunkSize: number, w
   // Enhanced RTMP: a client that lists the FourCCs it can send learns the ones we take.
   if (cmd.fourCcList !== undefined) props.fourCcList = [...FOURCC_LIST];
   const info = { level: 'status', code: 'NetConnection.Connect.Success', description: 'Connection succeeded.', objectEncoding: 0 };
-  return [windowAckSizeMessage(window), setPeerBandwidthMessage(window), setChunkSizeMessage(chunkSize), commandMessage(['_result', txn, props, info])];
+  return [
+    windowAckSizeMessage(window),
+    setPeerBandwidthMessage(window),
+    setChunkSizeMessage(chunkSize),
+    commandMessage(['_result', txn, props, info]),
+  ];
 }
 
 export function connectRejectedMessage(txn: number, description: string): RtmpMessage {

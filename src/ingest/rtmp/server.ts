@@ -16,7 +16,8 @@ interface Connection {
 
 function listen(server: net.Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const onError = (err: Error) => reject(new AppError('E_CONFIG_INVALID', `RTMP cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
+    const onError = (err: Error) =>
+      reject(new AppError('E_CONFIG_INVALID', `RTMP cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
     server.once('error', onError);
     server.listen(port, host, () => {
       server.off('error', onError);

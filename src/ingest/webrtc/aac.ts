@@ -29,12 +29,35 @@ export interface AacTranscoderOptions {
 
 export function aacArgs(bitrateKbps: number): string[] {
   return [
-    '-hide_banner', '-nostdin', '-loglevel', 'level+warning', '-nostats',
+    '-hide_banner',
+    '-nostdin',
+    '-loglevel',
+    'level+warning',
+    '-nostats',
     // The Ogg headers say everything there is to know: no probing beyond them, so the first packets are
     // decoded at once (and none is skipped: the sample count is the timeline).
-    '-probesize', '32', '-analyzeduration', '0', '-f', 'ogg', '-i', 'pipe:0',
-    '-vn', '-c:a', 'aac', '-b:a', `${bitrateKbps}k`, '-ac', '2', '-ar', '48000',
-    '-flush_packets', '1', '-f', 'adts', 'pipe:1',
+    '-probesize',
+    '32',
+    '-analyzeduration',
+    '0',
+    '-f',
+    'ogg',
+    '-i',
+    'pipe:0',
+    '-vn',
+    '-c:a',
+    'aac',
+    '-b:a',
+    `${bitrateKbps}k`,
+    '-ac',
+    '2',
+    '-ar',
+    '48000',
+    '-flush_packets',
+    '1',
+    '-f',
+    'adts',
+    'pipe:1',
   ];
 }
 

@@ -84,7 +84,11 @@ export class H264Depacketizer {
 
   #add(nal: Uint8Array): void {
     if (nal.length === 0) return;
-    if (nal.length > this.#limits.maxNalBytes || this.#bytes + nal.length > this.#limits.maxAccessUnitBytes || this.#nals.length >= this.#limits.maxNalsPerAccessUnit) {
+    if (
+      nal.length > this.#limits.maxNalBytes ||
+      this.#bytes + nal.length > this.#limits.maxAccessUnitBytes ||
+      this.#nals.length >= this.#limits.maxNalsPerAccessUnit
+    ) {
       return this.#bad();
     }
     this.#nals.push(nal);
@@ -173,7 +177,8 @@ function spsChroma(sps: Uint8Array): { chroma: number; lumaDepth: number; chroma
 
 /** AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1) for one SPS and one PPS, 4-byte NAL lengths. */
 export function buildAvcC(sps: Uint8Array, pps: Uint8Array): Uint8Array {
-  if (sps.length < 4 || sps.length > 0xffff || pps.length < 1 || pps.length > 0xffff) throw new AppError('E_PROTOCOL', 'avc: parameter set size out of range');
+  if (sps.length < 4 || sps.length > 0xffff || pps.length < 1 || pps.length > 0xffff)
+    throw new AppError('E_PROTOCOL', 'avc: parameter set size out of range');
   const ext = spsChroma(sps);
   const out = Buffer.alloc(11 + sps.length + pps.length + (ext ? 4 : 0));
   out[0] = 1;
@@ -206,8 +211,19 @@ export interface VideoConfig {
 }
 
 export type AssembledFrame =
-  | { readonly kind: 'frame'; readonly rtpTimestamp: number; readonly keyframe: boolean; readonly data: Uint8Array; readonly config: VideoConfig; readonly configChanged: boolean }
-  | { readonly kind: 'dropped'; readonly reason: 'damaged' | 'waiting-for-keyframe' | 'no-parameter-sets' | 'no-picture'; readonly needKeyframe: boolean };
+  | {
+      readonly kind: 'frame';
+      readonly rtpTimestamp: number;
+      readonly keyframe: boolean;
+      readonly data: Uint8Array;
+      readonly config: VideoConfig;
+      readonly configChanged: boolean;
+    }
+  | {
+      readonly kind: 'dropped';
+      readonly reason: 'damaged' | 'waiting-for-keyframe' | 'no-parameter-sets' | 'no-picture';
+      readonly needKeyframe: boolean;
+    };
 
 /**
  * Access units to frames: keeps the SPS and PPS (from the SDP's sprop-parameter-sets or in-band), builds the

@@ -6,5 +6,13 @@
 export { WebRtcIngest } from './ingest.js';
 export type { CreatedSession, PatchOutcome } from './ingest.js';
 export { DEFAULT_WEBRTC_LIMITS } from './types.js';
-export type { StreamStats, WebRtcAuthResult, WebRtcCounters, WebRtcIngestOptions, WebRtcLimits, WebRtcNetwork, WhipSessionStats } from './types.js';
+export type {
+  StreamStats,
+  WebRtcAuthResult,
+  WebRtcCounters,
+  WebRtcIngestOptions,
+  WebRtcLimits,
+  WebRtcNetwork,
+  WhipSessionStats,
+} from './types.js';
 export { MAX_SDP_BYTES } from './sdp.js';

@@ -17,9 +17,7 @@ export interface CreatedSession {
 }
 
 export type PatchOutcome =
-  | { readonly kind: 'trickle'; readonly added: number }
-  | { readonly kind: 'restart-unsupported' }
-  | { readonly kind: 'etag-mismatch' };
+  { readonly kind: 'trickle'; readonly added: number } | { readonly kind: 'restart-unsupported' } | { readonly kind: 'etag-mismatch' };
 
 interface Entry {
   readonly session: WhipSession;
@@ -111,7 +109,12 @@ export class WebRtcIngest {
     const log = this.#log.child({ session: id, stream: streamId, remote: remoteAddress });
     // Bound to loopback (the tests: 127.0.0.1), only loopback candidates can be reached: the others are not
     // tried at all, so no check ever leaves the machine.
-    const filtered = this.#loopbackOnly ? offerSdp.split(/\r?\n/).filter((l) => !l.startsWith('a=candidate:') || isLoopback(candidateAddress(l.slice(2)))).join('\r\n') : offerSdp;
+    const filtered = this.#loopbackOnly
+      ? offerSdp
+          .split(/\r?\n/)
+          .filter((l) => !l.startsWith('a=candidate:') || isLoopback(candidateAddress(l.slice(2))))
+          .join('\r\n')
+      : offerSdp;
     let session: WhipSession;
     try {
       session = new WhipSession({

@@ -104,7 +104,8 @@ export class JitterBuffer {
     this.#updateJitter(packet.timestamp, nowMs);
     this.#missing.delete(ext);
     if (ext > this.#highest) {
-      for (let s = this.#highest + 1; s < ext && s >= this.#next!; s++) this.#missing.set(s, { firstSeenMs: nowMs, lastNackMs: -Infinity, nacks: 0 });
+      for (let s = this.#highest + 1; s < ext && s >= this.#next!; s++)
+        this.#missing.set(s, { firstSeenMs: nowMs, lastNackMs: -Infinity, nacks: 0 });
       this.#highest = ext;
     }
     this.#held.set(ext, { packet, at: nowMs });

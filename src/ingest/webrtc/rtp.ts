@@ -84,7 +84,7 @@ export function parseRtcp(b: Uint8Array): RtcpInfo {
       out.senderReports.push({
         ssrc: dv.getUint32(off + 4),
         ntpMs: (sec - NTP_UNIX_OFFSET_S) * 1000 + (frac / 2 ** 32) * 1000,
-        ntpMiddle: ((sec & 0xffff) << 16 | frac >>> 16) >>> 0,
+        ntpMiddle: (((sec & 0xffff) << 16) | (frac >>> 16)) >>> 0,
         rtpTimestamp: dv.getUint32(off + 16),
       });
     } else if (pt === 203) {

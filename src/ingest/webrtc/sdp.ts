@@ -74,7 +74,8 @@ function fmtpParams(fmtp: string): Map<string, string> {
 
 /** Parses an SDP offer. Throws E_VALIDATION (400) when it is too large or not a WebRTC offer. */
 export function parseOffer(text: string): SdpOffer {
-  if (Buffer.byteLength(text, 'utf8') > MAX_SDP_BYTES) throw new AppError('E_LIMIT_EXCEEDED', `SDP offer larger than ${MAX_SDP_BYTES} bytes`);
+  if (Buffer.byteLength(text, 'utf8') > MAX_SDP_BYTES)
+    throw new AppError('E_LIMIT_EXCEEDED', `SDP offer larger than ${MAX_SDP_BYTES} bytes`);
   const lines = text.split(/\r?\n/);
   if (lines.length > MAX_LINES) throw bad(`more than ${MAX_LINES} lines`);
   if (!lines[0]?.startsWith('v=0')) throw bad('does not start with v=0');
@@ -82,10 +83,19 @@ export function parseOffer(text: string): SdpOffer {
   let sessionPwd: string | undefined;
   let fingerprint = false;
   interface Building {
-    kind: string; port: number; proto: string; mid?: string; direction: SdpMedia['direction'];
-    pts: number[]; rtpmap: Map<number, { name: string; clockRate: number; channels: number }>;
-    fmtp: Map<number, string>; fb: Map<number, string[]>; ssrcs: Set<number>; candidates: string[];
-    ufrag?: string; pwd?: string;
+    kind: string;
+    port: number;
+    proto: string;
+    mid?: string;
+    direction: SdpMedia['direction'];
+    pts: number[];
+    rtpmap: Map<number, { name: string; clockRate: number; channels: number }>;
+    fmtp: Map<number, string>;
+    fb: Map<number, string[]>;
+    ssrcs: Set<number>;
+    candidates: string[];
+    ufrag?: string;
+    pwd?: string;
   }
   const media: Building[] = [];
   let cur: Building | undefined;
@@ -96,9 +106,16 @@ export function parseOffer(text: string): SdpOffer {
       const [kind, port, proto = '', ...fmts] = line.slice(2).split(' ');
       if (fmts.length > MAX_FORMATS) throw bad(`more than ${MAX_FORMATS} formats in one m-section`);
       cur = {
-        kind, port: Number(port), proto, direction: 'sendrecv',
+        kind,
+        port: Number(port),
+        proto,
+        direction: 'sendrecv',
         pts: fmts.map(Number).filter((n) => Number.isInteger(n) && n >= 0 && n <= 127),
-        rtpmap: new Map(), fmtp: new Map(), fb: new Map(), ssrcs: new Set(), candidates: [],
+        rtpmap: new Map(),
+        fmtp: new Map(),
+        fb: new Map(),
+        ssrcs: new Set(),
+        candidates: [],
       };
       media.push(cur);
       continue;
@@ -114,10 +131,21 @@ export function parseOffer(text: string): SdpOffer {
       continue;
     }
     switch (name) {
-      case 'mid': cur.mid = value; break;
-      case 'sendrecv': case 'sendonly': case 'recvonly': case 'inactive': cur.direction = name; break;
-      case 'ice-ufrag': cur.ufrag = value; break;
-      case 'ice-pwd': cur.pwd = value; break;
+      case 'mid':
+        cur.mid = value;
+        break;
+      case 'sendrecv':
+      case 'sendonly':
+      case 'recvonly':
+      case 'inactive':
+        cur.direction = name;
+        break;
+      case 'ice-ufrag':
+        cur.ufrag = value;
+        break;
+      case 'ice-pwd':
+        cur.pwd = value;
+        break;
       case 'candidate':
         if (cur.candidates.length >= MAX_CANDIDATES) throw bad(`more than ${MAX_CANDIDATES} candidates in one m-section`);
         cur.candidates.push(`candidate:${value}`);
@@ -208,7 +236,11 @@ export function negotiate(offer: SdpOffer): Negotiated {
     if (!m.iceUfrag || !m.icePwd) throw bad('no ICE credentials (a=ice-ufrag, a=ice-pwd)');
     if (m.kind === 'video' && !video) {
       if (!m.mid) throw bad('video section without a=mid');
-      const best = m.formats.map((f) => ({ f, r: h264Rank(f) })).filter((x) => x.r > 0).sort((a, b) => b.r - a.r).at(0);
+      const best = m.formats
+        .map((f) => ({ f, r: h264Rank(f) }))
+        .filter((x) => x.r > 0)
+        .sort((a, b) => b.r - a.r)
+        .at(0);
       if (!best) continue;
       video = { mid: m.mid, pt: best.f.pt, fmtp: best.f.fmtp, sprop: parseSprop(best.f.fmtp), feedback: new Set(best.f.feedback) };
     } else if (m.kind === 'audio' && !audio) {
@@ -219,7 +251,10 @@ export function negotiate(offer: SdpOffer): Negotiated {
   }
   if (!video) {
     const offered = offer.media.filter((m) => m.kind === 'video').flatMap((m) => m.formats.map((f) => f.name));
-    throw new AppError('E_UNSUPPORTED_CODEC', `the offer has no H.264 video with packetization-mode=1 (offered: ${[...new Set(offered)].join(', ') || 'no video'})`);
+    throw new AppError(
+      'E_UNSUPPORTED_CODEC',
+      `the offer has no H.264 video with packetization-mode=1 (offered: ${[...new Set(offered)].join(', ') || 'no video'})`,
+    );
   }
   return audio ? { video, audio } : { video };
 }
@@ -264,7 +299,8 @@ export interface TrickleFragment {
 
 /** Parses an SDP fragment for trickle ICE (RFC 8840 section 9.2). Bounded like an offer. */
 export function parseTrickleFragment(text: string): TrickleFragment {
-  if (Buffer.byteLength(text, 'utf8') > MAX_SDP_BYTES) throw new AppError('E_LIMIT_EXCEEDED', `SDP fragment larger than ${MAX_SDP_BYTES} bytes`);
+  if (Buffer.byteLength(text, 'utf8') > MAX_SDP_BYTES)
+    throw new AppError('E_LIMIT_EXCEEDED', `SDP fragment larger than ${MAX_SDP_BYTES} bytes`);
   const lines = text.split(/\r?\n/);
   if (lines.length > MAX_LINES) throw new AppError('E_VALIDATION', `bad SDP fragment: more than ${MAX_LINES} lines`);
   let ufrag: string | undefined;
@@ -279,7 +315,8 @@ export function parseTrickleFragment(text: string): TrickleFragment {
     else if (l.startsWith('a=mid:')) mid = l.slice(6);
     else if (l === 'a=end-of-candidates') end = true;
     else if (l.startsWith('a=candidate:')) {
-      if (candidates.length >= MAX_CANDIDATES) throw new AppError('E_VALIDATION', `bad SDP fragment: more than ${MAX_CANDIDATES} candidates`);
+      if (candidates.length >= MAX_CANDIDATES)
+        throw new AppError('E_VALIDATION', `bad SDP fragment: more than ${MAX_CANDIDATES} candidates`);
       candidates.push({ mid, candidate: l.slice(2) });
     }
   }

@@ -60,7 +60,13 @@ class Receiver {
   #lastAt = Date.now();
   bitrateKbps = 0;
 
-  constructor(readonly kind: Kind, readonly pt: number, readonly track: ndc.Track, rate: number, jitterMs: number) {
+  constructor(
+    readonly kind: Kind,
+    readonly pt: number,
+    readonly track: ndc.Track,
+    rate: number,
+    jitterMs: number,
+  ) {
     this.clock = new StreamClock(rate);
     this.jitter = new JitterBuffer({ ...DEFAULT_JITTER, maxDelayMs: jitterMs, clockRate: rate });
   }
@@ -224,7 +230,10 @@ export class WhipSession {
       this.#log.warn({ err }, 'whip publish refused by the hub');
       return this.close(err instanceof Error ? err.message : 'publish refused');
     }
-    this.#log.info({ remote: pair?.remote.address, local: pair ? `${pair.local.address}:${pair.local.port}` : undefined, audio: Boolean(this.#audio) }, 'whip publish started');
+    this.#log.info(
+      { remote: pair?.remote.address, local: pair ? `${pair.local.address}:${pair.local.port}` : undefined, audio: Boolean(this.#audio) },
+      'whip publish started',
+    );
     if (this.#audio && o.ingest.ffmpegPath) {
       this.#aac = new AacTranscoder({
         ffmpegPath: o.ingest.ffmpegPath,
@@ -236,7 +245,10 @@ export class WhipSession {
     } else if (this.#audio) {
       this.#log.warn('no FFmpeg: the Opus audio of this WHIP session is not published (video only)');
     }
-    this.#timers.push(setInterval(() => this.#poll(), POLL_MS), setInterval(() => this.#report(), REPORT_MS));
+    this.#timers.push(
+      setInterval(() => this.#poll(), POLL_MS),
+      setInterval(() => this.#report(), REPORT_MS),
+    );
     // A sender starts with a keyframe, but ask anyway: its first one may have been lost before ICE settled.
     this.#lastKeyframeAt = Date.now();
     this.#requestKeyframe('start');
@@ -300,17 +312,34 @@ export class WhipSession {
     const pub = this.#publisher;
     if (!pub) return;
     const ext = this.#video.clock.unwrap.peek(f.rtpTimestamp);
-    if (!this.#timeline.started) this.#timeline.start(this.#audio ? [this.#video.clock, this.#audio.clock] : [this.#video.clock], this.#video.clock, ext);
+    if (!this.#timeline.started)
+      this.#timeline.start(this.#audio ? [this.#video.clock, this.#audio.clock] : [this.#video.clock], this.#video.clock, ext);
     if (f.configChanged || !this.#tracks) {
-      const video: VideoTrackInfo = { kind: 'video', codec: 'h264', codecPrivate: f.config.avcC, width: f.config.width, height: f.config.height, frameRate: 0 };
-      const audio: AudioTrackInfo | undefined = this.#aac ? { kind: 'audio', codec: 'aac', codecPrivate: AAC_ASC, sampleRate: 48_000, channels: 2 } : undefined;
+      const video: VideoTrackInfo = {
+        kind: 'video',
+        codec: 'h264',
+        codecPrivate: f.config.avcC,
+        width: f.config.width,
+        height: f.config.height,
+        frameRate: 0,
+      };
+      const audio: AudioTrackInfo | undefined = this.#aac
+        ? { kind: 'audio', codec: 'aac', codecPrivate: AAC_ASC, sampleRate: 48_000, channels: 2 }
+        : undefined;
       this.#tracks = audio ? { video, audio } : { video };
       pub.setTracks(this.#tracks);
       this.#log.info({ width: video.width, height: video.height, sync: this.#timeline.domain }, 'whip video configuration');
     }
     const ticks = this.#timeline.ticks(this.#video.clock, ext)!;
     if (f.keyframe) this.#lastKeyframeAt = now;
-    pub.write({ track: 'video', dts: ticks, pts: ticks, keyframe: f.keyframe, data: f.data, wallClock: this.#timeline.wallClock(ticks, now) });
+    pub.write({
+      track: 'video',
+      dts: ticks,
+      pts: ticks,
+      keyframe: f.keyframe,
+      data: f.data,
+      wallClock: this.#timeline.wallClock(ticks, now),
+    });
   }
 
   #onAac(data: Uint8Array, rtp: number): void {
@@ -428,7 +457,10 @@ export class WhipSession {
     } catch {
       // already closed by libdatachannel
     }
-    this.#log.info({ reason, ...(wasLive ? { video: this.#video.stats('h264') } : {}) }, wasLive ? 'whip publish ended' : 'whip session closed');
+    this.#log.info(
+      { reason, ...(wasLive ? { video: this.#video.stats('h264') } : {}) },
+      wasLive ? 'whip publish ended' : 'whip session closed',
+    );
     this.#o.onClosed(reason);
   }
 

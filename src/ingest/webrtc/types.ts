@@ -88,8 +88,22 @@ export interface WebRtcCounters {
 
 export function newWebRtcCounters(): WebRtcCounters {
   return {
-    sessions: 0, activeSessions: 0, authFailures: 0, badOffers: 0, unsupportedCodec: 0, overLimit: 0, connectTimeouts: 0,
-    packets: 0, bytes: 0, packetsLost: 0, malformed: 0, nacks: 0, plis: 0, firs: 0, keyframeRequestsForLoss: 0, framesDropped: 0,
+    sessions: 0,
+    activeSessions: 0,
+    authFailures: 0,
+    badOffers: 0,
+    unsupportedCodec: 0,
+    overLimit: 0,
+    connectTimeouts: 0,
+    packets: 0,
+    bytes: 0,
+    packetsLost: 0,
+    malformed: 0,
+    nacks: 0,
+    plis: 0,
+    firs: 0,
+    keyframeRequestsForLoss: 0,
+    framesDropped: 0,
   };
 }
 

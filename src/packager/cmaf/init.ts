@@ -6,7 +6,7 @@ import type { CmafTrack } from './types.js';
 
 const MOVIE_TIMESCALE = 1000;
 const UNITY_MATRIX = [0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000];
-const LANGUAGE_UND = ((('u'.charCodeAt(0) - 0x60) << 10) | (('n'.charCodeAt(0) - 0x60) << 5) | ('d'.charCodeAt(0) - 0x60));
+const LANGUAGE_UND = (('u'.charCodeAt(0) - 0x60) << 10) | (('n'.charCodeAt(0) - 0x60) << 5) | ('d'.charCodeAt(0) - 0x60);
 
 function writeMatrix(w: BoxWriter): void {
   for (const v of UNITY_MATRIX) w.u32(v);
@@ -43,7 +43,9 @@ function writeTrak(w: BoxWriter, track: CmafTrack): void {
         w.u32(0).u32(0).u32(track.timescale).u32(0).u16(LANGUAGE_UND).u16(0);
       });
       w.fullBox('hdlr', 0, 0, () => {
-        w.u32(0).ascii(video ? 'vide' : 'soun').zeros(12);
+        w.u32(0)
+          .ascii(video ? 'vide' : 'soun')
+          .zeros(12);
         w.ascii(video ? 'VideoHandler' : 'SoundHandler').u8(0);
       });
       w.box('minf', () => {

@@ -76,7 +76,14 @@ function opusConfig(info: AudioTrackInfo): OpusConfig {
   if (info.channels < 1 || info.channels > 2) {
     throw new AppError('E_UNSUPPORTED_CODEC', 'opus: more than 2 channels needs an OpusHead');
   }
-  return { channels: info.channels, preSkip: 0, inputSampleRate: info.sampleRate, outputGain: 0, mappingFamily: 0, mapping: new Uint8Array(0) };
+  return {
+    channels: info.channels,
+    preSkip: 0,
+    inputSampleRate: info.sampleRate,
+    outputGain: 0,
+    mappingFamily: 0,
+    mapping: new Uint8Array(0),
+  };
 }
 
 function writeAudioFields(w: BoxWriter, channels: number, sampleRate: number): void {

@@ -22,7 +22,12 @@ export interface LiveRenditionView {
   readonly live: boolean;
   readonly ended: boolean;
   state(reports: readonly never[]): {
-    readonly segments: readonly { readonly uri: string; readonly initUri: string; readonly parts: readonly PartView[]; readonly gap?: boolean }[];
+    readonly segments: readonly {
+      readonly uri: string;
+      readonly initUri: string;
+      readonly parts: readonly PartView[];
+      readonly gap?: boolean;
+    }[];
     readonly pending?: { readonly initUri: string; readonly parts: readonly PartView[] };
   };
   /** A file of the live window by name; holdMs 0: never waits. */

@@ -217,7 +217,12 @@ export class LiveThumbnails {
         this.counters.oversized++;
         return;
       }
-      e.image = { bytes, contentType: 'image/jpeg', etag: `"${createHash('sha1').update(bytes).digest('base64url').slice(0, 20)}"`, cutAt: Date.now() };
+      e.image = {
+        bytes,
+        contentType: 'image/jpeg',
+        etag: `"${createHash('sha1').update(bytes).digest('base64url').slice(0, 20)}"`,
+        cutAt: Date.now(),
+      };
       e.failures = 0;
       this.counters.cuts++;
     } catch (err) {
@@ -253,7 +258,13 @@ export class LiveThumbnails {
  * One FFmpeg run: the clip as a file (init + one part: a few hundred ms of media), its first video frame
  * scaled into 640x640 and written as a JPEG. `base` is a path without extension, unique per run.
  */
-export async function cutWithFfmpeg(ffmpegPath: string, clip: KeyframeClip, base: string, maxBytes: number, signal: AbortSignal): Promise<Buffer> {
+export async function cutWithFfmpeg(
+  ffmpegPath: string,
+  clip: KeyframeClip,
+  base: string,
+  maxBytes: number,
+  signal: AbortSignal,
+): Promise<Buffer> {
   const input = `${base}.mp4`;
   const output = `${base}.jpg`;
   try {
@@ -261,12 +272,29 @@ export async function cutWithFfmpeg(ffmpegPath: string, clip: KeyframeClip, base
     const r = await execTool(
       ffmpegPath,
       [
-        '-hide_banner', '-loglevel', 'error', '-nostdin',
+        '-hide_banner',
+        '-loglevel',
+        'error',
+        '-nostdin',
         // One frame of a small picture: threads would cost more to start than they save.
-        '-threads', '1', '-i', input,
-        '-map', '0:v:0', '-frames:v', '1',
-        '-vf', "scale=w='min(640,iw)':h='min(640,ih)':force_original_aspect_ratio=decrease:force_divisible_by=2",
-        '-q:v', '5', '-f', 'image2', '-update', '1', '-y', output,
+        '-threads',
+        '1',
+        '-i',
+        input,
+        '-map',
+        '0:v:0',
+        '-frames:v',
+        '1',
+        '-vf',
+        "scale=w='min(640,iw)':h='min(640,ih)':force_original_aspect_ratio=decrease:force_divisible_by=2",
+        '-q:v',
+        '5',
+        '-f',
+        'image2',
+        '-update',
+        '1',
+        '-y',
+        output,
       ],
       { timeoutMs: CUT_TIMEOUT_MS, signal, maxBuffer: 64 * 1024 },
     );

@@ -106,7 +106,14 @@ function runTitle(streamName: string, at: Date): string {
 }
 
 export class Recorder implements PackageObserver {
-  readonly counters: RecorderCounters = { segments: 0, bytes: 0, failedSegments: 0, finalized: 0, lastFinalizeMs: 0, lastFinalizeWorkMs: 0 };
+  readonly counters: RecorderCounters = {
+    segments: 0,
+    bytes: 0,
+    failedSegments: 0,
+    finalized: 0,
+    lastFinalizeMs: 0,
+    lastFinalizeWorkMs: 0,
+  };
   readonly #opts: RecorderOptions;
   readonly #log: Logger;
   readonly #runs = new Map<string, Run>();
@@ -185,13 +192,18 @@ export class Recorder implements PackageObserver {
     const skip = run.pendingBytes + bytes > max;
     if (skip && !run.overflowLogged) {
       run.overflowLogged = true;
-      this.#log.error({ stream: run.streamId, pendingBytes: run.pendingBytes }, 'recording: storage is not keeping up; segments are skipped (gaps in the recording)');
+      this.#log.error(
+        { stream: run.streamId, pendingBytes: run.pendingBytes },
+        'recording: storage is not keeping up; segments are skipped (gaps in the recording)',
+      );
     }
     if (!skip) run.pendingBytes += bytes;
     const previous = run.chains.get(rendition) ?? run.video.then(() => undefined);
-    const next = previous.then(() => this.#store(run, rendition, seg, bytes, skip)).finally(() => {
-      if (!skip) run.pendingBytes -= bytes;
-    });
+    const next = previous
+      .then(() => this.#store(run, rendition, seg, bytes, skip))
+      .finally(() => {
+        if (!skip) run.pendingBytes -= bytes;
+      });
     run.chains.set(rendition, next);
   }
 
@@ -264,7 +276,10 @@ export class Recorder implements PackageObserver {
       }
     } catch (err) {
       this.counters.failedSegments++;
-      this.#log.error({ err, stream: run.streamId, video: videoId, rendition, msn: seg.msn }, 'recording: a segment could not be stored; it is a gap in the recording');
+      this.#log.error(
+        { err, stream: run.streamId, video: videoId, rendition, msn: seg.msn },
+        'recording: a segment could not be stored; it is a gap in the recording',
+      );
       row.gap = true;
       row.bytes = 0;
     }
@@ -359,7 +374,10 @@ export class Recorder implements PackageObserver {
     }
     const renditions = video.renditions
       .filter((r) => byRendition.has(r.name))
-      .map((r) => ({ info: { name: r.name, codecs: r.codecs, width: r.width, height: r.height, frameRate: r.frameRate }, segments: byRendition.get(r.name)! }));
+      .map((r) => ({
+        info: { name: r.name, codecs: r.codecs, width: r.width, height: r.height, frameRate: r.frameRate },
+        segments: byRendition.get(r.name)!,
+      }));
     const published = await publishVod(store, videoId, renditions);
     if (published.renditions.length === 0) {
       this.#log.info({ video: videoId, stream: video.streamId }, 'recording: the run ended before a segment was complete; nothing to keep');
@@ -367,7 +385,12 @@ export class Recorder implements PackageObserver {
       await store.deletePrefix(videoPrefix(videoId)).catch(() => {});
       return undefined;
     }
-    const thumbnail = await this.#poster(videoId, published.renditions[published.renditions.length - 1].name, byRendition, published.duration);
+    const thumbnail = await this.#poster(
+      videoId,
+      published.renditions[published.renditions.length - 1].name,
+      byRendition,
+      published.duration,
+    );
     this.counters.finalized++;
     const ready = await catalog.videos.update(videoId, {
       type: 'vod',
@@ -411,7 +434,9 @@ export class Recorder implements PackageObserver {
   async recover(): Promise<number> {
     const stale = new Date(Date.now() - (this.#opts.staleAfterMs ?? DEFAULT_STALE_AFTER_MS));
     const mine = new Set([...this.#runs.values()].map((r) => r.videoId));
-    const open = (await this.#opts.catalog.videos.abandonedRuns(this.#opts.nodeId, stale)).filter((v) => !mine.has(v.id) && !this.#recovering.has(v.id));
+    const open = (await this.#opts.catalog.videos.abandonedRuns(this.#opts.nodeId, stale)).filter(
+      (v) => !mine.has(v.id) && !this.#recovering.has(v.id),
+    );
     for (const v of open) {
       this.#recovering.add(v.id);
       void this.#track(

@@ -34,7 +34,13 @@ export function planFileRungs(source: { width: number; height: number }, ladder:
   const sorted = [...ladder].sort((a, b) => b.height - a.height);
   const ref = [...sorted].reverse().find((r) => r.height >= top) ?? sorted.at(0);
   const kbps = ref ? Math.max(MIN_TOP_KBPS, Math.round(ref.videoBitrateKbps * (top / ref.height) ** 2)) : 1000;
-  const topRung: LadderRung = { name: `${top}p`, height: top, videoBitrateKbps: kbps, maxFrameRate: ref?.maxFrameRate ?? 60, encoder: 'libx264' };
+  const topRung: LadderRung = {
+    name: `${top}p`,
+    height: top,
+    videoBitrateKbps: kbps,
+    maxFrameRate: ref?.maxFrameRate ?? 60,
+    encoder: 'libx264',
+  };
   // Uploads are encoded in software whatever encoder a live ladder uses: the job queue may run anywhere.
   const below = rungsFor(sorted, { width: top, height: top }).map((r) => ({ ...r, encoder: 'libx264' as const }));
   return [topRung, ...below];
@@ -85,21 +91,43 @@ function rungFilter(r: LadderRung, input: FileArgsInput): string {
  */
 export function buildFileArgs(input: FileArgsInput): string[] {
   const { rungs, probe } = input;
-  const args = ['-hide_banner', '-nostdin', '-loglevel', 'level+warning', '-nostats', '-progress', `pipe:${PROGRESS_FD}`, '-stats_period', '1'];
+  const args = [
+    '-hide_banner',
+    '-nostdin',
+    '-loglevel',
+    'level+warning',
+    '-nostats',
+    '-progress',
+    `pipe:${PROGRESS_FD}`,
+    '-stats_period',
+    '1',
+  ];
   // The upload is outside input: read only as a video container, and only as a local file (probe.ts).
   args.push(...INPUT_GUARD_ARGS, '-i', input.input);
   const src = `[0:${probe.video.index}]`;
   const graph =
     rungs.length === 1
       ? `${src}${rungFilter(rungs[0], input)}[v0]`
-      : `${src}split=${rungs.length}${rungs.map((_, i) => `[s${i}]`).join('')};` + rungs.map((r, i) => `[s${i}]${rungFilter(r, input)}[v${i}]`).join(';');
+      : `${src}split=${rungs.length}${rungs.map((_, i) => `[s${i}]`).join('')};` +
+        rungs.map((r, i) => `[s${i}]${rungFilter(r, input)}[v${i}]`).join(';');
   args.push('-filter_complex', graph);
   const audio = probe.audio;
   rungs.forEach((r, i) => {
     args.push('-map', `[v${i}]`);
     if (audio) args.push('-map', `0:${audio.index}`);
     const k = r.videoBitrateKbps;
-    args.push('-c:v', 'libx264', '-preset', input.x264Preset, '-b:v', `${k}k`, '-maxrate', `${Math.round(k * 1.5)}k`, '-bufsize', `${2 * k}k`);
+    args.push(
+      '-c:v',
+      'libx264',
+      '-preset',
+      input.x264Preset,
+      '-b:v',
+      `${k}k`,
+      '-maxrate',
+      `${Math.round(k * 1.5)}k`,
+      '-bufsize',
+      `${2 * k}k`,
+    );
     args.push('-g', '100000', '-keyint_min', '1', '-sc_threshold', '0', '-force_key_frames', `expr:gte(t,n_forced*${KEYFRAME_INTERVAL_S})`);
     if (audio) args.push('-c:a', 'aac', '-b:a', `${AUDIO_KBPS}k`, '-ac', String(Math.min(2, Math.max(1, audio.channels))), '-ar', '48000');
     // Without it, FFmpeg stops with "Too many packets buffered" when one stream starts well after another.

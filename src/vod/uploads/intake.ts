@@ -27,12 +27,33 @@ import { MAX_DESCRIPTION_LENGTH, MAX_TITLE_LENGTH } from '../assets.js';
 export const PACKAGE_UPLOAD = 'package-upload';
 
 /** Containers FFmpeg reads that phones, cameras, screen recorders and editors write. */
-export const MEDIA_EXTENSIONS = ['mp4', 'm4v', 'mov', 'qt', 'mkv', 'webm', 'flv', 'ts', 'mts', 'm2ts', 'avi', 'mpg', 'mpeg', 'wmv', 'asf', '3gp', '3g2', 'ogv', 'mxf'] as const;
+export const MEDIA_EXTENSIONS = [
+  'mp4',
+  'm4v',
+  'mov',
+  'qt',
+  'mkv',
+  'webm',
+  'flv',
+  'ts',
+  'mts',
+  'm2ts',
+  'avi',
+  'mpg',
+  'mpeg',
+  'wmv',
+  'asf',
+  '3gp',
+  '3g2',
+  'ogv',
+  'mxf',
+] as const;
 
 export const MAX_FILENAME_LENGTH = 255;
 
 /** Where a finished upload's bytes are (a job's payload says it, so any server can find them). */
-export type UploadSource = { readonly kind: 'file'; readonly path: string } | { readonly kind: 's3'; readonly bucket: string; readonly key: string };
+export type UploadSource =
+  { readonly kind: 'file'; readonly path: string } | { readonly kind: 's3'; readonly bucket: string; readonly key: string };
 
 export interface PackageUploadPayload {
   readonly source: UploadSource;
@@ -93,13 +114,16 @@ const tusError = (status_code: number, body: string): TusError => ({ status_code
 export function checkInitiate(input: InitiateUpload, maxBytes: number): InitiateUpload {
   const bad = (msg: string) => new AppError('E_VALIDATION', msg);
   const { title, size, filename, description, visibility } = input;
-  if (typeof title !== 'string' || title.trim() === '' || title.length > MAX_TITLE_LENGTH) throw bad(`title must be 1 to ${MAX_TITLE_LENGTH} characters`);
+  if (typeof title !== 'string' || title.trim() === '' || title.length > MAX_TITLE_LENGTH)
+    throw bad(`title must be 1 to ${MAX_TITLE_LENGTH} characters`);
   if (description !== undefined && (typeof description !== 'string' || description.length > MAX_DESCRIPTION_LENGTH)) {
     throw bad(`description must be at most ${MAX_DESCRIPTION_LENGTH} characters`);
   }
   if (visibility !== undefined && !VISIBILITIES.includes(visibility)) throw bad(`visibility must be one of ${VISIBILITIES.join(', ')}`);
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 1) throw bad('size must be the file size in bytes, a whole number >= 1');
-  if (size > maxBytes) throw new AppError('E_LIMIT_EXCEEDED', `size ${size} is over the upload limit of ${maxBytes} bytes (UPLOAD_MAX_BYTES)`);
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 1)
+    throw bad('size must be the file size in bytes, a whole number >= 1');
+  if (size > maxBytes)
+    throw new AppError('E_LIMIT_EXCEEDED', `size ${size} is over the upload limit of ${maxBytes} bytes (UPLOAD_MAX_BYTES)`);
   if (typeof filename !== 'string' || filename.trim() === '' || filename.length > MAX_FILENAME_LENGTH) {
     throw bad(`filename must be 1 to ${MAX_FILENAME_LENGTH} characters`);
   }
@@ -132,7 +156,9 @@ export class Uploads {
             region: opts.s3.region,
             forcePathStyle: opts.s3.forcePathStyle,
             // As in storage/s3.ts: S3-compatible services often reject the SDK's default CRC32 trailers.
-            ...(opts.s3.endpoint ? { endpoint: opts.s3.endpoint, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' } : {}),
+            ...(opts.s3.endpoint
+              ? { endpoint: opts.s3.endpoint, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' }
+              : {}),
           },
         })
       : new FileStore({ directory: this.#dir });
@@ -175,7 +201,13 @@ export class Uploads {
       upload: { filename: v.filename, size: v.size },
     });
     try {
-      const upload = new Upload({ id: this.#tusId(video.id), size: v.size, offset: 0, creation_date: new Date().toISOString(), metadata: { filename: v.filename } });
+      const upload = new Upload({
+        id: this.#tusId(video.id),
+        size: v.size,
+        offset: 0,
+        creation_date: new Date().toISOString(),
+        metadata: { filename: v.filename },
+      });
       await this.#datastore.create(upload);
     } catch (err) {
       await this.#o.catalog.videos.delete(video.id).catch(() => {});

@@ -79,7 +79,9 @@ const ENCODE_SHARE = 95;
 function parsePayload(job: JobRecord): PackageUploadPayload {
   const p = job.payload as Partial<PackageUploadPayload>;
   const s = p.source as Partial<UploadSource> | undefined;
-  const ok = s && ((s.kind === 'file' && typeof s.path === 'string') || (s.kind === 's3' && typeof s.bucket === 'string' && typeof s.key === 'string'));
+  const ok =
+    s &&
+    ((s.kind === 'file' && typeof s.path === 'string') || (s.kind === 's3' && typeof s.bucket === 'string' && typeof s.key === 'string'));
   if (!ok || typeof p.size !== 'number') throw new GiveUp(`job ${job.id} has a malformed payload`);
   return { source: s as UploadSource, filename: typeof p.filename === 'string' ? p.filename : '', size: p.size };
 }
@@ -98,8 +100,10 @@ export class VodWorker {
   #closing: Promise<void> | undefined;
 
   constructor(opts: VodWorkerOptions) {
-    if (!Number.isInteger(opts.workers) || opts.workers < 0) throw new AppError('E_CONFIG_INVALID', 'vod worker: workers must be a whole number >= 0');
-    if (!Number.isInteger(opts.leaseMs) || opts.leaseMs < 300) throw new AppError('E_CONFIG_INVALID', 'vod worker: leaseMs must be a whole number >= 300');
+    if (!Number.isInteger(opts.workers) || opts.workers < 0)
+      throw new AppError('E_CONFIG_INVALID', 'vod worker: workers must be a whole number >= 0');
+    if (!Number.isInteger(opts.leaseMs) || opts.leaseMs < 300)
+      throw new AppError('E_CONFIG_INVALID', 'vod worker: leaseMs must be a whole number >= 300');
     this.#o = opts;
     this.owner = opts.owner ?? `${hostname()}/${process.pid}/${newId().slice(0, 6)}`;
     this.#log = opts.logger.child({ module: 'vod-worker' });
@@ -160,7 +164,10 @@ export class VodWorker {
     const { catalog } = this.#o;
     try {
       for (const job of await catalog.jobs.revive(PACKAGE_UPLOAD, WAITING)) {
-        this.#log.warn({ job: job.id, video: job.videoId, lastError: job.lastError }, 'video was left waiting on an ended job; job queued again');
+        this.#log.warn(
+          { job: job.id, video: job.videoId, lastError: job.lastError },
+          'video was left waiting on an ended job; job queued again',
+        );
       }
       for (const id of await catalog.jobs.videosWithoutJob(PACKAGE_UPLOAD, 'upload', WAITING)) {
         const video = await catalog.videos.get(id);
@@ -211,12 +218,15 @@ export class VodWorker {
 
   async #run(job: JobRecord, controller: AbortController, log: Logger): Promise<void> {
     const { jobs } = this.#o.catalog;
-    const beat = setInterval(() => {
-      jobs.heartbeat(job.id, this.owner, this.#o.leaseMs).then(
-        (held) => held || controller.abort(new LeaseLost('the job lease was lost')),
-        (err: unknown) => log.warn({ err }, 'could not renew the job lease'),
-      );
-    }, Math.floor(this.#o.leaseMs / 3));
+    const beat = setInterval(
+      () => {
+        jobs.heartbeat(job.id, this.owner, this.#o.leaseMs).then(
+          (held) => held || controller.abort(new LeaseLost('the job lease was lost')),
+          (err: unknown) => log.warn({ err }, 'could not renew the job lease'),
+        );
+      },
+      Math.floor(this.#o.leaseMs / 3),
+    );
     try {
       await this.#package(job, controller.signal, log);
     } catch (err) {
@@ -298,10 +308,12 @@ export class VodWorker {
         if (stopped || pct === shown || now - last < PROGRESS_INTERVAL_MS) return;
         last = now;
         shown = pct;
-        chain = chain.then(() => this.#o.catalog.videos.update(videoId, { progress: pct })).then(
-          () => {},
-          (err: unknown) => log.debug({ err }, 'progress not recorded'),
-        );
+        chain = chain
+          .then(() => this.#o.catalog.videos.update(videoId, { progress: pct }))
+          .then(
+            () => {},
+            (err: unknown) => log.debug({ err }, 'progress not recorded'),
+          );
       },
       stop: () => {
         stopped = true;

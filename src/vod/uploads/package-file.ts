@@ -202,7 +202,10 @@ class RungOutput implements SegmenterSink {
     this.#writes = this.#writes.then(async () => {
       if (this.#failed) return;
       try {
-        await this.#o.store.put(key, Buffer.from(bytes.buffer, bytes.byteOffset, size), { contentType: contentTypeOf(file), cacheControl: CACHE_MEDIA });
+        await this.#o.store.put(key, Buffer.from(bytes.buffer, bytes.byteOffset, size), {
+          contentType: contentTypeOf(file),
+          cacheControl: CACHE_MEDIA,
+        });
       } catch (err) {
         this.#fail(err as Error);
       } finally {
@@ -221,10 +224,14 @@ class RungOutput implements SegmenterSink {
 }
 
 /** Refuses what the probe already shows cannot (or must not) be packaged. */
-function checkProbe(probe: ProbeResult, maxDurationSeconds: number): asserts probe is ProbeResult & { video: NonNullable<ProbeResult['video']> } {
+function checkProbe(
+  probe: ProbeResult,
+  maxDurationSeconds: number,
+): asserts probe is ProbeResult & { video: NonNullable<ProbeResult['video']> } {
   const v = probe.video;
   if (!v) throw new BadMediaError(probe.audio ? 'no video stream: the file holds only audio' : 'no video stream in the file');
-  if (v.width > MAX_DIMENSION || v.height > MAX_DIMENSION) throw new BadMediaError(`video of ${v.width}x${v.height} is larger than ${MAX_DIMENSION} pixels on a side`);
+  if (v.width > MAX_DIMENSION || v.height > MAX_DIMENSION)
+    throw new BadMediaError(`video of ${v.width}x${v.height} is larger than ${MAX_DIMENSION} pixels on a side`);
   if (probe.duration > maxDurationSeconds) {
     throw new BadMediaError(`the video lasts ${Math.round(probe.duration)} s, longer than the limit of ${maxDurationSeconds} s`);
   }
@@ -244,7 +251,12 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promis
 }
 
 /** Runs FFmpeg over the file and stores every rung's segments; rejects on the first failure. */
-async function encode(o: PackageFileOptions, probe: ProbeResult & { video: NonNullable<ProbeResult['video']> }, outputs: RungOutput[], log: Logger): Promise<void> {
+async function encode(
+  o: PackageFileOptions,
+  probe: ProbeResult & { video: NonNullable<ProbeResult['video']> },
+  outputs: RungOutput[],
+  log: Logger,
+): Promise<void> {
   const maxDurationSeconds = o.maxDurationSeconds ?? 6 * 3600;
   const durationUs = probe.duration * 1e6;
   // Without a declared duration, progress is the share of the file read so far.
@@ -346,5 +358,11 @@ export async function packageFile(o: PackageFileOptions): Promise<PackagedFile> 
     log.warn({ err }, 'no poster: FFmpeg could not make one');
   }
   log.info({ duration: published.duration, renditions: published.renditions.length }, 'upload packaged');
-  return { duration: published.duration, renditions: published.renditions, thumbnail, segments: outputs.flatMap((out) => out.segments), probe };
+  return {
+    duration: published.duration,
+    renditions: published.renditions,
+    thumbnail,
+    segments: outputs.flatMap((out) => out.segments),
+    probe,
+  };
 }

@@ -167,7 +167,9 @@ export function fromFfprobeJson(json: FfprobeJson): ProbeResult {
       frameRate: parseRate(v.avg_frame_rate) || parseRate(v.r_frame_rate),
     };
   }
-  const audio = a ? { index: a.index ?? 0, codec: a.codec_name ?? 'unknown', channels: a.channels ?? 2, sampleRate: Number(a.sample_rate) || 48_000 } : undefined;
+  const audio = a
+    ? { index: a.index ?? 0, codec: a.codec_name ?? 'unknown', channels: a.channels ?? 2, sampleRate: Number(a.sample_rate) || 48_000 }
+    : undefined;
   // Matroska has no per-stream duration field; FFmpeg and mkvmerge write a DURATION tag instead. Without
   // either, the container's duration is the video's when there is no audio to outlast it.
   const own = Number(v?.duration) || parseClock(v?.tags?.DURATION);
@@ -193,14 +195,27 @@ export function fromFfmpegBanner(text: string): ProbeResult {
       const fps = /, ([\d.]+) fps/.exec(rest) ?? /, ([\d.]+) tbr/.exec(rest);
       // The side data indented under the stream line says how a phone video is to be turned.
       const end = lines.findIndex((l, j) => j > i && (/Stream #/.test(l) || !/^\s{4}/.test(l)));
-      const rot = lines.slice(i + 1, end < 0 ? undefined : end).join('\n').match(/rotation of (-?[\d.]+) degrees/);
+      const rot = lines
+        .slice(i + 1, end < 0 ? undefined : end)
+        .join('\n')
+        .match(/rotation of (-?[\d.]+) degrees/);
       const quarter = rot ? Math.abs(Math.round(Number(rot[1]) / 90)) % 2 === 1 : false;
       const [w, h] = [Number(size[1]), Number(size[2])];
       video = { index: Number(index), codec, width: quarter ? h : w, height: quarter ? w : h, frameRate: fps ? Number(fps[1]) : 0 };
     } else if (type === 'Audio' && !audio) {
       const hz = /, (\d+) Hz/.exec(rest);
       const channels = /, (mono|stereo|(\d+) channels|5\.1|7\.1)/.exec(rest);
-      const count = !channels ? 2 : channels[1] === 'mono' ? 1 : channels[1] === 'stereo' ? 2 : channels[2] ? Number(channels[2]) : channels[1] === '5.1' ? 6 : 8;
+      const count = !channels
+        ? 2
+        : channels[1] === 'mono'
+          ? 1
+          : channels[1] === 'stereo'
+            ? 2
+            : channels[2]
+              ? Number(channels[2])
+              : channels[1] === '5.1'
+                ? 6
+                : 8;
       audio = { index: Number(index), codec, channels: count, sampleRate: hz ? Number(hz[1]) : 48_000 };
     }
   });
@@ -216,7 +231,11 @@ export async function probeFile(input: string, ffmpegPath: string, signal?: Abor
   const ffprobe = ffprobeBeside(ffmpegPath);
   const opts = { timeoutMs: PROBE_TIMEOUT_MS, maxBuffer: PROBE_MAX_OUTPUT, signal };
   if (ffprobe) {
-    const r = await execTool(ffprobe, ['-v', 'error', ...INPUT_GUARD_ARGS, '-print_format', 'json', '-show_format', '-show_streams', input], opts);
+    const r = await execTool(
+      ffprobe,
+      ['-v', 'error', ...INPUT_GUARD_ARGS, '-print_format', 'json', '-show_format', '-show_streams', input],
+      opts,
+    );
     if (r.code !== 0) throw new BadMediaError(`not a media file: ffprobe: ${lastReason(r.stderr, input)}`);
     let json: FfprobeJson;
     try {
