@@ -194,36 +194,45 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     void worker?.start();
     await createDefaultStream(catalog, config);
 
-    const address = app.server.address();
-    const httpPort = typeof address === 'object' && address ? address.port : config.server.httpPort;
-    log.info(
-      {
-        httpPort,
-        rtmpPort: rtmpAddr.port,
-        rtmpsPort: rtmpAddr.tlsPort,
-        catalog: catalog.kind,
-        startupMs: Math.round(performance.now() - started),
-      },
-      'server started',
-    );
-    let closing: Promise<void> | undefined;
-    return {
-      get shutdownStep() {
-        return life.step;
-      },
-      shutdownBudgetMs: life.budgetMs,
-      httpPort,
-      rtmpPort: rtmpAddr.port,
-      rtmpsPort: rtmpAddr.tlsPort,
-      apiToken,
-      webrtc,
-      close: () => (closing ??= shutdown(life, log)),
-    };
+    const facts = { catalog: catalog.kind, startupMs: Math.round(performance.now() - started) };
+    return runningServer(life, log, { app, rtmpAddr, apiToken, webrtc, httpPort: config.server.httpPort, facts });
   } catch (err) {
     // Whatever had started is closed, last started first, as on shutdown.
     await life.close();
     throw err;
   }
+}
+
+/** The started server as its caller holds it: its ports, its token, and its one close. */
+function runningServer(
+  life: Lifecycle,
+  log: Logger,
+  o: {
+    app: FastifyInstance;
+    rtmpAddr: { port: number; tlsPort?: number };
+    apiToken: string;
+    webrtc: WebRtcIngest | undefined;
+    httpPort: number;
+    /** More for the 'server started' line. */
+    facts: object;
+  },
+): RunningServer {
+  const address = o.app.server.address();
+  const httpPort = typeof address === 'object' && address ? address.port : o.httpPort;
+  log.info({ httpPort, rtmpPort: o.rtmpAddr.port, rtmpsPort: o.rtmpAddr.tlsPort, ...o.facts }, 'server started');
+  let closing: Promise<void> | undefined;
+  return {
+    get shutdownStep() {
+      return life.step;
+    },
+    shutdownBudgetMs: life.budgetMs,
+    httpPort,
+    rtmpPort: o.rtmpAddr.port,
+    rtmpsPort: o.rtmpAddr.tlsPort,
+    apiToken: o.apiToken,
+    webrtc: o.webrtc,
+    close: () => (closing ??= shutdown(life, log)),
+  };
 }
 
 /** Unwinds the lifecycle; rejects once it is done if a step failed (the process then exits non-zero). */
