@@ -29,7 +29,7 @@ import { request } from '../harness/http.js';
 import { freePort, run, spawnLogged, terminate, type LoggedChild } from '../harness/processes.js';
 import { parseBenchCli, startBenchRun } from './lib/run.js';
 import { startServerProcess, type ServerProcess } from '../harness/server-process.js';
-import { rounded, summarize, type Summary } from './lib/stats.js';
+import { rounded, summarize } from './lib/stats.js';
 import { resultsDir, writeResults } from './lib/results.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -197,8 +197,8 @@ function transcodeFigures(live: LiveView | undefined) {
   const t = live?.transcode;
   if (!t) return { sourceFps: live?.fps ?? null, sourceKbps: live?.bitrateKbps ?? null, transcode: null };
   return {
-    sourceFps: live!.fps,
-    sourceKbps: live!.bitrateKbps,
+    sourceFps: live.fps,
+    sourceKbps: live.bitrateKbps,
     transcode: {
       state: t.state,
       speed: t.speed === null ? null : Number(t.speed.toFixed(3)),
@@ -231,7 +231,9 @@ async function waitTranscodeRunning(server: ServerProcess, id: string, publisher
     );
   } catch (err) {
     if (stop.signal.aborted) throw err;
-    throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last?.transcode ?? last ?? null)}; server stderr: ${server.stderrText().trim().slice(-1500)}`);
+    throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last?.transcode ?? last ?? null)}; server stderr: ${server.stderrText().trim().slice(-1500)}`, {
+      cause: err,
+    });
   }
   return Date.now() - t0;
 }
@@ -248,7 +250,7 @@ async function hold(until: number, ...alive: (Child | ServerProcess | undefined)
 /** CPU seconds of each thread of a process by thread name (utime + stime), for "where does the CPU go". */
 function threadTicks(pid: number): Map<string, { comm: string; ticks: number }> {
   const out = new Map<string, { comm: string; ticks: number }>();
-  let tids: string[] = [];
+  let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {
@@ -369,8 +371,8 @@ function playerFigures(dump: PageDump, from: number, to: number) {
   const levelShare = Object.fromEntries(Object.entries(heights).map(([k, n]) => [k, Number((n / Math.max(1, inWindow.length)).toFixed(3))]));
   let switches = 0;
   for (let i = 1; i < inWindow.length; i++) if (inWindow[i].level !== inWindow[i - 1].level) switches++;
-  const first = inWindow[0];
-  const last = inWindow[inWindow.length - 1];
+  const first = inWindow.at(0);
+  const last = inWindow.at(-1);
   const errors = first && last ? dump.errors.slice(first.errors, last.errors) : [];
   // Stalled time: from each 'waiting' to the next 'playing' (or the window's end), clipped to the window.
   const stalls = dump.waiting.filter((t) => t >= from && t <= to);
@@ -683,7 +685,7 @@ function transcodeMetrics(server: ServerProcess): Promise<Record<string, number>
 
 /** What the page sampled, and the hls.js levels, errors and bandwidth estimate at the end. */
 async function readPlayer(page: OpenedPage): Promise<PageDump> {
-  return (await page.page.evaluate(() => {
+  return page.page.evaluate<PageDump>(() => {
     const w = window as any;
     const hls = w.__player.hls;
     return {
@@ -695,7 +697,7 @@ async function readPlayer(page: OpenedPage): Promise<PageDump> {
       bandwidthEstimate: hls ? Math.round(hls.bandwidthEstimate) : null,
       hlsVersion: String(w.Hls?.version ?? ''),
     };
-  })) as PageDump;
+  });
 }
 
 /** Stop the publishers and the server (SIGTERM, waited for). */
@@ -817,7 +819,7 @@ function reduce(m: Measured) {
     shutdown: m.stopped,
     serverStderrTail: server.stderrText().trim().split('\n').filter(Boolean).slice(-30),
   };
-  return { results, oneLatency: p2.latency as Summary, twoLatency: p3.latency as Summary };
+  return { results, oneLatency: p2.latency, twoLatency: p3.latency };
 }
 
 async function main(): Promise<void> {
@@ -850,7 +852,7 @@ main().then(
     return shutdown(0);
   },
   (err: unknown) => {
-    if (!stop.signal.aborted) console.error(`bench failed: ${err instanceof Missing ? err.message : ((err as Error)?.stack ?? String(err))}`);
+    if (!stop.signal.aborted) console.error(`bench failed: ${err instanceof Missing ? err.message : err instanceof Error ? (err.stack ?? String(err)) : String(err)}`);
     return shutdown(stop.signal.aborted ? 130 : 1);
   },
 );

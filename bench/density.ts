@@ -59,7 +59,7 @@ interface Watch {
   readonly server: ServerProcess;
   readonly totals: ViewerTotals;
   readonly hz: number;
-  alive(): void;
+  readonly alive: () => void;
 }
 
 /** One window of step-seconds with `streams` streams live; undefined `partTargetMs` for the idle window. */
@@ -223,7 +223,7 @@ function report(prov: Provenance, steps: Step[], partTargetMs: number, stopReaso
 main().then(
   () => bench.shutdown(0),
   (err: unknown) => {
-    if (!bench.signal.aborted) console.error(`bench failed: ${(err as Error)?.stack ?? String(err)}`);
+    if (!bench.signal.aborted) console.error(`bench failed: ${err instanceof Error ? (err.stack ?? String(err)) : String(err)}`);
     return bench.shutdown(bench.signal.aborted ? 130 : 1);
   },
 );

@@ -102,7 +102,7 @@ interface Target {
   readonly name: string;
   readonly pid: number;
   readonly metricsBase?: string;
-  alive(): void;
+  readonly alive: () => void;
 }
 
 /** One measured window at `viewers` viewers. */
@@ -243,7 +243,7 @@ async function runFloor(snapDir: string, snap: SnapshotFiles, partTargetMs: numb
 /** The most viewers of a ramp within the limit, and whether the ramp ended before finding the limit. */
 function maxWithin({ steps: ramp }: Ramp): { viewers: number; lowerBound: boolean; clientBound: boolean } {
   const ok = ramp.filter((s) => s.within);
-  const last = ok[ok.length - 1];
+  const last = ok.at(-1);
   const failed = ramp.find((s) => !s.within);
   // Without a failing step the limit is above the last step; a client-bound failure is the client's limit.
   return { viewers: last?.viewers ?? 0, lowerBound: !failed || failed.clientBound, clientBound: ramp.some((s) => s.clientBound) };
@@ -351,7 +351,7 @@ function report(prov: Provenance, ours: Ramp, floor: Ramp, setup: { partTargetMs
 main().then(
   () => bench.shutdown(0),
   (err: unknown) => {
-    if (!bench.signal.aborted) console.error(`bench failed: ${(err as Error)?.stack ?? String(err)}`);
+    if (!bench.signal.aborted) console.error(`bench failed: ${err instanceof Error ? (err.stack ?? String(err)) : String(err)}`);
     return bench.shutdown(bench.signal.aborted ? 130 : 1);
   },
 );

@@ -53,8 +53,9 @@ const cli = parseBenchCli(
 );
 let hlsConfig: Record<string, unknown>;
 try {
-  hlsConfig = JSON.parse(cli.strings['hls-config']) as Record<string, unknown>;
-  if (typeof hlsConfig !== 'object' || hlsConfig === null || Array.isArray(hlsConfig)) throw new Error('not an object');
+  const parsed: unknown = JSON.parse(cli.strings['hls-config']);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+  hlsConfig = parsed as Record<string, unknown>;
 } catch (err) {
   console.error(`--hls-config must be a JSON object: ${(err as Error).message}`);
   process.exit(2);
@@ -100,7 +101,10 @@ async function withPgSchema<T>(baseUrl: string, fn: (url: string) => Promise<T>)
   }
 }
 
-/** 1. Start-up as its own process: first start on an empty DATA_DIR (the embedded catalog is created), then a restart on the same DATA_DIR. */
+/**
+ * 1. Start-up as its own process: first start on an empty DATA_DIR (the embedded catalog is created), then a
+ * restart on the same DATA_DIR.
+ */
 async function measureColdStarts(dataDir: string): Promise<ColdStart[]> {
   const cold: ColdStart[] = [];
   if (opts.startup) {
@@ -360,7 +364,7 @@ main().then(
     return shutdown(0);
   },
   (err: unknown) => {
-    if (!stop.signal.aborted) console.error(`bench failed: ${(err as Error)?.stack ?? String(err)}`);
+    if (!stop.signal.aborted) console.error(`bench failed: ${err instanceof Error ? (err.stack ?? String(err)) : String(err)}`);
     return shutdown(stop.signal.aborted ? 130 : 1);
   },
 );

@@ -189,7 +189,7 @@ const DEFINITIONS: Record<string, string> = {
 main().then(
   () => bench.shutdown(0),
   (err: unknown) => {
-    if (!bench.signal.aborted) console.error(`bench failed: ${(err as Error)?.stack ?? String(err)}`);
+    if (!bench.signal.aborted) console.error(`bench failed: ${err instanceof Error ? (err.stack ?? String(err)) : String(err)}`);
     return bench.shutdown(bench.signal.aborted ? 130 : 1);
   },
 );

@@ -75,7 +75,7 @@ async function recordOnce(srv: ServerProcess, file: string, seconds: number): Pr
   const t0 = performance.now();
   const pub = track(spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] }));
   let stderr = '';
-  pub.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+  pub.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
   const code = await new Promise<number | null>((resolve) => pub.once('exit', resolve));
   const exited = performance.now();
   if (code !== 0) throw new Error(`publisher exited with ${code}: ${stderr}`);

@@ -180,7 +180,7 @@ async function main(): Promise<void> {
 main().then(
   () => shutdown(0),
   (err: unknown) => {
-    if (!bench.signal.aborted) console.error(`bench failed: ${(err as Error)?.stack ?? String(err)}`);
+    if (!bench.signal.aborted) console.error(`bench failed: ${err instanceof Error ? (err.stack ?? String(err)) : String(err)}`);
     return shutdown(bench.signal.aborted ? 130 : 1);
   },
 );

@@ -205,6 +205,7 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
       try {
         res = await main.get(path, timeoutMs);
       } catch (err) {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted changes across the await above
         if (signal.aborted) break;
         fail(`playlist: ${(err as Error).message}`);
         last = undefined;
@@ -246,7 +247,7 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
         const at = pl.parts.findIndex((p) => p.msn === last!.msn && p.index === last!.index);
         fresh = at >= 0 ? pl.parts.slice(at + 1) : pl.parts.filter((p) => p.msn > last!.msn || (p.msn === last!.msn && p.index > last!.index));
         // The part asked for is the first new one; its delay counts when the server had to hold the request.
-        const wanted = fresh[0];
+        const wanted = fresh.at(0);
         if (wanted && Number.isFinite(wanted.availableAt) && sentAt < wanted.availableAt) totals.playlistDelaysMs.push(res.arrivedAt - wanted.availableAt);
         // Every part between the last one consumed and the newest must be listed: a hole is a gap.
         let prev = last;

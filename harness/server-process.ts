@@ -11,8 +11,8 @@ export interface ServerProcess {
   readonly command: string;
   /** The last few KB the server wrote to stderr. */
   stderrText(): string;
-  /** Whether it is still running. */
-  alive(): boolean;
+  /** Whether it is still running (a function property: callers pass it on unbound). */
+  readonly alive: () => boolean;
   /** SIGTERM, then wait (SIGKILL after `timeoutMs`); resolves with how it ended and how long that took. */
   stop(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number; killed: boolean }>;
 }
@@ -63,7 +63,7 @@ export async function startServerProcess(
     }),
   );
   let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8000)));
+  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8000)));
   const alive = () => child.exitCode === null && child.signalCode === null;
   const stop: ServerProcess['stop'] = (stopTimeoutMs = 15_000) => {
     const t0 = performance.now();

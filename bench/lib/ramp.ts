@@ -55,11 +55,11 @@ export function parseRampCli<K extends string, L extends string = never>(
     return n;
   };
   const out: Record<string, number | number[]> = {};
-  for (const [k, s] of Object.entries(ints) as [string, IntSpec][]) {
+  for (const [k, s] of Object.entries<IntSpec>(ints)) {
     const raw = values[k] as string | undefined;
     out[k] = raw === undefined ? s.default : whole(k, raw, s);
   }
-  for (const [k, s] of Object.entries(lists) as [string, IntSpec][]) {
+  for (const [k, s] of Object.entries<IntSpec>(lists)) {
     const raw = values[k] as string | undefined;
     const list = raw === undefined ? [] : raw.split(',').map((x) => whole(k, x.trim(), s));
     if (raw !== undefined && list.some((n, i) => i > 0 && n <= list[i - 1])) fail(`--${k} must be increasing`);

@@ -12,12 +12,13 @@ export interface BenchRun {
   readonly signal: AbortSignal;
   /** Registered undo steps, run last-in first-out on shutdown. */
   readonly cleanups: (() => Promise<unknown> | void)[];
-  shutdown(code: number): Promise<never>;
-  sleep(ms: number): Promise<void>;
+  // Function-valued properties, not methods: benches destructure them off the run (none uses `this`).
+  readonly shutdown: (code: number) => Promise<never>;
+  readonly sleep: (ms: number) => Promise<void>;
   /** Throws once the bench is stopping. */
-  check(): void;
+  readonly check: () => void;
   /** Poll `fn` until it gives a truthy value. With tolerateErrors, a throwing `fn` counts as "not yet". */
-  waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, opts?: { stepMs?: number; tolerateErrors?: boolean }): Promise<T>;
+  readonly waitFor: <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, opts?: { stepMs?: number; tolerateErrors?: boolean }) => Promise<T>;
 }
 
 export function startBenchRun(opts: { budgetS: number; forceExitMs: number }): BenchRun {

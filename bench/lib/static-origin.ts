@@ -134,7 +134,7 @@ export async function startNginx(opts: { nginxPath: string; prefix: string; root
   const args = ['-c', opts.cpuList, opts.nginxPath, '-p', opts.prefix, '-c', conf];
   const child = track(spawn('taskset', args, { stdio: ['ignore', 'ignore', 'pipe'] }));
   let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   child.on('error', (e) => (stderr += `\n${e.message}`));
   const alive = () => child.exitCode === null && child.signalCode === null;
   const base = `http://127.0.0.1:${port}`;

@@ -80,6 +80,7 @@ export async function runStaticViewer(snap: StaticSnapshot, signal: AbortSignal,
     let tick = Math.ceil(Date.now() / period);
     while (!signal.aborted) {
       await sleepUntil(tick * period, signal);
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted changes across the await above
       if (signal.aborted) break;
       // Every viewer asks for the same part at the same tick, as live viewers do.
       const part = snap.partUrls[tick % snap.partUrls.length];

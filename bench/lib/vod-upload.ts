@@ -28,7 +28,7 @@ function runToEnd(cmd: string, args: string[], signal: AbortSignal): Promise<voi
   return new Promise((resolve, reject) => {
     const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
     let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
     const abort = () => child.kill('SIGKILL');
     signal.addEventListener('abort', abort, { once: true });
     child.once('exit', (code) => {

@@ -21,7 +21,7 @@ export async function probeLiveSegment(
 ): Promise<{ code: number | null; stderr: string; stdout: string; streams: Array<Record<string, string | number>> }> {
   if (!seg.map) throw new Error(`segment ${seg.uri} has no EXT-X-MAP`);
   const get = async (name: string) => Buffer.from(await (await fetch(`${base}/live/${streamId}/source/${name}`)).arrayBuffer());
-  writeFileSync(file, Buffer.concat([await get(seg.map!), await get(seg.uri)]));
+  writeFileSync(file, Buffer.concat([await get(seg.map), await get(seg.uri)]));
   const r = await run('ffprobe', ['-v', 'error', '-count_frames', '-show_entries', `stream=${entries}`, '-of', 'json', file]);
   return { ...r, streams: r.code === 0 ? (JSON.parse(r.stdout).streams as Array<Record<string, string | number>>) : [] };
 }

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { loadConfig } from '../../src/config/index.js';
 import { startServer, type RunningServer } from '../../src/main.js';
 import { pino } from 'pino';
@@ -70,7 +71,7 @@ export async function until<T>(fn: () => Promise<T | undefined | false> | T | un
     }
     await new Promise((r) => setTimeout(r, stepMs));
   }
-  throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+  throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${last instanceof Error ? String(last) : inspect(last)}` : ''}`);
 }
 
 /** Parse the tags of a media playlist that matter to tests. */

@@ -18,7 +18,7 @@ const TOKEN = 'recovery-token-0123456789abcdef';
 
 
 describe('recordings across reconnects and crashes', () => {
-  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  const cleanups: Array<() => unknown> = [];
   afterAll(async () => {
     for (const c of cleanups.reverse()) await c();
   });
@@ -93,7 +93,7 @@ describe('recordings across reconnects and crashes', () => {
         method: body ? 'POST' : 'GET',
         headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
         body: body ? JSON.stringify(body) : undefined,
-      }).then((r) => r.json() as Promise<any>);
+      }).then((r) => r.json());
     const stream = await api('/api/v1/streams', { name: 'doomed', profile: 'passthrough' });
     const pub = ffmpegPublish(`rtmp://127.0.0.1:${proc.rtmpPort}/live/${stream.streamKey}`, { seconds: 60 });
     cleanups.push(() => kill(pub));

@@ -138,7 +138,9 @@ async function startHarness(opts: { postgres?: boolean; workers?: number } = {})
   const base = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
   deps.publicBaseUrl = base;
   Object.assign(h, { uploads, app, base, newWorker, worker: newWorker() });
-  h.worker.start();
+  // Not awaited, as in src/main.ts: start() resolves once its sweep is done and never rejects (a failed sweep
+  // is logged); the worker runs on from there.
+  void h.worker.start();
   h.close = async () => {
     await h.worker.close();
     await app.close();
@@ -154,7 +156,7 @@ const tusHeaders = (offset: number) => ({ ...auth, 'tus-resumable': '1.0.0', 'up
 
 async function initiate(h: Harness, body: Record<string, unknown>, headers: Record<string, string> = auth) {
   const res = await fetch(`${h.base}/api/v1/videos/upload/initiate`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: res.status, json: (await res.json()) as any };
+  return { status: res.status, json: await res.json() };
 }
 
 async function patch(url: string, offset: number, bytes: Buffer): Promise<Response> {
@@ -574,7 +576,7 @@ describe('VOD uploads (tus) to packaged video', () => {
     expect(h.worker.counters.released).toBe(1);
 
     h.worker = h.newWorker();
-    h.worker.start();
+    void h.worker.start();
     const v = await settled(h, id);
     expect(v).toMatchObject({ status: 'ready', error: null });
     expect(Math.abs((v.duration ?? 0) - 60)).toBeLessThan(0.5);
@@ -607,7 +609,7 @@ describe.skipIf(skipPostgres)('VOD upload jobs on PostgreSQL', () => {
     await h.catalog.videos.update(id, { status: 'processing', progress: 40 });
 
     h.worker = h.newWorker('survivor');
-    h.worker.start();
+    void h.worker.start();
     const claimedAt = Date.now();
     const v = await settled(h, id);
     expect(v).toMatchObject({ status: 'ready', error: null });
@@ -625,7 +627,7 @@ describe.skipIf(skipPostgres)('VOD upload jobs on PostgreSQL', () => {
       expect(j).toMatchObject({ videoId: id, attempts: i });
     }
     h.worker = h.newWorker();
-    h.worker.start();
+    void h.worker.start();
     const v = await settled(h, id);
     expect(v.status).toBe('failed');
     expect(v.error).toBe('packaging failed after 3 attempts; see the server log');

@@ -57,7 +57,7 @@ describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
       } catch (err) {
         const diag = `${String(err)}; server sessions ${JSON.stringify(await sessions(id))}; client said: ${c.output().slice(-1500)}`;
         await kill(c);
-        if (attempt >= 2) throw new Error(diag);
+        if (attempt >= 2) throw new Error(diag, { cause: err });
         console.warn(`[whip test] whip-client did not go live on attempt 1, starting it again: ${diag}`);
       }
     }

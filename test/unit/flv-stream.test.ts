@@ -320,8 +320,8 @@ describe('FlvReader fuzz (seeded)', () => {
         onTags?.(got);
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
-        if (!codes.includes(err.code)) throw new Error(`unexpected code ${err.code}: ${err.message}`);
-        if (r.buffered > MAX + 15 + c.byteLength) throw new Error(`${r.buffered} bytes buffered after a failed push of ${c.byteLength}`);
+        if (!codes.includes(err.code)) throw new Error(`unexpected code ${err.code}: ${err.message}`, { cause: err });
+        if (r.buffered > MAX + 15 + c.byteLength) throw new Error(`${r.buffered} bytes buffered after a failed push of ${c.byteLength}`, { cause: err });
         return { tags, error: true };
       }
     }

@@ -479,7 +479,7 @@ describe('TimestampRepair', () => {
     pub.write(frame(0, { dts: 3000, keyframe: true }));
     pub.write(frame(1, { dts: 6000 }));
     pub.write(frame(2, { dts: 5000 }));
-    const frames = (await drain(reader)).filter((e) => e.type === 'frame').map((e) => (e as Extract<StreamEvent, { type: 'frame' }>).frame.dts);
+    const frames = (await drain(reader)).filter((e) => e.type === 'frame').map((e) => e.frame.dts);
     expect(frames).toEqual([3000, 6000, 6001]);
     expect(hub.status('s1')!.repairedTimestamps).toBe(1);
     expect(hub.counters.timestampRepairs).toBe(1);

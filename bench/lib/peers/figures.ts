@@ -96,7 +96,7 @@ function edgeFigures(raw: RawRun, C: number, firstVideoS: number, notes: string[
   const inWindow = (x: SeenItem) => x.appearedAtMs >= raw.window.fromMs && x.appearedAtMs <= raw.window.toMs;
   // The origin of the media timeline: the first segment's (or part's) first video sample.
   const timed = [...e.segments, ...e.parts].filter((x) => x.firstMediaS !== undefined);
-  const first = e.segments[0];
+  const first = e.segments.at(0);
   const origin = first?.firstMediaS ?? Math.min(...timed.map((x) => x.firstMediaS!));
   if (first && first.msn !== 0) notes.push(`the poller's first segment has media sequence ${first.msn}, not 0: the edge ages may be off by the segments missed`);
   const ageS = (x: SeenItem) => (x.appearedAtMs - (C + (firstVideoS + x.firstMediaS! - origin + x.durationS) * 1000)) / 1000;

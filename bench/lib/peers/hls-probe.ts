@@ -90,6 +90,7 @@ export class EdgePoller {
         this.polls++;
         if (r.status === 200) this.#note(parseMediaPlaylist(r.body.toString('utf8')), at);
       } catch {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted changes across the await above
         if (!signal.aborted) this.pollErrors++;
       }
       await sleep(Math.max(0, this.#everyMs - (nowMs() - t0)), signal);

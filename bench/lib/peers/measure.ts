@@ -38,7 +38,10 @@ export interface RawRun {
   readonly loaded: { cpu: TreeCpuResult; rssBytes: number; rssMaxBytes: number };
   /** When each stream's publisher was spawned, ms since the epoch. */
   readonly spawnedAtMs: number[];
-  /** When each stream's first complete segment was listed (HLS) or its first FLV key frame arrived; undefined: not within the time limit. */
+  /**
+   * When each stream's first complete segment was listed (HLS) or its first FLV key frame arrived; undefined:
+   * not within the time limit.
+   */
   readonly firstMediaAtMs: (number | undefined)[];
   readonly firstMediaKind: 'hls segment' | 'flv key frame';
   /** The measured window, ms since the epoch. */

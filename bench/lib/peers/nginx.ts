@@ -90,7 +90,7 @@ export async function startNginxRtmp(prefix: string, cpus: string): Promise<Peer
   };
   process.once('exit', () => killGroup('SIGKILL'));
   let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const alive = () => child.exitCode === null && child.signalCode === null;
   const logTail = () => {
     const log = existsSync(join(prefix, 'error.log')) ? readFileSync(join(prefix, 'error.log'), 'utf8') : '';
@@ -103,7 +103,7 @@ export async function startNginxRtmp(prefix: string, cpus: string): Promise<Peer
     await waitForPort(httpPort, 15_000, alive, 'nginx');
   } catch (err) {
     await close();
-    throw new Error(`${(err as Error).message}: ${logTail()}`);
+    throw new Error(`${(err as Error).message}: ${logTail()}`, { cause: err });
   }
   return {
     name: 'nginx-rtmp',

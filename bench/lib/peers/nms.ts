@@ -32,8 +32,8 @@ export async function startNms(repoRoot: string, dir: string, cpus: string): Pro
   const child = track(spawn('taskset', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }));
   let log = '';
   const keep = (d: Buffer) => (log = (log + d.toString()).slice(-6000));
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
   const alive = () => child.exitCode === null && child.signalCode === null;
   let closed: Promise<void> | undefined;
   const close = () =>
@@ -48,7 +48,7 @@ export async function startNms(repoRoot: string, dir: string, cpus: string): Pro
     await waitForPort(httpPort, 15_000, alive, 'node-media-server');
   } catch (err) {
     await close();
-    throw new Error(`${(err as Error).message}: ${log.trim().slice(-1000)}`);
+    throw new Error(`${(err as Error).message}: ${log.trim().slice(-1000)}`, { cause: err });
   }
   return {
     name: 'node-media-server',
