@@ -40,13 +40,42 @@ const slowRequests: { endedAt: number; ms: number; url: string; failure?: string
 const SOURCE = { width: 1280, height: 720, frameRate: 30 } as const;
 const X264_PRESET = 'veryfast';
 const SOURCE_ARGS = [
-  '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30',
-  '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
-  '-t', '30',
-  '-c:v', 'libx264', '-preset', 'veryfast', '-g', '60', '-keyint_min', '60', '-sc_threshold', '0',
-  '-b:v', '3000k', '-maxrate', '3000k', '-bufsize', '3000k', '-pix_fmt', 'yuv420p',
-  '-c:a', 'aac', '-b:a', '96k', '-ar', '48000',
-  '-f', 'flv',
+  '-f',
+  'lavfi',
+  '-i',
+  'testsrc2=size=1280x720:rate=30',
+  '-f',
+  'lavfi',
+  '-i',
+  'sine=frequency=440:sample_rate=48000',
+  '-t',
+  '30',
+  '-c:v',
+  'libx264',
+  '-preset',
+  'veryfast',
+  '-g',
+  '60',
+  '-keyint_min',
+  '60',
+  '-sc_threshold',
+  '0',
+  '-b:v',
+  '3000k',
+  '-maxrate',
+  '3000k',
+  '-bufsize',
+  '3000k',
+  '-pix_fmt',
+  'yuv420p',
+  '-c:a',
+  'aac',
+  '-b:a',
+  '96k',
+  '-ar',
+  '48000',
+  '-f',
+  'flv',
 ];
 const HLS_OUT = ['-f', 'hls', '-hls_time', '2', '-hls_list_size', '6', '-hls_flags', 'delete_segments', '-hls_segment_type', 'fmp4'];
 
@@ -97,7 +126,8 @@ class Missing extends Error {}
 
 async function preflight(): Promise<{ ffmpegVersion: string }> {
   const missing: string[] = [];
-  if (process.platform !== 'linux' || !existsSync('/proc/self/stat')) missing.push('Linux /proc (CPU times are read from /proc/<pid>/stat)');
+  if (process.platform !== 'linux' || !existsSync('/proc/self/stat'))
+    missing.push('Linux /proc (CPU times are read from /proc/<pid>/stat)');
   const ffmpeg = await commandOutput('ffmpeg', ['-hide_banner', '-version']);
   if (!ffmpeg) missing.push('ffmpeg on PATH (apt-get install ffmpeg)');
   else {
@@ -206,13 +236,35 @@ function transcodeFigures(live: LiveView | undefined) {
       restarts: t.restarts,
       lastError: t.lastError,
       droppedRungs: t.droppedRungs,
-      rungs: t.rungs.map((r) => ({ name: r.name, size: r.width ? `${r.width}x${r.height}` : `?x${r.height}`, state: r.state, fps: r.fps, bitrateKbps: r.bitrateKbps, targetKbps: r.targetBitrateKbps })),
+      rungs: t.rungs.map((r) => ({
+        name: r.name,
+        size: r.width ? `${r.width}x${r.height}` : `?x${r.height}`,
+        state: r.state,
+        fps: r.fps,
+        bitrateKbps: r.bitrateKbps,
+        targetKbps: r.targetBitrateKbps,
+      })),
     },
   };
 }
 
 function publish(file: string, server: ServerProcess, key: string, label: string): Child {
-  return spawnLabelled(label, 'ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', file, '-c', 'copy', '-f', 'flv', `rtmp://127.0.0.1:${server.rtmpPort}/live/${key}`]);
+  return spawnLabelled(label, 'ffmpeg', [
+    '-hide_banner',
+    '-nostdin',
+    '-loglevel',
+    'error',
+    '-re',
+    '-stream_loop',
+    '-1',
+    '-i',
+    file,
+    '-c',
+    'copy',
+    '-f',
+    'flv',
+    `rtmp://127.0.0.1:${server.rtmpPort}/live/${key}`,
+  ]);
 }
 
 async function waitTranscodeRunning(server: ServerProcess, id: string, publisher: Child, timeoutMs: number): Promise<number> {
@@ -231,9 +283,12 @@ async function waitTranscodeRunning(server: ServerProcess, id: string, publisher
     );
   } catch (err) {
     if (stop.signal.aborted) throw err;
-    throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last?.transcode ?? last ?? null)}; server stderr: ${server.stderrText().trim().slice(-1500)}`, {
-      cause: err,
-    });
+    throw new Error(
+      `${(err as Error).message}; last status: ${JSON.stringify(last?.transcode ?? last ?? null)}; server stderr: ${server.stderrText().trim().slice(-1500)}`,
+      {
+        cause: err,
+      },
+    );
   }
   return Date.now() - t0;
 }
@@ -269,7 +324,12 @@ function threadTicks(pid: number): Map<string, { comm: string; ticks: number }> 
   return out;
 }
 
-function threadDelta(pid: number, a: Map<string, { comm: string; ticks: number }>, b: Map<string, { comm: string; ticks: number }>, hz: number): Record<string, number> {
+function threadDelta(
+  pid: number,
+  a: Map<string, { comm: string; ticks: number }>,
+  b: Map<string, { comm: string; ticks: number }>,
+  hz: number,
+): Record<string, number> {
   const byName: Record<string, number> = {};
   for (const [tid, v] of b) {
     const d = (v.ticks - (a.get(tid)?.ticks ?? 0)) / hz;
@@ -277,7 +337,11 @@ function threadDelta(pid: number, a: Map<string, { comm: string; ticks: number }
     const name = tid === String(pid) ? `main thread (${v.comm})` : `other threads (${v.comm.replace(/\d+$/, '#')})`;
     byName[name] = Number(((byName[name] ?? 0) + d).toFixed(2));
   }
-  return Object.fromEntries(Object.entries(byName).sort((x, y) => y[1] - x[1]).filter(([, s]) => s >= 0.01));
+  return Object.fromEntries(
+    Object.entries(byName)
+      .sort((x, y) => y[1] - x[1])
+      .filter(([, s]) => s >= 0.01),
+  );
 }
 
 /** Group the processes of a bench-wide CPU window by role. */
@@ -368,7 +432,9 @@ function playerFigures(dump: PageDump, from: number, to: number) {
     const k = s.height ? `${s.height}p` : `level ${s.level}`;
     heights[k] = (heights[k] ?? 0) + 1;
   }
-  const levelShare = Object.fromEntries(Object.entries(heights).map(([k, n]) => [k, Number((n / Math.max(1, inWindow.length)).toFixed(3))]));
+  const levelShare = Object.fromEntries(
+    Object.entries(heights).map(([k, n]) => [k, Number((n / Math.max(1, inWindow.length)).toFixed(3))]),
+  );
   let switches = 0;
   for (let i = 1; i < inWindow.length; i++) if (inWindow[i].level !== inWindow[i - 1].level) switches++;
   const first = inWindow.at(0);
@@ -392,7 +458,15 @@ function playerFigures(dump: PageDump, from: number, to: number) {
     levelShare,
     levelSwitches: switches,
     samples: inWindow.map((s) => [s.t - from, s.latencyMs, s.height, s.target, s.rate, s.ahead, s.paused ? 1 : 0]),
-    samplesColumns: ['ms since window start', 'latency ms (null: no playing date)', 'height played', 'hls.targetLatency s', 'playbackRate', 'buffered ahead s', 'paused'],
+    samplesColumns: [
+      'ms since window start',
+      'latency ms (null: no playing date)',
+      'height played',
+      'hls.targetLatency s',
+      'playbackRate',
+      'buffered ahead s',
+      'paused',
+    ],
     slowRequests: slowRequests
       .filter((x) => x.endedAt >= from && x.endedAt - x.ms <= to)
       .map(({ endedAt, ...x }) => ({ sentAtMsInWindow: endedAt - x.ms - from, ...x })),
@@ -448,7 +522,9 @@ async function measureFloor(
   await terminate(pub);
   await terminate(floor);
   if (Object.values(segmentsOnDisk).some((n) => n === 0)) {
-    throw new Error(`the floor FFmpeg (${kind}) wrote no segments for some output: ${JSON.stringify(segmentsOnDisk)}; ${floor.stderrText().trim().slice(-1500)}`);
+    throw new Error(
+      `the floor FFmpeg (${kind}) wrote no segments for some output: ${JSON.stringify(segmentsOnDisk)}; ${floor.stderrText().trim().slice(-1500)}`,
+    );
   }
   log(`floor (${kind}): ${cpu.cpuS} CPU s in ${cpu.wallS} s (the rest of the machine meanwhile: ${w.outsideBenchCores} cores)`);
   const stderrTail = floor.stderrText().trim().split('\n').filter(Boolean).slice(-10);
@@ -461,7 +537,7 @@ function floorResult(f: FloorRun, load: (w: CpuWindow) => object) {
       'plain FFmpeg: buildFfmpegArgs for this source without -progress, the FLV pipe input replaced by ' +
       (f.input === 'file'
         ? 'the file read in real time in a loop'
-        : "an RTMP URL FFmpeg listens on (-listen 1), published to like ours (ffmpeg -re -stream_loop -1 -c copy, not counted)") +
+        : 'an RTMP URL FFmpeg listens on (-listen 1), published to like ours (ffmpeg -re -stream_loop -1 -c copy, not counted)') +
       ' (the decoder keeps -thread_type slice), each FLV pipe output (and its -flvflags) replaced by HLS fMP4 files with the ' +
       "source's audio copied in, plus the source copied as one more HLS output",
     command: `ffmpeg ${f.args.join(' ')}`,
@@ -492,11 +568,38 @@ async function makeSourceFile(tmp: string): Promise<{ file: string; makeSourceS:
 }
 
 /** 1b. The floor: plain FFmpeg doing the same ladder on its own, from the file and from RTMP. */
-async function measureFloors(rungs: readonly LadderRung[], src: string, tmp: string, hz: number): Promise<{ file: FloorRun; rtmp: FloorRun }> {
+async function measureFloors(
+  rungs: readonly LadderRung[],
+  src: string,
+  tmp: string,
+  hz: number,
+): Promise<{ file: FloorRun; rtmp: FloorRun }> {
   const file = await measureFloor('file', rungs, { file: src }, join(tmp, 'floor-file'), hz, log);
   const port = await freePort();
-  const rtmp = await measureFloor('rtmp', rungs, { listen: `rtmp://127.0.0.1:${port}/live/floor` }, join(tmp, 'floor-rtmp'), hz, log, (url) =>
-    spawnLabelled('floor publisher', 'ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', src, '-c', 'copy', '-f', 'flv', url]),
+  const rtmp = await measureFloor(
+    'rtmp',
+    rungs,
+    { listen: `rtmp://127.0.0.1:${port}/live/floor` },
+    join(tmp, 'floor-rtmp'),
+    hz,
+    log,
+    (url) =>
+      spawnLabelled('floor publisher', 'ffmpeg', [
+        '-hide_banner',
+        '-nostdin',
+        '-loglevel',
+        'error',
+        '-re',
+        '-stream_loop',
+        '-1',
+        '-i',
+        src,
+        '-c',
+        'copy',
+        '-f',
+        'flv',
+        url,
+      ]),
   );
   return { file, rtmp };
 }
@@ -545,8 +648,11 @@ async function measureOursCpu(server: ServerProcess, src: string, hz: number, fl
   const cpu = cpuOf(window, server.pid);
   const ratio = Number((cpu.cpuS / floors.rtmp.cpu.cpuS).toFixed(3));
   const ratioToFileFloor = Number((cpu.cpuS / floors.file.cpu.cpuS).toFixed(3));
-  log(`ours: ${cpu.cpuS} CPU s in ${cpu.wallS} s, ratio ${ratio} to the RTMP-in floor, ${ratioToFileFloor} to the file floor (the rest of the machine meanwhile: ${window.outsideBenchCores} cores)`);
-  const ladderChanged = Boolean(after.transcode?.droppedRungs.length) || (after.transcode?.restarts ?? 0) > (before.transcode?.restarts ?? 0);
+  log(
+    `ours: ${cpu.cpuS} CPU s in ${cpu.wallS} s, ratio ${ratio} to the RTMP-in floor, ${ratioToFileFloor} to the file floor (the rest of the machine meanwhile: ${window.outsideBenchCores} cores)`,
+  );
+  const ladderChanged =
+    Boolean(after.transcode?.droppedRungs.length) || (after.transcode?.restarts ?? 0) > (before.transcode?.restarts ?? 0);
   if (ladderChanged) log(`note: stream 1's ladder changed during the CPU window: ${JSON.stringify(after.transcode)}`);
   return {
     stream,
@@ -622,7 +728,14 @@ async function pollStatus(base: string, until: number, ids: string[], into: unkn
     into.push([
       t,
       ...views.map((v) =>
-        v?.transcode ? [v.transcode.state, v.transcode.speed === null ? null : Number(v.transcode.speed.toFixed(3)), v.transcode.lagMs, v.transcode.droppedRungs.join('+')] : null,
+        v?.transcode
+          ? [
+              v.transcode.state,
+              v.transcode.speed === null ? null : Number(v.transcode.speed.toFixed(3)),
+              v.transcode.lagMs,
+              v.transcode.droppedRungs.join('+'),
+            ]
+          : null,
       ),
     ]);
     await sleep(Math.max(0, Math.min(1000 - (Date.now() - t), until - Date.now())));
@@ -657,7 +770,9 @@ async function watchWithSecondStream(server: ServerProcess, src: string, first: 
     runningError = (err as Error).message;
     log(`stream 2: ${runningError}`);
   }
-  log(`stream 2 transcode ${untilRunningMs === null ? 'not running' : `running after ${untilRunningMs} ms`}; warm-up ${opts.warmup} s, then ${opts.seconds} s loaded`);
+  log(
+    `stream 2 transcode ${untilRunningMs === null ? 'not running' : `running after ${untilRunningMs} ms`}; warm-up ${opts.warmup} s, then ${opts.seconds} s loaded`,
+  );
   const from = Date.now() + opts.warmup * 1000;
   const to = from + opts.seconds * 1000;
   await hold(from, first.publisher, publisher, server);
@@ -666,7 +781,18 @@ async function watchWithSecondStream(server: ServerProcess, src: string, first: 
   await Promise.all([pollStatus(server.base, to, [first.id, stream.id], status), hold(to, first.publisher, publisher, server)]);
   const window = cpuWindow.close();
   const statusAtEnd = [transcodeFigures(await liveOf(server.base, first.id)), transcodeFigures(await liveOf(server.base, stream.id))];
-  return { publisher, publishedAt, untilRunningMs, runningError, from, to, status, window, statusAtEnd, metrics: await transcodeMetrics(server) };
+  return {
+    publisher,
+    publishedAt,
+    untilRunningMs,
+    runningError,
+    from,
+    to,
+    status,
+    window,
+    statusAtEnd,
+    metrics: await transcodeMetrics(server),
+  };
 }
 
 /** The transcode counters of /metrics (rungs dropped and restored, exits, crashes, over the limit). */
@@ -763,7 +889,7 @@ function reduce(m: Measured) {
       warmupS: opts.warmup,
       measureS: opts.seconds,
       note:
-        'outsideBenchCores: CPU the rest of the machine used during a window (machine busy minus the bench\'s process tree); ' +
+        "outsideBenchCores: CPU the rest of the machine used during a window (machine busy minus the bench's process tree); " +
         'other work on the machine competes for the cores and can slow the transcoders and the player.',
     },
     cpu: {
@@ -809,7 +935,11 @@ function reduce(m: Measured) {
         ...p3,
         ...load(two.window),
         server: serverPart(two.window),
-        secondStream: { warmupAfterPublishMs: two.from - two.publishedAt, untilTranscodeRunningMs: two.untilRunningMs, error: two.runningError },
+        secondStream: {
+          warmupAfterPublishMs: two.from - two.publishedAt,
+          untilTranscodeRunningMs: two.untilRunningMs,
+          error: two.runningError,
+        },
         statusAtEnd: two.statusAtEnd,
         statusSamples: two.status,
         statusSamplesColumns: ['epoch ms', '[state, speed, lagMs, dropped] of stream 1', 'same of stream 2'],
@@ -842,7 +972,22 @@ async function main(): Promise<void> {
   const pageErrors = player.page.pageErrors.map((e) => e.message);
   const stopped = await stopOurs(ours, [cpu.publisher, two.publisher]);
 
-  const { results, oneLatency, twoLatency } = reduce({ startedAt, ffmpegVersion, hz, rungs, source, floors, ours, cpu, one, two, dump, chromiumVersion, pageErrors, stopped });
+  const { results, oneLatency, twoLatency } = reduce({
+    startedAt,
+    ffmpegVersion,
+    hz,
+    rungs,
+    source,
+    floors,
+    ours,
+    cpu,
+    one,
+    two,
+    dump,
+    chromiumVersion,
+    pageErrors,
+    stopped,
+  });
   printAbrReport(results, oneLatency, twoLatency);
   writeResults(resultsDir(ROOT), 'abr', startedAt, results);
 }
@@ -852,7 +997,10 @@ main().then(
     return shutdown(0);
   },
   (err: unknown) => {
-    if (!stop.signal.aborted) console.error(`bench failed: ${err instanceof Missing ? err.message : err instanceof Error ? (err.stack ?? String(err)) : String(err)}`);
+    if (!stop.signal.aborted)
+      console.error(
+        `bench failed: ${err instanceof Missing ? err.message : err instanceof Error ? (err.stack ?? String(err)) : String(err)}`,
+      );
     return shutdown(stop.signal.aborted ? 130 : 1);
   },
 );

@@ -15,9 +15,31 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clockTicks, pinTree } from './lib/cpu.js';
 import { newTotals, runViewer, type ViewerTotals } from '../harness/llhls-viewer.js';
-import { LOAD_CORE, linearFit, parseRampCli, printProvenance, printTable, provenance, requireTwoCores, round, SATURATED_PERCENT, SERVER_CORE, writeRampResults, type Provenance } from './lib/ramp.js';
+import {
+  LOAD_CORE,
+  linearFit,
+  parseRampCli,
+  printProvenance,
+  printTable,
+  provenance,
+  requireTwoCores,
+  round,
+  SATURATED_PERCENT,
+  SERVER_CORE,
+  writeRampResults,
+  type Provenance,
+} from './lib/ramp.js';
 import { assertRunning, partTargetOf, startLiveStreams, startPinnedServer, type LiveStream } from './lib/ramp-server.js';
-import { DISTURBED_PERCENT, disturbance, measureFor, openWindow, viewerWindow, ViewerPool, type ViewerWindow, type WindowResult } from './lib/ramp-window.js';
+import {
+  DISTURBED_PERCENT,
+  disturbance,
+  measureFor,
+  openWindow,
+  viewerWindow,
+  ViewerPool,
+  type ViewerWindow,
+  type WindowResult,
+} from './lib/ramp-window.js';
 import { startBenchRun } from './lib/run.js';
 import type { ServerProcess } from '../harness/server-process.js';
 import { describeSynthetic, syntheticFlv } from './lib/synthetic.js';
@@ -130,7 +152,8 @@ async function main(): Promise<void> {
 }
 
 /** Who kept the load core busy. */
-const loadShares = (w: WindowResult) => `publishers ${w.publishersCpuPercent} %, viewers ${w.clientCpuPercent} %, other work ${w.othersOnLoadCorePercent} %`;
+const loadShares = (w: WindowResult) =>
+  `publishers ${w.publishersCpuPercent} %, viewers ${w.clientCpuPercent} %, other work ${w.othersOnLoadCorePercent} %`;
 
 function report(prov: Provenance, steps: Step[], partTargetMs: number, stopReason: StopReason): void {
   const measured = steps.filter((s) => s.viewers);
@@ -138,8 +161,14 @@ function report(prov: Provenance, steps: Step[], partTargetMs: number, stopReaso
   const streamsPerCore = lastOnTime?.streams ?? 0;
   // Memory and CPU grow with streams whether or not parts are late: fit every step, the idle one included.
   const xs = steps.map((s) => s.streams);
-  const rss = linearFit(xs, steps.map((s) => s.window.serverRssMB ?? Number.NaN));
-  const cpu = linearFit(xs, steps.map((s) => s.window.serverCpuPercent));
+  const rss = linearFit(
+    xs,
+    steps.map((s) => s.window.serverRssMB ?? Number.NaN),
+  );
+  const cpu = linearFit(
+    xs,
+    steps.map((s) => s.window.serverCpuPercent),
+  );
   // Only a late step with the load core unsaturated bounds the server from above.
   const lowerBound = stopReason !== 'late' || measured.some((s) => s.loadSaturated);
   const summary = {
@@ -151,15 +180,37 @@ function report(prov: Provenance, steps: Step[], partTargetMs: number, stopReaso
     rssInterceptMB: round(rss.intercept, 1),
     cpuPerStreamPercentOfCore: round(cpu.slope, 3),
     cpuInterceptPercent: round(cpu.intercept, 2),
-    cpuPerStreamAtLastOnTimeStep: lastOnTime ? round((lastOnTime.window.serverCpuPercent - steps[0].window.serverCpuPercent) / lastOnTime.streams, 3) : undefined,
+    cpuPerStreamAtLastOnTimeStep: lastOnTime
+      ? round((lastOnTime.window.serverCpuPercent - steps[0].window.serverCpuPercent) / lastOnTime.streams, 3)
+      : undefined,
   };
 
   printProvenance('livepack ingest density bench', prov);
   console.log(`  source: ${describeSynthetic()}, one publisher per stream pinned to core ${LOAD_CORE}`);
-  console.log(`  server: own process, passthrough streams, pinned to core ${SERVER_CORE}; one playlist-only LL-HLS viewer per stream on core ${LOAD_CORE}`);
-  console.log(`  limit: p99 part delivery delay <= PART-TARGET (${partTargetMs} ms), no errors, no gaps; ${stepSeconds} s per step after ${SETTLE_MS / 1000} s settling\n`);
+  console.log(
+    `  server: own process, passthrough streams, pinned to core ${SERVER_CORE}; one playlist-only LL-HLS viewer per stream on core ${LOAD_CORE}`,
+  );
+  console.log(
+    `  limit: p99 part delivery delay <= PART-TARGET (${partTargetMs} ms), no errors, no gaps; ${stepSeconds} s per step after ${SETTLE_MS / 1000} s settling\n`,
+  );
   printTable(
-    ['streams', 'delay p50', 'p99', 'max', 'n', 'err', 'gaps', 'srv CPU %', 'RSS MB', 'srv lag p99', `others c${SERVER_CORE} %`, 'pub CPU %', 'client CPU %', `others c${LOAD_CORE} %`, 'on time'],
+    [
+      'streams',
+      'delay p50',
+      'p99',
+      'max',
+      'n',
+      'err',
+      'gaps',
+      'srv CPU %',
+      'RSS MB',
+      'srv lag p99',
+      `others c${SERVER_CORE} %`,
+      'pub CPU %',
+      'client CPU %',
+      `others c${LOAD_CORE} %`,
+      'on time',
+    ],
     steps.map((s) => [
       s.streams,
       s.viewers?.playlistDelayMs.p50,
@@ -193,8 +244,12 @@ function report(prov: Provenance, steps: Step[], partTargetMs: number, stopReaso
     const why = stopReason === 'max' ? 'the ramp ended on time' : `core ${LOAD_CORE} reached ${SATURATED_PERCENT} % busy during the ramp`;
     console.log(`  this is a lower bound: ${why}`);
   }
-  console.log(`  RSS per stream: ${summary.rssPerStreamMB} MB (least squares over ${steps.length} steps, idle ${summary.rssInterceptMB} MB)`);
-  console.log(`  CPU per stream: ${summary.cpuPerStreamPercentOfCore} % of a core (least squares; at the last on-time step ${summary.cpuPerStreamAtLastOnTimeStep ?? '-'} %)`);
+  console.log(
+    `  RSS per stream: ${summary.rssPerStreamMB} MB (least squares over ${steps.length} steps, idle ${summary.rssInterceptMB} MB)`,
+  );
+  console.log(
+    `  CPU per stream: ${summary.cpuPerStreamPercentOfCore} % of a core (least squares; at the last on-time step ${summary.cpuPerStreamAtLastOnTimeStep ?? '-'} %)`,
+  );
 
   writeRampResults(ROOT, 'density', new Date(prov.date), {
     ...prov,

@@ -21,7 +21,19 @@ import { fileURLToPath } from 'node:url';
 import { clockTicks, pinTree } from './lib/cpu.js';
 import { newTotals, parseLivePlaylist, runViewer } from '../harness/llhls-viewer.js';
 import { request } from '../harness/http.js';
-import { LOAD_CORE, parseRampCli, printProvenance, printTable, provenance, requireTwoCores, round, SATURATED_PERCENT, SERVER_CORE, writeRampResults, type Provenance } from './lib/ramp.js';
+import {
+  LOAD_CORE,
+  parseRampCli,
+  printProvenance,
+  printTable,
+  provenance,
+  requireTwoCores,
+  round,
+  SATURATED_PERCENT,
+  SERVER_CORE,
+  writeRampResults,
+  type Provenance,
+} from './lib/ramp.js';
 import { assertRunning, partTargetOf, startLiveStreams, startPinnedServer } from './lib/ramp-server.js';
 import { DISTURBED_PERCENT, disturbance, measureFor, openWindow, viewerWindow, ViewerPool, type WindowResult } from './lib/ramp-window.js';
 import { startBenchRun } from './lib/run.js';
@@ -106,7 +118,14 @@ interface Target {
 }
 
 /** One measured window at `viewers` viewers. */
-async function measureStep(target: Target, viewers: number, count: () => { end(): Counted }, idle: WindowResult, partTargetMs: number, hz: number): Promise<Step> {
+async function measureStep(
+  target: Target,
+  viewers: number,
+  count: () => { end(): Counted },
+  idle: WindowResult,
+  partTargetMs: number,
+  hz: number,
+): Promise<Step> {
   const win = await openWindow(target.pid, hz, target.metricsBase);
   const seen = count();
   await measureFor(bench, stepSeconds, target.alive);
@@ -114,7 +133,8 @@ async function measureStep(target: Target, viewers: number, count: () => { end()
   const window = await win.stop();
   const p99Ms = Math.max(c.playlistMs.p99, c.partMs.p99);
   const clientMsPerPart = round((window.clientCpuPercent / 100) * partTargetMs, 1);
-  const clientBound = clientMsPerPart >= CLIENT_BUDGET_MS || window.clientLoopP99Ms >= CLIENT_BUDGET_MS || window.loadCoreBusyPercent >= SATURATED_PERCENT;
+  const clientBound =
+    clientMsPerPart >= CLIENT_BUDGET_MS || window.clientLoopP99Ms >= CLIENT_BUDGET_MS || window.loadCoreBusyPercent >= SATURATED_PERCENT;
   const requestsPerS = c.requests / window.wallS;
   // The origin's CPU time per request served, above what it spends idle: what viewers cost it.
   const serverUsPerRequest = round(((Math.max(0, window.serverCpuPercent - idle.serverCpuPercent) / 100) * 1e6) / requestsPerS, 0);
@@ -126,7 +146,13 @@ async function measureStep(target: Target, viewers: number, count: () => { end()
  * Ramp viewers against one origin: a window with none first, then grow to each step's count (`add` starts
  * that many more), settle, measure, and stop after the first step over the limit.
  */
-async function ramp(target: Target, add: (count: number) => Promise<void>, count: () => { end(): Counted }, partTargetMs: number, hz: number): Promise<Ramp> {
+async function ramp(
+  target: Target,
+  add: (count: number) => Promise<void>,
+  count: () => { end(): Counted },
+  partTargetMs: number,
+  hz: number,
+): Promise<Ramp> {
   // What the origin spends with nobody watching (ours ingests and packages the stream): not a viewer's cost.
   const idleWin = await openWindow(target.pid, hz, target.metricsBase);
   await measureFor(bench, IDLE_SECONDS, target.alive);
@@ -180,7 +206,12 @@ async function runOurs(flv: string, snapRoot: string, hz: number): Promise<{ our
   const mediaUrl = streams[0].mediaUrl;
   const partTargetMs = (await partTargetOf(mediaUrl)) * 1000;
   // Taken once the playlist lists parts of a few segments, before any viewer loads the server.
-  await bench.waitFor('a playlist listing 10 parts', async () => parseLivePlaylist((await request('GET', mediaUrl)).body).parts.length >= 10, 20_000, { stepMs: 500 });
+  await bench.waitFor(
+    'a playlist listing 10 parts',
+    async () => parseLivePlaylist((await request('GET', mediaUrl)).body).parts.length >= 10,
+    20_000,
+    { stepMs: 500 },
+  );
   const snap = await snapshotPlaylist(mediaUrl, snapRoot);
   log(`snapshot: ${snap.files} files, ${snap.partPaths.length} parts, ${round(snap.bytes / 1024, 0)} KiB; PART-TARGET ${partTargetMs} ms`);
 
@@ -195,7 +226,14 @@ async function runOurs(flv: string, snapRoot: string, hz: number): Promise<{ our
       return {
         end: () => {
           const v = w.end();
-          return { playlistMs: v.playlistDelayMs, partMs: v.hintDelayMs, requests: v.requests, errors: v.errors, gaps: v.gaps, lastErrors: v.lastErrors };
+          return {
+            playlistMs: v.playlistDelayMs,
+            partMs: v.hintDelayMs,
+            requests: v.requests,
+            errors: v.errors,
+            gaps: v.gaps,
+            lastErrors: v.lastErrors,
+          };
         },
       };
     },
@@ -211,7 +249,14 @@ async function runOurs(flv: string, snapRoot: string, hz: number): Promise<{ our
 
 /** nginx serving the snapshot from disk to static viewers at the part rate. */
 async function runFloor(snapDir: string, snap: SnapshotFiles, partTargetMs: number, hz: number): Promise<{ floor: Ramp; command: string }> {
-  const nginx = await startNginx({ nginxPath: NGINX, prefix: join(snapDir, 'nginx'), root: join(snapDir, 'root'), cpuList: SERVER_CORE, probePath: snap.playlistPath, signal: bench.signal });
+  const nginx = await startNginx({
+    nginxPath: NGINX,
+    prefix: join(snapDir, 'nginx'),
+    root: join(snapDir, 'root'),
+    cpuList: SERVER_CORE,
+    probePath: snap.playlistPath,
+    signal: bench.signal,
+  });
   bench.cleanups.push(() => nginx.stop());
   const totals = newStaticTotals();
   const pool = new ViewerPool(bench.signal);
@@ -228,7 +273,14 @@ async function runFloor(snapDir: string, snap: SnapshotFiles, partTargetMs: numb
       return {
         end: () => {
           const s = w.end();
-          return { playlistMs: s.playlistMs, partMs: s.partMs, requests: s.requests, errors: s.errors, gaps: s.missedTicks, lastErrors: s.lastErrors };
+          return {
+            playlistMs: s.playlistMs,
+            partMs: s.partMs,
+            requests: s.requests,
+            errors: s.errors,
+            gaps: s.missedTicks,
+            lastErrors: s.lastErrors,
+          };
         },
       };
     },
@@ -261,9 +313,29 @@ const originOnlyViewers = (us: number) => (us > 0 ? Math.floor((LIMIT_MS * 1000)
 
 function printRamp(title: string, { idle, steps: ramp }: Ramp, playlistHead: string, partHead: string, gapsHead: string): void {
   console.log(`\n  ${title}`);
-  console.log(`  with no viewer: origin ${idle.serverCpuPercent} % CPU (subtracted in srv µs/req), others on core ${SERVER_CORE} ${idle.othersOnServerCorePercent} %`);
+  console.log(
+    `  with no viewer: origin ${idle.serverCpuPercent} % CPU (subtracted in srv µs/req), others on core ${SERVER_CORE} ${idle.othersOnServerCorePercent} %`,
+  );
   printTable(
-    ['viewers', `${playlistHead} p50`, 'p99', `${partHead} p50`, 'p99', 'err', gapsHead, 'req/s', 'srv CPU %', 'srv µs/req', 'srv lag p99', `others c${SERVER_CORE} %`, 'client CPU %', 'client ms/part', 'client lag p99', `others c${LOAD_CORE} %`, `<= ${LIMIT_MS} ms`],
+    [
+      'viewers',
+      `${playlistHead} p50`,
+      'p99',
+      `${partHead} p50`,
+      'p99',
+      'err',
+      gapsHead,
+      'req/s',
+      'srv CPU %',
+      'srv µs/req',
+      'srv lag p99',
+      `others c${SERVER_CORE} %`,
+      'client CPU %',
+      'client ms/part',
+      'client lag p99',
+      `others c${LOAD_CORE} %`,
+      `<= ${LIMIT_MS} ms`,
+    ],
     ramp.map((s) => [
       s.viewers,
       s.playlistMs.p50,
@@ -286,18 +358,38 @@ function printRamp(title: string, { idle, steps: ramp }: Ramp, playlistHead: str
   );
 }
 
-function report(prov: Provenance, ours: Ramp, floor: Ramp, setup: { partTargetMs: number; snapshotParts: number; snapshotFiles: number; nginxCommand: string }): void {
+function report(
+  prov: Provenance,
+  ours: Ramp,
+  floor: Ramp,
+  setup: { partTargetMs: number; snapshotParts: number; snapshotFiles: number; nginxCommand: string },
+): void {
   const a = maxWithin(ours);
   const b = maxWithin(floor);
   const ratio = b.viewers > 0 ? round(a.viewers / b.viewers, 2) : undefined;
-  const fig = (m: ReturnType<typeof maxWithin>) => `${m.lowerBound ? '>= ' : ''}${m.viewers}${m.clientBound ? ' (client-bound steps: the client, not the origin, may be the limit)' : ''}`;
+  const fig = (m: ReturnType<typeof maxWithin>) =>
+    `${m.lowerBound ? '>= ' : ''}${m.viewers}${m.clientBound ? ' (client-bound steps: the client, not the origin, may be the limit)' : ''}`;
 
   printProvenance('livepack viewer fan-out bench', prov);
   console.log(`  source: ${describeSynthetic()}, publisher pinned to core ${LOAD_CORE}`);
-  console.log(`  origin pinned to core ${SERVER_CORE}; viewers in this process on core ${LOAD_CORE}; PART-TARGET ${setup.partTargetMs} ms; ${stepSeconds} s per step after ${JOIN_SPREAD_MS / 1000} s of joins and ${SETTLE_MS / 1000} s settling`);
+  console.log(
+    `  origin pinned to core ${SERVER_CORE}; viewers in this process on core ${LOAD_CORE}; PART-TARGET ${setup.partTargetMs} ms; ${stepSeconds} s per step after ${JOIN_SPREAD_MS / 1000} s of joins and ${SETTLE_MS / 1000} s settling`,
+  );
   console.log(`  limit: p99 <= ${LIMIT_MS} ms for both columns, no errors, no gaps (each ramp stops at its first step over)`);
-  printRamp('ours: simulated hls.js LL-HLS viewers (blocking playlist reload + preload-hint part), delivery delay in ms', ours, 'playlist', 'hint', 'gaps');
-  printRamp(`floor: nginx 1 worker, same files from disk (${setup.snapshotParts} parts looped); playlist + part every PART-TARGET, response time in ms`, floor, 'playlist', 'part', 'missed');
+  printRamp(
+    'ours: simulated hls.js LL-HLS viewers (blocking playlist reload + preload-hint part), delivery delay in ms',
+    ours,
+    'playlist',
+    'hint',
+    'gaps',
+  );
+  printRamp(
+    `floor: nginx 1 worker, same files from disk (${setup.snapshotParts} parts looped); playlist + part every PART-TARGET, response time in ms`,
+    floor,
+    'playlist',
+    'part',
+    'missed',
+  );
   console.log(
     '  (CPU in % of one core; "lag p99" = event loop lag p99 in ms; "others" = busy time of that core not ours: other work on the machine;\n' +
       `   "missed" = part ticks skipped because answers were still out; client-bound = the client busy >= ${CLIENT_BUDGET_MS} ms per part (client ms/part),\n` +
@@ -329,7 +421,8 @@ function report(prov: Provenance, ours: Ramp, floor: Ramp, setup: { partTargetMs
       nginx: { command: setup.nginxCommand, snapshotFiles: setup.snapshotFiles, snapshotParts: setup.snapshotParts },
       definitions: {
         ours: 'part delivery delay (harness/llhls-viewer.ts): arrival of the held answer - (PDT + offset + duration of the part); playlistMs for blocking playlist reloads, partMs for preload-hint part fetches',
-        nginx: 'response time (bench/lib/static-viewer.ts): request sent to whole answer, playlist and part requested side by side every PART-TARGET on a shared grid',
+        nginx:
+          'response time (bench/lib/static-viewer.ts): request sent to whole answer, playlist and part requested side by side every PART-TARGET on a shared grid',
         p99Ms: 'the worse of the playlist and part p99',
         clientBound: `this process busy >= ${CLIENT_BUDGET_MS} ms per PART-TARGET (its CPU share x PART-TARGET), its event loop lag p99 >= ${CLIENT_BUDGET_MS} ms, or core ${LOAD_CORE} >= ${SATURATED_PERCENT} % busy`,
         serverUsPerRequest: 'CPU time of the origin process tree per request answered, microseconds',
@@ -341,7 +434,8 @@ function report(prov: Provenance, ours: Ramp, floor: Ramp, setup: { partTargetMs
       ratio,
       originUsPerRequest: cost,
       originOnlyProjectedViewers: projected,
-      projectionNote: 'LIMIT / (2 requests per viewer per part x CPU per request): the client left out, the burst assumed served back to back; not measured',
+      projectionNote:
+        'LIMIT / (2 requests per viewer per part x CPU per request): the client left out, the burst assumed served back to back; not measured',
     },
     ours,
     nginx: floor,

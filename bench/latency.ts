@@ -148,7 +148,10 @@ async function startInProcess(dataDir: string) {
 /** 3. Publish 720p30 in real time; wait for the stream to be live and read its media playlist's part settings. */
 async function publishStream(server: RunningServer, base: string) {
   const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
-  const created = await request('POST', `${base}/api/v1/streams`, { headers: auth, body: JSON.stringify({ name: 'bench', profile: opts.profile }) });
+  const created = await request('POST', `${base}/api/v1/streams`, {
+    headers: auth,
+    body: JSON.stringify({ name: 'bench', profile: opts.profile }),
+  });
   if (created.status !== 201) throw new Error(`creating the stream answered ${created.status}: ${created.body}`);
   const stream = JSON.parse(created.body) as { id: string; streamKey: string };
   const publisher = track(
@@ -166,15 +169,28 @@ async function publishStream(server: RunningServer, base: string) {
       throw new Error(`FFmpeg stopped (${publisher.exitCode ?? publisher.signalCode}): ${publisher.stderrText().trim()}`);
     }
   };
-  await waitFor('stream live', async () => {
-    publisherAlive();
-    return (await request('GET', `${base}/api/v1/streams/${stream.id}/live`, { headers: auth })).status === 200;
-  }, 20_000, { tolerateErrors: true });
-  const master = await waitFor('multivariant playlist', async () => {
-    const r = await request('GET', `${base}/live/${stream.id}/master.m3u8`, { timeoutMs: 10_000 });
-    return r.status === 200 ? r.body : undefined;
-  }, 20_000, { tolerateErrors: true });
-  const mediaPath = master.split('\n').find((l) => l.length > 0 && !l.startsWith('#'))!.trim();
+  await waitFor(
+    'stream live',
+    async () => {
+      publisherAlive();
+      return (await request('GET', `${base}/api/v1/streams/${stream.id}/live`, { headers: auth })).status === 200;
+    },
+    20_000,
+    { tolerateErrors: true },
+  );
+  const master = await waitFor(
+    'multivariant playlist',
+    async () => {
+      const r = await request('GET', `${base}/live/${stream.id}/master.m3u8`, { timeoutMs: 10_000 });
+      return r.status === 200 ? r.body : undefined;
+    },
+    20_000,
+    { tolerateErrors: true },
+  );
+  const mediaPath = master
+    .split('\n')
+    .find((l) => l.length > 0 && !l.startsWith('#'))!
+    .trim();
   const mediaUrl = `${base}/live/${stream.id}/${mediaPath}`;
   const partInf = await request('GET', mediaUrl, { timeoutMs: 10_000 });
   const partTarget = Number(/PART-TARGET=([\d.]+)/.exec(partInf.body)?.[1]);
@@ -212,7 +228,13 @@ async function watchInChromium(base: string, streamId: string, publisherAlive: (
   const { launchBrowser } = await import('../harness/browser.js');
   const browser: Browser = await launchBrowser();
   cleanups.push(() => browser.close());
-  const page = await openLatencyPage(browser, { kind: opts.player, base, streamId, sampleEveryMs: SAMPLE_EVERY_MS, hlsConfig: opts.hlsConfig });
+  const page = await openLatencyPage(browser, {
+    kind: opts.player,
+    base,
+    streamId,
+    sampleEveryMs: SAMPLE_EVERY_MS,
+    hlsConfig: opts.hlsConfig,
+  });
   cleanups.push(() => page.close());
   const pageOpenedAt = page.openedAt;
   const measureFrom = pageOpenedAt + opts.warmup * 1000;
@@ -298,14 +320,22 @@ async function reduce(m: Measured) {
       hlsInstances: fromPage.instances,
       levelSwitches: fromPage.levelSwitches,
       samples: playing.map((s) => [s.t - pageOpenedAt, s.latencyMs, s.hlsLatency, s.targetLatency, s.playbackRate, s.aheadS, s.level]),
-      samplesColumns: ['ms since player started', 'latency ms', 'hls.latency s', 'hls.targetLatency s', 'playbackRate', 'buffered ahead s', 'level'],
+      samplesColumns: [
+        'ms since player started',
+        'latency ms',
+        'hls.latency s',
+        'hls.targetLatency s',
+        'playbackRate',
+        'buffered ahead s',
+        'level',
+      ],
     },
     breakdown: breakdown(fromPage, playing, pageOpenedAt, answer.p50),
     blockedAnswerDelayMs: {
       definition:
-        'For each _HLS_msn/_HLS_part request: time the whole answer arrived - (PROGRAM-DATE-TIME of the part\'s segment + the part\'s ' +
+        "For each _HLS_msn/_HLS_part request: time the whole answer arrived - (PROGRAM-DATE-TIME of the part's segment + the part's " +
         'offset in it + its duration), i.e. minus the ingest instant of the first sample after the part, when the part can first be ' +
-        'closed. Only requests sent before that instant (held by the server) count, and only answers within the player\'s ' +
+        "closed. Only requests sent before that instant (held by the server) count, and only answers within the player's " +
         'measurement window.',
       ...answer,
       aboveFastest: answerAboveFastest,
@@ -326,7 +356,12 @@ async function reduce(m: Measured) {
       startServerNote: opts.startup
         ? 'DATA_DIR already holds the catalog (created by the first separate-process start)'
         : 'empty DATA_DIR (--startup skip: no separate-process starts before it)',
-      coldStart: m.cold.map((c) => ({ command: c.command, label: c.label, untilHealthzMs: Math.round(c.readyMs), idleRssMB: mb(c.idleRssBytes) })),
+      coldStart: m.cold.map((c) => ({
+        command: c.command,
+        label: c.label,
+        untilHealthzMs: Math.round(c.readyMs),
+        idleRssMB: mb(c.idleRssBytes),
+      })),
     },
     memory: {
       inProcessIdleRssMB: mb(m.inProcess.rssIdle),
@@ -353,7 +388,15 @@ async function main(): Promise<void> {
   const clientEndedAt = await client.finish();
 
   const { results, player, answer, answerAboveFastest } = await reduce({
-    startedAt, cold, inProcess, published, blocking: client.blocking, clientStartedAt: client.startedAt, clientEndedAt, memory, watched,
+    startedAt,
+    cold,
+    inProcess,
+    published,
+    blocking: client.blocking,
+    clientStartedAt: client.startedAt,
+    clientEndedAt,
+    memory,
+    watched,
   });
   printReport(results, player, answer, answerAboveFastest);
   writeResults(resultsDir(ROOT), 'latency', startedAt, results);

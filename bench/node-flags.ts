@@ -30,9 +30,13 @@ const FLAG_SETS: readonly (readonly string[])[] = [
   ['--max-semi-space-size=32'],
 ];
 
-const cli = parseBenchCli('npm run bench:node-flags -- [--streams N (default 40)] [--seconds N (default 60)] [--warmup N (default 10)]', {}, {
-  streams: { default: 40, min: 1, max: 200 },
-});
+const cli = parseBenchCli(
+  'npm run bench:node-flags -- [--streams N (default 40)] [--seconds N (default 60)] [--warmup N (default 10)]',
+  {},
+  {
+    streams: { default: 40, min: 1, max: 200 },
+  },
+);
 const { seconds, warmup } = cli;
 const streams = cli.integers.streams;
 const bench = startBenchRun({ budgetS: FLAG_SETS.length * (60 + warmup + seconds + streams * 0.2) + 60, forceExitMs: 20_000 });
@@ -51,9 +55,16 @@ async function measure(flags: readonly string[], file: string): Promise<Row> {
     execFileSync('taskset', ['-a', '-p', '-c', '0', String(server.pid)], { stdio: 'ignore' });
     const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
     for (let i = 0; i < streams; i++) {
-      const r = await request('POST', `${server.base}/api/v1/streams`, { headers, body: JSON.stringify({ name: `s${i}`, profile: 'passthrough' }) });
+      const r = await request('POST', `${server.base}/api/v1/streams`, {
+        headers,
+        body: JSON.stringify({ name: `s${i}`, profile: 'passthrough' }),
+      });
       if (r.status !== 201) throw new Error(`creating a stream answered ${r.status}: ${r.body}`);
-      publishers.push(startPublisher(file, `rtmp://127.0.0.1:${server.rtmpPort}/live/${(JSON.parse(r.body) as { streamKey: string }).streamKey}`, { taskset: '1' }));
+      publishers.push(
+        startPublisher(file, `rtmp://127.0.0.1:${server.rtmpPort}/live/${(JSON.parse(r.body) as { streamKey: string }).streamKey}`, {
+          taskset: '1',
+        }),
+      );
     }
     await bench.sleep(warmup * 1000);
     bench.check();
@@ -63,7 +74,11 @@ async function measure(flags: readonly string[], file: string): Promise<Row> {
     bench.check();
     const result = cpu.stop();
     if (!server.alive()) throw new Error(`the server exited: ${server.stderrText().slice(-500)}`);
-    return { flags: flags.join(' ') || '(none)', cpuPercent: result.percentOfOneCore, rssMB: Math.round((rssOf(server.pid) ?? Number.NaN) / 2 ** 20) };
+    return {
+      flags: flags.join(' ') || '(none)',
+      cpuPercent: result.percentOfOneCore,
+      rssMB: Math.round((rssOf(server.pid) ?? Number.NaN) / 2 ** 20),
+    };
   } finally {
     await Promise.all(publishers.map((p) => stopPublisher(p)));
     await server.stop(10_000);
@@ -82,11 +97,23 @@ async function main(): Promise<void> {
   }
   const commit = gitCommit(ROOT);
   console.log(`\nlivepack node flags bench  ${startedAt.toISOString()}  commit ${commit}`);
-  console.log(`  ${cpus().length} CPUs (${cpus()[0]?.model}), node ${process.version}; ${streams} passthrough streams of ${describeSynthetic()}`);
-  console.log(`  server pinned to core 0, publishers on core 1; CPU over ${seconds} s after ${warmup} s; npm start uses: ${SERVER_NODE_FLAGS.join(' ')}\n`);
+  console.log(
+    `  ${cpus().length} CPUs (${cpus()[0]?.model}), node ${process.version}; ${streams} passthrough streams of ${describeSynthetic()}`,
+  );
+  console.log(
+    `  server pinned to core 0, publishers on core 1; CPU over ${seconds} s after ${warmup} s; npm start uses: ${SERVER_NODE_FLAGS.join(' ')}\n`,
+  );
   console.log(`  ${'node flags'.padEnd(34)}${'CPU % of a core'.padStart(16)}${'RSS MB'.padStart(9)}`);
   for (const r of rows) console.log(`  ${r.flags.padEnd(34)}${r.cpuPercent.toFixed(1).padStart(16)}${String(r.rssMB).padStart(9)}`);
-  writeResults(resultsDir(ROOT), 'node-flags', startedAt, { date: startedAt.toISOString(), commit, streams, seconds, warmup, serverNodeFlags: SERVER_NODE_FLAGS, rows });
+  writeResults(resultsDir(ROOT), 'node-flags', startedAt, {
+    date: startedAt.toISOString(),
+    commit,
+    streams,
+    seconds,
+    warmup,
+    serverNodeFlags: SERVER_NODE_FLAGS,
+    rows,
+  });
   await bench.shutdown(0);
 }
 

@@ -124,7 +124,10 @@ interface Stream {
 }
 
 async function createStream(server: ServerProcess, name: string): Promise<Stream> {
-  const res = await request('POST', `${server.base}/api/v1/streams`, { headers: auth, body: JSON.stringify({ name, profile: 'passthrough' }) });
+  const res = await request('POST', `${server.base}/api/v1/streams`, {
+    headers: auth,
+    body: JSON.stringify({ name, profile: 'passthrough' }),
+  });
   if (res.status !== 201) throw new Error(`creating stream ${name} answered ${res.status}: ${res.body}`);
   const s = JSON.parse(res.body) as { id: string; streamKey: string };
   return {
@@ -208,7 +211,22 @@ class CpuMeter {
 }
 
 function printReportHeader(): void {
-  const h = ['t min', 'cpu%', 'rssMB', 'heapMB', 'loopP99', 'live', 'deliv p50', 'p99', 'n', 'hint p99', 'req/s', 'gaps', 'errors', 'churns'];
+  const h = [
+    't min',
+    'cpu%',
+    'rssMB',
+    'heapMB',
+    'loopP99',
+    'live',
+    'deliv p50',
+    'p99',
+    'n',
+    'hint p99',
+    'req/s',
+    'gaps',
+    'errors',
+    'churns',
+  ];
   const w = [6, 7, 7, 7, 8, 5, 10, 7, 7, 9, 7, 5, 7, 7];
   console.log(h.map((x, i) => x.padStart(w[i])).join(''));
 }
@@ -216,9 +234,20 @@ function printReportHeader(): void {
 function printReport(r: Report): void {
   const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
   const cells = [
-    f(r.t, 2), f(r.cpuPercent), f(r.rssMB), f(r.heapUsedMB), f(r.eventLoopP99Ms), String(r.streamsLive),
-    f(r.deliveryP50Ms, 0), f(r.deliveryP99Ms, 0), String(r.deliverySamples), f(r.hintP99Ms, 0), f(r.requestsPerS, 0),
-    String(r.gaps), String(r.errors), String(r.churns),
+    f(r.t, 2),
+    f(r.cpuPercent),
+    f(r.rssMB),
+    f(r.heapUsedMB),
+    f(r.eventLoopP99Ms),
+    String(r.streamsLive),
+    f(r.deliveryP50Ms, 0),
+    f(r.deliveryP99Ms, 0),
+    String(r.deliverySamples),
+    f(r.hintP99Ms, 0),
+    f(r.requestsPerS, 0),
+    String(r.gaps),
+    String(r.errors),
+    String(r.churns),
   ];
   const w = [6, 7, 7, 7, 8, 5, 10, 7, 7, 9, 7, 5, 7, 7];
   console.log(cells.map((x, i) => x.padStart(w[i])).join(''));
@@ -321,7 +350,11 @@ async function startSoakServer(dataDir: string): Promise<{ server: ServerProcess
 async function warmUpAndBaseline(soak: Soak, ws: string, catalog: string): Promise<GcMemory> {
   const { server } = soak;
   console.log(`soak: ${opts.streams} stream(s), ${opts.viewers} viewer(s), ${opts.minutes} min; source ${describeSynthetic()}`);
-  console.log(`server: ${server.command} (pid ${server.pid}), ${Object.entries(SERVER_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}, catalog ${catalog}`);
+  console.log(
+    `server: ${server.command} (pid ${server.pid}), ${Object.entries(SERVER_ENV)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}, catalog ${catalog}`,
+  );
   const warm = await createStream(server, 'soak-0');
   soak.streams.push(warm);
   soak.publish(warm);
@@ -477,7 +510,8 @@ function verdict(soak: Soak, load: LoadFigures, baseline: GcMemory, after: GcMem
   if (totals.gaps) problems.push(`${totals.gaps} playlist gap(s)`);
   if (soak.publisherFailures) problems.push(`${soak.publisherFailures} publisher(s) died on their own`);
   if (all.n === 0 && opts.viewers > 0) problems.push('no part delivery was measured');
-  if (heapGrowth > HEAP_GROWTH_LIMIT_BYTES) problems.push(`heap after the streams stopped is ${mb(heapGrowth)} MB above the baseline (limit ${mb(HEAP_GROWTH_LIMIT_BYTES)} MB)`);
+  if (heapGrowth > HEAP_GROWTH_LIMIT_BYTES)
+    problems.push(`heap after the streams stopped is ${mb(heapGrowth)} MB above the baseline (limit ${mb(HEAP_GROWTH_LIMIT_BYTES)} MB)`);
   const cpuAvg = load.reports.reduce((a, r) => a + r.cpuPercent, 0) / Math.max(1, load.reports.length);
   const rssMax = Math.max(...load.samples.map((s) => s.rssMB), ...load.reports.map((r) => r.rssMB));
   return { pass: problems.length === 0, problems, heapGrowth, all, cpuAvg, rssMax };
@@ -486,14 +520,31 @@ function verdict(soak: Soak, load: LoadFigures, baseline: GcMemory, after: GcMem
 type Verdict = ReturnType<typeof verdict>;
 
 /** 4. The JSON in --out. */
-function soakResults(startedAt: Date, commit: string, catalog: string, soak: Soak, load: LoadFigures, baseline: GcMemory, after: GcMemory, v: Verdict) {
+function soakResults(
+  startedAt: Date,
+  commit: string,
+  catalog: string,
+  soak: Soak,
+  load: LoadFigures,
+  baseline: GcMemory,
+  after: GcMemory,
+  v: Verdict,
+) {
   const { totals } = soak;
   const results = {
     date: startedAt.toISOString(),
     commit,
     command: `npm run soak -- ${process.argv.slice(2).join(' ')}`.trim(),
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-    setup: { ...opts, out: undefined, source: describeSynthetic(), server: soak.server.command, serverEnv: SERVER_ENV, catalog, sampleEveryMs: SAMPLE_MS },
+    setup: {
+      ...opts,
+      out: undefined,
+      source: describeSynthetic(),
+      server: soak.server.command,
+      serverEnv: SERVER_ENV,
+      catalog,
+      sampleEveryMs: SAMPLE_MS,
+    },
     verdict: { pass: v.pass, problems: v.problems },
     totals: {
       requests: totals.requests,
@@ -506,9 +557,20 @@ function soakResults(startedAt: Date, commit: string, catalog: string, soak: Soa
       publisherFailures: soak.publisherFailures,
       lastErrors: totals.lastErrors,
     },
-    deliveryDelayMs: { definition: 'held blocking playlist answer arrived - (PDT + offset + duration of the part it announces)', ...roundSummary(v.all) },
-    hintDelayMs: { definition: 'held preload-hint part fully arrived - (PDT + offset + duration of that part)', ...roundSummary(summarize(load.allHintDelays)) },
-    memory: { baseline: inMB(baseline), afterStop: inMB(after), heapGrowthMB: mb(v.heapGrowth), heapGrowthLimitMB: mb(HEAP_GROWTH_LIMIT_BYTES) },
+    deliveryDelayMs: {
+      definition: 'held blocking playlist answer arrived - (PDT + offset + duration of the part it announces)',
+      ...roundSummary(v.all),
+    },
+    hintDelayMs: {
+      definition: 'held preload-hint part fully arrived - (PDT + offset + duration of that part)',
+      ...roundSummary(summarize(load.allHintDelays)),
+    },
+    memory: {
+      baseline: inMB(baseline),
+      afterStop: inMB(after),
+      heapGrowthMB: mb(v.heapGrowth),
+      heapGrowthLimitMB: mb(HEAP_GROWTH_LIMIT_BYTES),
+    },
     cpuAvgPercentOfOneCore: r1(v.cpuAvg),
     rssMaxMB: v.rssMax,
     reports: load.reports,
@@ -526,8 +588,22 @@ async function plotSamples(startedAt: Date, commit: string, samples: readonly Sa
     const svg = chartSvg(
       `livepack soak ${startedAt.toISOString()} (${commit}): ${opts.streams} streams, ${opts.viewers} viewers`,
       [
-        { title: 'Server CPU', yLabel: '% of one core', series: [{ label: `CPU (${SAMPLE_MS / 1000} s windows)`, color: '#c0392b', points: samples.map((s) => ({ x: s.t / 60, y: s.cpuPercent })) }] },
-        { title: 'Server memory', yLabel: 'MB', series: [{ label: 'RSS', color: '#2471a3', points: samples.map((s) => ({ x: s.t / 60, y: s.rssMB })) }] },
+        {
+          title: 'Server CPU',
+          yLabel: '% of one core',
+          series: [
+            {
+              label: `CPU (${SAMPLE_MS / 1000} s windows)`,
+              color: '#c0392b',
+              points: samples.map((s) => ({ x: s.t / 60, y: s.cpuPercent })),
+            },
+          ],
+        },
+        {
+          title: 'Server memory',
+          yLabel: 'MB',
+          series: [{ label: 'RSS', color: '#2471a3', points: samples.map((s) => ({ x: s.t / 60, y: s.rssMB })) }],
+        },
       ],
       'minutes of load',
     );
@@ -585,9 +661,14 @@ function roundSummary(s: ReturnType<typeof summarize>) {
 }
 
 function inMB(m: GcMemory) {
-  return { heapUsedMB: mb(m.heapUsed), heapTotalMB: mb(m.heapTotal), rssMB: mb(m.rss), externalMB: mb(m.external), arrayBuffersMB: mb(m.arrayBuffers) };
+  return {
+    heapUsedMB: mb(m.heapUsed),
+    heapTotalMB: mb(m.heapTotal),
+    rssMB: mb(m.rss),
+    externalMB: mb(m.external),
+    arrayBuffersMB: mb(m.arrayBuffers),
+  };
 }
-
 
 main().catch((err) => {
   console.error(`soak FAIL: ${(err as Error).message}`);

@@ -120,7 +120,14 @@ async function main(): Promise<void> {
   await srv.stop();
 
   console.log(`packaging a ${uploadSeconds} s upload...`);
-  const upload: UploadFigures = await benchUpload({ repoRoot: ROOT, apiToken: API_TOKEN, seconds: uploadSeconds, signal: bench.signal, cleanups, waitFor });
+  const upload: UploadFigures = await benchUpload({
+    repoRoot: ROOT,
+    apiToken: API_TOKEN,
+    seconds: uploadSeconds,
+    signal: bench.signal,
+    cleanups,
+    waitFor,
+  });
 
   const results = {
     bench: 'vod',
@@ -133,9 +140,15 @@ async function main(): Promise<void> {
   };
   const out = writeResults(resultsDir(ROOT), 'vod', startedAt, results);
 
-  console.log(`\nlivepack VOD bench  ${results.date}  (${results.environment.cpus} CPUs, ${results.environment.cpuModel}, node ${process.version})`);
-  console.log(`  recording -> VOD (${SYNTHETIC.width}x${SYNTHETIC.height} ${SYNTHETIC.fps} fps H.264 ${SYNTHETIC.videoKbps} kbit/s + AAC, looped with -c copy; publish pace ${pace})`);
-  console.log(`  ${'media'.padStart(8)} ${'segments'.padStart(9)} ${'publish wall'.padStart(13)} ${'end->ready (server)'.padStart(20)} ${'(observed)'.padStart(11)} ${'finalizing'.padStart(11)} ${'duration'.padStart(9)}`);
+  console.log(
+    `\nlivepack VOD bench  ${results.date}  (${results.environment.cpus} CPUs, ${results.environment.cpuModel}, node ${process.version})`,
+  );
+  console.log(
+    `  recording -> VOD (${SYNTHETIC.width}x${SYNTHETIC.height} ${SYNTHETIC.fps} fps H.264 ${SYNTHETIC.videoKbps} kbit/s + AAC, looped with -c copy; publish pace ${pace})`,
+  );
+  console.log(
+    `  ${'media'.padStart(8)} ${'segments'.padStart(9)} ${'publish wall'.padStart(13)} ${'end->ready (server)'.padStart(20)} ${'(observed)'.padStart(11)} ${'finalizing'.padStart(11)} ${'duration'.padStart(9)}`,
+  );
   for (const r of recordings) {
     console.log(
       `  ${`${r.mediaSeconds} s`.padStart(8)} ${String(r.segments).padStart(9)} ${`${r.publishWallSeconds} s`.padStart(13)} ${`${r.finalizeMs} ms`.padStart(20)} ${`${r.observedMs} ms`.padStart(11)} ${`${r.finalizeWorkMs} ms`.padStart(11)} ${`${r.durationS} s`.padStart(9)}`,
@@ -145,7 +158,9 @@ async function main(): Promise<void> {
   console.log(`  upload packaging (${u.source})`);
   console.log(`    ladder ${u.ladder.join(', ')}`);
   console.log(`    upload ${u.uploadMs} ms; end of upload -> ready ${u.packageMs} ms (${u.speed.toFixed(2)}x real time)`);
-  console.log(`    FFmpeg alone, the same command writing FLV files: ${u.ffmpegAloneMs} ms (${u.ffmpegSpeed.toFixed(2)}x); ours / FFmpeg alone = ${(u.packageMs / u.ffmpegAloneMs).toFixed(2)}`);
+  console.log(
+    `    FFmpeg alone, the same command writing FLV files: ${u.ffmpegAloneMs} ms (${u.ffmpegSpeed.toFixed(2)}x); ours / FFmpeg alone = ${(u.packageMs / u.ffmpegAloneMs).toFixed(2)}`,
+  );
   console.log(`  results: ${out}`);
 }
 

@@ -42,7 +42,12 @@ const { cleanups, shutdown, sleep, check, waitFor } = bench;
 
 interface PhaseResult {
   readonly latencyS: Summary & { samplesWithoutDate: number; waitingEvents: number; fatalErrors: number };
-  readonly cpu: { serverPercentOfOneCore: number; serverTreePercentOfOneCore: number; ffmpegPercentOfOneCore: number; processes: TreeCpuResult['processes'] };
+  readonly cpu: {
+    serverPercentOfOneCore: number;
+    serverTreePercentOfOneCore: number;
+    ffmpegPercentOfOneCore: number;
+    processes: TreeCpuResult['processes'];
+  };
   readonly ingest: { bitrateKbps: number; fps: number; width?: number; height?: number };
   readonly extra?: unknown;
 }
@@ -63,7 +68,10 @@ async function liveStatus(base: string, id: string): Promise<any> {
 
 /** Watches `id` in a page, samples the latency for the window and the server's CPU over the same window. */
 async function measure(browser: Browser, server: ServerProcess, hz: number, id: string): Promise<PhaseResult> {
-  await waitFor('playlist', async () => (await request('GET', `${server.base}/live/${id}/source/index.m3u8`)).status === 200, 30_000, { tolerateErrors: true, stepMs: 250 });
+  await waitFor('playlist', async () => (await request('GET', `${server.base}/live/${id}/source/index.m3u8`)).status === 200, 30_000, {
+    tolerateErrors: true,
+    stepMs: 250,
+  });
   const watch = await openPage(browser, `${server.base}/watch/${id}`);
   cleanups.push(() => watch.close());
   const page: Page = watch.page;
@@ -90,13 +98,19 @@ async function measure(browser: Browser, server: ServerProcess, hz: number, id: 
   const status = await liveStatus(server.base, id);
   const fromPage = await page.evaluate(() => {
     const w = window as any;
-    return { samples: w.__bench as { t: number; latencyMs: number | null; paused: boolean }[], waiting: w.__benchWaiting as number[], errors: w.__player.errors as { fatal: boolean }[] };
+    return {
+      samples: w.__bench as { t: number; latencyMs: number | null; paused: boolean }[],
+      waiting: w.__benchWaiting as number[],
+      errors: w.__player.errors as { fatal: boolean }[],
+    };
   });
   await watch.close();
   const inWindow = fromPage.samples.filter((s) => s.t >= from && s.t <= to);
   const playing = inWindow.filter((s) => s.latencyMs !== null && !s.paused);
   const serverOnly = tree.processes.filter((p) => p.pid === server.pid).reduce((a, p) => a + p.cpuS, 0);
-  const ffmpeg = subtree(tree, server.pid).filter((p) => p.comm.startsWith('ffmpeg')).reduce((a, p) => a + p.cpuS, 0);
+  const ffmpeg = subtree(tree, server.pid)
+    .filter((p) => p.comm.startsWith('ffmpeg'))
+    .reduce((a, p) => a + p.cpuS, 0);
   const pct = (s: number) => Math.round((s / tree.wallS) * 1000) / 10;
   return {
     latencyS: {
@@ -105,7 +119,12 @@ async function measure(browser: Browser, server: ServerProcess, hz: number, id: 
       waitingEvents: fromPage.waiting.filter((t) => t >= from && t <= to).length,
       fatalErrors: fromPage.errors.filter((e) => e.fatal).length,
     },
-    cpu: { serverPercentOfOneCore: pct(serverOnly), serverTreePercentOfOneCore: tree.percentOfOneCore, ffmpegPercentOfOneCore: pct(ffmpeg), processes: tree.processes },
+    cpu: {
+      serverPercentOfOneCore: pct(serverOnly),
+      serverTreePercentOfOneCore: tree.percentOfOneCore,
+      ffmpegPercentOfOneCore: pct(ffmpeg),
+      processes: tree.processes,
+    },
     ingest: { bitrateKbps: status?.bitrateKbps ?? 0, fps: status?.fps ?? 0, width: status?.video?.width, height: status?.video?.height },
   };
 }
@@ -117,7 +136,21 @@ async function main(): Promise<void> {
   cleanups.push(() => rmSync(tmp, { recursive: true, force: true }));
   // The picture: 2 s of testsrc2 (moving, with detail), looped by both publishers.
   const y4m = join(tmp, 'picture.y4m');
-  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', `testsrc2=size=${SIZE.w}x${SIZE.h}:rate=${SIZE.fps}`, '-t', '2', '-pix_fmt', 'yuv420p', '-y', y4m]);
+  execFileSync('ffmpeg', [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-f',
+    'lavfi',
+    '-i',
+    `testsrc2=size=${SIZE.w}x${SIZE.h}:rate=${SIZE.fps}`,
+    '-t',
+    '2',
+    '-pix_fmt',
+    'yuv420p',
+    '-y',
+    y4m,
+  ]);
 
   const server = await startServerProcess(ROOT, join(tmp, 'data'), API_TOKEN, bench.signal, { RECONNECT_GRACE_MS: '2000' });
   cleanups.push(() => server.stop());
@@ -126,26 +159,71 @@ async function main(): Promise<void> {
 
   // 1. WHIP from the browser.
   const whipStream = await createStream(server.base, 'bench-whip');
-  const pub = await publishFromPage(browser, server.base, whipStream.streamKey, { resolution: `${SIZE.w}x${SIZE.h}`, bitrateKbps: BITRATE_KBPS });
+  const pub = await publishFromPage(browser, server.base, whipStream.streamKey, {
+    resolution: `${SIZE.w}x${SIZE.h}`,
+    bitrateKbps: BITRATE_KBPS,
+  });
   cleanups.push(() => pub.close());
   await waitFor('WHIP live', async () => (await pub.state()).state === 'live', 20_000, { stepMs: 200 });
   const whip = await measure(browser, server, hz, whipStream.id);
   const pageStats = (await pub.state()).stats;
-  const webrtc = JSON.parse((await request('GET', `${server.base}/api/v1/streams/${whipStream.id}/webrtc`, { headers: { authorization: `Bearer ${API_TOKEN}` } })).body).sessions[0];
+  const webrtc = JSON.parse(
+    (await request('GET', `${server.base}/api/v1/streams/${whipStream.id}/webrtc`, { headers: { authorization: `Bearer ${API_TOKEN}` } }))
+      .body,
+  ).sessions[0];
   await pub.stop();
   await pub.close();
 
   // 2. RTMP from FFmpeg, same picture and bitrate.
   const rtmpStream = await createStream(server.base, 'bench-rtmp');
   const ff = track(
-    (await import('node:child_process')).spawn('ffmpeg', [
-      '-hide_banner', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', y4m, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
-      '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-b:v', `${BITRATE_KBPS}k`, '-maxrate', `${BITRATE_KBPS}k`, '-bufsize', `${BITRATE_KBPS}k`,
-      '-g', String(SIZE.fps * 2), '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-b:a', '128k', '-f', 'flv', `rtmp://127.0.0.1:${server.rtmpPort}/live/${rtmpStream.streamKey}`,
-    ], { stdio: ['ignore', 'ignore', 'pipe'] }),
+    (await import('node:child_process')).spawn(
+      'ffmpeg',
+      [
+        '-hide_banner',
+        '-loglevel',
+        'error',
+        '-re',
+        '-stream_loop',
+        '-1',
+        '-i',
+        y4m,
+        '-f',
+        'lavfi',
+        '-i',
+        'sine=frequency=440:sample_rate=48000',
+        '-c:v',
+        'libx264',
+        '-preset',
+        'veryfast',
+        '-tune',
+        'zerolatency',
+        '-b:v',
+        `${BITRATE_KBPS}k`,
+        '-maxrate',
+        `${BITRATE_KBPS}k`,
+        '-bufsize',
+        `${BITRATE_KBPS}k`,
+        '-g',
+        String(SIZE.fps * 2),
+        '-pix_fmt',
+        'yuv420p',
+        '-c:a',
+        'aac',
+        '-b:a',
+        '128k',
+        '-f',
+        'flv',
+        `rtmp://127.0.0.1:${server.rtmpPort}/live/${rtmpStream.streamKey}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    ),
   );
   cleanups.push(() => kill(ff));
-  await waitFor('RTMP live', async () => Boolean(await liveStatus(server.base, rtmpStream.id)), 20_000, { tolerateErrors: true, stepMs: 200 });
+  await waitFor('RTMP live', async () => Boolean(await liveStatus(server.base, rtmpStream.id)), 20_000, {
+    tolerateErrors: true,
+    stepMs: 200,
+  });
   const rtmp = await measure(browser, server, hz, rtmpStream.id);
   await kill(ff);
 
@@ -160,7 +238,8 @@ async function main(): Promise<void> {
       server: 'own process (npm start flags), 127.0.0.1, profile passthrough, no recording',
       warmupS: warmup,
       measureS: seconds,
-      latencyDefinition: "Date.now() - hls.playingDate on the watch page while playing: ingest wall clock (PROGRAM-DATE-TIME) to screen, as bench:latency",
+      latencyDefinition:
+        'Date.now() - hls.playingDate on the watch page while playing: ingest wall clock (PROGRAM-DATE-TIME) to screen, as bench:latency',
       cpuDefinition: 'CPU time of the server process (and its children: the Opus -> AAC FFmpeg for WHIP) over the window, % of one core',
     },
     whip: { ...whip, publisherPage: pageStats, session: webrtc },
@@ -173,7 +252,9 @@ async function main(): Promise<void> {
   console.log('\nWHIP vs RTMP ingest, same picture, passthrough');
   console.log(row('WHIP', whip));
   console.log(row('RTMP', rtmp));
-  console.log(`WHIP reception: loss ${webrtc?.video?.lossPercent} %, jitter ${webrtc?.video?.jitterMs} ms, NACKs ${webrtc?.video?.nacks}, PLIs ${webrtc?.video?.plis} (for loss ${webrtc?.video?.keyframeRequestsForLoss}), sync ${webrtc?.sync}`);
+  console.log(
+    `WHIP reception: loss ${webrtc?.video?.lossPercent} %, jitter ${webrtc?.video?.jitterMs} ms, NACKs ${webrtc?.video?.nacks}, PLIs ${webrtc?.video?.plis} (for loss ${webrtc?.video?.keyframeRequestsForLoss}), sync ${webrtc?.sync}`,
+  );
   writeResults(resultsDir(ROOT), 'whip', startedAt, results);
 }
 

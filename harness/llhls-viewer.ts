@@ -199,7 +199,9 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
     let last: ListedPart | undefined;
     let skip = false;
     while (!signal.aborted) {
-      const path = last ? `${base.pathname}?_HLS_msn=${last.msn}&_HLS_part=${last.index + 1}${skip ? '&_HLS_skip=YES' : ''}` : base.pathname;
+      const path = last
+        ? `${base.pathname}?_HLS_msn=${last.msn}&_HLS_part=${last.index + 1}${skip ? '&_HLS_skip=YES' : ''}`
+        : base.pathname;
       const sentAt = Date.now();
       let res: RawAnswer;
       try {
@@ -245,10 +247,12 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
         fresh = [newest];
       } else {
         const at = pl.parts.findIndex((p) => p.msn === last!.msn && p.index === last!.index);
-        fresh = at >= 0 ? pl.parts.slice(at + 1) : pl.parts.filter((p) => p.msn > last!.msn || (p.msn === last!.msn && p.index > last!.index));
+        fresh =
+          at >= 0 ? pl.parts.slice(at + 1) : pl.parts.filter((p) => p.msn > last!.msn || (p.msn === last!.msn && p.index > last!.index));
         // The part asked for is the first new one; its delay counts when the server had to hold the request.
         const wanted = fresh.at(0);
-        if (wanted && Number.isFinite(wanted.availableAt) && sentAt < wanted.availableAt) totals.playlistDelaysMs.push(res.arrivedAt - wanted.availableAt);
+        if (wanted && Number.isFinite(wanted.availableAt) && sentAt < wanted.availableAt)
+          totals.playlistDelaysMs.push(res.arrivedAt - wanted.availableAt);
         // Every part between the last one consumed and the newest must be listed: a hole is a gap.
         let prev = last;
         for (const p of fresh) {

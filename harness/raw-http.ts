@@ -82,7 +82,8 @@ export class RawHttpConnection {
       const text = head.toString('latin1', 0, end);
       const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1]);
       const length = /\r\ncontent-length:\s*(\d+)/i.exec(text)?.[1];
-      if (!status || length === undefined) return this.#fail(new Error(`cannot frame the response (${text.split('\r\n')[0]}; no Content-Length)`));
+      if (!status || length === undefined)
+        return this.#fail(new Error(`cannot frame the response (${text.split('\r\n')[0]}; no Content-Length)`));
       this.#framing = { status, headerLen: end + 4, total: end + 4 + Number(length) };
     }
     const f = this.#framing;

@@ -14,7 +14,11 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from './browser.js';
 
 /** Chromium flags for publishing: fake devices, no permission prompt, loopback ICE candidates. */
-export const PUBLISH_ARGS = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection'] as const;
+export const PUBLISH_ARGS = [
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+] as const;
 
 /** Chromium that can publish; `y4m` replaces the fake camera's picture with a file (looped). */
 export function launchPublisherBrowser(opts: { y4m?: string } = {}): Promise<Browser> {
@@ -31,13 +35,24 @@ export function launchPublisherBrowser(opts: { y4m?: string } = {}): Promise<Bro
 export interface PublishPage {
   readonly page: Page;
   readonly pageErrors: Error[];
-  state(): Promise<{ state: string; location: string | null; errors: string[]; stats: Record<string, number | string> | null; codec: string | null }>;
+  state(): Promise<{
+    state: string;
+    location: string | null;
+    errors: string[];
+    stats: Record<string, number | string> | null;
+    codec: string | null;
+  }>;
   stop(): Promise<void>;
   close(): Promise<void>;
 }
 
 /** Opens /publish, fills in the key and goes live (returns once the page says it is connecting or live). */
-export async function publishFromPage(browser: Browser, base: string, key: string, opts: { resolution?: string; bitrateKbps?: number } = {}): Promise<PublishPage> {
+export async function publishFromPage(
+  browser: Browser,
+  base: string,
+  key: string,
+  opts: { resolution?: string; bitrateKbps?: number } = {},
+): Promise<PublishPage> {
   const context = await browser.newContext();
   const page = await context.newPage();
   const pageErrors: Error[] = [];
@@ -47,10 +62,11 @@ export async function publishFromPage(browser: Browser, base: string, key: strin
   if (opts.resolution) await page.selectOption('#resolution', opts.resolution);
   if (opts.bitrateKbps) await page.fill('#bitrate', String(opts.bitrateKbps));
   await page.click('#start');
-  const state = () => page.evaluate(() => {
-    const p = (window as any).__publisher;
-    return { state: p.state, location: p.location, errors: p.errors, stats: p.stats, codec: p.codec };
-  });
+  const state = () =>
+    page.evaluate(() => {
+      const p = (window as any).__publisher;
+      return { state: p.state, location: p.location, errors: p.errors, stats: p.stats, codec: p.codec };
+    });
   return {
     page,
     pageErrors,
@@ -141,7 +157,19 @@ export function whipClientPublish(url: string, token: string, opts: WhipClientOp
   const audio =
     'audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! queue ! opusenc ! rtpopuspay pt=111 ssrc=1 ! queue ! ' +
     'application/x-rtp,media=audio,encoding-name=OPUS,payload=111';
-  const args = ['-u', url, '-t', token, '-l', '3', '-o', ...(opts.noTrickle ? ['-n'] : []), '-V', video, ...(opts.audio === false ? [] : ['-A', audio])];
+  const args = [
+    '-u',
+    url,
+    '-t',
+    token,
+    '-l',
+    '3',
+    '-o',
+    ...(opts.noTrickle ? ['-n'] : []),
+    '-V',
+    video,
+    ...(opts.audio === false ? [] : ['-A', audio]),
+  ];
   const child = spawn('whip-client', args, {
     env: { ...process.env, LD_PRELOAD: shim, G_DEBUG: '' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -8,8 +8,12 @@ export function printAbrReport(r: any, one: Summary, two: Summary): void {
   const e = r.environment;
   const c = r.cpu;
   console.log(`\nlivepack ABR ladder bench  ${r.date}`);
-  console.log(`  ${e.platform}, ${e.cpus} CPUs (${e.cpuModel}), node ${e.node}, ${e.ffmpeg.replace(/ Copyright.*/, '')}, Chromium ${e.chromium}, hls.js ${e.hlsjs}`);
-  console.log('  source: 1280x720 30 fps libx264 veryfast 3000 kb/s, GOP 2 s, AAC 96 kb/s, a 30 s file published in a loop with -re -c copy');
+  console.log(
+    `  ${e.platform}, ${e.cpus} CPUs (${e.cpuModel}), node ${e.node}, ${e.ffmpeg.replace(/ Copyright.*/, '')}, Chromium ${e.chromium}, hls.js ${e.hlsjs}`,
+  );
+  console.log(
+    '  source: 1280x720 30 fps libx264 veryfast 3000 kb/s, GOP 2 s, AAC 96 kb/s, a 30 s file published in a loop with -re -c copy',
+  );
   console.log(`  ladder: ${r.setup.ladder.join(', ')}`);
   console.log(`  each window ${r.setup.measureS} s after ${r.setup.warmupS} s of warm-up\n`);
 
@@ -19,16 +23,30 @@ export function printAbrReport(r: any, one: Summary, two: Summary): void {
     if (k.startsWith('server')) kv(`  ${k}`, cpu(v, c.ours.wallS));
   }
   kv('floor: plain FFmpeg, same ladder to HLS, RTMP in', `${cpu(c.floor.cpuS, c.floor.wallS)}   (over ${f(c.floor.wallS, 1)} s)`);
-  kv('  the same reading the file (no network input)', `${cpu(c.floorFromFile.cpuS, c.floorFromFile.wallS)}   (over ${f(c.floorFromFile.wallS, 1)} s)`);
+  kv(
+    '  the same reading the file (no network input)',
+    `${cpu(c.floorFromFile.cpuS, c.floorFromFile.wallS)}   (over ${f(c.floorFromFile.wallS, 1)} s)`,
+  );
   kv('ratio ours / floor, RTMP in (target <= 1.10)', `${f(c.ratio, 3)}${c.ratio > c.ratioTarget ? '   ABOVE TARGET' : ''}`);
   kv('ratio ours / floor reading the file', f(c.ratioToFileFloor, 3));
   const pub = c.ours.cpuByRole['publishers (ffmpeg -c copy)'];
   if (pub !== undefined) kv('(publisher, not counted)', cpu(pub, c.ours.wallS));
-  kv('server node threads (CPU s)', Object.entries(c.ours.threadsOfServer as Record<string, number>).map(([k, v]) => `${k} ${f(v, 2)}`).join(', '));
-  kv('rest of the machine meanwhile (cores)', `ours ${f(c.ours.outsideBenchCores, 2)}, floor ${f(c.floor.outsideBenchCores, 2)}, file floor ${f(c.floorFromFile.outsideBenchCores, 2)}`);
+  kv(
+    'server node threads (CPU s)',
+    Object.entries(c.ours.threadsOfServer as Record<string, number>)
+      .map(([k, v]) => `${k} ${f(v, 2)}`)
+      .join(', '),
+  );
+  kv(
+    'rest of the machine meanwhile (cores)',
+    `ours ${f(c.ours.outsideBenchCores, 2)}, floor ${f(c.floor.outsideBenchCores, 2)}, file floor ${f(c.floorFromFile.outsideBenchCores, 2)}`,
+  );
   const st = c.ours.statusAtEnd.transcode;
   if (st) {
-    kv('transcode at the end of the window', `${st.state}, speed ${f(st.speed, 2)}, lag ${st.lagMs ?? '-'} ms, restarts ${st.restarts}, dropped [${st.droppedRungs.join(', ')}]`);
+    kv(
+      'transcode at the end of the window',
+      `${st.state}, speed ${f(st.speed, 2)}, lag ${st.lagMs ?? '-'} ms, restarts ${st.restarts}, dropped [${st.droppedRungs.join(', ')}]`,
+    );
     kv('  rungs', st.rungs.map((x: any) => `${x.name} ${x.size} ${f(x.fps, 1)} fps ${Math.round(x.bitrateKbps)} kb/s`).join('; '));
   }
   if (c.ours.ladderChangedInWindow) kv('  NOTE', 'the ladder restarted or dropped a rung within the window');
@@ -41,15 +59,22 @@ export function printAbrReport(r: any, one: Summary, two: Summary): void {
   console.log(row('two ABR streams', two));
   const levels = (r.player.levels as any[]).map((l, i) => `${i}: ${l.height}p ${Math.round(l.bitrate / 1000)} kb/s`).join(', ');
   console.log(`  hls.js levels: ${levels}; bandwidth estimate at the end ${f(r.player.bandwidthEstimateBps / 1e6, 1)} Mb/s`);
-  for (const [name, p] of [['one stream', r.player.oneStream], ['two streams', r.player.twoStreams]] as const) {
-    const share = Object.entries(p.levelShare as Record<string, number>).map(([k, v]) => `${k} ${Math.round(v * 100)} %`).join(', ');
+  for (const [name, p] of [
+    ['one stream', r.player.oneStream],
+    ['two streams', r.player.twoStreams],
+  ] as const) {
+    const share = Object.entries(p.levelShare as Record<string, number>)
+      .map(([k, v]) => `${k} ${Math.round(v * 100)} %`)
+      .join(', ');
     const errs = p.hlsErrors as { details: string }[];
     console.log(
       `  ${name}: ${p.waitingEvents} stall(s) (${f(p.stalledS, 1)} s stalled), ${errs.length} hls.js error(s)` +
         `${errs.length ? ' (' + [...new Set(errs.map((x) => x.details))].join(', ') + ')' : ''}, ${p.samplesWithoutDate} sample(s) without a playing date, ` +
         `hls.js target latency ${f(p.hlsTargetLatencyS.atStart, 1)} -> ${f(p.hlsTargetLatencyS.atEnd, 1)} s`,
     );
-    console.log(`    level played: ${share || '-'} (${p.levelSwitches} switch(es)), at the end ${p.levelAtEnd ? `${p.levelAtEnd.level} = ${p.levelAtEnd.height}p` : '-'}`);
+    console.log(
+      `    level played: ${share || '-'} (${p.levelSwitches} switch(es)), at the end ${p.levelAtEnd ? `${p.levelAtEnd.level} = ${p.levelAtEnd.height}p` : '-'}`,
+    );
     const slow = p.slowRequests as { sentAtMsInWindow: number; ms: number; url: string; failure?: string }[];
     if (slow.length) {
       const shown = slow.slice(0, 4).map((x) => `${x.url} at ${f(x.sentAtMsInWindow / 1000, 1)} s: ${x.failure ?? `${x.ms} ms`}`);
@@ -59,7 +84,9 @@ export function printAbrReport(r: any, one: Summary, two: Summary): void {
       .filter(([, v]) => v >= 0.05)
       .map(([k, v]) => `${k} ${f((v / r.setup.measureS) * 100, 0)} %`)
       .join(', ');
-    console.log(`    machine CPU busy ${f(p.machineBusyPercent, 1)} % of ${e.cpus} cores (rest of the machine ${f(p.outsideBenchCores, 2)} cores); % of one core: ${roles}`);
+    console.log(
+      `    machine CPU busy ${f(p.machineBusyPercent, 1)} % of ${e.cpus} cores (rest of the machine ${f(p.outsideBenchCores, 2)} cores); % of one core: ${roles}`,
+    );
   }
 
   console.log('\n  3. two ABR streams: transcode status');
@@ -67,7 +94,10 @@ export function printAbrReport(r: any, one: Summary, two: Summary): void {
   (t3.statusAtEnd as any[]).forEach((s, i) => {
     const t = s.transcode;
     if (!t) return kv(`stream ${i + 1} at the end`, 'no transcode (passthrough)');
-    kv(`stream ${i + 1} at the end`, `${t.state}, speed ${f(t.speed, 2)}, lag ${t.lagMs ?? '-'} ms, restarts ${t.restarts}, droppedRungs [${t.droppedRungs.join(', ')}]`);
+    kv(
+      `stream ${i + 1} at the end`,
+      `${t.state}, speed ${f(t.speed, 2)}, lag ${t.lagMs ?? '-'} ms, restarts ${t.restarts}, droppedRungs [${t.droppedRungs.join(', ')}]`,
+    );
     kv('  rungs', t.rungs.map((x: any) => `${x.name} ${x.state} ${f(x.fps, 1)} fps ${Math.round(x.bitrateKbps)} kb/s`).join('; '));
   });
   for (const col of [1, 2]) {
@@ -85,7 +115,13 @@ export function printAbrReport(r: any, one: Summary, two: Summary): void {
   }
   if (t3.secondStream.error) kv('stream 2', String(t3.secondStream.error).slice(0, 200));
   const m = t3.metrics as Record<string, number>;
-  if (Object.keys(m).length) kv('counters', Object.entries(m).map(([k, v]) => `${k.replace(/^livepack_transcode_|_total$/g, '')} ${v}`).join(', '));
+  if (Object.keys(m).length)
+    kv(
+      'counters',
+      Object.entries(m)
+        .map(([k, v]) => `${k.replace(/^livepack_transcode_|_total$/g, '')} ${v}`)
+        .join(', '),
+    );
   console.log(`\n  - CPU: ${c.definition}`);
   console.log(`  - latency: ${r.player.definition}`);
   console.log(`  - ${r.setup.note}`);

@@ -199,7 +199,9 @@ export interface MachineCpu {
 }
 
 export function machineCpu(): MachineCpu {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '))!;
+  const line = readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('cpu '))!;
   // user nice system idle iowait irq softirq steal (guest and guest_nice are already within user and nice)
   const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number);
   const total = user + nice + system + idle + iowait + irq + softirq + (steal || 0);

@@ -63,9 +63,20 @@ export interface LatencyBreakdown {
 const TRAJECTORY_S = [0.5, 1, 2, 4, 8, 16] as const;
 const r3 = (x: number | null | undefined) => (typeof x === 'number' && Number.isFinite(x) ? Math.round(x * 1000) / 1000 : null);
 const r4 = (x: number) => (Number.isFinite(x) ? Math.round(x * 10000) / 10000 : null);
-const p50 = (xs: number[]) => (xs.length ? quantile([...xs].sort((a, b) => a - b), 0.5) : null);
+const p50 = (xs: number[]) =>
+  xs.length
+    ? quantile(
+        [...xs].sort((a, b) => a - b),
+        0.5,
+      )
+    : null;
 
-export function breakdown(probe: ProbeReadout, playing: readonly LatencySample[], openedAt: number, answerDelayP50Ms: number): LatencyBreakdown {
+export function breakdown(
+  probe: ProbeReadout,
+  playing: readonly LatencySample[],
+  openedAt: number,
+  answerDelayP50Ms: number,
+): LatencyBreakdown {
   const st = probe.start;
   const level = st?.firstLevel;
   const frag = st?.firstFrag;
@@ -101,7 +112,8 @@ export function breakdown(probe: ProbeReadout, playing: readonly LatencySample[]
     timeToFirstFrameS: first ? r3((first.at - openedAt) / 1000) : null,
     hlsEstimateBelowMeasuredS: r3(p50(playing.filter((s) => s.hlsLatency !== null).map((s) => s.latencyMs! / 1000 - s.hlsLatency!))),
     targetAtEndS: r3(playing.at(-1)?.targetLatency),
-    playheadSpeed: playing.length > 1 ? r4((playing.at(-1)!.currentTime - playing[0].currentTime) / ((playing.at(-1)!.t - playing[0].t) / 1000)) : null,
+    playheadSpeed:
+      playing.length > 1 ? r4((playing.at(-1)!.currentTime - playing[0].currentTime) / ((playing.at(-1)!.t - playing[0].t) / 1000)) : null,
     playbackRateP50: r3(p50(playing.map((s) => s.playbackRate))),
     bufferedAheadP50S: r3(p50(playing.filter((s) => s.aheadS !== null).map((s) => s.aheadS!))),
     note:

@@ -152,7 +152,8 @@ function probeSource(arg: { every: number; overrides: Record<string, unknown>; w
       const parts: any[] = det.partList ?? [];
       const last = parts[parts.length - 1];
       const f = last?.fragment;
-      const edgePdt = last && f && Number.isFinite(f.programDateTime) ? f.programDateTime + (last.start + last.duration - f.start) * 1000 : null;
+      const edgePdt =
+        last && f && Number.isFinite(f.programDateTime) ? f.programDateTime + (last.start + last.duration - f.start) * 1000 : null;
       probe.start.firstLevel = {
         at: Date.now(),
         edgeStaleMs: edgePdt === null ? null : Date.now() - edgePdt,
@@ -183,7 +184,8 @@ function probeSource(arg: { every: number; overrides: Record<string, unknown>; w
     });
     hls.on(E.LEVEL_SWITCHED, () => probe.levelSwitches++);
     hls.on(E.ERROR, (_e: unknown, d: any) => {
-      if (probe.errors.length < 500) probe.errors.push({ t: Date.now(), type: String(d.type), details: String(d.details), fatal: Boolean(d.fatal) });
+      if (probe.errors.length < 500)
+        probe.errors.push({ t: Date.now(), type: String(d.type), details: String(d.details), fatal: Boolean(d.fatal) });
     });
   };
   setInterval(() => {

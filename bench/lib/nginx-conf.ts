@@ -3,5 +3,7 @@
  * defaults point at /var/lib/nginx, which a bench must not touch).
  */
 export function nginxTempPaths(prefix: string): string {
-  return ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((k) => `${k}_temp_path ${prefix}/${k === 'client_body' ? 'body' : k};`).join('\n  ');
+  return ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
+    .map((k) => `${k}_temp_path ${prefix}/${k === 'client_body' ? 'body' : k};`)
+    .join('\n  ');
 }

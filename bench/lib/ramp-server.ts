@@ -38,32 +38,48 @@ export interface LiveStream {
  * Create `count` passthrough streams through the API, push `flv` to each from LOAD_CORE and wait until
  * every media playlist lists a part (so that a viewer joining then finds the live edge, not a 404).
  */
-export async function startLiveStreams(bench: BenchRun, server: ServerProcess, flv: string, count: number, firstIndex: number): Promise<LiveStream[]> {
+export async function startLiveStreams(
+  bench: BenchRun,
+  server: ServerProcess,
+  flv: string,
+  count: number,
+  firstIndex: number,
+): Promise<LiveStream[]> {
   const headers = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
   const out: LiveStream[] = [];
   for (let i = 0; i < count; i++) {
-    const r = await request('POST', `${server.base}/api/v1/streams`, { headers, body: JSON.stringify({ name: `bench-${firstIndex + i}`, profile: 'passthrough' }) });
+    const r = await request('POST', `${server.base}/api/v1/streams`, {
+      headers,
+      body: JSON.stringify({ name: `bench-${firstIndex + i}`, profile: 'passthrough' }),
+    });
     if (r.status !== 201) throw new Error(`creating a stream answered ${r.status}: ${r.body}`);
     const { id, streamKey } = JSON.parse(r.body) as { id: string; streamKey: string };
     const publisher = startPublisher(flv, `rtmp://127.0.0.1:${server.rtmpPort}/live/${streamKey}`, { taskset: LOAD_CORE });
     out.push({ id, mediaUrl: `${server.base}/live/${id}/source/index.m3u8`, publisher });
   }
   for (const s of out) {
-    await bench.waitFor(`stream ${s.id} listing a part`, async () => {
-      assertRunning(server, [s]);
-      const r = await request('GET', s.mediaUrl, { timeoutMs: 5000 });
-      return r.status === 200 && r.body.includes('#EXT-X-PART:');
-    }, 30_000, { stepMs: 200, tolerateErrors: false });
+    await bench.waitFor(
+      `stream ${s.id} listing a part`,
+      async () => {
+        assertRunning(server, [s]);
+        const r = await request('GET', s.mediaUrl, { timeoutMs: 5000 });
+        return r.status === 200 && r.body.includes('#EXT-X-PART:');
+      },
+      30_000,
+      { stepMs: 200, tolerateErrors: false },
+    );
   }
   return out;
 }
 
 /** Throws when the server or a publisher has stopped, with what it last wrote to stderr. */
 export function assertRunning(server: ServerProcess, streams: readonly LiveStream[]): void {
-  if (!server.alive()) throw new Error(`the server stopped (${server.child.exitCode ?? server.child.signalCode}): ${server.stderrText().trim().slice(-1500)}`);
+  if (!server.alive())
+    throw new Error(`the server stopped (${server.child.exitCode ?? server.child.signalCode}): ${server.stderrText().trim().slice(-1500)}`);
   for (const s of streams) {
     const p = s.publisher;
-    if (p.exitCode !== null || p.signalCode !== null) throw new Error(`the publisher of ${s.id} stopped (${p.exitCode ?? p.signalCode}): ${p.stderrText().trim().slice(-800)}`);
+    if (p.exitCode !== null || p.signalCode !== null)
+      throw new Error(`the publisher of ${s.id} stopped (${p.exitCode ?? p.signalCode}): ${p.stderrText().trim().slice(-800)}`);
   }
 }
 

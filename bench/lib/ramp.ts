@@ -103,12 +103,17 @@ export function printProvenance(title: string, p: Provenance): void {
 
 /** The ramp benches split the machine in two; on one core they would measure nothing useful. */
 export function requireTwoCores(): void {
-  if (cpus().length < 2) throw new Error(`this bench pins the server to core ${SERVER_CORE} and its load to core ${LOAD_CORE}: it needs 2 cores, found ${cpus().length}`);
+  if (cpus().length < 2)
+    throw new Error(
+      `this bench pins the server to core ${SERVER_CORE} and its load to core ${LOAD_CORE}: it needs 2 cores, found ${cpus().length}`,
+    );
 }
 
 /** The counters of one core (the "cpuN" line of /proc/stat), clock ticks. */
 export function coreCpu(core: string): MachineCpu {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${core} `));
+  const line = readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`cpu${core} `));
   if (!line) throw new Error(`no cpu${core} in /proc/stat`);
   const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number);
   const total = user + nice + system + idle + iowait + irq + softirq + (steal || 0);

@@ -15,7 +15,8 @@ export function printReport(r: any, player: Summary, answer: Summary, aboveFaste
     `  server: ${r.setup.server}; PART-TARGET ${r.setup.partTargetS} s, PART-HOLD-BACK ${r.setup.partHoldBackS} s, segment target ${r.setup.segmentTargetS} s`,
   );
   console.log(`  profile ${r.setup.profile}; player ${r.setup.player}`);
-  if (Object.keys(r.setup.hlsConfigOverride ?? {}).length) console.log(`  hls.js config merged over the page's: ${JSON.stringify(r.setup.hlsConfigOverride)}`);
+  if (Object.keys(r.setup.hlsConfigOverride ?? {}).length)
+    console.log(`  hls.js config merged over the page's: ${JSON.stringify(r.setup.hlsConfigOverride)}`);
   console.log(`  measured ${r.setup.measureS} s after ${r.setup.warmupS} s of player warm-up\n`);
   console.log(['  ' + 'latency'.padEnd(36), 'n'.padStart(6), ...['p50', 'p95', 'p99', 'min', 'max'].map((h) => h.padStart(8))].join(''));
   console.log('  ' + row('player latency (s)', player, 2));
@@ -42,7 +43,8 @@ export function printReport(r: any, player: Summary, answer: Summary, aboveFaste
   if (r.startup.measured) {
     console.log('\n  start-up and memory');
     kv('startServer() in-process (existing DATA_DIR)', `${r.startup.startServerMs} ms`);
-    for (const c of r.startup.coldStart) kv(`${c.command} -> /healthz 200, ${c.label}`, `${c.untilHealthzMs} ms, idle RSS ${c.idleRssMB} MB`);
+    for (const c of r.startup.coldStart)
+      kv(`${c.command} -> /healthz 200, ${c.label}`, `${c.untilHealthzMs} ms, idle RSS ${c.idleRssMB} MB`);
     kv('RSS in-process, idle (before publishing)', `${r.memory.inProcessIdleRssMB} MB`);
     kv(`RSS in-process, one stream (after ${r.memory.afterPublishingS} s)`, `${r.memory.inProcessOneStreamRssMB} MB`);
   }
@@ -68,12 +70,20 @@ function printBreakdown(b: LatencyBreakdown, kv: (k: string, v: string) => void)
   );
   kv('  s0 + T + D', s(b.predictedAtStartS));
   kv("measured at the first 'playing'", s(b.atFirstPlayingS));
-  kv("  then, seconds after it", Object.entries(b.afterFirstPlaying).map(([k, v]) => `${k} ${v ?? '-'}`).join(', '));
+  kv(
+    '  then, seconds after it',
+    Object.entries(b.afterFirstPlaying)
+      .map(([k, v]) => `${k} ${v ?? '-'}`)
+      .join(', '),
+  );
   kv("settled (1 s after the first 'playing')", s(b.settledS));
   kv(`window p50 minus settled (then ${b.waitingAfterStartS.toFixed(2)} s waiting, ${b.stallErrors} stall errors)`, s(b.driftAfterStartS));
   kv(`first part starts before the start position (independent: ${b.firstPartIndependent ?? '-'})`, s(b.loadedBeforeStartS));
   kv('time to first frame (player started -> first playing)', s(b.timeToFirstFrameS));
   kv('measured latency - hls.latency (p50)', s(b.hlsEstimateBelowMeasuredS));
-  kv('hls.js target latency at the end; playbackRate p50; buffered ahead p50', `${s(b.targetAtEndS)}; ${b.playbackRateP50 ?? '-'}; ${s(b.bufferedAheadP50S)}`);
+  kv(
+    'hls.js target latency at the end; playbackRate p50; buffered ahead p50',
+    `${s(b.targetAtEndS)}; ${b.playbackRateP50 ?? '-'}; ${s(b.bufferedAheadP50S)}`,
+  );
   kv('media seconds played per wall second in the window', `${b.playheadSpeed ?? '-'}`);
 }

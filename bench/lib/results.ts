@@ -7,13 +7,21 @@ export const resultsDir = (repoRoot: string) => join(repoRoot, 'bench', 'results
 
 /** A run's start as a file-name stamp: 2026-11-24T06-45-18Z. */
 export function resultStamp(startedAt: Date): string {
-  return startedAt.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
+  return startedAt
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/:/g, '-');
 }
 
 /** The short commit the bench ran at ('unknown' outside a git checkout). */
 export function gitCommit(repoRoot: string): string {
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      timeout: 5000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   } catch {
     return 'unknown';
   }

@@ -18,7 +18,12 @@ export interface BenchRun {
   /** Throws once the bench is stopping. */
   readonly check: () => void;
   /** Poll `fn` until it gives a truthy value. With tolerateErrors, a throwing `fn` counts as "not yet". */
-  readonly waitFor: <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, opts?: { stepMs?: number; tolerateErrors?: boolean }) => Promise<T>;
+  readonly waitFor: <T>(
+    what: string,
+    fn: () => Promise<T | undefined | false>,
+    timeoutMs: number,
+    opts?: { stepMs?: number; tolerateErrors?: boolean },
+  ) => Promise<T>;
 }
 
 export function startBenchRun(opts: { budgetS: number; forceExitMs: number }): BenchRun {
@@ -104,7 +109,11 @@ export function parseBenchCli<K extends string, I extends string = never, S exte
   const own = Object.keys(choices) as K[];
   let values: Record<string, string | boolean | undefined>;
   try {
-    const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { seconds: { type: 'string' }, warmup: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+    const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+      seconds: { type: 'string' },
+      warmup: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    };
     for (const k of [...own, ...Object.keys(integers), ...Object.keys(strings)]) options[k] = { type: 'string' };
     ({ values } = parseArgs({ options }));
   } catch (err) {

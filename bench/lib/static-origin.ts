@@ -123,7 +123,14 @@ http {
  * Start nginx (one worker, in the foreground) pinned to `cpuList` serving `root`, with its config and
  * files in `prefix`; resolves once `probePath` answers 200.
  */
-export async function startNginx(opts: { nginxPath: string; prefix: string; root: string; cpuList: string; probePath: string; signal: AbortSignal }): Promise<Nginx> {
+export async function startNginx(opts: {
+  nginxPath: string;
+  prefix: string;
+  root: string;
+  cpuList: string;
+  probePath: string;
+  signal: AbortSignal;
+}): Promise<Nginx> {
   const port = await freePort();
   mkdirSync(opts.prefix, { recursive: true });
   const conf = join(opts.prefix, 'nginx.conf');

@@ -49,12 +49,37 @@ async function sourceFile(seconds: number, signal: AbortSignal): Promise<string>
   await runToEnd(
     'ffmpeg',
     [
-      '-hide_banner', '-loglevel', 'error', '-y',
-      '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30',
-      '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
-      '-t', String(seconds),
-      '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-b:v', '3000k', '-g', '60',
-      '-c:a', 'aac', '-b:a', '128k', '-movflags', '+faststart', partial,
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=1280x720:rate=30',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=440:sample_rate=48000',
+      '-t',
+      String(seconds),
+      '-c:v',
+      'libx264',
+      '-preset',
+      'veryfast',
+      '-pix_fmt',
+      'yuv420p',
+      '-b:v',
+      '3000k',
+      '-g',
+      '60',
+      '-c:a',
+      'aac',
+      '-b:a',
+      '128k',
+      '-movflags',
+      '+faststart',
+      partial,
     ],
     signal,
   );
@@ -95,7 +120,13 @@ export async function benchUpload(h: BenchHooks): Promise<UploadFigures> {
   const t0 = performance.now();
   const patch = await fetch(url, {
     method: 'PATCH',
-    headers: { ...auth, 'tus-resumable': '1.0.0', 'upload-offset': '0', 'content-type': 'application/offset+octet-stream', 'content-length': String(bytes) },
+    headers: {
+      ...auth,
+      'tus-resumable': '1.0.0',
+      'upload-offset': '0',
+      'content-type': 'application/offset+octet-stream',
+      'content-length': String(bytes),
+    },
     body: Readable.toWeb(createReadStream(file)) as ReadableStream,
     duplex: 'half',
   } as RequestInit);
@@ -104,7 +135,10 @@ export async function benchUpload(h: BenchHooks): Promise<UploadFigures> {
   const video = await h.waitFor(
     'uploaded video ready',
     async () => {
-      const v = (await (await fetch(`${srv.base}/api/v1/videos/${videoId}`, { headers: auth })).json()) as { status: string; error: string | null };
+      const v = (await (await fetch(`${srv.base}/api/v1/videos/${videoId}`, { headers: auth })).json()) as {
+        status: string;
+        error: string | null;
+      };
       if (v.status === 'failed') throw new Error(`packaging failed: ${v.error}`);
       return v.status === 'ready' ? v : undefined;
     },

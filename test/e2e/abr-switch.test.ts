@@ -44,17 +44,26 @@ describe.each([
     opened = await openPage(browser, `${srv.base}/watch/${stream.id}`);
     const { page, pageErrors } = opened;
     const snap = () => playerSnapshot(page);
-    await until(async () => {
-      const s = await snap();
-      return s.currentTime > 0 && !s.paused && s.renditions.length === 3;
-    }, 25_000, 100);
+    await until(
+      async () => {
+        const s = await snap();
+        return s.currentTime > 0 && !s.paused && s.renditions.length === 3;
+      },
+      25_000,
+      100,
+    );
     expect((await snap()).renditions.map((r) => r.split(' ')[0]).sort()).toEqual(['360p', '480p', '720p']);
 
     const state = () =>
       page.evaluate(() => {
         const p = (window as any).__player;
         const v = p.video as HTMLVideoElement;
-        return { level: p.level as number | undefined, height: v.videoHeight, time: v.currentTime, levels: (p.hls.levels as any[]).map((l) => l.height) };
+        return {
+          level: p.level as number | undefined,
+          height: v.videoHeight,
+          time: v.currentTime,
+          levels: (p.hls.levels as any[]).map((l) => l.height),
+        };
       });
     const heights = (await state()).levels;
     // Let the start settle (the player catches up to its target latency in the first seconds); the
@@ -77,10 +86,14 @@ describe.each([
     for (const height of [360, 480, 720]) {
       const index = heights.indexOf(height);
       await page.selectOption('#quality', String(index));
-      await until(async () => {
-        const s = await state();
-        return s.level === index && s.height === height;
-      }, 15_000, 100);
+      await until(
+        async () => {
+          const s = await state();
+          return s.level === index && s.height === height;
+        },
+        15_000,
+        100,
+      );
       const t0 = (await state()).time;
       // Generous: a loaded CI machine is slower to load and decode.
       await until(async () => (await state()).time - t0 >= 1.5, 12_000, 100);
@@ -92,7 +105,10 @@ describe.each([
     // after 1 s). Recent runs, CI included, had no wait at all; earlier code had 0.1-2.4 s waits.
     const stalls = (await page.evaluate(() => (window as any).__stalls)) as number[];
     console.log(`[e2e] GOP ${gop}: waits for data while switching: ${stalls.map((ms) => ms.toFixed(0)).join(', ') || 'none'} ms`);
-    expect(stalls.filter((ms) => ms >= 1000), 'waits for data of 1 s or more while switching').toEqual([]);
+    expect(
+      stalls.filter((ms) => ms >= 1000),
+      'waits for data of 1 s or more while switching',
+    ).toEqual([]);
     expect(stalls.reduce((a, b) => a + b, 0)).toBeLessThan(1500);
     expect(pageErrors).toEqual([]);
     // hls.js raises its target latency after a stall; the bound is a sanity check, not the latency figure.

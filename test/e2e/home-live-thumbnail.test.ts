@@ -36,10 +36,14 @@ describe('home page live thumbnails (headless Chromium)', () => {
     expect(first.width).toBe(640);
     expect(first.src).toMatch(/\/live\/[\w-]+\/thumbnail\.jpg\?t=\d+$/);
     // The page reloads the live list every 10 s; the card stays and its image moves to the new period's URL.
-    const next = await until(async () => {
-      const s = await shown();
-      return s.src !== first.src && s.width > 0 ? s : undefined;
-    }, 15_000, 250);
+    const next = await until(
+      async () => {
+        const s = await shown();
+        return s.src !== first.src && s.width > 0 ? s : undefined;
+      },
+      15_000,
+      250,
+    );
     expect(next.src.split('?')[0]).toBe(first.src.split('?')[0]);
     expect(opened.requests.filter((u) => u.includes('/thumbnail.jpg')).length).toBeGreaterThanOrEqual(2);
     expect(opened.pageErrors).toEqual([]);

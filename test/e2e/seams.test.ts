@@ -23,29 +23,39 @@ function fatal(s: StockSnapshot) {
 }
 
 async function playing(player: StockPlayer, minTime = 2): Promise<StockSnapshot> {
-  return until(async () => {
-    const s = await player.snapshot();
-    if (fatal(s).length) throw new Error(`fatal hls.js error before the seam: ${JSON.stringify(fatal(s))}`);
-    return s.currentTime >= minTime && !s.paused ? s : undefined;
-  }, 30_000, 100);
+  return until(
+    async () => {
+      const s = await player.snapshot();
+      if (fatal(s).length) throw new Error(`fatal hls.js error before the seam: ${JSON.stringify(fatal(s))}`);
+      return s.currentTime >= minTime && !s.paused ? s : undefined;
+    },
+    30_000,
+    100,
+  );
 }
 
 /** The playhead passes the seam by PAST_SEAM_S with no fatal error on the way. */
 async function playsThrough(player: StockPlayer, atSeam: number, what: string): Promise<StockSnapshot> {
   let last: StockSnapshot | undefined;
   try {
-    await until(async () => {
-      last = await player.snapshot();
-      if (fatal(last).length) return true;
-      return last.currentTime >= atSeam + PAST_SEAM_S;
-    }, 30_000, 100);
+    await until(
+      async () => {
+        last = await player.snapshot();
+        if (fatal(last).length) return true;
+        return last.currentTime >= atSeam + PAST_SEAM_S;
+      },
+      30_000,
+      100,
+    );
   } catch {
     // Reported below with what the player showed.
   }
   const s = last ?? (await player.snapshot());
   expect(fatal(s), `${what}: fatal hls.js errors`).toEqual([]);
   expect(s.currentTime, `${what}: playhead past the seam (it was at ${atSeam.toFixed(2)} s)`).toBeGreaterThanOrEqual(atSeam + PAST_SEAM_S);
-  console.log(`[e2e seams] ${what}: played through, waited ${(s.waitingMs / 1000).toFixed(2)} s for data, non-fatal errors: ${s.errors.map((e) => e.details).join(', ') || 'none'}`);
+  console.log(
+    `[e2e seams] ${what}: played through, waited ${(s.waitingMs / 1000).toFixed(2)} s for data, non-fatal errors: ${s.errors.map((e) => e.details).join(', ') || 'none'}`,
+  );
   return s;
 }
 
@@ -73,10 +83,14 @@ describe.each([
     const publisher = ffmpegPublish(srv.rtmpUrl(stream.streamKey), { gop: 30, seconds });
     cleanups.push(() => kill(publisher));
     const variants = profile === 'abr' ? 2 : 1;
-    await until(async () => {
-      const r = await fetch(`${srv.base}/live/${stream.id}/master.m3u8`);
-      return r.status === 200 && ((await r.text()).match(/#EXT-X-STREAM-INF/g)?.length ?? 0) >= variants;
-    }, 30_000, 200);
+    await until(
+      async () => {
+        const r = await fetch(`${srv.base}/live/${stream.id}/master.m3u8`);
+        return r.status === 200 && ((await r.text()).match(/#EXT-X-STREAM-INF/g)?.length ?? 0) >= variants;
+      },
+      30_000,
+      200,
+    );
     const player = await openStockPlayer(browser, srv.base, `${srv.base}/live/${stream.id}/master.m3u8`);
     cleanups.push(() => player.close());
     return { stream, publisher, player };
@@ -106,13 +120,19 @@ describe.each([
     const { publisher, player } = await live('stop', 12);
     await playing(player, 2);
     expect(await waitExit(publisher, 30_000)).toBe(0);
-    const s = await until(async () => {
-      const snap = await player.snapshot();
-      return snap.ended || fatal(snap).length ? snap : undefined;
-    }, 20_000, 100);
+    const s = await until(
+      async () => {
+        const snap = await player.snapshot();
+        return snap.ended || fatal(snap).length ? snap : undefined;
+      },
+      20_000,
+      100,
+    );
     expect(fatal(s)).toEqual([]);
     expect(s.ended).toBe(true);
-    console.log(`[e2e seams] ${profile} clean stop: ended at ${s.currentTime.toFixed(2)} s, non-fatal errors: ${s.errors.map((e) => e.details).join(', ') || 'none'}`);
+    console.log(
+      `[e2e seams] ${profile} clean stop: ended at ${s.currentTime.toFixed(2)} s, non-fatal errors: ${s.errors.map((e) => e.details).join(', ') || 'none'}`,
+    );
   }, 90_000);
 });
 
@@ -135,10 +155,14 @@ describe('stock hls.js through a WHIP publisher seam', () => {
   it('plays through a browser publisher whose connection is cut and who comes back in a new WHIP session', async () => {
     const { json: stream } = await srv.api('POST', '/api/v1/streams', { name: 'whip-seam', profile: 'passthrough' });
     publishers.push(await publishFromPage(browser, srv.base, stream.streamKey, { resolution: '640x360', bitrateKbps: 1000 }));
-    await until(async () => {
-      const r = await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`);
-      return r.status === 200 && (await r.text()).includes('#EXTINF');
-    }, 30_000, 200);
+    await until(
+      async () => {
+        const r = await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`);
+        return r.status === 200 && (await r.text()).includes('#EXTINF');
+      },
+      30_000,
+      200,
+    );
     player = await openStockPlayer(browser, srv.base, `${srv.base}/live/${stream.id}/master.m3u8`);
     const before = await playing(player, 3);
     // The connection is cut (here by the operator API: a drop, not an unpublish) and the page goes away;

@@ -28,14 +28,22 @@ const mediaState = (page: Page): Promise<MediaState> =>
 
 /** Waits until the page's media clock has advanced by `by` seconds while playing. */
 async function playing(page: Page, timeoutMs: number, by = 0.5): Promise<MediaState> {
-  const first = await until(async () => {
-    const s = await mediaState(page);
-    return s.t > 0 && !s.paused ? s : undefined;
-  }, timeoutMs, 100);
-  return until(async () => {
-    const s = await mediaState(page);
-    return s.t >= first.t + by ? s : undefined;
-  }, 5_000, 50);
+  const first = await until(
+    async () => {
+      const s = await mediaState(page);
+      return s.t > 0 && !s.paused ? s : undefined;
+    },
+    timeoutMs,
+    100,
+  );
+  return until(
+    async () => {
+      const s = await mediaState(page);
+      return s.t >= first.t + by ? s : undefined;
+    },
+    5_000,
+    50,
+  );
 }
 
 const playerInfo = (page: Page) =>
@@ -89,7 +97,10 @@ describe('VOD: a recorded live run on the watch page, the home page and through 
     stream = created.json;
     // 2 s keyframes at 30 fps; FFmpeg ends the stream itself after PUBLISH_SECONDS of real time.
     publisher = ffmpegPublish(srv.rtmpUrl(stream.streamKey), { size: '640x360', fps: 30, gop: 60, seconds: PUBLISH_SECONDS });
-    [browser] = await Promise.all([launchBrowser(), until(async () => (await srv.api('GET', `/api/v1/streams/${stream.id}/live`)).status === 200, 15_000, 100)]);
+    [browser] = await Promise.all([
+      launchBrowser(),
+      until(async () => (await srv.api('GET', `/api/v1/streams/${stream.id}/live`)).status === 200, 15_000, 100),
+    ]);
   });
 
   afterAll(async () => {
@@ -100,10 +111,14 @@ describe('VOD: a recorded live run on the watch page, the home page and through 
   });
 
   it('plays the live run through its video id while it is published', async () => {
-    const live = await until(async () => {
-      const res = await srv.api('GET', `/api/v1/videos?streamId=${stream.id}&type=live`);
-      return res.json?.items?.find((v: any) => v.status === 'live');
-    }, 5_000, 100);
+    const live = await until(
+      async () => {
+        const res = await srv.api('GET', `/api/v1/videos?streamId=${stream.id}&type=live`);
+        return res.json?.items?.find((v: any) => v.status === 'live');
+      },
+      5_000,
+      100,
+    );
     liveVideoId = live.id;
     expect(liveVideoId).not.toBe(stream.id);
     expect(live.playback.hls).toMatch(new RegExp(`/live/${stream.id}/master\\.m3u8$`));
@@ -137,12 +152,16 @@ describe('VOD: a recorded live run on the watch page, the home page and through 
       }
     })();
     try {
-      video = await until(async () => {
-        const res = await srv.api('GET', `/api/v1/videos?streamId=${stream.id}&type=vod`);
-        const v = res.status === 200 ? res.json.items[0] : undefined;
-        if (v?.status === 'failed') throw new Error(`recording failed: ${v.error}`);
-        return v?.status === 'ready' ? v : undefined;
-      }, 20_000, 250).catch(async (err) => {
+      video = await until(
+        async () => {
+          const res = await srv.api('GET', `/api/v1/videos?streamId=${stream.id}&type=vod`);
+          const v = res.status === 200 ? res.json.items[0] : undefined;
+          if (v?.status === 'failed') throw new Error(`recording failed: ${v.error}`);
+          return v?.status === 'ready' ? v : undefined;
+        },
+        20_000,
+        250,
+      ).catch(async (err) => {
         const last = await srv.api('GET', `/api/v1/videos?streamId=${stream.id}`);
         throw new Error(`${String(err)}; videos of the stream: ${JSON.stringify(last.json)}`);
       });
@@ -155,7 +174,14 @@ describe('VOD: a recorded live run on the watch page, the home page and through 
     const master = await fetch(`${srv.base}/vod/${video.id}/master.m3u8`);
     expect(master.status, `GET /vod/<id>/master.m3u8 right after "ready": ${await master.text()}`).toBe(200);
 
-    expect(video).toMatchObject({ id: liveVideoId, type: 'vod', source: 'recording', streamId: stream.id, status: 'ready', visibility: 'public' });
+    expect(video).toMatchObject({
+      id: liveVideoId,
+      type: 'vod',
+      source: 'recording',
+      streamId: stream.id,
+      status: 'ready',
+      visibility: 'public',
+    });
     expect(video.duration).toBeGreaterThan(PUBLISH_SECONDS - 3);
     expect(video.duration).toBeLessThan(PUBLISH_SECONDS + 2);
     expect(video.renditions.length).toBeGreaterThanOrEqual(1);
@@ -179,7 +205,10 @@ describe('VOD: a recorded live run on the watch page, the home page and through 
   });
 
   it('plays the recording as VOD with its title and description, and resumes near the position it was seeked to', async () => {
-    const edited = await srv.api('PATCH', `/api/v1/videos/${video.id}`, { title: 'Lighthouse keeper <diaries>', description: 'Waves at dawn.\nSecond line & more' });
+    const edited = await srv.api('PATCH', `/api/v1/videos/${video.id}`, {
+      title: 'Lighthouse keeper <diaries>',
+      description: 'Waves at dawn.\nSecond line & more',
+    });
     expect(edited.status).toBe(200);
     video = edited.json;
     watch = await open(`/watch/${video.id}`);
@@ -200,15 +229,23 @@ describe('VOD: a recorded live run on the watch page, the home page and through 
     await page.evaluate(() => {
       (window as any).__player.video.currentTime = 8;
     });
-    const resumed = await until(async () => {
-      const s = await mediaState(page);
-      return !s.seeking && !s.paused && s.t >= 7.5 ? s : undefined;
-    }, 8_000, 50);
+    const resumed = await until(
+      async () => {
+        const s = await mediaState(page);
+        return !s.seeking && !s.paused && s.t >= 7.5 ? s : undefined;
+      },
+      8_000,
+      50,
+    );
     expect(resumed.t).toBeLessThanOrEqual(11);
-    const later = await until(async () => {
-      const s = await mediaState(page);
-      return s.t > resumed.t + 0.3 ? s : undefined;
-    }, 4_000, 50);
+    const later = await until(
+      async () => {
+        const s = await mediaState(page);
+        return s.t > resumed.t + 0.3 ? s : undefined;
+      },
+      4_000,
+      50,
+    );
     expect(later.t).toBeGreaterThanOrEqual(7.5);
     expect(later.t).toBeLessThanOrEqual(11);
 
@@ -232,10 +269,14 @@ describe('VOD: a recorded live run on the watch page, the home page and through 
     expect(await item.locator('a').getAttribute('href')).toBe(`/watch/${video.id}`);
     expect(await item.locator('.card-title').textContent()).toBe(video.title);
     expect(await item.locator('.duration').textContent()).toMatch(/^0:\d\d$/);
-    const poster = await until(async () => {
-      const s = await item.locator('img').evaluate((img: HTMLImageElement) => ({ complete: img.complete, width: img.naturalWidth }));
-      return s.complete && s.width > 0 ? s : undefined;
-    }, 10_000, 100);
+    const poster = await until(
+      async () => {
+        const s = await item.locator('img').evaluate((img: HTMLImageElement) => ({ complete: img.complete, width: img.naturalWidth }));
+        return s.complete && s.width > 0 ? s : undefined;
+      },
+      10_000,
+      100,
+    );
     expect(poster.width).toBeGreaterThan(0);
     // Listed without the operator token; nothing is live any more.
     expect(await page.locator('#live li').count()).toBe(0);
@@ -244,11 +285,15 @@ describe('VOD: a recorded live run on the watch page, the home page and through 
     await page.locator(`#results li[data-id="${video.id}"]`).waitFor({ state: 'attached', timeout: 5_000 });
     expect(pageErrors).toEqual([]);
 
-    const beacons = await until(async () => {
-      const res = await fetch(`${srv.base}/metrics`, { headers: { authorization: `Bearer ${srv.apiToken}` } });
-      const n = counterValue(await res.text(), 'livepack_vod_watch_beacons_total');
-      return n > 0 ? n : undefined;
-    }, 10_000, 200);
+    const beacons = await until(
+      async () => {
+        const res = await fetch(`${srv.base}/metrics`, { headers: { authorization: `Bearer ${srv.apiToken}` } });
+        const n = counterValue(await res.text(), 'livepack_vod_watch_beacons_total');
+        return n > 0 ? n : undefined;
+      },
+      10_000,
+      200,
+    );
     expect(beacons).toBeGreaterThan(0);
     // This viewer's session, with the position it left at (after the seek to 8 s) and its startup time.
     const views = await srv.api('GET', `/api/v1/videos/${video.id}/views`);

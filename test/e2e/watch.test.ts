@@ -47,18 +47,26 @@ describe('watch page (headless Chromium + hls.js)', () => {
     const snap = () => playerSnapshot(page);
 
     // Playback starts: the media element has frames and its clock moves.
-    const first = await until(async () => {
-      const s = await snap();
-      return s.currentTime > 0 && !s.paused ? s : undefined;
-    }, 20_000, 100);
+    const first = await until(
+      async () => {
+        const s = await snap();
+        return s.currentTime > 0 && !s.paused ? s : undefined;
+      },
+      20_000,
+      100,
+    );
     const wall0 = performance.now();
 
     // The media clock advances by at least 3 s within a few seconds of wall time.
     let last: PlayerSnapshot = first;
-    await until(async () => {
-      last = await snap();
-      return last.currentTime - first.currentTime >= 3;
-    }, 8_000, 100);
+    await until(
+      async () => {
+        last = await snap();
+        return last.currentTime - first.currentTime >= 3;
+      },
+      8_000,
+      100,
+    );
     const wall = (performance.now() - wall0) / 1000;
     expect(last.currentTime - first.currentTime).toBeGreaterThanOrEqual(3);
     expect(wall).toBeLessThan(8);
@@ -87,10 +95,14 @@ describe('watch page (headless Chromium + hls.js)', () => {
   it('shows OFFLINE for an unknown stream and throws no page errors', async () => {
     const { page, pageErrors } = await open('/watch/AAAAAAAAAAAAAAAAAAAAAAAA');
     // The master playlist answers 404; hls.js reports a fatal network error and the page says so.
-    const s = await until(async () => {
-      const snap = await playerSnapshot(page);
-      return snap.errors.some((e) => e.fatal && e.type === 'networkError') ? snap : undefined;
-    }, 10_000, 100);
+    const s = await until(
+      async () => {
+        const snap = await playerSnapshot(page);
+        return snap.errors.some((e) => e.fatal && e.type === 'networkError') ? snap : undefined;
+      },
+      10_000,
+      100,
+    );
     expect(s.badge).toBe('OFFLINE');
     expect(s.status).toMatch(/waiting for the stream/);
     expect(s.latency).toBeNull();
@@ -115,7 +127,7 @@ describe('watch page across a clean stop (headless Chromium + hls.js)', () => {
     await srv?.stop();
   });
 
-  it('/watch/<streamId> ends with the run, then plays the stream\'s next run by itself, without a reload', async () => {
+  it("/watch/<streamId> ends with the run, then plays the stream's next run by itself, without a reload", async () => {
     const { json: stream } = await srv.api('POST', '/api/v1/streams', { name: 'runs', profile: 'passthrough' });
     publishers.push(ffmpegPublish(srv.rtmpUrl(stream.streamKey), { seconds: 8 }));
     await until(async () => (await srv.api('GET', `/api/v1/streams/${stream.id}/live`)).json?.fps > 0, 20_000, 100);
@@ -124,19 +136,27 @@ describe('watch page across a clean stop (headless Chromium + hls.js)', () => {
     await page.evaluate(() => ((window as any).__sameDocument = true));
     await until(async () => (await playerSnapshot(page)).currentTime > 1, 20_000, 100);
     // The publisher stops cleanly: the page shows the end at once (no reconnect grace to wait out).
-    const ended = await until(async () => {
-      const s = await playerSnapshot(page);
-      return s.badge === 'ENDED' ? s : undefined;
-    }, 15_000, 100);
+    const ended = await until(
+      async () => {
+        const s = await playerSnapshot(page);
+        return s.badge === 'ENDED' ? s : undefined;
+      },
+      15_000,
+      100,
+    );
     expect(ended.errors.filter((e) => e.fatal)).toEqual([]);
     const firstHls = await page.evaluate(() => (window as any).__player.hls);
     expect(firstHls).toBeTruthy();
     // The broadcaster goes live again: a new run, which the page finds and plays.
     publishers.push(ffmpegPublish(srv.rtmpUrl(stream.streamKey), { seconds: 30 }));
-    const again = await until(async () => {
-      const s = await playerSnapshot(page);
-      return s.badge === 'LIVE' && !s.paused && s.currentTime > 1 ? s : undefined;
-    }, 30_000, 200);
+    const again = await until(
+      async () => {
+        const s = await playerSnapshot(page);
+        return s.badge === 'LIVE' && !s.paused && s.currentTime > 1 ? s : undefined;
+      },
+      30_000,
+      200,
+    );
     const t0 = again.currentTime;
     await until(async () => (await playerSnapshot(page)).currentTime - t0 >= 2, 10_000, 100);
     expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);

@@ -30,7 +30,13 @@ describe('WHIP from a browser (headless Chromium) -> LL-HLS -> hls.js', () => {
     expect(created.json.ingest.whip).toMatch(/\/whip$/);
     browser = await launchPublisherBrowser();
     publisher = await publishFromPage(browser, srv.base, stream.streamKey, { resolution: '640x360', bitrateKbps: 1200 });
-    await until(async () => (await srv.api('GET', `/api/v1/streams/${stream.id}/live`)).json?.tracks !== undefined || (await publisher.state()).state === 'live', 20_000, 200);
+    await until(
+      async () =>
+        (await srv.api('GET', `/api/v1/streams/${stream.id}/live`)).json?.tracks !== undefined ||
+        (await publisher.state()).state === 'live',
+      20_000,
+      200,
+    );
   });
 
   afterAll(async () => {
@@ -42,31 +48,45 @@ describe('WHIP from a browser (headless Chromium) -> LL-HLS -> hls.js', () => {
   });
 
   it('goes live from the publish page and the live status says whip', async () => {
-    const st = await until(async () => {
-      const s = await publisher.state();
-      return s.state === 'live' ? s : undefined;
-    }, 20_000, 200);
+    const st = await until(
+      async () => {
+        const s = await publisher.state();
+        return s.state === 'live' ? s : undefined;
+      },
+      20_000,
+      200,
+    );
     expect(st.errors).toEqual([]);
     expect(st.location).toMatch(/\/whip\/[\w-]{16}$/);
     const live = (await srv.api('GET', `/api/v1/streams/${stream.id}/live`)).json;
-    expect(live.protocol).toBe("whip");
+    expect(live.protocol).toBe('whip');
     expect(publisher.pageErrors).toEqual([]);
   });
 
   it('serves LL-HLS whose init and segment ffprobe decodes as H.264 and AAC', async () => {
-    const pl = await until(async () => {
-      const r = await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`);
-      if (r.status !== 200) return undefined;
-      const p = parseMediaPlaylist(await r.text());
-      return p.segments.length >= 2 ? p : undefined;
-    }, 30_000, 250);
+    const pl = await until(
+      async () => {
+        const r = await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`);
+        if (r.status !== 200) return undefined;
+        const p = parseMediaPlaylist(await r.text());
+        return p.segments.length >= 2 ? p : undefined;
+      },
+      30_000,
+      250,
+    );
     // PART-TARGET is the 200 ms target fitted to the nearest whole number of frames; a browser short of
     // CPU lowers its frame rate (the page asks it to keep the resolution): 14 fps gives 0.214 s, 15.3 fps
     // 0.196 s. Within half a frame of 200 ms down to ~7 fps.
     expect(pl.partTarget).toBeGreaterThanOrEqual(0.13);
     expect(pl.partTarget).toBeLessThanOrEqual(0.27);
     const seg = pl.segments[pl.segments.length - 1];
-    const probe = await probeLiveSegment(srv.base, stream.id, seg, join(tmp, 'seg.mp4'), 'codec_name,width,height,nb_read_frames,sample_rate,channels');
+    const probe = await probeLiveSegment(
+      srv.base,
+      stream.id,
+      seg,
+      join(tmp, 'seg.mp4'),
+      'codec_name,width,height,nb_read_frames,sample_rate,channels',
+    );
     expect(probe.code, probe.stderr).toBe(0);
     const streams = probe.streams;
     const v = streams.find((s) => s.codec_name === 'h264');
@@ -83,14 +103,22 @@ describe('WHIP from a browser (headless Chromium) -> LL-HLS -> hls.js', () => {
   it('plays in hls.js (a second page) with the media clock advancing', async () => {
     const p = await openPage(browser, `${srv.base}/watch/${stream.id}`);
     pages.push(p);
-    const first = await until(async () => {
-      const s = await playerSnapshot(p.page);
-      return s.currentTime > 0 && !s.paused ? s : undefined;
-    }, 25_000, 200);
-    const later = await until(async () => {
-      const s = await playerSnapshot(p.page);
-      return s.currentTime - first.currentTime >= 2 ? s : undefined;
-    }, 10_000, 200);
+    const first = await until(
+      async () => {
+        const s = await playerSnapshot(p.page);
+        return s.currentTime > 0 && !s.paused ? s : undefined;
+      },
+      25_000,
+      200,
+    );
+    const later = await until(
+      async () => {
+        const s = await playerSnapshot(p.page);
+        return s.currentTime - first.currentTime >= 2 ? s : undefined;
+      },
+      10_000,
+      200,
+    );
     expect(later.errors.filter((e) => e.fatal)).toEqual([]);
     expect(later.latency).not.toBeNull();
     console.log(`[e2e whip] hls.js latency ${later.latency?.toFixed(2)} s`);
@@ -123,7 +151,9 @@ describe('WHIP from a browser (headless Chromium) -> LL-HLS -> hls.js', () => {
       srv.webrtc!.setTestPacketDrop(0);
     }
     const after = await get();
-    console.log(`[e2e whip loss] NACKed ${after.video.nacks - before.video.nacks} packets, PLIs for loss ${after.video.keyframeRequestsForLoss - before.video.keyframeRequestsForLoss}, given up ${after.video.packetsGivenUp - before.video.packetsGivenUp}`);
+    console.log(
+      `[e2e whip loss] NACKed ${after.video.nacks - before.video.nacks} packets, PLIs for loss ${after.video.keyframeRequestsForLoss - before.video.keyframeRequestsForLoss}, given up ${after.video.packetsGivenUp - before.video.packetsGivenUp}`,
+    );
     expect(after.video.nacks).toBeGreaterThan(before.video.nacks);
     expect(after.video.keyframeRequestsForLoss).toBeGreaterThan(before.video.keyframeRequestsForLoss);
     expect(after.video.plis).toBeGreaterThan(before.video.plis);
@@ -141,11 +171,15 @@ describe('WHIP from a browser (headless Chromium) -> LL-HLS -> hls.js', () => {
     await publisher.stop();
     await until(async () => (await srv.api('GET', `/api/v1/streams/${stream.id}/webrtc`)).json.sessions.length === 0, 10_000, 100);
     // A DELETE is a clean stop: the stream ends at once (UNPUBLISH_GRACE_MS is 0), not after the grace.
-    const ended = await until(async () => {
-      const r = await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`);
-      const t = await r.text();
-      return t.includes('#EXT-X-ENDLIST') ? t : undefined;
-    }, 2500, 100);
+    const ended = await until(
+      async () => {
+        const r = await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`);
+        const t = await r.text();
+        return t.includes('#EXT-X-ENDLIST') ? t : undefined;
+      },
+      2500,
+      100,
+    );
     expect(ended).toContain('#EXT-X-ENDLIST');
   });
 });

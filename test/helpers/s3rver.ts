@@ -45,4 +45,3 @@ export async function startS3rver(dir: string): Promise<{ endpoint: string; stop
     clearTimeout(timer);
   }
 }
-

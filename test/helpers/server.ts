@@ -59,7 +59,11 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
 }
 
 /** Poll `fn` until it returns a truthy value (for state that has no event to await from outside). */
-export async function until<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, stepMs = 100): Promise<T> {
+export async function until<T>(
+  fn: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 20_000,
+  stepMs = 100,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < end) {

@@ -24,7 +24,12 @@ export interface StockSnapshot {
   readonly waitingMs: number;
 }
 
-export async function openStockPlayer(browser: Browser, base: string, src: string, config: Record<string, unknown> = {}): Promise<StockPlayer> {
+export async function openStockPlayer(
+  browser: Browser,
+  base: string,
+  src: string,
+  config: Record<string, unknown> = {},
+): Promise<StockPlayer> {
   const context = await browser.newContext();
   const page = await context.newPage();
   // Any page of the server's origin, then our own document: the player's requests are same-origin.
@@ -45,7 +50,12 @@ export async function openStockPlayer(browser: Browser, base: string, src: strin
       const hls = new w.Hls({ lowLatencyMode: true, ...config });
       w.__hls = hls;
       hls.on(w.Hls.Events.ERROR, (_e: unknown, d: any) => {
-        rec.errors.push({ type: String(d.type), details: String(d.details), fatal: Boolean(d.fatal), reason: String(d.error?.message ?? d.reason ?? '').slice(0, 600) });
+        rec.errors.push({
+          type: String(d.type),
+          details: String(d.details),
+          fatal: Boolean(d.fatal),
+          reason: String(d.error?.message ?? d.reason ?? '').slice(0, 600),
+        });
       });
       hls.loadSource(src);
       hls.attachMedia(video);

@@ -28,7 +28,8 @@ describe('ABR ladder fitted to the source', () => {
   let settledMsn = 0;
 
   const get = (id: string, path: string) => fetch(`${srv.base}/live/${id}/${path}`);
-  const segments = async (id: string, rung: string): Promise<Segment[]> => parseMediaPlaylist(await (await get(id, `${rung}/index.m3u8`)).text()).segments;
+  const segments = async (id: string, rung: string): Promise<Segment[]> =>
+    parseMediaPlaylist(await (await get(id, `${rung}/index.m3u8`)).text()).segments;
   const transcode = async (id: string) => (await srv.api('GET', `/api/v1/streams/${id}/live`)).json?.transcode;
 
   /** Video kb/s of segments as ffprobe reads them (init + segments joined into one file). */
@@ -37,9 +38,22 @@ describe('ABR ladder fitted to the source', () => {
     for (const s of segs) parts.push(Buffer.from(await (await get(lean.id, `${rung}/${s.uri}`)).arrayBuffer()));
     const file = join(tmp, `${rung}.mp4`);
     writeFileSync(file, Buffer.concat(parts));
-    const pk = await run('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=size,pts_time', '-of', 'csv=p=0', file]);
+    const pk = await run('ffprobe', [
+      '-v',
+      'error',
+      '-select_streams',
+      'v',
+      '-show_entries',
+      'packet=size,pts_time',
+      '-of',
+      'csv=p=0',
+      file,
+    ]);
     expect(pk.code, pk.stderr).toBe(0);
-    const packets = pk.stdout.trim().split('\n').map((line) => line.split(',').map(Number));
+    const packets = pk.stdout
+      .trim()
+      .split('\n')
+      .map((line) => line.split(',').map(Number));
     const pts = packets.map(([t]) => t);
     const seconds = Math.max(...pts) - Math.min(...pts) + 1 / 30;
     return (packets.reduce((n, [, size]) => n + size, 0) * 8) / seconds / 1000;
@@ -58,17 +72,26 @@ describe('ABR ladder fitted to the source', () => {
     ramp = (await srv.api('POST', '/api/v1/streams', { name: 'ramp' })).json;
     const lean2s = "drawbox=x=0:y=0:w=iw:h=ih*0.75:color=gray:t=fill:enable='lt(t,2)'";
     publishers.push(ffmpegPublish(srv.rtmpUrl(ramp.streamKey), { size: '854x480', fps: 30, extraArgs: ['-crf', '40', '-vf', lean2s] }));
-    await until(async () => {
-      const [a, b, c] = [await transcode(lean.id), await transcode(custom.id), await transcode(ramp.id)];
-      if (c?.fit?.state === 'estimated' && c.rungs[0]) firstPlanKbps ??= c.rungs[0].targetBitrateKbps;
-      return [a, b, c].every((t) => t?.fit?.state === 'settled' && t.state === 'running');
-    }, 30_000, 100);
+    await until(
+      async () => {
+        const [a, b, c] = [await transcode(lean.id), await transcode(custom.id), await transcode(ramp.id)];
+        if (c?.fit?.state === 'estimated' && c.rungs[0]) firstPlanKbps ??= c.rungs[0].targetBitrateKbps;
+        return [a, b, c].every((t) => t?.fit?.state === 'settled' && t.state === 'running');
+      },
+      30_000,
+      100,
+    );
     settledMsn = parseMediaPlaylist(await (await get(lean.id, 'source/index.m3u8')).text()).nextMsn;
     // Two whole segments of every rung encoded with the settled plan.
-    await until(async () => {
-      for (const r of ['source', '480p', '360p']) if ((await segments(lean.id, r)).filter((s) => !s.gap && s.msn >= settledMsn).length < 2) return false;
-      return true;
-    }, 20_000, 250);
+    await until(
+      async () => {
+        for (const r of ['source', '480p', '360p'])
+          if ((await segments(lean.id, r)).filter((s) => !s.gap && s.msn >= settledMsn).length < 2) return false;
+        return true;
+      },
+      20_000,
+      250,
+    );
   });
 
   afterAll(async () => {
@@ -85,13 +108,21 @@ describe('ABR ladder fitted to the source', () => {
     const src: number = t.fit.sourceVideoKbps;
     expect(src).toBeGreaterThan(600);
     expect(src).toBeLessThan(1100);
-    expect(t.rungs.map((r: { name: string; ladderBitrateKbps: number }) => `${r.name}@${r.ladderBitrateKbps}`)).toEqual(['480p@1400', '360p@800']);
+    expect(t.rungs.map((r: { name: string; ladderBitrateKbps: number }) => `${r.name}@${r.ladderBitrateKbps}`)).toEqual([
+      '480p@1400',
+      '360p@800',
+    ]);
     // src x (480/720)^1.5 and src x (360/720)^1.5, from the first seconds: the settled bitrate re-plans
     // only if it moves a rung by more than 20 %.
     const caps = { '480p': src * (480 / 720) ** 1.5, '360p': src * (360 / 720) ** 1.5 };
     for (const r of t.rungs as Array<{ name: '480p' | '360p'; targetBitrateKbps: number }>) {
-      expect(r.targetBitrateKbps / caps[r.name], `${r.name}: ${r.targetBitrateKbps} kb/s for a cap of ${caps[r.name]}`).toBeGreaterThanOrEqual(0.8);
-      expect(r.targetBitrateKbps / caps[r.name], `${r.name}: ${r.targetBitrateKbps} kb/s for a cap of ${caps[r.name]}`).toBeLessThanOrEqual(1.2);
+      expect(
+        r.targetBitrateKbps / caps[r.name],
+        `${r.name}: ${r.targetBitrateKbps} kb/s for a cap of ${caps[r.name]}`,
+      ).toBeGreaterThanOrEqual(0.8);
+      expect(r.targetBitrateKbps / caps[r.name], `${r.name}: ${r.targetBitrateKbps} kb/s for a cap of ${caps[r.name]}`).toBeLessThanOrEqual(
+        1.2,
+      );
     }
   });
 
@@ -109,7 +140,7 @@ describe('ABR ladder fitted to the source', () => {
     expect(bw[2], `BANDWIDTH ${bw.join(' > ')}`).toBeLessThan(bw[1]);
   });
 
-  it('encodes every rung below the source\'s bitrate, as ffprobe measures the segments served', async () => {
+  it("encodes every rung below the source's bitrate, as ffprobe measures the segments served", async () => {
     const t = await transcode(lean.id);
     const measured: Record<string, number> = {};
     for (const rung of ['source', '480p', '360p']) {
@@ -126,7 +157,7 @@ describe('ABR ladder fitted to the source', () => {
     }
   });
 
-  it('re-plans once when the bitrate settles away from the first seconds\' (one FFmpeg restart, the rung goes on)', async () => {
+  it("re-plans once when the bitrate settles away from the first seconds' (one FFmpeg restart, the rung goes on)", async () => {
     const t = await transcode(ramp.id);
     expect(t.fit).toMatchObject({ state: 'settled', custom: false, omittedRungs: [] });
     expect(t.rungs).toMatchObject([{ name: '360p', ladderBitrateKbps: 800, state: 'running' }]);
@@ -146,7 +177,7 @@ describe('ABR ladder fitted to the source', () => {
     expect(pl.filter((s) => s.gap).length, pl.map((s) => `${s.msn}${s.gap ? 'gap' : ''}`).join(' ')).toBeLessThanOrEqual(1);
   });
 
-  it('keeps a custom ladder\'s bitrate above the source, with a warning in the status', async () => {
+  it("keeps a custom ladder's bitrate above the source, with a warning in the status", async () => {
     const t = await transcode(custom.id);
     expect(t.fit).toMatchObject({ state: 'settled', custom: true, omittedRungs: [] });
     expect(t.rungs).toMatchObject([{ name: '240p', targetBitrateKbps: 600, ladderBitrateKbps: 600, state: 'running' }]);

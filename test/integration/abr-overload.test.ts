@@ -23,7 +23,12 @@ describe('ABR ladder under CPU starvation', () => {
     const wrapper = join(dir, 'ffmpeg-one-core');
     writeFileSync(wrapper, '#!/bin/sh\nexec nice -n 19 taskset -c 0 ffmpeg "$@"\n');
     chmodSync(wrapper, 0o755);
-    srv = await startTestServer({ FFMPEG_PATH: wrapper, TRANSCODE_X264_PRESET: 'placebo', TRANSCODE_SLOW_SECONDS: '2', RECONNECT_GRACE_MS: '4000' });
+    srv = await startTestServer({
+      FFMPEG_PATH: wrapper,
+      TRANSCODE_X264_PRESET: 'placebo',
+      TRANSCODE_SLOW_SECONDS: '2',
+      RECONNECT_GRACE_MS: '4000',
+    });
     stream = (await srv.api('POST', '/api/v1/streams', { name: 'starved' })).json;
     publisher = ffmpegPublish(srv.rtmpUrl(stream.streamKey), { size: '1280x720', fps: 30, gop: 60 });
   });
@@ -35,10 +40,14 @@ describe('ABR ladder under CPU starvation', () => {
   });
 
   it('drops the most expensive rung, says so in status and metrics, and keeps its playlist answering', async () => {
-    const t = await until(async () => {
-      const s = (await live())?.transcode;
-      return s && s.droppedRungs.length > 0 && s;
-    }, 40_000, 250);
+    const t = await until(
+      async () => {
+        const s = (await live())?.transcode;
+        return s && s.droppedRungs.length > 0 && s;
+      },
+      40_000,
+      250,
+    );
     // 480p costs more than 360p: it goes first.
     expect(t.droppedRungs[0]).toBe('480p');
     expect(t.rungs.find((r: { name: string }) => r.name === '480p').state).toBe('dropped');
@@ -55,7 +64,10 @@ describe('ABR ladder under CPU starvation', () => {
     await res.text();
     // The source's playlist keeps growing in real time: the transcoder never held it back.
     const a = parseMediaPlaylist(await (await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`)).text()).nextMsn;
-    await until(async () => parseMediaPlaylist(await (await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`)).text()).nextMsn >= a + 2, 8000);
+    await until(
+      async () => parseMediaPlaylist(await (await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`)).text()).nextMsn >= a + 2,
+      8000,
+    );
   });
 });
 
@@ -78,10 +90,14 @@ describe('ABR ladder with an encoder that cannot start', () => {
     const created = await srv.api('POST', '/api/v1/streams', { name: 'no-gpu', ladder });
     expect(created.status).toBe(201);
     publisher = ffmpegPublish(srv.rtmpUrl(created.json.streamKey), { size: '1280x720', fps: 30, gop: 60 });
-    const t = await until(async () => {
-      const s = (await srv.api('GET', `/api/v1/streams/${created.json.id}/live`)).json?.transcode;
-      return s?.state === 'failed' && s;
-    }, 40_000, 250);
+    const t = await until(
+      async () => {
+        const s = (await srv.api('GET', `/api/v1/streams/${created.json.id}/live`)).json?.transcode;
+        return s?.state === 'failed' && s;
+      },
+      40_000,
+      250,
+    );
     expect(t.restarts).toBe(3);
     // FFmpeg's own words: no CUDA / no such encoder on this machine.
     expect(t.lastError).toMatch(/before ready|not ready/);

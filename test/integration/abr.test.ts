@@ -44,12 +44,34 @@ describe('ABR ladder: 720p source -> source + 480p + 360p', () => {
   };
 
   const firstVideoPts = async (file: string): Promise<number> => {
-    const { stdout } = await run('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=pts_time', '-read_intervals', '%+#1', '-of', 'csv=p=0', file]);
+    const { stdout } = await run('ffprobe', [
+      '-v',
+      'error',
+      '-select_streams',
+      'v',
+      '-show_entries',
+      'packet=pts_time',
+      '-read_intervals',
+      '%+#1',
+      '-of',
+      'csv=p=0',
+      file,
+    ]);
     return Number(stdout.trim().split('\n')[0]);
   };
 
   const audioPts = async (file: string): Promise<number[]> => {
-    const { stdout } = await run('ffprobe', ['-v', 'error', '-select_streams', 'a', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', file]);
+    const { stdout } = await run('ffprobe', [
+      '-v',
+      'error',
+      '-select_streams',
+      'a',
+      '-show_entries',
+      'packet=pts_time',
+      '-of',
+      'csv=p=0',
+      file,
+    ]);
     return stdout.trim().split('\n').filter(Boolean).map(Number);
   };
 
@@ -64,10 +86,14 @@ describe('ABR ladder: 720p source -> source + 480p + 360p', () => {
     publisher = ffmpegPublish(srv.rtmpUrl(stream.streamKey), { size: '1280x720', fps: 30, gop: 60, extraArgs: ['-b:v', '2500k'] });
     await until(async () => (await live())?.transcode?.state === 'running', 20_000);
     // Every rung has a few complete segments.
-    await until(async () => {
-      for (const r of ['source', '480p', '360p']) if ((await playlist(r)).segments.filter((s) => !s.gap).length < 3) return false;
-      return true;
-    }, 30_000, 250);
+    await until(
+      async () => {
+        for (const r of ['source', '480p', '360p']) if ((await playlist(r)).segments.filter((s) => !s.gap).length < 3) return false;
+        return true;
+      },
+      30_000,
+      250,
+    );
   });
 
   afterAll(async () => {
@@ -94,18 +120,43 @@ describe('ABR ladder: 720p source -> source + 480p + 360p', () => {
   });
 
   it('serves rungs whose resolution and bitrate ffprobe confirms', async () => {
-    const expected = { '480p': { w: 854, h: 480, kbps: 1400 }, '360p': { w: 640, h: 360, kbps: 800 }, source: { w: 1280, h: 720, kbps: 2500 } };
+    const expected = {
+      '480p': { w: 854, h: 480, kbps: 1400 },
+      '360p': { w: 640, h: 360, kbps: 800 },
+      source: { w: 1280, h: 720, kbps: 2500 },
+    };
     for (const [rung, want] of Object.entries(expected)) {
       const segs = (await playlist(rung)).segments.filter((s) => !s.gap).slice(-3);
       const { file } = await download(rung, segs);
-      const { stdout } = await run('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,codec_name,width,height', '-of', 'json', file]);
+      const { stdout } = await run('ffprobe', [
+        '-v',
+        'error',
+        '-show_entries',
+        'stream=codec_type,codec_name,width,height',
+        '-of',
+        'json',
+        file,
+      ]);
       const streams = JSON.parse(stdout).streams as Array<{ codec_type: string; codec_name: string; width?: number; height?: number }>;
       const video = streams.find((s) => s.codec_type === 'video')!;
       expect(video).toMatchObject({ codec_name: 'h264', width: want.w, height: want.h });
       expect(streams.find((s) => s.codec_type === 'audio')?.codec_name).toBe('aac');
       // Video bitrate from the video packets ffprobe reads, against the rung's target (±35%).
-      const pk = await run('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=size,pts_time', '-of', 'csv=p=0', file]);
-      const packets = pk.stdout.trim().split('\n').map((line) => line.split(',').map(Number));
+      const pk = await run('ffprobe', [
+        '-v',
+        'error',
+        '-select_streams',
+        'v',
+        '-show_entries',
+        'packet=size,pts_time',
+        '-of',
+        'csv=p=0',
+        file,
+      ]);
+      const packets = pk.stdout
+        .trim()
+        .split('\n')
+        .map((line) => line.split(',').map(Number));
       const bytes = packets.reduce((n, [, size]) => n + size, 0);
       const pts = packets.map(([t]) => t);
       const seconds = Math.max(...pts) - Math.min(...pts) + 1 / 30;
@@ -120,7 +171,9 @@ describe('ABR ladder: 720p source -> source + 480p + 360p', () => {
     const common = lists.source.segments
       .filter((s) => !s.gap)
       .map((s) => s.msn)
-      .filter((msn) => lists['480p'].segments.some((x) => x.msn === msn && !x.gap) && lists['360p'].segments.some((x) => x.msn === msn && !x.gap));
+      .filter(
+        (msn) => lists['480p'].segments.some((x) => x.msn === msn && !x.gap) && lists['360p'].segments.some((x) => x.msn === msn && !x.gap),
+      );
     expect(common.length).toBeGreaterThanOrEqual(3);
     for (const msn of common) {
       const pdts = Object.values(lists).map((l) => Date.parse(l.segments.find((s) => s.msn === msn)!.pdt!));
@@ -135,14 +188,19 @@ describe('ABR ladder: 720p source -> source + 480p + 360p', () => {
       pts.push(await firstVideoPts(file));
       audio[rung] = await audioPts(file);
     }
-    expect((Math.max(...pts) - Math.min(...pts)) * 1000, `first pts of segment ${msn}: ${pts.join(', ')}`).toBeLessThanOrEqual(FRAME_MS + 1);
+    expect((Math.max(...pts) - Math.min(...pts)) * 1000, `first pts of segment ${msn}: ${pts.join(', ')}`).toBeLessThanOrEqual(
+      FRAME_MS + 1,
+    );
     // The rungs carry the source's own audio frames: the same timestamps, split at the same instant
     // (within two AAC frames: a source with B-frames cuts a reorder delay before its keyframe's pts).
     const src = new Set(audio.source.map((t) => t.toFixed(4)));
     expect(audio.source.length).toBeGreaterThan(60); // 2 s of AAC
     for (const rung of ['480p', '360p']) {
       const a = audio[rung];
-      expect(a.filter((t) => !src.has(t.toFixed(4))), `${rung} audio not in the source's`).toEqual([]);
+      expect(
+        a.filter((t) => !src.has(t.toFixed(4))),
+        `${rung} audio not in the source's`,
+      ).toEqual([]);
       expect(Math.abs(a[0] - audio.source[0]) * 1000, `${rung} first audio of segment ${msn}`).toBeLessThanOrEqual(50);
       expect(Math.abs(a.length - audio.source.length), `${rung} audio frames in segment ${msn}`).toBeLessThanOrEqual(2);
     }
@@ -203,7 +261,8 @@ describe('ABR ladder: 720p source -> source + 480p + 360p', () => {
     const src = await playlist('source');
     const rung = await playlist('480p');
     const newest = rung.segments.filter((s) => !s.gap).slice(-2);
-    for (const s of newest) expect(Math.abs(Date.parse(s.pdt!) - Date.parse(src.segments.find((x) => x.msn === s.msn)!.pdt!))).toBeLessThanOrEqual(FRAME_MS);
+    for (const s of newest)
+      expect(Math.abs(Date.parse(s.pdt!) - Date.parse(src.segments.find((x) => x.msn === s.msn)!.pdt!))).toBeLessThanOrEqual(FRAME_MS);
     const metrics = await (await fetch(`${srv.base}/metrics`)).text();
     expect(metrics).toMatch(/livepack_transcode_crashes_total 1/);
   });

@@ -34,16 +34,32 @@ const BAD_LADDERS: Array<[string, unknown, string]> = [
   ['a rung that is not an object', [rung(720, 2800), 480], 'ladder[1]: must be an object'],
   ['an odd height', [rung(721, 2800)], 'ladder[0].height: must be an even integer between 144 and 4320'],
   ['height 100', [rung(720, 2800), rung(100, 300)], 'ladder[1].height: must be an even integer between 144 and 4320'],
-  ['height as a string', [rung(720, 2800), { height: '480', videoBitrateKbps: 1400 }], 'ladder[1].height: must be an even integer between 144 and 4320'],
+  [
+    'height as a string',
+    [rung(720, 2800), { height: '480', videoBitrateKbps: 1400 }],
+    'ladder[1].height: must be an even integer between 144 and 4320',
+  ],
   ['bitrate 50', [rung(720, 50)], 'ladder[0].videoBitrateKbps: must be an integer between 100 and 50000'],
   ['a fractional bitrate', [rung(720, 2800.5)], 'ladder[0].videoBitrateKbps: must be an integer between 100 and 50000'],
   ['frame rate 0', [rung(720, 2800, { maxFrameRate: 0 })], 'ladder[0].maxFrameRate: must be a number between 1 and 120'],
-  ['encoder x265', [rung(720, 2800), rung(480, 1400, { encoder: 'x265' })], 'ladder[1].encoder: must be one of libx264, h264_nvenc, h264_qsv, h264_vaapi'],
+  [
+    'encoder x265',
+    [rung(720, 2800), rung(480, 1400, { encoder: 'x265' })],
+    'ladder[1].encoder: must be one of libx264, h264_nvenc, h264_qsv, h264_vaapi',
+  ],
   ['duplicate names', [rung(720, 2800, { name: 'hd' }), rung(480, 1400, { name: 'hd' })], 'ladder[1].name: "hd" is used by another rung'],
-  ['duplicate heights', [rung(720, 2800, { name: 'a' }), rung(720, 1400, { name: 'b' })], 'ladder[1].height: another rung already has height 720'],
+  [
+    'duplicate heights',
+    [rung(720, 2800, { name: 'a' }), rung(720, 1400, { name: 'b' })],
+    'ladder[1].height: another rung already has height 720',
+  ],
   ['an unknown field', [rung(720, 2800, { bitrate: 2800 })], 'ladder[0].bitrate: unknown field'],
   ['name "source"', [rung(720, 2800, { name: 'source' })], 'ladder[0].name: "source" is the name of the untouched top rung'],
-  ['an upper-case name', [rung(720, 2800, { name: 'HD' })], 'ladder[0].name: must be 1-32 characters of a-z, 0-9, "-" or "_", starting with a letter or digit'],
+  [
+    'an upper-case name',
+    [rung(720, 2800, { name: 'HD' })],
+    'ladder[0].name: must be 1-32 characters of a-z, 0-9, "-" or "_", starting with a letter or digit',
+  ],
 ];
 
 const backends = [
@@ -187,7 +203,11 @@ describe.each(backends)('stream profile and ladder over the API on $name', ({ pg
       expect(res.json.error.message).toContain(word);
     }
     for (const init of [{}, { headers: { 'content-type': 'application/json' }, body: 'null' }]) {
-      const res = await fetch(`${srv.base}/api/v1/streams/${s.id}`, { method: 'PATCH', ...init, headers: { ...init.headers, authorization: `Bearer ${srv.apiToken}` } });
+      const res = await fetch(`${srv.base}/api/v1/streams/${s.id}`, {
+        method: 'PATCH',
+        ...init,
+        headers: { ...init.headers, authorization: `Bearer ${srv.apiToken}` },
+      });
       expect(res.status, JSON.stringify(init)).toBe(400);
       expect((await res.json()).error.code).toBe('E_VALIDATION');
     }

@@ -140,7 +140,13 @@ describe.each(backends)('control API on $name', ({ name, env }) => {
     const health = await (await fetch(`${srv.base}/healthz`)).json();
     expect(health).toMatchObject({ status: 'ok', catalog: name === 'PostgreSQL' ? 'postgres' : 'pglite' });
     const metrics = await (await fetch(`${srv.base}/metrics`)).text();
-    for (const m of ['livepack_live_streams', 'livepack_hls_parts_total', 'livepack_ingest_auth_failures_total', 'livepack_ingest_bad_input_total', 'livepack_hls_blocking_requests_held']) {
+    for (const m of [
+      'livepack_live_streams',
+      'livepack_hls_parts_total',
+      'livepack_ingest_auth_failures_total',
+      'livepack_ingest_bad_input_total',
+      'livepack_hls_blocking_requests_held',
+    ]) {
       expect(metrics).toContain(m);
     }
     const spec = await (await fetch(`${srv.base}/docs/json`)).json();

@@ -22,17 +22,79 @@ function videoSuite(makeBackend: () => Backend): void {
   });
 
   it('creates, reads, updates and deletes a video; segments and views go with it', async () => {
-    const v = await catalog.videos.create({ type: 'vod', source: 'upload', title: 'Trailer', status: 'uploading', upload: { filename: 't.mp4', size: 1234 } });
-    expect(v).toMatchObject({ type: 'vod', source: 'upload', title: 'Trailer', description: '', visibility: 'public', status: 'uploading', progress: 0, duration: null, renditions: [], thumbnail: false, upload: { filename: 't.mp4', size: 1234 } });
+    const v = await catalog.videos.create({
+      type: 'vod',
+      source: 'upload',
+      title: 'Trailer',
+      status: 'uploading',
+      upload: { filename: 't.mp4', size: 1234 },
+    });
+    expect(v).toMatchObject({
+      type: 'vod',
+      source: 'upload',
+      title: 'Trailer',
+      description: '',
+      visibility: 'public',
+      status: 'uploading',
+      progress: 0,
+      duration: null,
+      renditions: [],
+      thumbnail: false,
+      upload: { filename: 't.mp4', size: 1234 },
+    });
     expect(await catalog.videos.get(v.id)).toEqual(v);
     const renditions = [{ name: 'source', codecs: 'avc1.64001f,mp4a.40.2', bandwidth: 1_000_000, width: 1280, height: 720, frameRate: 30 }];
-    const u = await catalog.videos.update(v.id, { status: 'ready', progress: 250, duration: 12.5, renditions, thumbnail: true, endedAt: new Date(1_700_000_000_000) });
-    expect(u).toMatchObject({ status: 'ready', progress: 100, duration: 12.5, renditions, thumbnail: true, endedAt: new Date(1_700_000_000_000) });
+    const u = await catalog.videos.update(v.id, {
+      status: 'ready',
+      progress: 250,
+      duration: 12.5,
+      renditions,
+      thumbnail: true,
+      endedAt: new Date(1_700_000_000_000),
+    });
+    expect(u).toMatchObject({
+      status: 'ready',
+      progress: 100,
+      duration: 12.5,
+      renditions,
+      thumbnail: true,
+      endedAt: new Date(1_700_000_000_000),
+    });
     expect(u!.updatedAt.getTime()).toBeGreaterThanOrEqual(v.updatedAt.getTime());
-    await catalog.videos.addSegment(v.id, { rendition: 'source', msn: 1, uri: 'a_1.m4s', initUri: 'a_init.mp4', duration: 2, discontinuity: false, gap: false, bytes: 100, programDateTime: new Date(1000) });
-    await catalog.videos.addSegment(v.id, { rendition: 'source', msn: 0, uri: 'a_0.m4s', initUri: 'a_init.mp4', duration: 2.002, discontinuity: true, gap: false, bytes: 90, programDateTime: null });
+    await catalog.videos.addSegment(v.id, {
+      rendition: 'source',
+      msn: 1,
+      uri: 'a_1.m4s',
+      initUri: 'a_init.mp4',
+      duration: 2,
+      discontinuity: false,
+      gap: false,
+      bytes: 100,
+      programDateTime: new Date(1000),
+    });
+    await catalog.videos.addSegment(v.id, {
+      rendition: 'source',
+      msn: 0,
+      uri: 'a_0.m4s',
+      initUri: 'a_init.mp4',
+      duration: 2.002,
+      discontinuity: true,
+      gap: false,
+      bytes: 90,
+      programDateTime: null,
+    });
     // The same segment again (a retried write) is ignored.
-    await catalog.videos.addSegment(v.id, { rendition: 'source', msn: 0, uri: 'other.m4s', initUri: 'x', duration: 9, discontinuity: false, gap: true, bytes: 1, programDateTime: null });
+    await catalog.videos.addSegment(v.id, {
+      rendition: 'source',
+      msn: 0,
+      uri: 'other.m4s',
+      initUri: 'x',
+      duration: 9,
+      discontinuity: false,
+      gap: true,
+      bytes: 1,
+      programDateTime: null,
+    });
     const segs = await catalog.videos.segments(v.id);
     expect(segs.map((s) => [s.msn, s.uri, s.duration, s.discontinuity])).toEqual([
       [0, 'a_0.m4s', 2.002, true],
@@ -49,7 +111,18 @@ function videoSuite(makeBackend: () => Backend): void {
   it('journals the segments of several videos and renditions in one call, keeping rows already there', async () => {
     const a = await catalog.videos.create({ type: 'live', source: 'recording', title: 'a', status: 'live', recording: true });
     const b = await catalog.videos.create({ type: 'live', source: 'recording', title: 'b', status: 'live', recording: true });
-    const seg = (rendition: string, msn: number, bytes: number) => ({ rendition, msn, uri: `${rendition}_${msn}.m4s`, initUri: `${rendition}_init.mp4`, duration: 2, discontinuity: false, gap: false, bytes, programDateTime: new Date(2000 * msn), independent: msn !== 7 });
+    const seg = (rendition: string, msn: number, bytes: number) => ({
+      rendition,
+      msn,
+      uri: `${rendition}_${msn}.m4s`,
+      initUri: `${rendition}_init.mp4`,
+      duration: 2,
+      discontinuity: false,
+      gap: false,
+      bytes,
+      programDateTime: new Date(2000 * msn),
+      independent: msn !== 7,
+    });
     await catalog.videos.addSegment(a.id, seg('source', 7, 1));
     await catalog.videos.addSegments([
       { videoId: a.id, segment: seg('source', 7, 999) }, // already there: kept as it was
@@ -58,7 +131,8 @@ function videoSuite(makeBackend: () => Backend): void {
       { videoId: a.id, segment: seg('source', 8, 4) },
     ]);
     await catalog.videos.addSegments([]);
-    const rows = (segs: Awaited<ReturnType<typeof catalog.videos.segments>>) => segs.map((s) => [s.rendition, s.msn, s.bytes, s.independent]);
+    const rows = (segs: Awaited<ReturnType<typeof catalog.videos.segments>>) =>
+      segs.map((s) => [s.rendition, s.msn, s.bytes, s.independent]);
     expect(rows(await catalog.videos.segments(a.id))).toEqual([
       ['480p', 7, 2, false],
       ['source', 7, 1, false],
@@ -70,14 +144,19 @@ function videoSuite(makeBackend: () => Backend): void {
   it('describes renditions one at a time without losing one described at the same moment', async () => {
     const v = await catalog.videos.create({ type: 'live', source: 'recording', title: 'run', status: 'live', recording: true });
     const r = (name: string, height: number) => ({ name, codecs: 'avc1.42c01e', bandwidth: 0, height });
-    await Promise.all([catalog.videos.putRendition(v.id, r('source', 720)), catalog.videos.putRendition(v.id, r('360p', 360)), catalog.videos.putRendition(v.id, r('180p', 180))]);
+    await Promise.all([
+      catalog.videos.putRendition(v.id, r('source', 720)),
+      catalog.videos.putRendition(v.id, r('360p', 360)),
+      catalog.videos.putRendition(v.id, r('180p', 180)),
+    ]);
     await catalog.videos.putRendition(v.id, r('360p', 362));
     const got = (await catalog.videos.get(v.id))!.renditions;
     expect(got.map((x) => `${x.name}:${x.height}`).sort()).toEqual(['180p:180', '360p:362', 'source:720']);
   });
 
   it('tells runs left open by a gone origin from runs another origin still heartbeats', async () => {
-    const mk = (nodeId: string | null) => catalog.videos.create({ type: 'live', source: 'recording', title: 'open run', status: 'live', recording: true, nodeId });
+    const mk = (nodeId: string | null) =>
+      catalog.videos.create({ type: 'live', source: 'recording', title: 'open run', status: 'live', recording: true, nodeId });
     const mine = await mk('node-a');
     const fresh = await mk('node-b');
     const stale = await mk('node-c');
@@ -97,8 +176,12 @@ function videoSuite(makeBackend: () => Backend): void {
   });
 
   it('refuses values the schema forbids', async () => {
-    await expect(catalog.videos.create({ type: 'vod', source: 'upload', title: '', status: 'queued' })).rejects.toMatchObject({ code: 'E_VALIDATION' });
-    await expect(catalog.videos.create({ type: 'vod', source: 'upload', title: 'x', status: 'nonsense' as never })).rejects.toMatchObject({ code: 'E_VALIDATION' });
+    await expect(catalog.videos.create({ type: 'vod', source: 'upload', title: '', status: 'queued' })).rejects.toMatchObject({
+      code: 'E_VALIDATION',
+    });
+    await expect(catalog.videos.create({ type: 'vod', source: 'upload', title: 'x', status: 'nonsense' as never })).rejects.toMatchObject({
+      code: 'E_VALIDATION',
+    });
   });
 
   it('lists newest first with filters and exact cursor pages', async () => {
@@ -138,11 +221,34 @@ function videoSuite(makeBackend: () => Backend): void {
   });
 
   it('full-text search ranks title above description, stems words and respects visibility', async () => {
-    const a = await catalog.videos.create({ type: 'vod', source: 'upload', title: 'Mountain biking downhill', description: 'fast descent', status: 'ready' });
-    const b = await catalog.videos.create({ type: 'vod', source: 'upload', title: 'Cooking show', description: 'we talk about mountain herbs', status: 'ready' });
-    const c = await catalog.videos.create({ type: 'vod', source: 'upload', title: 'Secret mountains', status: 'ready', visibility: 'private' });
+    const a = await catalog.videos.create({
+      type: 'vod',
+      source: 'upload',
+      title: 'Mountain biking downhill',
+      description: 'fast descent',
+      status: 'ready',
+    });
+    const b = await catalog.videos.create({
+      type: 'vod',
+      source: 'upload',
+      title: 'Cooking show',
+      description: 'we talk about mountain herbs',
+      status: 'ready',
+    });
+    const c = await catalog.videos.create({
+      type: 'vod',
+      source: 'upload',
+      title: 'Secret mountains',
+      status: 'ready',
+      visibility: 'private',
+    });
     const hits = await catalog.videos.search({ q: 'mountain', limit: 10 });
-    expect(hits.map((v) => v.id).slice(0, 3).sort()).toEqual([a.id, b.id, c.id].sort());
+    expect(
+      hits
+        .map((v) => v.id)
+        .slice(0, 3)
+        .sort(),
+    ).toEqual([a.id, b.id, c.id].sort());
     expect(hits.findIndex((v) => v.id === a.id)).toBeLessThan(hits.findIndex((v) => v.id === b.id));
     expect((await catalog.videos.search({ q: 'mountain', limit: 10, visibility: ['public'] })).map((v) => v.id)).not.toContain(c.id);
     expect((await catalog.videos.search({ q: 'bikes', limit: 10 })).map((v) => v.id)).toEqual([a.id]);
@@ -157,12 +263,27 @@ function videoSuite(makeBackend: () => Backend): void {
   it('keeps one viewing entry per viewer with its latest position and growing counters', async () => {
     const v = await catalog.videos.create({ type: 'vod', source: 'upload', title: 'watched', status: 'ready' });
     await catalog.videos.recordView(v.id, { viewerId: 'viewer-1111', position: 1, startupMs: 700, bitrateKbps: 800 }, new Date(10_000));
-    await catalog.videos.recordView(v.id, { viewerId: 'viewer-1111', position: 11, startupMs: 9999, rebuffers: 2, rebufferMs: 400 }, new Date(20_000));
+    await catalog.videos.recordView(
+      v.id,
+      { viewerId: 'viewer-1111', position: 11, startupMs: 9999, rebuffers: 2, rebufferMs: 400 },
+      new Date(20_000),
+    );
     await catalog.videos.recordView(v.id, { viewerId: 'viewer-2222', position: 5 }, new Date(15_000));
     const views = await catalog.videos.views(v.id, 10);
     expect(views.map((w) => w.viewerId)).toEqual(['viewer-1111', 'viewer-2222']);
-    expect(views[0]).toMatchObject({ position: 11, startupMs: 700, rebuffers: 2, rebufferMs: 400, bitrateKbps: 800, beacons: 2, startedAt: new Date(10_000), updatedAt: new Date(20_000) });
-    await expect(catalog.videos.recordView('missing-video-id', { viewerId: 'viewer-1111', position: 1 })).rejects.toMatchObject({ code: 'E_CONFLICT' });
+    expect(views[0]).toMatchObject({
+      position: 11,
+      startupMs: 700,
+      rebuffers: 2,
+      rebufferMs: 400,
+      bitrateKbps: 800,
+      beacons: 2,
+      startedAt: new Date(10_000),
+      updatedAt: new Date(20_000),
+    });
+    await expect(catalog.videos.recordView('missing-video-id', { viewerId: 'viewer-1111', position: 1 })).rejects.toMatchObject({
+      code: 'E_CONFLICT',
+    });
   });
 }
 

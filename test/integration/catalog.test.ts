@@ -20,7 +20,6 @@ async function expectCode(p: Promise<unknown>, code: string): Promise<AppError> 
   return err as AppError;
 }
 
-
 function catalogSuite(kind: 'pglite' | 'postgres', makeBackend: () => Backend): void {
   const backend = makeBackend();
   let catalog: Catalog;

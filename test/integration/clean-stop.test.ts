@@ -35,16 +35,22 @@ describe('clean stop and dropped publisher', () => {
     expect(await waitExit(pub, 30_000)).toBe(0);
     const stoppedAt = performance.now();
     for (const r of ['source', '180p']) {
-      const { text } = await until(async () => {
-        const p = await playlist(`/live/${stream.id}/${r}/index.m3u8`);
-        return p.text.includes('#EXT-X-ENDLIST') ? p : undefined;
-      }, 3000, 50);
+      const { text } = await until(
+        async () => {
+          const p = await playlist(`/live/${stream.id}/${r}/index.m3u8`);
+          return p.text.includes('#EXT-X-ENDLIST') ? p : undefined;
+        },
+        3000,
+        50,
+      );
       expect(text, r).not.toContain('#EXT-X-PRELOAD-HINT');
     }
     const endlistMs = performance.now() - stoppedAt;
     const video = await until(async () => (await videos(stream.id)).find((v) => v.status === 'ready'), 10_000, 50);
     const readyMs = performance.now() - stoppedAt;
-    console.log(`[clean stop] ENDLIST on every rendition ${endlistMs.toFixed(0)} ms, VOD ready ${readyMs.toFixed(0)} ms after the publisher exited`);
+    console.log(
+      `[clean stop] ENDLIST on every rendition ${endlistMs.toFixed(0)} ms, VOD ready ${readyMs.toFixed(0)} ms after the publisher exited`,
+    );
     // The target is 2 s; the bound leaves room for a loaded CI machine.
     expect(readyMs).toBeLessThan(5000);
     expect((await srv.api('GET', `/api/v1/streams/${stream.id}/live`)).json.error.code).toBe('E_STREAM_NOT_LIVE');
@@ -53,10 +59,14 @@ describe('clean stop and dropped publisher', () => {
     // A new publish is a new run and a new recording; the first VOD is untouched.
     const again = ffmpegPublish(srv.rtmpUrl(stream.streamKey), { seconds: 4 });
     expect(await waitExit(again, 30_000)).toBe(0);
-    const both = await until(async () => {
-      const list = await videos(stream.id);
-      return list.length === 2 && list.every((v) => v.status === 'ready') ? list : undefined;
-    }, 10_000, 100);
+    const both = await until(
+      async () => {
+        const list = await videos(stream.id);
+        return list.length === 2 && list.every((v) => v.status === 'ready') ? list : undefined;
+      },
+      10_000,
+      100,
+    );
     expect(new Set(both.map((v) => v.id)).size).toBe(2);
     const first = both.find((v) => v.id === video.id)!;
     expect(first.duration).toBe(video.duration);

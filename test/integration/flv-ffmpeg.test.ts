@@ -60,7 +60,10 @@ function parse(flv: Buffer): Parsed {
  * A source as the transcoder writes it to FFmpeg: from the first video keyframe on (StreamLadder
  * skips what comes before), through FlvWriter.
  */
-function source(clip: Buffer, retime?: (f: MediaFrame, i: number) => MediaFrame): { tracks: TrackSet; frames: MediaFrame[]; flv: Buffer; base: number } {
+function source(
+  clip: Buffer,
+  retime?: (f: MediaFrame, i: number) => MediaFrame,
+): { tracks: TrackSet; frames: MediaFrame[]; flv: Buffer; base: number } {
   const p = parse(clip);
   expect(p.tracks).toHaveLength(1);
   const tracks = p.tracks[0];
@@ -82,7 +85,10 @@ interface ProbeStream {
   nb_read_frames?: string;
 }
 
-function ffprobe(file: string, extra: string[] = ['-count_frames', '-show_streams']): { streams: ProbeStream[]; packets?: { pts: number; dts: number }[] } {
+function ffprobe(
+  file: string,
+  extra: string[] = ['-count_frames', '-show_streams'],
+): { streams: ProbeStream[]; packets?: { pts: number; dts: number }[] } {
   const r = spawnSync('ffprobe', ['-v', 'error', ...extra, '-of', 'json', file], { maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new Error(`ffprobe failed (${r.status}): ${r.stderr.toString()}`);
   return JSON.parse(r.stdout.toString());
@@ -128,7 +134,9 @@ interface LadderRun {
 /** Runs FFmpeg with the transcoder's arguments: FLV on stdin, progress on fd 3, one FLV per rung on fd 4... */
 function runLadder(args: string[], rungCount: number, input: Buffer): Promise<LadderRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn('ffmpeg', args, { stdio: ['pipe', 'ignore', 'pipe', ...Array.from({ length: 1 + rungCount }, () => 'pipe' as const)] });
+    const child = spawn('ffmpeg', args, {
+      stdio: ['pipe', 'ignore', 'pipe', ...Array.from({ length: 1 + rungCount }, () => 'pipe' as const)],
+    });
     const collected: Buffer[][] = Array.from({ length: child.stdio.length }, () => []);
     child.stdio.forEach((s, fd) => {
       if (fd >= 2) s?.on('data', (c: Buffer) => collected[fd].push(c));
@@ -194,7 +202,12 @@ describe('buildFfmpegArgs run by the real FFmpeg', () => {
     const video = clip.frames.filter((f) => f.track === 'video');
     const input = Buffer.concat([writer.header({ video: clip.tracks.video }), ...video.map((f) => writer.frame(f, 'h264'))]);
     const rung = DEFAULT_LADDER.find((r) => r.name === '360p')!;
-    const args = buildFfmpegArgs({ rungs: [{ ...rung, height: 240 }], source: { width: 640, height: 360, frameRate: 30 }, x264Preset: 'ultrafast', vaapiDevice: '' });
+    const args = buildFfmpegArgs({
+      rungs: [{ ...rung, height: 240 }],
+      source: { width: 640, height: 360, frameRate: 30 },
+      x264Preset: 'ultrafast',
+      vaapiDevice: '',
+    });
     const run = await runLadder(args, 1, input);
     expect(run.code, run.stderr).toBe(0);
     const got = parse(run.rungs[0]);
@@ -206,14 +219,24 @@ describe('buildFfmpegArgs run by the real FFmpeg', () => {
   it('a 60 fps source is reduced to 30 fps and keeps its keyframes', async () => {
     const src = source(ffmpegClip({ size: '640x360', rate: '60', seconds: 2, gop: 60, bframes: 0 }));
     const rung: LadderRung = { name: '240p', height: 240, videoBitrateKbps: 400, maxFrameRate: 30, encoder: 'libx264' };
-    const args = buildFfmpegArgs({ rungs: [rung], source: { width: 640, height: 360, frameRate: 60 }, x264Preset: 'ultrafast', vaapiDevice: '' });
+    const args = buildFfmpegArgs({
+      rungs: [rung],
+      source: { width: 640, height: 360, frameRate: 60 },
+      x264Preset: 'ultrafast',
+      vaapiDevice: '',
+    });
     expect(args.join(' ')).toContain("select='key+not(mod(n,2))'");
     const run = await runLadder(args, 1, src.flv);
     expect(run.code, run.stderr).toBe(0);
     const v = videoOf(parse(run.rungs[0]));
     expect(v.length).toBeGreaterThanOrEqual(59);
     expect(v.length).toBeLessThanOrEqual(61);
-    expect(keyTimes(v)).toEqual(keyTimes(src.frames.filter((f) => f.track === 'video'), src.base));
+    expect(keyTimes(v)).toEqual(
+      keyTimes(
+        src.frames.filter((f) => f.track === 'video'),
+        src.base,
+      ),
+    );
   });
 });
 
@@ -221,7 +244,13 @@ describe('buildFfmpegArgs run by the real FFmpeg', () => {
 // and a 59.94 fps source capped at 30 fps losing its keyframes (fixed by keeping every n-th frame and every
 // keyframe with their own timestamps).
 describe('buildFfmpegArgs run by the real FFmpeg: source timestamps and keyframes survive', () => {
-  const rung = (height: number): LadderRung => ({ name: `${height}p`, height, videoBitrateKbps: 300, maxFrameRate: 30, encoder: 'libx264' });
+  const rung = (height: number): LadderRung => ({
+    name: `${height}p`,
+    height,
+    videoBitrateKbps: 300,
+    maxFrameRate: 30,
+    encoder: 'libx264',
+  });
   let jittered: { want: number[]; got: number[] };
   let ntsc: { want: number[]; got: number[] };
 
@@ -238,14 +267,38 @@ describe('buildFfmpegArgs run by the real FFmpeg: source timestamps and keyframe
     // every second frame alone would miss every other keyframe.
     const b = source(ffmpegClip({ size: '320x180', rate: '60000/1001', seconds: 20, gop: 59, bframes: 0 }));
     const [ra, rb] = await Promise.all([
-      runLadder(buildFfmpegArgs({ rungs: [rung(240)], source: { width: 640, height: 360, frameRate: 30 }, x264Preset: 'ultrafast', vaapiDevice: '' }), 1, a.flv),
-      runLadder(buildFfmpegArgs({ rungs: [rung(144)], source: { width: 320, height: 180, frameRate: 59.94 }, x264Preset: 'ultrafast', vaapiDevice: '' }), 1, b.flv),
+      runLadder(
+        buildFfmpegArgs({
+          rungs: [rung(240)],
+          source: { width: 640, height: 360, frameRate: 30 },
+          x264Preset: 'ultrafast',
+          vaapiDevice: '',
+        }),
+        1,
+        a.flv,
+      ),
+      runLadder(
+        buildFfmpegArgs({
+          rungs: [rung(144)],
+          source: { width: 320, height: 180, frameRate: 59.94 },
+          x264Preset: 'ultrafast',
+          vaapiDevice: '',
+        }),
+        1,
+        b.flv,
+      ),
     ]);
     for (const r of [ra, rb]) if (r.code !== 0) throw new Error(`ffmpeg exited with ${r.code}: ${r.stderr}`);
     const aVideo = a.frames.filter((f) => f.track === 'video');
     jittered = { want: aVideo.map((f) => ms(f.dts - a.base)), got: videoOf(parse(ra.rungs[0])).map((f) => ms(f.dts)) };
     if (jittered.got.length !== aVideo.length) throw new Error(`${jittered.got.length} rung frames for ${aVideo.length}`);
-    ntsc = { want: keyTimes(b.frames.filter((f) => f.track === 'video'), b.base), got: keyTimes(videoOf(parse(rb.rungs[0]))) };
+    ntsc = {
+      want: keyTimes(
+        b.frames.filter((f) => f.track === 'video'),
+        b.base,
+      ),
+      got: keyTimes(videoOf(parse(rb.rungs[0]))),
+    };
     if (ntsc.want.length !== 21) throw new Error(`source keyframes ${ntsc.want.join()}`);
   });
 

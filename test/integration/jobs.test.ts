@@ -223,7 +223,10 @@ function queueSuite(kind: 'pglite' | 'postgres', backend: Backend): void {
     const video = await videos.create({ type: 'vod', source: 'upload', status: 'processing', title: 'fails' });
     await videos.update(video.id, { progress: 57 });
     const job = await jobs.enqueue({ id: `package-${video.id}`, kind: 'package-upload', videoId: video.id, maxAttempts: 2 });
-    const texts = { retrying: 'packaging failed; retrying (attempt 2 of 2)', failed: 'packaging failed after 2 attempts; see the server log' };
+    const texts = {
+      retrying: 'packaging failed; retrying (attempt 2 of 2)',
+      failed: 'packaging failed after 2 attempts; see the server log',
+    };
     await jobs.claim('w', LEASE);
     const first = await jobs.fail(job.id, 'w', '/abs/data/uploads/x is gone', { retry: true, video: texts });
     expect(first).toMatchObject({ state: 'queued', lastError: '/abs/data/uploads/x is gone' });
@@ -235,13 +238,17 @@ function queueSuite(kind: 'pglite' | 'postgres', backend: Backend): void {
     // Not the owner: neither row changes.
     expect(await jobs.fail(job.id, 'someone-else', 'x', { retry: true, video: texts })).toBeUndefined();
     expect((await videos.get(video.id))?.status).toBe('processing');
-    expect(await jobs.fail(job.id, 'w', 'ffmpeg: /abs/path', { retry: true, video: texts })).toMatchObject({ state: 'failed', attempts: 2 });
+    expect(await jobs.fail(job.id, 'w', 'ffmpeg: /abs/path', { retry: true, video: texts })).toMatchObject({
+      state: 'failed',
+      attempts: 2,
+    });
     expect(await videos.get(video.id)).toMatchObject({ status: 'failed', progress: 0, error: texts.failed });
   });
 
   it(`revives the ended job of a video still waiting for it, and finds videos with no job (${kind})`, async () => {
     await fresh();
-    const make = (status: 'queued' | 'processing' | 'ready' | 'failed', title: string) => videos.create({ type: 'vod', source: 'upload', status, title });
+    const make = (status: 'queued' | 'processing' | 'ready' | 'failed', title: string) =>
+      videos.create({ type: 'vod', source: 'upload', status, title });
     const stuckFailed = await make('processing', 'failed job, video processing');
     const stuckDone = await make('queued', 'done job, video queued');
     const fine = await make('ready', 'done job, video ready');

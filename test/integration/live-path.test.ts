@@ -74,7 +74,16 @@ describe('live path: RTMP -> LL-HLS', () => {
     expect(segRes.status).toBe(200);
     const file = join(tmp, 'probe.mp4');
     writeFileSync(file, Buffer.concat([Buffer.from(await init.arrayBuffer()), Buffer.from(await segRes.arrayBuffer())]));
-    const probe = await run('ffprobe', ['-v', 'error', '-count_frames', '-show_entries', 'stream=codec_name,width,height,nb_read_frames,sample_rate', '-of', 'json', file]);
+    const probe = await run('ffprobe', [
+      '-v',
+      'error',
+      '-count_frames',
+      '-show_entries',
+      'stream=codec_name,width,height,nb_read_frames,sample_rate',
+      '-of',
+      'json',
+      file,
+    ]);
     expect(probe.code).toBe(0);
     const streams = JSON.parse(probe.stdout).streams as Array<Record<string, string | number>>;
     const v = streams.find((s) => s.codec_name === 'h264')!;
@@ -99,7 +108,9 @@ describe('live path: RTMP -> LL-HLS', () => {
     expect(res.status).toBe(200);
     const next = parseMediaPlaylist(text);
     // The answer holds the part it asked for (or the next segment began with it).
-    const has = next.parts.some((p) => p.msn > last.msn || (p.msn === last.msn && next.parts.filter((q) => q.msn === last.msn).length > lastIndex + 1));
+    const has = next.parts.some(
+      (p) => p.msn > last.msn || (p.msn === last.msn && next.parts.filter((q) => q.msn === last.msn).length > lastIndex + 1),
+    );
     expect(has).toBe(true);
     expect(waited).toBeLessThan(2000);
   });
@@ -171,10 +182,14 @@ describe('live path: RTMP -> LL-HLS', () => {
     const gap = await media();
     expect(gap.res.status).toBe(200);
     publisher = ffmpegPublish(srv.rtmpUrl(stream.streamKey));
-    const after = await until(async () => {
-      const pl = parseMediaPlaylist((await media()).text);
-      return pl.segments.some((s) => s.discontinuity && s.msn >= before.nextMsn) ? pl : undefined;
-    }, 20_000, 300);
+    const after = await until(
+      async () => {
+        const pl = parseMediaPlaylist((await media()).text);
+        return pl.segments.some((s) => s.discontinuity && s.msn >= before.nextMsn) ? pl : undefined;
+      },
+      20_000,
+      300,
+    );
     const seam = after.segments.find((s) => s.discontinuity && s.msn >= before.nextMsn)!;
     // Media sequence numbers keep counting: no restart at 0.
     expect(seam.msn).toBeGreaterThanOrEqual(before.nextMsn);
@@ -191,10 +206,14 @@ describe('live path: RTMP -> LL-HLS', () => {
     try {
       const code = await waitExit(publisher!, 20_000);
       expect(code).not.toBe(0); // the first publisher was cut off
-      const live = await until(async () => {
-        const r = await srv.api('GET', `/api/v1/streams/${stream.id}/live`);
-        return r.status === 200 && r.json.state === 'live' && r.json.fps > 0 ? r.json : undefined;
-      }, 10_000, 200);
+      const live = await until(
+        async () => {
+          const r = await srv.api('GET', `/api/v1/streams/${stream.id}/live`);
+          return r.status === 200 && r.json.state === 'live' && r.json.fps > 0 ? r.json : undefined;
+        },
+        10_000,
+        200,
+      );
       expect(live.sessions).toBeGreaterThanOrEqual(3);
     } finally {
       publisher = second;
@@ -204,10 +223,14 @@ describe('live path: RTMP -> LL-HLS', () => {
   it('ends the playlist with EXT-X-ENDLIST when no publisher returns within the grace period', async () => {
     await kill(publisher);
     publisher = undefined;
-    const ended = await until(async () => {
-      const { text } = await media();
-      return text.includes('#EXT-X-ENDLIST') ? text : undefined;
-    }, 15_000, 250);
+    const ended = await until(
+      async () => {
+        const { text } = await media();
+        return text.includes('#EXT-X-ENDLIST') ? text : undefined;
+      },
+      15_000,
+      250,
+    );
     expect(ended).not.toContain('#EXT-X-PRELOAD-HINT');
     expect(ended).not.toContain('#EXT-X-SERVER-CONTROL');
   });
@@ -255,12 +278,20 @@ describe('server shutdown', () => {
     const pub = ffmpegPublish(srv.rtmpUrl(s.streamKey));
     try {
       const url = `${srv.base}/live/${s.id}/source/index.m3u8`;
-      const pl = await until(async () => {
-        const res = await fetch(url);
-        return res.status === 200 ? parseMediaPlaylist(await res.text()) : undefined;
-      }, 20_000, 200);
+      const pl = await until(
+        async () => {
+          const res = await fetch(url);
+          return res.status === 200 ? parseMediaPlaylist(await res.text()) : undefined;
+        },
+        20_000,
+        200,
+      );
       const held = fetch(`${url}?_HLS_msn=${pl.nextMsn + 1}`).then(async (r) => ({ status: r.status, text: await r.text() }));
-      await until(async () => /^livepack_hls_blocking_requests_held [1-9]/m.test(await (await fetch(`${srv.base}/metrics`)).text()), 5000, 20);
+      await until(
+        async () => /^livepack_hls_blocking_requests_held [1-9]/m.test(await (await fetch(`${srv.base}/metrics`)).text()),
+        5000,
+        20,
+      );
       await srv.stop();
       const answer = await held;
       expect(answer.status).toBe(200);

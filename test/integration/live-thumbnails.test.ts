@@ -65,16 +65,24 @@ describe('live thumbnails', () => {
   });
 
   it('an ABR stream has a decodable JPEG of its lowest rung within 15 s, named in its listing', async () => {
-    const entry = await until(async () => {
-      const page = await (await fetch(`${srv.base}/api/v1/videos?streamId=${abr.id}&type=live`)).json();
-      return page.items[0]?.thumbnailUrl ? page.items[0] : undefined;
-    }, 15_000, 200);
+    const entry = await until(
+      async () => {
+        const page = await (await fetch(`${srv.base}/api/v1/videos?streamId=${abr.id}&type=live`)).json();
+        return page.items[0]?.thumbnailUrl ? page.items[0] : undefined;
+      },
+      15_000,
+      200,
+    );
     expect(local(srv, entry.thumbnailUrl)).toBe(abr.url);
     // The first cut may come from the source, before the rung has a keyframe; the 180p one follows.
-    const got = await until(async () => {
-      const r = await fetchImage(abr.url);
-      return r.res.status === 200 && (await probeImage(r.bytes)).height === 180 ? r : undefined;
-    }, Math.max(1000, 15_000 - (Date.now() - publishedAt)), 300);
+    const got = await until(
+      async () => {
+        const r = await fetchImage(abr.url);
+        return r.res.status === 200 && (await probeImage(r.bytes)).height === 180 ? r : undefined;
+      },
+      Math.max(1000, 15_000 - (Date.now() - publishedAt)),
+      300,
+    );
     console.log(`[thumbnails] a 180p thumbnail ${Date.now() - publishedAt} ms after the publisher started; ${got.bytes.byteLength} bytes`);
     expect(await probeImage(got.bytes)).toEqual({ codec: 'mjpeg', width: 320, height: 180 });
     expect(got.res.headers.get('content-type')).toBe('image/jpeg');
@@ -87,10 +95,14 @@ describe('live thumbnails', () => {
 
   it('gets a new image after a refresh', async () => {
     expect(first, 'the previous test').toBeDefined();
-    const next = await until(async () => {
-      const r = await fetchImage(abr.url);
-      return r.res.status === 200 && r.res.headers.get('etag') !== first.etag ? r : undefined;
-    }, 4 * INTERVAL_MS, 200);
+    const next = await until(
+      async () => {
+        const r = await fetchImage(abr.url);
+        return r.res.status === 200 && r.res.headers.get('etag') !== first.etag ? r : undefined;
+      },
+      4 * INTERVAL_MS,
+      200,
+    );
     // testsrc2 moves and shows a clock: another keyframe is another picture.
     expect(next.bytes.equals(first.bytes)).toBe(false);
     expect(await probeImage(next.bytes)).toEqual({ codec: 'mjpeg', width: 320, height: 180 });
@@ -101,14 +113,22 @@ describe('live thumbnails', () => {
     const { json: t } = await srv.api('POST', `/api/v1/videos/${live.id}/playback-token`, { ttlSeconds: 600 });
     withToken = local(srv, t.playback.hls.replace('master.m3u8', 'thumbnail.jpg'));
     expect(withToken).toBe(`${srv.base}/t/${t.token}/live/${hidden.id}/thumbnail.jpg`);
-    const opened = await until(async () => {
-      const r = await fetchImage(withToken);
-      return r.res.status === 200 ? r : undefined;
-    }, 10_000, 200);
+    const opened = await until(
+      async () => {
+        const r = await fetchImage(withToken);
+        return r.res.status === 200 ? r : undefined;
+      },
+      10_000,
+      200,
+    );
     expect(await probeImage(opened.bytes)).toEqual({ codec: 'mjpeg', width: 640, height: 360 });
     // Never cached past the token's life.
     expect(opened.res.headers.get('cache-control')).toBe('public, max-age=1');
-    for (const url of [hidden.url, hidden.url.replace('/live/', `/t/${t.token.slice(0, -2)}xx/live/`), hidden.url.replace('/live/', `/t/s.${abr.id}.9999999999.x/live/`)]) {
+    for (const url of [
+      hidden.url,
+      hidden.url.replace('/live/', `/t/${t.token.slice(0, -2)}xx/live/`),
+      hidden.url.replace('/live/', `/t/s.${abr.id}.9999999999.x/live/`),
+    ]) {
       const refused = await fetchImage(url);
       expect(refused.res.status, url).toBe(403);
       expect(refused.bytes.includes(Buffer.from([0xff, 0xd8, 0xff]))).toBe(false);
@@ -123,7 +143,22 @@ describe('live thumbnails', () => {
     const junk = { id: 'x', rendition: 'source', init: Buffer.from('not an mp4 at all'), media: Buffer.alloc(64) };
     await expect(cutWithFfmpeg('ffmpeg', junk, join(dir, 'junk'), 1 << 20, signal)).rejects.toThrow(/ffmpeg exited with [1-9]/);
     const clipFile = join(dir, 'clip.mp4');
-    const made = await run('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=10', '-frames:v', '3', '-c:v', 'libx264', '-movflags', 'frag_keyframe+empty_moov', '-y', clipFile]);
+    const made = await run('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=320x180:rate=10',
+      '-frames:v',
+      '3',
+      '-c:v',
+      'libx264',
+      '-movflags',
+      'frag_keyframe+empty_moov',
+      '-y',
+      clipFile,
+    ]);
     expect(made.code).toBe(0);
     const clip = { id: 'y', rendition: 'source', init: readFileSync(clipFile), media: Buffer.alloc(0) };
     expect((await probeImage(await cutWithFfmpeg('ffmpeg', clip, join(dir, 'ok'), 1 << 20, signal))).width).toBe(320);

@@ -147,7 +147,9 @@ describe('Supervisor: never started', () => {
     sup.start();
     await until(() => sup.state === 'failed', 'failed');
     expect(exits.map((e) => [e.kind, e.code, e.attempt])).toEqual([
-      ['never-started', 3, 1], ['never-started', 3, 2], ['never-started', 3, 3],
+      ['never-started', 3, 1],
+      ['never-started', 3, 2],
+      ['never-started', 3, 3],
     ]);
     expect(exits[2].stderrTail).toEqual(['boom']);
     expect(sup.startFailures).toBe(3);
@@ -213,7 +215,11 @@ describe('Supervisor: running', () => {
   });
 
   it('survives EPIPE when writing to a child that closed its stdin', async () => {
-    const { sup, handles, logger } = make({ command: '/bin/sh', args: () => ['-c', 'exec 0<&-; echo ready; exec sleep 1000'], onStart: readyOnStdout });
+    const { sup, handles, logger } = make({
+      command: '/bin/sh',
+      args: () => ['-c', 'exec 0<&-; echo ready; exec sleep 1000'],
+      onStart: readyOnStdout,
+    });
     sup.start();
     await until(() => sup.state === 'running', 'running');
     for (let i = 0; i < 20; i++) handles[0].stdin.write(Buffer.alloc(65536));
@@ -271,7 +277,11 @@ describe('Supervisor: stop', () => {
   });
 
   it('during backoff: no child is spawned any more', async () => {
-    const { sup, exits, handles } = make({ command: '/bin/sh', args: () => ['-c', 'exit 1'], backoff: { initialMs: 300, maxMs: 300, factor: 1 } });
+    const { sup, exits, handles } = make({
+      command: '/bin/sh',
+      args: () => ['-c', 'exit 1'],
+      backoff: { initialMs: 300, maxMs: 300, factor: 1 },
+    });
     sup.start();
     await until(() => sup.state === 'backoff', 'backoff');
     await sup.stop();
@@ -284,7 +294,11 @@ describe('Supervisor: stop', () => {
 
 describe('Supervisor: stderr', () => {
   it('logs stderr lines at debug with the child context', async () => {
-    const { sup, logger } = make({ command: '/bin/sh', args: () => ['-c', 'echo line1 >&2; echo line2 >&2; echo ready; exec sleep 1000'], onStart: readyOnStdout });
+    const { sup, logger } = make({
+      command: '/bin/sh',
+      args: () => ['-c', 'echo line1 >&2; echo line2 >&2; echo ready; exec sleep 1000'],
+      onStart: readyOnStdout,
+    });
     sup.start();
     await until(() => logger.entries.filter((e) => e.msg === 'stderr').length === 2, 'two stderr lines');
     const lines = logger.entries.filter((e) => e.msg === 'stderr');
@@ -296,7 +310,12 @@ describe('Supervisor: stderr', () => {
 
   it('rate-limits a flood, reports the count, keeps the last 20 lines and cuts long ones', async () => {
     const script = 'i=0; while [ $i -lt 500 ]; do echo l$i >&2; i=$((i+1)); done; printf "%3000s\\n" x >&2; echo ready; exec sleep 1000';
-    const { sup, logger } = make({ command: '/bin/sh', args: () => ['-c', script], onStart: readyOnStdout, stderr: { maxLinesPerSec: 10 } });
+    const { sup, logger } = make({
+      command: '/bin/sh',
+      args: () => ['-c', script],
+      onStart: readyOnStdout,
+      stderr: { maxLinesPerSec: 10 },
+    });
     sup.start();
     await until(() => logger.entries.some((e) => e.obj.suppressed !== undefined), 'suppressed count', 3000);
     const logged = logger.entries.filter((e) => e.msg === 'stderr');
@@ -317,7 +336,22 @@ describe('Supervisor with FFmpeg', () => {
     const blocks: number[] = [];
     const { sup, exits } = make({
       command: findFfmpeg(),
-      args: () => ['-hide_banner', '-nostats', '-re', '-f', 'lavfi', '-i', 'testsrc=size=64x64:rate=10', '-progress', 'pipe:3', '-stats_period', '0.1', '-f', 'null', '-'],
+      args: () => [
+        '-hide_banner',
+        '-nostats',
+        '-re',
+        '-f',
+        'lavfi',
+        '-i',
+        'testsrc=size=64x64:rate=10',
+        '-progress',
+        'pipe:3',
+        '-stats_period',
+        '0.1',
+        '-f',
+        'null',
+        '-',
+      ],
       extraFds: 1,
       readyTimeoutMs: 5000,
       onStart: (h) => {

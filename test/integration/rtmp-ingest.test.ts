@@ -6,7 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AppError, parseAudioSpecificConfig, parseAvcDecoderConfig, type Logger, type MediaFrame, type TrackSet } from '../../src/core/index.js';
+import {
+  AppError,
+  parseAudioSpecificConfig,
+  parseAvcDecoderConfig,
+  type Logger,
+  type MediaFrame,
+  type TrackSet,
+} from '../../src/core/index.js';
 import { DEFAULT_RTMP_LIMITS, RtmpServer } from '../../src/ingest/rtmp/index.js';
 import { StreamHub, type Reader, type StreamEvent } from '../../src/stream/index.js';
 
@@ -157,21 +164,38 @@ async function probe(tracks: TrackSet, list: MediaFrame[]): Promise<{ video: Rec
     for (const f of list) {
       const d = Buffer.from(f.data);
       if (f.track === 'video') {
-        for (let p = 0; p < d.length; ) {
+        for (let p = 0; p < d.length;) {
           const len = d.readUInt32BE(p);
           h264.push(start, d.subarray(p + 4, p + 4 + len));
           p += 4 + len;
         }
       } else {
         const len = d.length + 7;
-        const h = Buffer.from([0xff, 0xf1, ((asc.objectType - 1) << 6) | (freqIndex << 2) | (asc.channels >> 2), ((asc.channels & 3) << 6) | (len >> 11), (len >> 3) & 0xff, ((len & 7) << 5) | 0x1f, 0xfc]);
+        const h = Buffer.from([
+          0xff,
+          0xf1,
+          ((asc.objectType - 1) << 6) | (freqIndex << 2) | (asc.channels >> 2),
+          ((asc.channels & 3) << 6) | (len >> 11),
+          (len >> 3) & 0xff,
+          ((len & 7) << 5) | 0x1f,
+          0xfc,
+        ]);
         aac.push(h, d);
       }
     }
     writeFileSync(join(dir, 'v.h264'), Buffer.concat(h264));
     writeFileSync(join(dir, 'a.aac'), Buffer.concat(aac));
     const run = async (file: string) => {
-      const args = ['-v', 'error', '-count_frames', '-show_entries', 'stream=codec_name,width,height,sample_rate,nb_read_frames', '-of', 'json', join(dir, file)];
+      const args = [
+        '-v',
+        'error',
+        '-count_frames',
+        '-show_entries',
+        'stream=codec_name,width,height,sample_rate,nb_read_frames',
+        '-of',
+        'json',
+        join(dir, file),
+      ];
       const { stdout } = await promisify(execFile)(FFPROBE, args);
       return (JSON.parse(stdout) as { streams: Record<string, unknown>[] }).streams[0];
     };
@@ -299,7 +323,19 @@ describe('RTMPS', () => {
   it('FFmpeg publishes over TLS on its own port', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rtmps-'));
     try {
-      const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost'];
+      const args = [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+      ];
       await promisify(execFile)('openssl', [...args, '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')]);
       const withTls = new RtmpServer({
         host: '127.0.0.1',

@@ -123,7 +123,9 @@ function storageSuite(backend: Backend): () => ObjectStore {
   it('round-trips a buffer: get, getBuffer, head, with the content type and cache control kept', async () => {
     const key = `${ns()}/vod/asset/720p/seg-000001.m4s`;
     const data = randomBytes(1000);
-    expect(await store.put(key, data, { contentType: 'video/mp4', cacheControl: 'public, max-age=31536000, immutable' })).toEqual({ size: 1000 });
+    expect(await store.put(key, data, { contentType: 'video/mp4', cacheControl: 'public, max-age=31536000, immutable' })).toEqual({
+      size: 1000,
+    });
     expect(await store.getBuffer(key)).toEqual(data);
     expect(await store.head(key)).toEqual({ size: 1000, contentType: 'video/mp4', cacheControl: 'public, max-age=31536000, immutable' });
     const obj = await store.get(key);
@@ -142,7 +144,9 @@ function storageSuite(backend: Backend): () => ObjectStore {
   it('round-trips a stream of small chunks, and chunks given as strings', async () => {
     const key = `${ns()}/playlist.m3u8`;
     const lines = ['#EXTM3U\n', '#EXT-X-VERSION:7\n', '#EXT-X-ENDLIST\n'];
-    expect(await store.put(key, Readable.from(lines), { contentType: 'application/vnd.apple.mpegurl' })).toEqual({ size: lines.join('').length });
+    expect(await store.put(key, Readable.from(lines), { contentType: 'application/vnd.apple.mpegurl' })).toEqual({
+      size: lines.join('').length,
+    });
     expect((await store.getBuffer(key))!.toString()).toBe(lines.join(''));
     expect((await store.head(key))!.contentType).toBe('application/vnd.apple.mpegurl');
   });
@@ -240,7 +244,8 @@ function storageSuite(backend: Backend): () => ObjectStore {
     await Promise.all(many.map((k) => store.put(k, Buffer.from('seg'))));
     const before = backend.commands.length;
     expect(await store.list(`${p}/many/`)).toEqual(many);
-    if (store.kind === 's3') expect(backend.commands.slice(before).filter((c) => c === 'ListObjectsV2Command').length).toBe(Math.ceil(30 / PAGE_SIZE));
+    if (store.kind === 's3')
+      expect(backend.commands.slice(before).filter((c) => c === 'ListObjectsV2Command').length).toBe(Math.ceil(30 / PAGE_SIZE));
   });
 
   it('deletes one object; the rest stay', async () => {
@@ -260,7 +265,8 @@ function storageSuite(backend: Backend): () => ObjectStore {
     await Promise.all([...doomed, ...kept].map((k) => store.put(k, Buffer.from(k), { contentType: 'video/mp4' })));
     const before = backend.commands.length;
     expect(await store.deletePrefix(`${p}/vod/asset1/`)).toBe(doomed.length);
-    if (store.kind === 's3') expect(backend.commands.slice(before).filter((c) => c === 'DeleteObjectsCommand').length).toBe(Math.ceil(23 / PAGE_SIZE));
+    if (store.kind === 's3')
+      expect(backend.commands.slice(before).filter((c) => c === 'DeleteObjectsCommand').length).toBe(Math.ceil(23 / PAGE_SIZE));
     expect(await store.list(`${p}/`)).toEqual([...kept].sort());
     for (const k of kept) expect((await store.getBuffer(k))!.toString()).toBe(k);
     // A partial last segment matches like S3 does: "asset1" also takes asset10.
@@ -295,7 +301,11 @@ function storageSuite(backend: Backend): () => ObjectStore {
     const p = ns();
     const bodies = Array.from({ length: 24 }, (_, i) => randomBytes(1000 + i * 997));
     await Promise.all(
-      bodies.map((b, i) => store.put(`${p}/c/${i}`, i % 2 ? b : Readable.from([b.subarray(0, 500), b.subarray(500)]), { contentType: `application/x-test-${i}` })),
+      bodies.map((b, i) =>
+        store.put(`${p}/c/${i}`, i % 2 ? b : Readable.from([b.subarray(0, 500), b.subarray(500)]), {
+          contentType: `application/x-test-${i}`,
+        }),
+      ),
     );
     const got = await Promise.all(bodies.map((_, i) => store.getBuffer(`${p}/c/${i}`)));
     got.forEach((b, i) => expect(sha256(b!)).toBe(sha256(bodies[i])));
@@ -506,10 +516,16 @@ describe('storage on S3 (s3rver)', () => {
       expect((await current().getBuffer('from-create-storage'))!.toString()).toBe('ok');
       await store.close();
 
-      const err = await expectCode(createStorage({ dataDir: tmpdir(), s3: { ...s3, bucket: 'no-such-bucket' } }, silentLogger), 'E_CONFIG_INVALID');
+      const err = await expectCode(
+        createStorage({ dataDir: tmpdir(), s3: { ...s3, bucket: 'no-such-bucket' } }, silentLogger),
+        'E_CONFIG_INVALID',
+      );
       expect(err.message).toBe('storage: S3 bucket "no-such-bucket" does not exist');
     } finally {
-      for (const [k, v] of [['AWS_ACCESS_KEY_ID', saved.id], ['AWS_SECRET_ACCESS_KEY', saved.secret]] as const) {
+      for (const [k, v] of [
+        ['AWS_ACCESS_KEY_ID', saved.id],
+        ['AWS_SECRET_ACCESS_KEY', saved.secret],
+      ] as const) {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }
@@ -517,7 +533,13 @@ describe('storage on S3 (s3rver)', () => {
   });
 
   it('close is idempotent and later calls fail with E_CLOSED', async () => {
-    const store = new S3Storage({ bucket: BUCKET, region: 'us-east-1', endpoint: backend.endpoint(), forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+    const store = new S3Storage({
+      bucket: BUCKET,
+      region: 'us-east-1',
+      endpoint: backend.endpoint(),
+      forcePathStyle: true,
+      credentials: S3RVER_CREDENTIALS,
+    });
     await store.put('closing', Buffer.from('v'));
     await Promise.all([store.close(), store.close()]);
     await expectCode(store.head('closing'), 'E_CLOSED');

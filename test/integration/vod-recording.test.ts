@@ -16,18 +16,21 @@ import { S3RVER_BUCKET, S3RVER_CREDENTIALS, startS3rver } from '../helpers/s3rve
 
 const GRACE_MS = 500;
 
-
 /** The API's absolute URLs use PUBLIC_BASE_URL; the test server's port is known only after start. */
 function local(srv: TestServer, url: string): string {
   return url.replace(/^https?:\/\/[^/]+/, srv.base);
 }
 
 async function waitReady(srv: TestServer, streamId: string, timeoutMs: number): Promise<any> {
-  return until(async () => {
-    const { json } = await srv.api('GET', `/api/v1/videos?streamId=${streamId}&type=vod`);
-    const v = json.items[0];
-    return v?.status === 'ready' ? v : undefined;
-  }, timeoutMs, 50);
+  return until(
+    async () => {
+      const { json } = await srv.api('GET', `/api/v1/videos?streamId=${streamId}&type=vod`);
+      const v = json.items[0];
+      return v?.status === 'ready' ? v : undefined;
+    },
+    timeoutMs,
+    50,
+  );
 }
 
 /** Publish `seconds` of media, let it end, and measure from the end of the stream to the asset being ready. */
@@ -51,10 +54,13 @@ function storageSuite(label: string, env: () => Record<string, string>, seconds:
     let srv: TestServer;
     let rec: Awaited<ReturnType<typeof recordRun>>;
 
-    beforeAll(async () => {
-      srv = await startTestServer({ RECONNECT_GRACE_MS: String(GRACE_MS), ...env() });
-      rec = await recordRun(srv, `rec-${label}`, seconds);
-    }, (seconds + 60) * 1000);
+    beforeAll(
+      async () => {
+        srv = await startTestServer({ RECONNECT_GRACE_MS: String(GRACE_MS), ...env() });
+        rec = await recordRun(srv, `rec-${label}`, seconds);
+      },
+      (seconds + 60) * 1000,
+    );
     afterAll(async () => srv?.stop());
 
     it('the run becomes a ready VOD asset within 5 s of the end, with its duration, and ffprobe reads it', async () => {
@@ -191,7 +197,11 @@ describe('catalog and playback API over recordings', () => {
   });
 
   it('a private live stream needs a token for its playlists and parts, and its recording starts private', async () => {
-    const { json: stream } = await srv.api('POST', '/api/v1/streams', { name: 'secret show', profile: 'passthrough', visibility: 'private' });
+    const { json: stream } = await srv.api('POST', '/api/v1/streams', {
+      name: 'secret show',
+      profile: 'passthrough',
+      visibility: 'private',
+    });
     expect(stream.visibility).toBe('private');
     const pub = ffmpegPublish(srv.rtmpUrl(stream.streamKey), { seconds: 30 });
     try {
@@ -202,7 +212,10 @@ describe('catalog and playback API over recordings', () => {
       expect(t.playback.hls).toContain(`/live/${stream.id}/master.m3u8`);
       const master = await fetch(local(srv, t.playback.hls));
       expect(master.status).toBe(200);
-      const mediaUrl = new URL((await master.text()).split('\n').find((l) => l && !l.startsWith('#'))!, local(srv, t.playback.hls)).href;
+      const mediaUrl = new URL(
+        (await master.text()).split('\n').find((l) => l && !l.startsWith('#'))!,
+        local(srv, t.playback.hls),
+      ).href;
       const media = await (await fetch(mediaUrl)).text();
       const partUri = /#EXT-X-PART:[^\n]*URI="([^"]+)"/.exec(media)![1];
       expect((await fetch(new URL(partUri, mediaUrl))).status).toBe(200);
@@ -235,11 +248,15 @@ describe('catalog and playback API over recordings', () => {
     const none = await (await fetch(`${srv.base}/api/v1/search?q=${encodeURIComponent('volcano')}`)).json();
     expect(none.items).toEqual([]);
     const beacon = (body: unknown) =>
-      fetch(`${srv.base}/api/v1/videos/${id}/watch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      fetch(`${srv.base}/api/v1/videos/${id}/watch`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
     expect((await beacon({ viewerId: 'viewer-0001', position: 1.5, startupMs: 420, rebuffers: 0, bitrateKbps: 950 })).status).toBe(204);
     expect((await beacon({ viewerId: 'viewer-0001', position: 4.0, rebuffers: 1, rebufferMs: 300, bitrateKbps: 950 })).status).toBe(204);
     expect((await beacon({ viewerId: 'x', position: -1 })).status).toBe(400);
-    expect((await beacon({ viewerId: 'viewer-0002', position: 1 }).then((r) => r.status))).toBe(204);
+    expect(await beacon({ viewerId: 'viewer-0002', position: 1 }).then((r) => r.status)).toBe(204);
     const views = await srv.api('GET', `/api/v1/videos/${id}/views`);
     const v1 = views.json.items.find((v: any) => v.viewerId === 'viewer-0001');
     expect(v1).toMatchObject({ position: 4, startupMs: 420, rebuffers: 1, rebufferMs: 300, bitrateKbps: 950, beacons: 2 });

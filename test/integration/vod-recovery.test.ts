@@ -16,7 +16,6 @@ import { startTestServer, until, type TestServer } from '../helpers/server.js';
 const repoRoot = new URL('../..', import.meta.url).pathname;
 const TOKEN = 'recovery-token-0123456789abcdef';
 
-
 describe('recordings across reconnects and crashes', () => {
   const cleanups: Array<() => unknown> = [];
   afterAll(async () => {
@@ -64,10 +63,14 @@ describe('recordings across reconnects and crashes', () => {
     const pub = ffmpegPublish(srv.rtmpUrl(stream.streamKey), { seconds: 60 });
     cleanups.push(() => kill(pub));
     // Stop 1 s into a segment (2 s segments, keyframe every second): the segment in progress has media.
-    await until(async () => {
-      const text = await (await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`)).text();
-      return (text.match(/#EXTINF/g)?.length ?? 0) >= 3 && (text.match(/#EXT-X-PART:/g)?.length ?? 0) > 0;
-    }, 30_000, 100);
+    await until(
+      async () => {
+        const text = await (await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`)).text();
+        return (text.match(/#EXTINF/g)?.length ?? 0) >= 3 && (text.match(/#EXT-X-PART:/g)?.length ?? 0) > 0;
+      },
+      30_000,
+      100,
+    );
     const live = await (await fetch(`${srv.base}/live/${stream.id}/source/index.m3u8`)).text();
     const listed = [...live.matchAll(/#EXTINF:([\d.]+),/g)].reduce((a, m) => a + Number(m[1]), 0);
     await srv.stop();
@@ -98,10 +101,14 @@ describe('recordings across reconnects and crashes', () => {
     const pub = ffmpegPublish(`rtmp://127.0.0.1:${proc.rtmpPort}/live/${stream.streamKey}`, { seconds: 60 });
     cleanups.push(() => kill(pub));
     // Let it record a few segments, then read what the live playlist says is complete, and kill at once.
-    await until(async () => {
-      const text = await (await fetch(`${proc.base}/live/${stream.id}/source/index.m3u8`)).text();
-      return (text.match(/#EXTINF/g)?.length ?? 0) >= 4;
-    }, 30_000, 200);
+    await until(
+      async () => {
+        const text = await (await fetch(`${proc.base}/live/${stream.id}/source/index.m3u8`)).text();
+        return (text.match(/#EXTINF/g)?.length ?? 0) >= 4;
+      },
+      30_000,
+      200,
+    );
     const livePlaylist = await (await fetch(`${proc.base}/live/${stream.id}/source/index.m3u8`)).text();
     proc.child.kill('SIGKILL');
     await waitExit(proc.child, 10_000);
@@ -120,7 +127,9 @@ describe('recordings across reconnects and crashes', () => {
     }, 45_000).catch((err) => {
       throw new Error(`${err}; videos of the stream: ${JSON.stringify(seen)}`);
     });
-    console.log(`[vod crash] live playlist had ${completed.length} complete segments (${completedSeconds.toFixed(2)} s) at the kill; recovered asset ${video.duration} s`);
+    console.log(
+      `[vod crash] live playlist had ${completed.length} complete segments (${completedSeconds.toFixed(2)} s) at the kill; recovered asset ${video.duration} s`,
+    );
     expect(video.type).toBe('vod');
     // Every segment the live playlist listed as complete is in the asset, except perhaps the last one,
     // whose write may have been in flight at the kill; nothing beyond what was published.

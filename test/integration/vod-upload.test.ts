@@ -38,17 +38,39 @@ function noise(seed: string, length: number): Buffer {
 
 function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: 60_000, maxBuffer: 8 << 20 }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd} failed: ${stderr || err.message}`)) : resolve(stdout)));
+    execFile(cmd, args, { timeout: 60_000, maxBuffer: 8 << 20 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${cmd} failed: ${stderr || err.message}`)) : resolve(stdout),
+    );
   });
 }
 
 /** An H.264/AAC MP4 of test pattern and tone. */
 async function makeVideo(path: string, seconds: number, size: string, extra: string[] = []): Promise<Buffer> {
   await run(ffmpeg, [
-    '-hide_banner', '-loglevel', 'error', '-y',
-    '-f', 'lavfi', '-i', `testsrc=size=${size}:rate=30`,
-    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
-    '-t', String(seconds), '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', ...extra, path,
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-y',
+    '-f',
+    'lavfi',
+    '-i',
+    `testsrc=size=${size}:rate=30`,
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=frequency=440:sample_rate=48000',
+    '-t',
+    String(seconds),
+    '-c:v',
+    'libx264',
+    '-preset',
+    'ultrafast',
+    '-pix_fmt',
+    'yuv420p',
+    '-c:a',
+    'aac',
+    ...extra,
+    path,
   ]);
   return readFile(path);
 }
@@ -61,11 +83,31 @@ async function makeUnseekableWebm(path: string, seconds: number, size: string): 
       const child = spawn(
         ffmpeg,
         [
-          '-hide_banner', '-loglevel', 'error',
+          '-hide_banner',
+          '-loglevel',
+          'error',
           // The length comes from the sources: an output -t would be written into the header as its duration.
-          '-f', 'lavfi', '-i', `testsrc=size=${size}:rate=30:duration=${seconds}`,
-          '-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=48000:duration=${seconds}`,
-          '-c:v', 'libvpx', '-deadline', 'realtime', '-cpu-used', '8', '-b:v', '1M', '-c:a', 'libopus', '-f', 'webm', 'pipe:1',
+          '-f',
+          'lavfi',
+          '-i',
+          `testsrc=size=${size}:rate=30:duration=${seconds}`,
+          '-f',
+          'lavfi',
+          '-i',
+          `sine=frequency=440:sample_rate=48000:duration=${seconds}`,
+          '-c:v',
+          'libvpx',
+          '-deadline',
+          'realtime',
+          '-cpu-used',
+          '8',
+          '-b:v',
+          '1M',
+          '-c:a',
+          'libopus',
+          '-f',
+          'webm',
+          'pipe:1',
         ],
         { stdio: ['ignore', out.fd, 'ignore'] },
       );
@@ -116,13 +158,32 @@ interface Harness {
 async function startHarness(opts: { postgres?: boolean; workers?: number } = {}): Promise<Harness> {
   const dataDir = await mkdtemp(join(tmpdir(), 'livepack-upload-'));
   const schema = `upload_test_${randomBytes(6).toString('hex')}`;
-  const catalog = await openCatalog(opts.postgres ? { databaseUrl: PG_URL, schema, dataDir, logger: silentLogger } : { dataDir, logger: silentLogger });
+  const catalog = await openCatalog(
+    opts.postgres ? { databaseUrl: PG_URL, schema, dataDir, logger: silentLogger } : { dataDir, logger: silentLogger },
+  );
   const store = new FsStorage(join(dataDir, 'media'));
   const h = { catalog, store, dataDir } as Harness;
-  const uploads = new Uploads({ catalog, logger: silentLogger, dataDir, maxBytes: 64 * 1024 * 1024, jobAttempts: 3, onQueued: () => h.worker?.nudge() });
+  const uploads = new Uploads({
+    catalog,
+    logger: silentLogger,
+    dataDir,
+    maxBytes: 64 * 1024 * 1024,
+    jobAttempts: 3,
+    onQueued: () => h.worker?.nudge(),
+  });
   await uploads.start();
   const newWorker = (owner?: string) =>
-    new VodWorker({ catalog, store, uploads, ffmpegPath: ffmpeg, logger: silentLogger, workers: opts.workers ?? 2, leaseMs: 3000, pollMs: 200, owner });
+    new VodWorker({
+      catalog,
+      store,
+      uploads,
+      ffmpegPath: ffmpeg,
+      logger: silentLogger,
+      workers: opts.workers ?? 2,
+      leaseMs: 3000,
+      pollMs: 200,
+      owner,
+    });
   const app = Fastify({ logger: false });
   // As in api/app.ts: AppErrors become { error: { code, message } } with their status.
   app.setErrorHandler((err, _req, reply) => {
@@ -152,10 +213,19 @@ async function startHarness(opts: { postgres?: boolean; workers?: number } = {})
 }
 
 const auth = { authorization: `Bearer ${TOKEN}` };
-const tusHeaders = (offset: number) => ({ ...auth, 'tus-resumable': '1.0.0', 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' });
+const tusHeaders = (offset: number) => ({
+  ...auth,
+  'tus-resumable': '1.0.0',
+  'upload-offset': String(offset),
+  'content-type': 'application/offset+octet-stream',
+});
 
 async function initiate(h: Harness, body: Record<string, unknown>, headers: Record<string, string> = auth) {
-  const res = await fetch(`${h.base}/api/v1/videos/upload/initiate`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(`${h.base}/api/v1/videos/upload/initiate`, {
+    method: 'POST',
+    headers: { ...headers, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, json: await res.json() };
 }
 
@@ -179,7 +249,11 @@ async function uploadWhole(h: Harness, file: Buffer, filename: string, title = f
 }
 
 const settled = (h: Harness, id: string) =>
-  waitFor(`video ${id} to be ready or failed`, () => h.catalog.videos.get(id), (v) => v?.status === 'ready' || v?.status === 'failed') as Promise<VideoRecord>;
+  waitFor(
+    `video ${id} to be ready or failed`,
+    () => h.catalog.videos.get(id),
+    (v) => v?.status === 'ready' || v?.status === 'failed',
+  ) as Promise<VideoRecord>;
 
 async function probeDuration(path: string): Promise<number> {
   return Number((await run('ffprobe', ['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', path])).trim());
@@ -218,7 +292,14 @@ describe('VOD uploads (tus) to packaged video', () => {
     expect(res.status).toBe(201);
     expect(res.json.uploadUrl).toBe(`${h.base}/api/v1/uploads/${res.json.videoId}`);
     const v = await h.catalog.videos.get(res.json.videoId);
-    expect(v).toMatchObject({ type: 'vod', source: 'upload', status: 'uploading', title: 'Talk', visibility: 'unlisted', upload: { filename: 'talk.MOV', size: 1000 } });
+    expect(v).toMatchObject({
+      type: 'vod',
+      source: 'upload',
+      status: 'uploading',
+      title: 'Talk',
+      visibility: 'unlisted',
+      upload: { filename: 'talk.MOV', size: 1000 },
+    });
   });
 
   it('speaks tus: OPTIONS, HEAD, wrong offset (409), past the declared size (413), no token (401)', async () => {
@@ -233,11 +314,17 @@ describe('VOD uploads (tus) to packaged video', () => {
     expect(head.headers.get('upload-length')).toBe('1000');
     expect(head.headers.get('upload-offset')).toBe('0');
     expect((await fetch(url, { method: 'HEAD', headers: { 'tus-resumable': '1.0.0' } })).status).toBe(401);
-    expect((await fetch(`${h.base}/api/v1/uploads/nosuchupload`, { method: 'HEAD', headers: { ...auth, 'tus-resumable': '1.0.0' } })).status).toBe(404);
+    expect(
+      (await fetch(`${h.base}/api/v1/uploads/nosuchupload`, { method: 'HEAD', headers: { ...auth, 'tus-resumable': '1.0.0' } })).status,
+    ).toBe(404);
 
     expect((await patch(url, 0, Buffer.alloc(1500))).status).toBe(413);
     expect((await patch(url, 10, Buffer.alloc(10))).status).toBe(409);
-    const noToken = await fetch(url, { method: 'PATCH', headers: { 'tus-resumable': '1.0.0', 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, body: new Uint8Array(10) });
+    const noToken = await fetch(url, {
+      method: 'PATCH',
+      headers: { 'tus-resumable': '1.0.0', 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' },
+      body: new Uint8Array(10),
+    });
     expect(noToken.status).toBe(401);
     expect(await headOffset(url)).toBe(0);
     const first = await patch(url, 0, Buffer.alloc(600));
@@ -246,7 +333,10 @@ describe('VOD uploads (tus) to packaged video', () => {
     expect((await patch(url, 600, Buffer.alloc(500))).status).toBe(413);
     expect(await headOffset(url)).toBe(600);
     // No tus creation or termination here: uploads are created by initiate only.
-    expect((await fetch(`${h.base}/api/v1/uploads`, { method: 'POST', headers: { ...auth, 'tus-resumable': '1.0.0', 'upload-length': '10' } })).status).toBe(404);
+    expect(
+      (await fetch(`${h.base}/api/v1/uploads`, { method: 'POST', headers: { ...auth, 'tus-resumable': '1.0.0', 'upload-length': '10' } }))
+        .status,
+    ).toBe(404);
   });
 
   it('resumes an interrupted upload, packages it, and the master playlist plays for 30 s', async () => {
@@ -269,9 +359,19 @@ describe('VOD uploads (tus) to packaged video', () => {
       req.on('response', (res) => reject(new Error(`the interrupted PATCH got an answer: ${res.statusCode}`)));
       req.write(good30.subarray(third, third + half));
       // Cut the connection once the server has those bytes on disk.
-      waitFor('the first half of chunk 2 on disk', () => stat(onDisk).then((s) => s.size), (n) => n >= third + half, 10_000).then(() => req.destroy(), reject);
+      waitFor(
+        'the first half of chunk 2 on disk',
+        () => stat(onDisk).then((s) => s.size),
+        (n) => n >= third + half,
+        10_000,
+      ).then(() => req.destroy(), reject);
     });
-    const offset = await waitFor('the interrupted PATCH to end', () => headOffset(uploadUrl), (n) => n === third + half, 10_000);
+    const offset = await waitFor(
+      'the interrupted PATCH to end',
+      () => headOffset(uploadUrl),
+      (n) => n === third + half,
+      10_000,
+    );
     expect(offset).toBe(third + half);
     expect((await h.catalog.videos.get(videoId))?.status).toBe('uploading');
 
@@ -286,14 +386,18 @@ describe('VOD uploads (tus) to packaged video', () => {
     expect(v.error).toBeNull();
     expect(v).toMatchObject({ status: 'ready', progress: 100, thumbnail: true });
     expect(v.duration).toBeCloseTo(30, 0);
-    expect(v.renditions.map((r) => [r.name, r.width, r.height])).toEqual([['480p', 854, 480], ['360p', 640, 360]]);
+    expect(v.renditions.map((r) => [r.name, r.width, r.height])).toEqual([
+      ['480p', 854, 480],
+      ['360p', 640, 360],
+    ]);
     expect(v.renditions[0].codecs).toMatch(/^avc1\.64[0-9a-f]{4},mp4a\.40\.2$/);
 
     const master = join(h.store.root, 'videos', videoId, 'master.m3u8');
     const duration = await probeDuration(master);
     expect(Math.abs(duration - 30)).toBeLessThan(0.5);
     // Segments of every rung are cut at the same instants (forced keyframes), so ABR switches are seamless.
-    const extinf = async (rung: string) => (await readFile(join(h.store.root, 'videos', videoId, rung, 'index.m3u8'), 'utf8')).match(/#EXTINF:[\d.]+/g);
+    const extinf = async (rung: string) =>
+      (await readFile(join(h.store.root, 'videos', videoId, rung, 'index.m3u8'), 'utf8')).match(/#EXTINF:[\d.]+/g);
     expect(await extinf('360p')).toEqual(await extinf('480p'));
     expect((await stat(join(h.store.root, 'videos', videoId, 'poster.jpg'))).size).toBeGreaterThan(1000);
 
@@ -306,11 +410,29 @@ describe('VOD uploads (tus) to packaged video', () => {
   it('fails bad uploads with their reason while a good one next to them becomes ready', async () => {
     const good = await makeVideo(join(media, 'good8.mp4'), 8, '640x360');
     const trunc = await makeVideo(join(media, 'faststart.mp4'), 12, '640x360', ['-movflags', '+faststart']);
-    await run(ffmpeg, ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'sine=frequency=300', '-t', '3', '-c:a', 'aac', join(media, 'audio.mp4')]);
+    await run(ffmpeg, [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=300',
+      '-t',
+      '3',
+      '-c:a',
+      'aac',
+      join(media, 'audio.mp4'),
+    ]);
     const cases = [
       // Noise from a fixed seed: fresh random bytes now and then probe as a raw stream (h263, mp3), which is refused
       // with a different reason, so the test would not be about one thing.
-      { name: 'noise.mp4', bytes: noise('livepack-upload-noise', 200_000), error: /^not a media file: ffprobe: Invalid data found when processing input/ },
+      {
+        name: 'noise.mp4',
+        bytes: noise('livepack-upload-noise', 200_000),
+        error: /^not a media file: ffprobe: Invalid data found when processing input/,
+      },
       // moov at the end and the end missing: not readable at all.
       { name: 'cut.mp4', bytes: good30.subarray(0, Math.floor(good30.length / 2)), error: /^not a media file: .*moov atom not found/ },
       // moov first: readable, but half of the media it declares is missing.
@@ -335,22 +457,50 @@ describe('VOD uploads (tus) to packaged video', () => {
   it('refuses an upload that is an HLS playlist of local files, and packages nothing of them', async () => {
     // What it lists: any file FFmpeg can read (another video's media under DATA_DIR, a file of the host).
     const secret = join(media, 'secret.ts');
-    await run(ffmpeg, ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=30:duration=4', '-c:v', 'libx264', '-preset', 'ultrafast', '-f', 'mpegts', secret]);
-    const playlist = Buffer.from(['#EXTM3U', '#EXT-X-VERSION:3', '#EXT-X-TARGETDURATION:4', '#EXTINF:4.0,', secret, '#EXT-X-ENDLIST', ''].join('\n'));
+    await run(ffmpeg, [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=size=320x240:rate=30:duration=4',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-f',
+      'mpegts',
+      secret,
+    ]);
+    const playlist = Buffer.from(
+      ['#EXTM3U', '#EXT-X-VERSION:3', '#EXT-X-TARGETDURATION:4', '#EXTINF:4.0,', secret, '#EXT-X-ENDLIST', ''].join('\n'),
+    );
     const asMp4 = join(media, 'holiday.mp4');
     await writeFile(asMp4, playlist);
     // Unguarded, FFmpeg reads it by its content as a video: the file it names.
-    const unguarded = JSON.parse(await run('ffprobe', ['-v', 'error', '-show_entries', 'format=format_name:stream=codec_type', '-of', 'json', asMp4]));
+    const unguarded = JSON.parse(
+      await run('ffprobe', ['-v', 'error', '-show_entries', 'format=format_name:stream=codec_type', '-of', 'json', asMp4]),
+    );
     expect(unguarded).toMatchObject({ format: { format_name: 'hls' }, streams: [{ codec_type: 'video' }] });
 
     const id = await uploadWhole(h, playlist, 'holiday.mp4');
     const v = await settled(h, id);
-    expect(v).toMatchObject({ status: 'failed', error: 'not a media file: ffprobe: its format (hls) is not a video container this server accepts' });
+    expect(v).toMatchObject({
+      status: 'failed',
+      error: 'not a media file: ffprobe: its format (hls) is not a video container this server accepts',
+    });
     expect(await h.catalog.jobs.forVideo(id)).toMatchObject([{ state: 'failed', attempts: 1 }]);
     expect(await h.store.list(`videos/${id}/`)).toEqual([]);
 
     // FFmpeg itself is guarded too, should a file get past the probe.
-    const probe = { duration: 4, videoDuration: 4, video: { index: 0, codec: 'h264', width: 320, height: 240, frameRate: 30 }, audio: undefined };
+    const probe = {
+      duration: 4,
+      videoDuration: 4,
+      video: { index: 0, codec: 'h264', width: 320, height: 240, frameRate: 30 },
+      audio: undefined,
+    };
     const rungs = planFileRungs(probe.video);
     const ffmpegRun = runFfmpeg({
       ffmpegPath: ffmpeg,
@@ -361,7 +511,10 @@ describe('VOD uploads (tus) to packaged video', () => {
       stallTimeoutMs: 30_000,
       onPipes: (pipes) => pipes.forEach((p) => p.resume()),
     });
-    await expect(ffmpegRun).rejects.toMatchObject({ exitCode: 1, stderrTail: expect.arrayContaining([expect.stringMatching(/\[hls @ 0x[0-9a-f]+\] (\[error\] )?Format not on whitelist/)]) });
+    await expect(ffmpegRun).rejects.toMatchObject({
+      exitCode: 1,
+      stderrTail: expect.arrayContaining([expect.stringMatching(/\[hls @ 0x[0-9a-f]+\] (\[error\] )?Format not on whitelist/)]),
+    });
   });
 
   it('packages a WebM that does not say how long it is, with progress, and holds it to the longest duration', async () => {
@@ -370,7 +523,14 @@ describe('VOD uploads (tus) to packaged video', () => {
     expect(await probeFile(webm, ffmpeg)).toMatchObject({ duration: 0, videoDuration: 0, video: { codec: 'vp8' } });
 
     const fractions: number[] = [];
-    const packaged = await packageFile({ input: webm, videoId: 'webm-no-duration', store: h.store, ffmpegPath: ffmpeg, logger: silentLogger, onProgress: (f) => fractions.push(f) });
+    const packaged = await packageFile({
+      input: webm,
+      videoId: 'webm-no-duration',
+      store: h.store,
+      ffmpegPath: ffmpeg,
+      logger: silentLogger,
+      onProgress: (f) => fractions.push(f),
+    });
     expect(Math.abs(packaged.duration - 20)).toBeLessThan(0.5);
     expect(Math.abs((await probeDuration(join(h.store.root, 'videos', 'webm-no-duration', 'master.m3u8'))) - 20)).toBeLessThan(0.5);
     // Progress by the share of the file read: some, rising, never claiming the end before it is reached.
@@ -379,7 +539,14 @@ describe('VOD uploads (tus) to packaged video', () => {
     for (const f of fractions) expect(f > 0 && f <= 0.99, String(f)).toBe(true);
 
     // The longest duration holds on the time decoded, as the file declares none.
-    const tooLong = packageFile({ input: webm, videoId: 'webm-too-long', store: h.store, ffmpegPath: ffmpeg, logger: silentLogger, maxDurationSeconds: 5 });
+    const tooLong = packageFile({
+      input: webm,
+      videoId: 'webm-too-long',
+      store: h.store,
+      ffmpegPath: ffmpeg,
+      logger: silentLogger,
+      maxDurationSeconds: 5,
+    });
     await expect(tooLong).rejects.toThrow(BadMediaError);
     await expect(tooLong).rejects.toThrow('the video lasts longer than the limit of 5 s');
     await h.store.deletePrefix('videos/webm-no-duration/');
@@ -389,10 +556,27 @@ describe('VOD uploads (tus) to packaged video', () => {
   it('packages a clip whose audio runs on after the picture ends (not "truncated")', async () => {
     const path = join(media, 'long-audio.mp4');
     await run(ffmpeg, [
-      '-hide_banner', '-loglevel', 'error', '-y',
-      '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30:duration=4',
-      '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=12',
-      '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', path,
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=size=640x360:rate=30:duration=4',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=440:sample_rate=48000:duration=12',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-pix_fmt',
+      'yuv420p',
+      '-c:a',
+      'aac',
+      path,
     ]);
     expect(await probeFile(path, ffmpeg)).toMatchObject({ duration: 12, videoDuration: 4 });
     const id = await uploadWhole(h, await readFile(path), 'long-audio.mp4');
@@ -436,7 +620,13 @@ describe('VOD uploads (tus) to packaged video', () => {
     await h.catalog.jobs.fail(claimed!.id, 'crashed-server', 'connection reset', { retry: false });
     await h.catalog.videos.update(stranded, { status: 'processing', progress: 40 });
     // Queued without a job (an older server set the status, then could not enqueue).
-    const orphan = await h.catalog.videos.create({ type: 'vod', source: 'upload', status: 'queued', title: 'orphan', upload: { filename: 'orphan.mp4', size: file.length } });
+    const orphan = await h.catalog.videos.create({
+      type: 'vod',
+      source: 'upload',
+      status: 'queued',
+      title: 'orphan',
+      upload: { filename: 'orphan.mp4', size: file.length },
+    });
     const source = h.uploads.sourceOf(orphan.id);
     expect(source.kind).toBe('file');
     if (source.kind === 'file') await writeFile(source.path, file); // where its finished upload would be
@@ -473,15 +663,33 @@ describe('VOD uploads (tus) to packaged video', () => {
     // ...and storage fails once progress was reported, saying where on this server.
     const where = join(h.store.root, 'videos', id);
     const store = override<ObjectStore>(h.store, {
-      put: (key, body, opts) => (progressWrites.length > 0 ? Promise.reject(new Error(`EIO: i/o error, open '${where}/360p/x.m4s'`)) : h.store.put(key, body, opts)),
+      put: (key, body, opts) =>
+        progressWrites.length > 0 ? Promise.reject(new Error(`EIO: i/o error, open '${where}/360p/x.m4s'`)) : h.store.put(key, body, opts),
     });
-    const worker = new VodWorker({ catalog: override(h.catalog, { videos }), store, uploads: h.uploads, ffmpegPath: ffmpeg, logger: silentLogger, workers: 1, leaseMs: 3000, pollMs: 200 });
+    const worker = new VodWorker({
+      catalog: override(h.catalog, { videos }),
+      store,
+      uploads: h.uploads,
+      ffmpegPath: ffmpeg,
+      logger: silentLogger,
+      workers: 1,
+      leaseMs: 3000,
+      pollMs: 200,
+    });
     void worker.start();
-    await waitFor('the first attempt to fail', () => h.catalog.videos.get(id), (v) => v?.status === 'queued' && v.error !== null);
+    await waitFor(
+      'the first attempt to fail',
+      () => h.catalog.videos.get(id),
+      (v) => v?.status === 'queued' && v.error !== null,
+    );
     await worker.close();
     await Promise.all(progressWrites);
     expect(progressWrites.length).toBeGreaterThan(0);
-    expect(await h.catalog.videos.get(id)).toMatchObject({ status: 'queued', progress: 0, error: 'packaging failed; retrying (attempt 2 of 3)' });
+    expect(await h.catalog.videos.get(id)).toMatchObject({
+      status: 'queued',
+      progress: 0,
+      error: 'packaging failed; retrying (attempt 2 of 3)',
+    });
     // The detail is for operators: in the job (and the log), not on the video.
     expect((await h.catalog.jobs.forVideo(id))[0].lastError).toContain('EIO');
 
@@ -510,14 +718,23 @@ describe('VOD uploads (tus) to packaged video', () => {
         }
       },
     });
-    await expect(packageFile({ input, videoId: 'drain-test', store: slow, ffmpegPath: ffmpeg, logger: silentLogger, signal: controller.signal })).rejects.toThrow('stopped');
+    await expect(
+      packageFile({ input, videoId: 'drain-test', store: slow, ffmpegPath: ffmpeg, logger: silentLogger, signal: controller.signal }),
+    ).rejects.toThrow('stopped');
     expect(started).toBeGreaterThan(0);
     expect(inFlight).toBe(0);
 
     // Publishing waits for beforePublish (the worker's lease check): when it throws, no playlist and no poster.
     const small = join(media, 'publish.mp4');
     await makeVideo(small, 4, '640x360');
-    const lost = packageFile({ input: small, videoId: 'publish-test', store: h.store, ffmpegPath: ffmpeg, logger: silentLogger, beforePublish: async () => Promise.reject(new Error('lease lost')) });
+    const lost = packageFile({
+      input: small,
+      videoId: 'publish-test',
+      store: h.store,
+      ffmpegPath: ffmpeg,
+      logger: silentLogger,
+      beforePublish: async () => Promise.reject(new Error('lease lost')),
+    });
     await expect(lost).rejects.toThrow('lease lost');
     const keys = await h.store.list('videos/publish-test/');
     expect(keys.some((k) => k.endsWith('.m4s'))).toBe(true);
@@ -530,7 +747,23 @@ describe('VOD uploads (tus) to packaged video', () => {
     const controller = new AbortController();
     const ended = runFfmpeg({
       ffmpegPath: ffmpeg,
-      args: ['-hide_banner', '-nostdin', '-loglevel', 'error', '-progress', 'pipe:3', '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30', '-t', '600', '-f', 'rawvideo', 'pipe:4'],
+      args: [
+        '-hide_banner',
+        '-nostdin',
+        '-loglevel',
+        'error',
+        '-progress',
+        'pipe:3',
+        '-f',
+        'lavfi',
+        '-i',
+        'testsrc=size=640x360:rate=30',
+        '-t',
+        '600',
+        '-f',
+        'rawvideo',
+        'pipe:4',
+      ],
       extraFds: 2,
       logger: silentLogger,
       signal: controller.signal,
@@ -552,7 +785,7 @@ describe('VOD uploads (tus) to packaged video', () => {
     expect(Date.now() - t0).toBeLessThan(8000);
   });
 
-  it("probes with `ffmpeg -i` where no ffprobe sits beside FFmpeg (the npm-bundled binary has none)", async () => {
+  it('probes with `ffmpeg -i` where no ffprobe sits beside FFmpeg (the npm-bundled binary has none)', async () => {
     const bin = join(media, 'bin');
     await mkdir(bin);
     await symlink(ffmpeg, join(bin, 'ffmpeg'));
@@ -561,13 +794,20 @@ describe('VOD uploads (tus) to packaged video', () => {
     expect(viaBanner.video).toEqual({ ...viaProbe.video, codec: 'h264' });
     expect(viaBanner.audio).toMatchObject({ index: 1, codec: 'aac', sampleRate: 48000 });
     expect(Math.abs(viaBanner.duration - viaProbe.duration)).toBeLessThan(0.05);
-    await expect(probeFile(join(media, 'good30.mp4') + '.missing', join(bin, 'ffmpeg'))).rejects.toThrow(/^not a media file: ffmpeg: No such file or directory/);
+    await expect(probeFile(join(media, 'good30.mp4') + '.missing', join(bin, 'ffmpeg'))).rejects.toThrow(
+      /^not a media file: ffmpeg: No such file or directory/,
+    );
   });
 
   it('close() stops FFmpeg and gives the job back; the next worker finishes it', async () => {
     const file = await makeVideo(join(media, 'long.mp4'), 60, '854x480');
     const id = await uploadWhole(h, file, 'long.mp4');
-    await waitFor('packaging to be under way', () => h.catalog.videos.get(id), (v) => v?.status === 'processing' && v.progress > 0, 30_000);
+    await waitFor(
+      'packaging to be under way',
+      () => h.catalog.videos.get(id),
+      (v) => v?.status === 'processing' && v.progress > 0,
+      30_000,
+    );
     const t0 = Date.now();
     await h.worker.close();
     expect(Date.now() - t0).toBeLessThan(5000);
@@ -623,7 +863,12 @@ describe.skipIf(skipPostgres)('VOD upload jobs on PostgreSQL', () => {
     await h.worker.close();
     const id = await uploadWhole(h, file, 'cursed.mp4');
     for (let i = 1; i <= 3; i++) {
-      const j = await waitFor('the lease to run out', () => h.catalog.jobs.claim(`crasher-${i}`, 300), (x) => x !== undefined, 5000);
+      const j = await waitFor(
+        'the lease to run out',
+        () => h.catalog.jobs.claim(`crasher-${i}`, 300),
+        (x) => x !== undefined,
+        5000,
+      );
       expect(j).toMatchObject({ videoId: id, attempts: i });
     }
     h.worker = h.newWorker();

@@ -17,14 +17,36 @@ const usable = hasWhipClient() && whipClientShim() !== undefined;
 
 // A minimal but valid WebRTC offer (no ICE can complete: nobody listens), for the HTTP-level checks.
 const OFFER = [
-  'v=0', 'o=- 1 2 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=group:BUNDLE 0 1',
+  'v=0',
+  'o=- 1 2 IN IP4 127.0.0.1',
+  's=-',
+  't=0 0',
+  'a=group:BUNDLE 0 1',
   'a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF',
-  'm=video 9 UDP/TLS/RTP/SAVPF 102', 'c=IN IP4 0.0.0.0', 'a=mid:0', 'a=sendonly', 'a=rtcp-mux', 'a=setup:actpass',
-  'a=ice-ufrag:abcd', 'a=ice-pwd:0123456789012345678901', 'a=rtpmap:102 H264/90000',
-  'a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f', 'a=rtcp-fb:102 nack', 'a=rtcp-fb:102 nack pli',
+  'm=video 9 UDP/TLS/RTP/SAVPF 102',
+  'c=IN IP4 0.0.0.0',
+  'a=mid:0',
+  'a=sendonly',
+  'a=rtcp-mux',
+  'a=setup:actpass',
+  'a=ice-ufrag:abcd',
+  'a=ice-pwd:0123456789012345678901',
+  'a=rtpmap:102 H264/90000',
+  'a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+  'a=rtcp-fb:102 nack',
+  'a=rtcp-fb:102 nack pli',
   'a=ssrc:1111 cname:x',
-  'm=audio 9 UDP/TLS/RTP/SAVPF 111', 'c=IN IP4 0.0.0.0', 'a=mid:1', 'a=sendonly', 'a=rtcp-mux', 'a=setup:actpass',
-  'a=ice-ufrag:abcd', 'a=ice-pwd:0123456789012345678901', 'a=rtpmap:111 opus/48000/2', 'a=ssrc:2222 cname:x', '',
+  'm=audio 9 UDP/TLS/RTP/SAVPF 111',
+  'c=IN IP4 0.0.0.0',
+  'a=mid:1',
+  'a=sendonly',
+  'a=rtcp-mux',
+  'a=setup:actpass',
+  'a=ice-ufrag:abcd',
+  'a=ice-pwd:0123456789012345678901',
+  'a=rtpmap:111 opus/48000/2',
+  'a=ssrc:2222 cname:x',
+  '',
 ].join('\r\n');
 
 describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
@@ -46,14 +68,23 @@ describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
    * then, and announced with what the client and the server said, so a real failure still fails (twice)
    * and a stall leaves a trace in the log.
    */
-  const publishUntil = async <T>(key: string, id: string, opts: Parameters<typeof whipClientPublish>[2], ready: () => Promise<T | undefined>): Promise<T> => {
+  const publishUntil = async <T>(
+    key: string,
+    id: string,
+    opts: Parameters<typeof whipClientPublish>[2],
+    ready: () => Promise<T | undefined>,
+  ): Promise<T> => {
     for (let attempt = 1; ; attempt++) {
       const c = publish(key, opts);
       try {
-        return await until(async () => {
-          if (c.exitCode !== null) throw new Error(`whip-client exited: ${c.output().slice(-2000)}`);
-          return ready();
-        }, attempt === 1 ? 30_000 : 45_000, 250);
+        return await until(
+          async () => {
+            if (c.exitCode !== null) throw new Error(`whip-client exited: ${c.output().slice(-2000)}`);
+            return ready();
+          },
+          attempt === 1 ? 30_000 : 45_000,
+          250,
+        );
       } catch (err) {
         const diag = `${String(err)}; server sessions ${JSON.stringify(await sessions(id))}; client said: ${c.output().slice(-1500)}`;
         await kill(c);
@@ -97,7 +128,11 @@ describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
 
   it('refuses a wrong key with 401 and creates no session', async () => {
     const before = srv.webrtc!.counters.sessions;
-    const res = await whip({ method: 'POST', headers: { 'content-type': 'application/sdp', authorization: 'Bearer sk_wrong' }, body: OFFER });
+    const res = await whip({
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp', authorization: 'Bearer sk_wrong' },
+      body: OFFER,
+    });
     expect(res.status).toBe(401);
     expect(res.headers.get('www-authenticate')).toMatch(/^Bearer/);
     expect(res.headers.get('location')).toBeNull();
@@ -118,11 +153,17 @@ describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
     expect((await r.json()).error.code).toBe('E_UNSUPPORTED_CODEC');
     const big = OFFER + 'a=x:' + 'y'.repeat(70_000) + '\r\n';
     expect((await whip({ method: 'POST', headers: { ...auth, 'content-type': 'application/sdp' }, body: big })).status).toBe(413);
-    expect((await whip({ method: 'POST', headers: { ...auth, 'content-type': 'application/sdp' }, body: 'v=0\r\nnonsense' })).status).toBe(400);
+    expect((await whip({ method: 'POST', headers: { ...auth, 'content-type': 'application/sdp' }, body: 'v=0\r\nnonsense' })).status).toBe(
+      400,
+    );
   });
 
   it('creates a session (201, Location, ETag, answer), takes PATCH, refuses an ICE restart, and DELETE ends it', async () => {
-    const res = await whip({ method: 'POST', headers: { 'content-type': 'application/sdp', authorization: `Bearer ${a.streamKey}` }, body: OFFER });
+    const res = await whip({
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp', authorization: `Bearer ${a.streamKey}` },
+      body: OFFER,
+    });
     expect(res.status).toBe(201);
     expect(res.headers.get('content-type')).toContain('application/sdp');
     const loc = res.headers.get('location')!;
@@ -138,7 +179,8 @@ describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
     expect(answer).not.toContain('transport-cc');
     expect(answer).toMatch(/a=rtpmap:111 opus\/48000\/2/);
     expect(answer).toMatch(/a=candidate:\S+ 1 UDP \d+ 127\.0\.0\.1 \d+ typ host/);
-    const frag = 'a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\na=candidate:1 1 UDP 2122 127.0.0.1 9999 typ host\r\n';
+    const frag =
+      'a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\na=candidate:1 1 UDP 2122 127.0.0.1 9999 typ host\r\n';
     const patch = (body: string, headers: Record<string, string>) =>
       whip({ path: loc, method: 'PATCH', headers: { 'content-type': 'application/trickle-ice-sdpfrag', ...headers }, body });
     expect((await patch(frag, { 'if-match': etag })).status).toBe(204);
@@ -147,7 +189,16 @@ describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
     expect((await whip({ path: loc, method: 'PATCH', headers: { 'content-type': 'application/sdp' }, body: frag })).status).toBe(415);
     expect((await whip({ path: loc, method: 'DELETE' })).status).toBe(200);
     expect((await whip({ path: loc, method: 'DELETE' })).status).toBe(404);
-    expect((await whip({ path: '/whip/nosuchsession0000', method: 'PATCH', headers: { 'content-type': 'application/trickle-ice-sdpfrag' }, body: frag })).status).toBe(404);
+    expect(
+      (
+        await whip({
+          path: '/whip/nosuchsession0000',
+          method: 'PATCH',
+          headers: { 'content-type': 'application/trickle-ice-sdpfrag' },
+          body: frag,
+        })
+      ).status,
+    ).toBe(404);
   });
 
   it('simple-whip-client (trickle ICE over PATCH) publishes: LL-HLS that ffprobe decodes as H.264 + AAC', async () => {
@@ -182,8 +233,10 @@ describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
     await until(async () => ((await playlist(a.id))?.nextMsn ?? 0) >= startMsn + 4, 20_000, 250);
     srv.webrtc!.setTestPacketDrop(0);
     const after = (await sessions(a.id))[0];
-    console.log(`[whip loss] stream a: lost ${after.video.packetsGivenUp - before.video.packetsGivenUp} packets, NACKs ${after.video.nacks - before.video.nacks}, ` +
-      `PLIs for loss ${after.video.keyframeRequestsForLoss - before.video.keyframeRequestsForLoss}, frames dropped ${after.video.framesDropped - before.video.framesDropped}`);
+    console.log(
+      `[whip loss] stream a: lost ${after.video.packetsGivenUp - before.video.packetsGivenUp} packets, NACKs ${after.video.nacks - before.video.nacks}, ` +
+        `PLIs for loss ${after.video.keyframeRequestsForLoss - before.video.keyframeRequestsForLoss}, frames dropped ${after.video.framesDropped - before.video.framesDropped}`,
+    );
     expect(after.state).toBe('live');
     expect(after.video.packetsGivenUp).toBeGreaterThan(before.video.packetsGivenUp);
     // (No NACKs here: webrtcbin offers only "nack pli", so we send none; the browser test covers NACK.)
@@ -216,10 +269,14 @@ describe.skipIf(!usable)('WHIP ingest: simple-whip-client -> LL-HLS', () => {
       const s = await sessions(a.id);
       return s.length === 1 && s[0].sessionId !== first && s[0].state === 'live' ? true : undefined;
     });
-    const after = await until(async () => {
-      const p = await playlist(a.id);
-      return p && p.segments.some((s) => s.discontinuity && s.msn >= before.nextMsn - 1) ? p : undefined;
-    }, 30_000, 250);
+    const after = await until(
+      async () => {
+        const p = await playlist(a.id);
+        return p && p.segments.some((s) => s.discontinuity && s.msn >= before.nextMsn - 1) ? p : undefined;
+      },
+      30_000,
+      250,
+    );
     expect(after.mediaSequence).toBeGreaterThanOrEqual(before.mediaSequence);
     expect(srv.webrtc!.counters.sessions).toBeGreaterThanOrEqual(3);
   });

@@ -4,13 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AppError, type TrackInfo } from '../../src/core/index.js';
-import {
-  buildFragment,
-  buildInitSegment,
-  type CmafSample,
-  type CmafTrack,
-  type FragmentTrack,
-} from '../../src/packager/cmaf/index.js';
+import { buildFragment, buildInitSegment, type CmafSample, type CmafTrack, type FragmentTrack } from '../../src/packager/cmaf/index.js';
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
 const AVCC_640x360 = hex('0142c01effe100196742c01ed900a02ff970110000030001000003003c0f162e4801000568cb83cb20');
@@ -148,8 +142,13 @@ describe('buildInitSegment', () => {
       { id: 1, info: { kind: 'audio', codec: 'opus', codecPrivate: opusHead, sampleRate: 48000, channels: 2 }, timescale: 48000 },
     ]);
     const dOps = find(parseBoxes(opus), 'moov/trak/mdia/minf/stbl/stsd/Opus/dOps');
-    expect(Buffer.from(opus.subarray(dOps.body, dOps.start + dOps.size)).toString('hex')).toBe('0002013800 00bb80 0000 00'.replace(/ /g, ''));
-    for (const [codec, entry, config] of [['h265', 'hvc1', 'hvcC'], ['av1', 'av01', 'av1C']] as const) {
+    expect(Buffer.from(opus.subarray(dOps.body, dOps.start + dOps.size)).toString('hex')).toBe(
+      '0002013800 00bb80 0000 00'.replace(/ /g, ''),
+    );
+    for (const [codec, entry, config] of [
+      ['h265', 'hvc1', 'hvcC'],
+      ['av1', 'av01', 'av1C'],
+    ] as const) {
       const seg = buildInitSegment([
         { id: 3, info: { kind: 'video', codec, codecPrivate: hex('0102'), width: 320, height: 240, frameRate: 0 }, timescale: 90000 },
       ]);
@@ -159,7 +158,12 @@ describe('buildInitSegment', () => {
 
   it('rejects bad track lists', () => {
     expect(() => buildInitSegment([])).toThrow(AppError);
-    expect(() => buildInitSegment([{ id: 1, info: videoInfo, timescale: 90000 }, { id: 1, info: audioInfo, timescale: 44100 }])).toThrow(AppError);
+    expect(() =>
+      buildInitSegment([
+        { id: 1, info: videoInfo, timescale: 90000 },
+        { id: 1, info: audioInfo, timescale: 44100 },
+      ]),
+    ).toThrow(AppError);
     expect(() => buildInitSegment([{ id: 1, info: videoInfo, timescale: 0 }])).toThrow(AppError);
   });
 });
@@ -281,7 +285,8 @@ function demuxFlv(buf: Buffer) {
     pos += 11 + size + 4;
     if (type === 9 && (data[0] & 0x0f) === 7) {
       if (data[1] === 0) out.avcC = Uint8Array.from(data.subarray(5));
-      else if (data[1] === 1) out.video.push({ dts: ms * 90, cts: data.readIntBE(2, 3) * 90, key: data[0] >> 4 === 1, data: data.subarray(5) });
+      else if (data[1] === 1)
+        out.video.push({ dts: ms * 90, cts: data.readIntBE(2, 3) * 90, key: data[0] >> 4 === 1, data: data.subarray(5) });
     } else if (type === 8 && data[0] >> 4 === 10) {
       if (data[1] === 0) out.asc = Uint8Array.from(data.subarray(2));
       else out.audio.push({ dts: ms, cts: 0, key: true, data: data.subarray(2) });
@@ -306,7 +311,7 @@ function fragment(video: CmafSample[], videoStart: number, other?: { samples: Cm
   let vTime = videoStart;
   let oTime = 0;
   let oIndex = 0;
-  for (let i = 0; i < video.length; ) {
+  for (let i = 0; i < video.length;) {
     let j = i + 1;
     while (j < video.length && !video[j].keyframe) j++;
     const run = video.slice(i, j);
@@ -316,7 +321,11 @@ function fragment(video: CmafSample[], videoStart: number, other?: { samples: Cm
       const start = oIndex;
       const limit = j < video.length ? (vTime / 90000) * other.timescale : Infinity;
       while (oIndex < other.samples.length && oTime < limit) oTime += other.samples[oIndex++].duration;
-      tracks.push({ id: 2, baseMediaDecodeTime: oTime - other.samples.slice(start, oIndex).reduce((a, s) => a + s.duration, 0), samples: other.samples.slice(start, oIndex) });
+      tracks.push({
+        id: 2,
+        baseMediaDecodeTime: oTime - other.samples.slice(start, oIndex).reduce((a, s) => a + s.duration, 0),
+        samples: other.samples.slice(start, oIndex),
+      });
     }
     frags.push(tracks);
     i = j;
@@ -338,10 +347,35 @@ describe('decoder acceptance (ffprobe / ffmpeg)', () => {
   ] as const)('H.264 %s %dx%d + AAC %d Hz x%d from FLV', (profile, width, height, rate, channels) => {
     const flv = join(workDir, `${profile}.flv`);
     ffmpeg([
-      '-f', 'lavfi', '-i', `testsrc2=size=${width}x${height}:rate=30`,
-      '-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=${rate}`,
-      '-t', '2', '-c:v', 'libx264', '-profile:v', profile, '-g', '15', '-keyint_min', '15', '-sc_threshold', '0',
-      '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-ac', String(channels), '-f', 'flv', flv,
+      '-f',
+      'lavfi',
+      '-i',
+      `testsrc2=size=${width}x${height}:rate=30`,
+      '-f',
+      'lavfi',
+      '-i',
+      `sine=frequency=440:sample_rate=${rate}`,
+      '-t',
+      '2',
+      '-c:v',
+      'libx264',
+      '-profile:v',
+      profile,
+      '-g',
+      '15',
+      '-keyint_min',
+      '15',
+      '-sc_threshold',
+      '0',
+      '-pix_fmt',
+      'yuv420p',
+      '-c:a',
+      'aac',
+      '-ac',
+      String(channels),
+      '-f',
+      'flv',
+      flv,
     ]);
     const src = demuxFlv(readFileSync(flv));
     expect(src.video.length).toBe(60);
@@ -349,16 +383,30 @@ describe('decoder acceptance (ffprobe / ffmpeg)', () => {
     const audio = src.audio.map((f) => ({ duration: 1024, data: f.data, keyframe: true, compositionOffset: 0 }));
     const frags = fragment(toSamples(src.video), src.video[0].dts, { samples: audio, timescale: rate });
     expect(frags.length).toBe(4);
-    const file = writeMovie(`${profile}.mp4`, [
-      { id: 1, info: { kind: 'video', codec: 'h264', codecPrivate: src.avcC, width, height, frameRate: 30 }, timescale: 90000 },
-      { id: 2, info: { kind: 'audio', codec: 'aac', codecPrivate: src.asc, sampleRate: rate, channels }, timescale: rate },
-    ], frags);
+    const file = writeMovie(
+      `${profile}.mp4`,
+      [
+        { id: 1, info: { kind: 'video', codec: 'h264', codecPrivate: src.avcC, width, height, frameRate: 30 }, timescale: 90000 },
+        { id: 2, info: { kind: 'audio', codec: 'aac', codecPrivate: src.asc, sampleRate: rate, channels }, timescale: rate },
+      ],
+      frags,
+    );
 
     const [v, a] = probeAndDecode(file);
     expect(v).toMatchObject({ codec_name: 'h264', width, height, nb_read_frames: '60' });
     expect(Math.abs(Number(v.duration) - 2)).toBeLessThanOrEqual(1 / 30);
     // Every packet keeps its decode and presentation time (composition offsets for B-frames).
-    const packets = execFileSync('ffprobe', ['-v', 'error', '-select_streams', 'v', '-show_entries', 'packet=dts,pts', '-of', 'csv=p=0', file]);
+    const packets = execFileSync('ffprobe', [
+      '-v',
+      'error',
+      '-select_streams',
+      'v',
+      '-show_entries',
+      'packet=dts,pts',
+      '-of',
+      'csv=p=0',
+      file,
+    ]);
     expect(packets.toString().trim().split('\n')).toEqual(src.video.map((f) => `${f.dts + f.cts},${f.dts}`));
     expect(a).toMatchObject({ codec_name: 'aac', sample_rate: String(rate), channels, nb_read_frames: String(audio.length) });
     expect(Math.abs(Number(a.duration) - (audio.length * 1024) / rate)).toBeLessThanOrEqual(1024 / rate);
@@ -368,8 +416,19 @@ describe('decoder acceptance (ffprobe / ffmpeg)', () => {
     const raw = join(workDir, 'in.hevc');
     const ogg = join(workDir, 'in.ogg');
     ffmpeg([
-      '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30', '-t', '1', '-c:v', 'libx265',
-      '-x265-params', 'bframes=0:keyint=15:min-keyint=15:scenecut=0:info=0:log-level=error', '-f', 'hevc', raw,
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=640x360:rate=30',
+      '-t',
+      '1',
+      '-c:v',
+      'libx265',
+      '-x265-params',
+      'bframes=0:keyint=15:min-keyint=15:scenecut=0:info=0:log-level=error',
+      '-f',
+      'hevc',
+      raw,
     ]);
     ffmpeg(['-i', raw, '-c', 'copy', '-tag:v', 'hvc1', '-f', 'mp4', join(workDir, 'hevc.mp4')]);
     ffmpeg(['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '1', '-ac', '2', '-c:a', 'libopus', '-f', 'ogg', ogg]);
@@ -378,10 +437,14 @@ describe('decoder acceptance (ffprobe / ffmpeg)', () => {
     expect(video.length).toBe(30);
     const opus = demuxOggOpus(readFileSync(ogg));
     const frags = fragment(toSamples(video), 0, { samples: opus.packets, timescale: 48000 });
-    const file = writeMovie('hevc-opus.mp4', [
-      { id: 1, info: { kind: 'video', codec: 'h265', codecPrivate: hvcC, width: 640, height: 360, frameRate: 30 }, timescale: 90000 },
-      { id: 2, info: { kind: 'audio', codec: 'opus', codecPrivate: opus.head, sampleRate: 48000, channels: 2 }, timescale: 48000 },
-    ], frags);
+    const file = writeMovie(
+      'hevc-opus.mp4',
+      [
+        { id: 1, info: { kind: 'video', codec: 'h265', codecPrivate: hvcC, width: 640, height: 360, frameRate: 30 }, timescale: 90000 },
+        { id: 2, info: { kind: 'audio', codec: 'opus', codecPrivate: opus.head, sampleRate: 48000, channels: 2 }, timescale: 48000 },
+      ],
+      frags,
+    );
     const [v, a] = probeAndDecode(file);
     expect(v).toMatchObject({ codec_name: 'hevc', width: 640, height: 360, nb_read_frames: '30' });
     expect(a).toMatchObject({ codec_name: 'opus', sample_rate: '48000', channels: 2 });
@@ -389,14 +452,32 @@ describe('decoder acceptance (ffprobe / ffmpeg)', () => {
 
   it('AV1 (OBU stream) decodes', () => {
     const raw = join(workDir, 'in.obu');
-    ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30', '-t', '1', '-c:v', 'libsvtav1', '-preset', '12', '-g', '15', '-f', 'obu', raw]);
+    ffmpeg([
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=640x360:rate=30',
+      '-t',
+      '1',
+      '-c:v',
+      'libsvtav1',
+      '-preset',
+      '12',
+      '-g',
+      '15',
+      '-f',
+      'obu',
+      raw,
+    ]);
     ffmpeg(['-i', raw, '-c', 'copy', '-f', 'mp4', join(workDir, 'av1.mp4')]);
     const av1C = configBox(readFileSync(join(workDir, 'av1.mp4')), 'av1C');
     const video = av1TemporalUnits(readFileSync(raw));
     expect(video.length).toBe(30);
-    const file = writeMovie('av1-out.mp4', [
-      { id: 1, info: { kind: 'video', codec: 'av1', codecPrivate: av1C, width: 640, height: 360, frameRate: 30 }, timescale: 90000 },
-    ], fragment(toSamples(video), 0));
+    const file = writeMovie(
+      'av1-out.mp4',
+      [{ id: 1, info: { kind: 'video', codec: 'av1', codecPrivate: av1C, width: 640, height: 360, frameRate: 30 }, timescale: 90000 }],
+      fragment(toSamples(video), 0),
+    );
     const [v] = probeAndDecode(file);
     expect(v).toMatchObject({ codec_name: 'av1', width: 640, height: 360, nb_read_frames: '30' });
   });
@@ -425,7 +506,8 @@ function splitAnnexB(buf: Buffer): Buffer[] {
   return nals;
 }
 
-const lengthPrefixed = (nals: Buffer[]) => Buffer.concat(nals.flatMap((n) => [Buffer.from([0, 0, 0, 0].map((_, k) => (n.length >>> (24 - 8 * k)) & 0xff)), n]));
+const lengthPrefixed = (nals: Buffer[]) =>
+  Buffer.concat(nals.flatMap((n) => [Buffer.from([0, 0, 0, 0].map((_, k) => (n.length >>> (24 - 8 * k)) & 0xff)), n]));
 
 /** Access units from an HEVC Annex B stream (no B-frames: dts = pts, 30 fps); parameter sets out of band. */
 function hevcAccessUnits(buf: Buffer): Frame[] {
@@ -479,7 +561,7 @@ function av1TemporalUnits(buf: Buffer): Frame[] {
 function demuxOggOpus(buf: Buffer): { head: Uint8Array; packets: CmafSample[] } {
   const packets: Buffer[] = [];
   let partial: Buffer[] = [];
-  for (let pos = 0; pos < buf.length; ) {
+  for (let pos = 0; pos < buf.length;) {
     expect(buf.toString('latin1', pos, pos + 4)).toBe('OggS');
     const segments = buf[pos + 26];
     let data = pos + 27 + segments;

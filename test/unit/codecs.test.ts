@@ -19,27 +19,14 @@ const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'h
 
 const AVC = {
   baseline360: hex('0142c01effe100196742c01ed900a02ff970110000030001000003003c0f162e4801000568cb83cb20'),
-  high720: hex(
-    '0164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800',
-  ),
-  high1080: hex(
-    '01640028ffe1001b67640028acd940780227e5c044000003000400000300f03c60c65801000668ebe3cb22c0fdf8f800',
-  ),
-  high444p1080: hex(
-    '01f40028ffe1001b67f40028919b280f0044fc4e0220000003002000000781e30632c001000668ebe3c44844fff8f800',
-  ),
-  high422p720: hex(
-    '017a001fffe1001a677a001fbcd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fef8f800',
-  ),
+  high720: hex('0164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800'),
+  high1080: hex('01640028ffe1001b67640028acd940780227e5c044000003000400000300f03c60c65801000668ebe3cb22c0fdf8f800'),
+  high444p1080: hex('01f40028ffe1001b67f40028919b280f0044fc4e0220000003002000000781e30632c001000668ebe3c44844fff8f800'),
+  high422p720: hex('017a001fffe1001a677a001fbcd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fef8f800'),
   // -flags +ildct+ilme -x264-params interlaced=1: frame_mbs_only_flag = 0
-  interlaced720: hex(
-    '01640020ffe1001a67640020acd940500bbf2e0220000003002000000783e2c5b2c001000668fba3cb22c0fdf8f800',
-  ),
+  interlaced720: hex('01640020ffe1001a67640020acd940500bbf2e0220000003002000000783e2c5b2c001000668fba3cb22c0fdf8f800'),
   // 1000x562: cropping on the right and at the bottom
-  odd1000x562: hex(
-    '0164001fffe1001b6764001facd940fc12796230110000030001000003003c0f1831960100' +
-      '0768ebe3cb3002c0fdf8f800',
-  ),
+  odd1000x562: hex('0164001fffe1001b6764001facd940fc12796230110000030001000003003c0f1831960100' + '0768ebe3cb3002c0fdf8f800'),
 };
 
 const HEVC = {
@@ -161,7 +148,15 @@ describe('parseAvcDecoderConfig', () => {
         b.u(1, 0);
       }
     }
-    b.ue(0).ue(1).u(1, 0).se(2 ** 28).se(-7).ue(3).se(1).se(-1).se(2); // POC type 1 with a long code
+    b.ue(0)
+      .ue(1)
+      .u(1, 0)
+      .se(2 ** 28)
+      .se(-7)
+      .ue(3)
+      .se(1)
+      .se(-1)
+      .se(2); // POC type 1 with a long code
     b.ue(4).u(1, 0).ue(119).ue(33).u(1, 0).u(1, 1).u(1, 1); // 120 x 34 MBs, field pairs
     b.u(1, 1).ue(0).ue(0).ue(0).ue(2); // crop 2 * 2 * 2 = 8 lines at the bottom
     b.u(1, 0).u(1, 1); // no VUI, rbsp_stop_one_bit
@@ -242,7 +237,12 @@ describe('parseAudioSpecificConfig', () => {
   it('reads an explicit frequency (index 15), the object type escape (31) and 7.1', () => {
     const explicit = new Bits().u(5, 2).u(4, 15).u(24, 22_222).u(4, 2).bytes();
     expect(parseAudioSpecificConfig(explicit)).toEqual({ objectType: 2, sampleRate: 22_222, channels: 2 });
-    const escaped = new Bits().u(5, 31).u(6, 42 - 32).u(4, 3).u(4, 7).bytes();
+    const escaped = new Bits()
+      .u(5, 31)
+      .u(6, 42 - 32)
+      .u(4, 3)
+      .u(4, 7)
+      .bytes();
     expect(parseAudioSpecificConfig(escaped)).toEqual({ objectType: 42, sampleRate: 48_000, channels: 8 });
     const heAac = new Bits().u(5, 5).u(4, 6).u(4, 2).u(4, 3).u(5, 2).bytes();
     expect(parseAudioSpecificConfig(heAac)).toEqual({ objectType: 5, sampleRate: 24_000, channels: 2 });

@@ -98,7 +98,9 @@ describe('loadConfig', () => {
     });
     expect(() => loadConfig({ S3_BUCKET: 'Bad_Bucket' })).toThrow(/S3_BUCKET="Bad_Bucket" is not a bucket name/);
     expect(() => loadConfig({ S3_ENDPOINT: 'http://minio:9000' })).toThrow(/S3_ENDPOINT is set but S3_BUCKET is not/);
-    expect(() => loadConfig({ S3_BUCKET: 'b-1', S3_ENDPOINT: 'minio:9000' })).toThrow(/S3_ENDPOINT="minio:9000" must be a URL starting with http/);
+    expect(() => loadConfig({ S3_BUCKET: 'b-1', S3_ENDPOINT: 'minio:9000' })).toThrow(
+      /S3_ENDPOINT="minio:9000" must be a URL starting with http/,
+    );
   });
 
   it('refuses an unknown x264 preset, naming the setting', () => {
@@ -173,7 +175,10 @@ describe('loadConfig', () => {
     [{ DATABASE_URL: 'postgres://u:p@db:port/x' }, 'DATABASE_URL="postgres://u:p@db:port/x" is not a URL'],
     // A URL, but not one a viewer or a broadcaster can use: "localhost:" is taken for the scheme.
     [{ PUBLIC_BASE_URL: 'localhost:8080' }, 'PUBLIC_BASE_URL="localhost:8080" must start with http:// or https://'],
-    [{ PUBLIC_RTMP_URL: 'http://ingest.example.com/live' }, 'PUBLIC_RTMP_URL="http://ingest.example.com/live" must start with rtmp:// or rtmps://'],
+    [
+      { PUBLIC_RTMP_URL: 'http://ingest.example.com/live' },
+      'PUBLIC_RTMP_URL="http://ingest.example.com/live" must start with rtmp:// or rtmps://',
+    ],
     [{ HLS_PART_TARGET_MS: '1500', HLS_SEGMENT_TARGET_MS: '2000' }, 'HLS_SEGMENT_TARGET_MS must be at least twice HLS_PART_TARGET_MS'],
   ])('refuses %o naming the setting', (env, message) => {
     expect(configError(env).message).toBe(message);
@@ -193,7 +198,13 @@ describe('loadConfig', () => {
   it('reads CONFIG_FILE and lets the environment override it', () => {
     const path = configFile({ HTTP_PORT: 9000, LOG_LEVEL: 'debug', CREATE_DEFAULT_STREAM: false, HOST: '127.0.0.1', API_TOKEN: null });
     const fromFile = loadConfig({ CONFIG_FILE: path });
-    expect(fromFile.server).toMatchObject({ httpPort: 9000, logLevel: 'debug', createDefaultStream: false, host: '127.0.0.1', apiToken: undefined });
+    expect(fromFile.server).toMatchObject({
+      httpPort: 9000,
+      logLevel: 'debug',
+      createDefaultStream: false,
+      host: '127.0.0.1',
+      apiToken: undefined,
+    });
     expect(fromFile.server.publicBaseUrl).toBe('http://localhost:9000');
     const overridden = loadConfig({ CONFIG_FILE: path, HTTP_PORT: '9100', LOG_LEVEL: 'warn' });
     expect(overridden.server).toMatchObject({ httpPort: 9100, logLevel: 'warn', createDefaultStream: false, host: '127.0.0.1' });

@@ -21,7 +21,8 @@ describe('the docs stay in step with the code', () => {
     const benches = Object.keys(pkg.scripts).filter((n) => n.startsWith('bench:') || n === 'soak');
     expect(benches.length).toBeGreaterThan(3);
     for (const name of benches) expect(benchmarks, `docs/BENCHMARKS.md does not mention npm run ${name}`).toContain(`npm run ${name}`);
-    for (const name of ['soak', 'bench:density', 'bench:fanout', 'bench:peers']) expect(benchmarks, `docs/BENCHMARKS.md lacks npm run ${name}`).toContain(`npm run ${name}`);
+    for (const name of ['soak', 'bench:density', 'bench:fanout', 'bench:peers'])
+      expect(benchmarks, `docs/BENCHMARKS.md lacks npm run ${name}`).toContain(`npm run ${name}`);
   });
 
   it('benches start the server with the node flags npm start uses', () => {

@@ -67,7 +67,7 @@ function write(tracks: TrackSet, frames: readonly MediaFrame[], writer = new Flv
 /** Splits buf into random pieces: a share of 1-byte pieces, the others up to `max` bytes. */
 function randomChunks(buf: Buffer, rnd: (n: number) => number, max = 4096): Buffer[] {
   const out: Buffer[] = [];
-  for (let p = 0; p < buf.byteLength; ) {
+  for (let p = 0; p < buf.byteLength;) {
     const n = rnd(4) === 0 ? 1 : 1 + rnd(max);
     out.push(buf.subarray(p, p + n));
     p += n;
@@ -219,14 +219,22 @@ describe('FlvWriter timestamps', () => {
       [9, 67],
       [9, 18_000_000],
     ]);
-    const cts = tags.filter((t) => t.type === 9).map((t) => parseVideoTag(t.body)).map((p) => (p.type === 'frame' ? p.cts : 'config'));
+    const cts = tags
+      .filter((t) => t.type === 9)
+      .map((t) => parseVideoTag(t.body))
+      .map((p) => (p.type === 'frame' ? p.cts : 'config'));
     expect(cts).toEqual(['config', 67, 0, 33, 0]);
   });
 
   it('read back, the frames are where they were relative to the base, to the ms', () => {
     const { src } = clips[0];
     const writer = new FlvWriter();
-    const frames = [frame('video', T, T + 6000, true), frame('audio', T + 1920), frame('video', T + 2970, T + 11_970), frame('video', T + 5 * 3600 * TIMESCALE)];
+    const frames = [
+      frame('video', T, T + 6000, true),
+      frame('audio', T + 1920),
+      frame('video', T + 2970, T + 11_970),
+      frame('video', T + 5 * 3600 * TIMESCALE),
+    ];
     const got = parse([write(src.tracks[0], frames, writer)]);
     expect(got.frames.map((f) => [f.track, f.dts + writer.base!, f.pts + writer.base!])).toEqual([
       ['video', T, T + msToTicks(67)], // 66.7 ms rounded to 67
@@ -267,7 +275,9 @@ describe('FlvReader', () => {
   it('refuses a stream without the FLV signature', () => {
     expect(code(() => new FlvReader({ maxTagBytes: 1024 }).push(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')))).toBe('E_PROTOCOL');
     // An MP4 file: size, then 'ftyp'.
-    expect(code(() => new FlvReader({ maxTagBytes: 1024 }).push(Buffer.from('00000020667479706973366d00000200', 'hex')))).toBe('E_PROTOCOL');
+    expect(code(() => new FlvReader({ maxTagBytes: 1024 }).push(Buffer.from('00000020667479706973366d00000200', 'hex')))).toBe(
+      'E_PROTOCOL',
+    );
   });
 
   it('refuses a header size out of range', () => {
@@ -321,7 +331,8 @@ describe('FlvReader fuzz (seeded)', () => {
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
         if (!codes.includes(err.code)) throw new Error(`unexpected code ${err.code}: ${err.message}`, { cause: err });
-        if (r.buffered > MAX + 15 + c.byteLength) throw new Error(`${r.buffered} bytes buffered after a failed push of ${c.byteLength}`, { cause: err });
+        if (r.buffered > MAX + 15 + c.byteLength)
+          throw new Error(`${r.buffered} bytes buffered after a failed push of ${c.byteLength}`, { cause: err });
         return { tags, error: true };
       }
     }
@@ -406,7 +417,10 @@ describe('FlvReader fuzz (seeded)', () => {
     let errors = 0;
     let frames = 0;
     for (let i = 0; i < 3000; i++) {
-      const asm = new MediaAssembler({ setTracks: () => {}, write: () => frames++ }, { maxBufferedFrames: 300, maxBufferedTicks: 2 * TIMESCALE, now: () => 0 });
+      const asm = new MediaAssembler(
+        { setTracks: () => {}, write: () => frames++ },
+        { maxBufferedFrames: 300, maxBufferedTicks: 2 * TIMESCALE, now: () => 0 },
+      );
       const res = feed(
         randomChunks(mutate(rnd), rnd, 2048),
         (tags) => {

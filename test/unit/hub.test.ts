@@ -14,7 +14,14 @@ const info = (sessionId: string): PublishInfo => ({ sessionId, protocol: 'rtmp',
 function frame(n: number, opts: { track?: TrackKind; keyframe?: boolean; dts?: number; pts?: number } = {}): MediaFrame {
   const track = opts.track ?? 'video';
   const dts = opts.dts ?? n * 3000;
-  return { track, dts, pts: opts.pts ?? dts, keyframe: opts.keyframe ?? track === 'audio', data: Uint8Array.of(n & 0xff, 1, 2, 3), wallClock: 1_700_000_000_000 + n };
+  return {
+    track,
+    dts,
+    pts: opts.pts ?? dts,
+    keyframe: opts.keyframe ?? track === 'audio',
+    data: Uint8Array.of(n & 0xff, 1, 2, 3),
+    wallClock: 1_700_000_000_000 + n,
+  };
 }
 
 /** A next() that did not settle during a drain is kept and reused, so no event is lost to it. */
@@ -58,7 +65,12 @@ function describeEvents(events: StreamEvent[]): string[] {
 
 let hubs: StreamHub[] = [];
 function makeHub(opts: { graceMs?: number; unpublishGraceMs?: number; readerQueueFrames?: number } = {}): StreamHub {
-  const hub = new StreamHub({ graceMs: opts.graceMs ?? 50, unpublishGraceMs: opts.unpublishGraceMs, readerQueueFrames: opts.readerQueueFrames ?? 16, logger: silentLogger });
+  const hub = new StreamHub({
+    graceMs: opts.graceMs ?? 50,
+    unpublishGraceMs: opts.unpublishGraceMs,
+    readerQueueFrames: opts.readerQueueFrames ?? 16,
+    logger: silentLogger,
+  });
   hubs.push(hub);
   return hub;
 }
@@ -92,7 +104,17 @@ describe('StreamHub: publish and subscribe', () => {
     expect((got[3] as Extract<StreamEvent, { type: 'frame' }>).frame.dts).toBe(6000);
 
     const st = hub.status('s1')!;
-    expect(st).toMatchObject({ streamId: 's1', state: 'live', sessionId: 'a', protocol: 'rtmp', remoteAddress: '127.0.0.1', frames: 5, bytes: 20, sessions: 1, repairedTimestamps: 0 });
+    expect(st).toMatchObject({
+      streamId: 's1',
+      state: 'live',
+      sessionId: 'a',
+      protocol: 'rtmp',
+      remoteAddress: '127.0.0.1',
+      frames: 5,
+      bytes: 20,
+      sessions: 1,
+      repairedTimestamps: 0,
+    });
     expect(st.tracks).toBe(TRACKS);
     expect(hub.list().map((s) => s.streamId)).toEqual(['s1']);
     expect(hub.counters).toMatchObject({ frames: 5, bytes: 20, sessions: 1, takeovers: 0 });
@@ -236,7 +258,13 @@ describe('StreamHub: sessions and lifecycle', () => {
     const b = hub.publish('s1', info('b'), kickB);
     expect(kickA).toHaveBeenCalledTimes(1);
     expect(kickB).not.toHaveBeenCalled();
-    expect(log).toEqual(['stream-start:s1', 'session-start:a', 'session-end:a:takeover', 'kick-a:taken over by a new publisher', 'session-start:b']);
+    expect(log).toEqual([
+      'stream-start:s1',
+      'session-start:a',
+      'session-end:a:takeover',
+      'kick-a:taken over by a new publisher',
+      'session-start:b',
+    ]);
     expect(a.closed).toBe(true);
     a.write(frame(1, { keyframe: true })); // ignored: no longer the publisher
     a.close('late close'); // ignored

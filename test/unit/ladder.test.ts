@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { AppError, DEFAULT_LADDER, LADDER_FIT, planLadder, rungCapKbps, rungsFor, validateLadder, type LadderRung } from '../../src/core/index.js';
+import {
+  AppError,
+  DEFAULT_LADDER,
+  LADDER_FIT,
+  planLadder,
+  rungCapKbps,
+  rungsFor,
+  validateLadder,
+  type LadderRung,
+} from '../../src/core/index.js';
 
 /** The AppError that validateLadder throws for `input` (fails the test if it does not throw one). */
 function rejection(input: unknown): AppError {
@@ -54,7 +63,11 @@ describe('validateLadder', () => {
     ['not a list', { height: 480 }, 'ladder: must be a list'],
     ['null', null, 'ladder: must be a list'],
     ['empty', [], 'ladder: must have at least one rung'],
-    ['too many rungs', [144, 240, 360, 480, 720, 1080, 1440].map((height) => ({ height, videoBitrateKbps: 500 })), 'ladder: at most 6 rungs'],
+    [
+      'too many rungs',
+      [144, 240, 360, 480, 720, 1080, 1440].map((height) => ({ height, videoBitrateKbps: 500 })),
+      'ladder: at most 6 rungs',
+    ],
     ['a rung that is not an object', [ok, 'x'], 'ladder[1]: must be an object'],
     ['a rung that is an array', [[480, 1400]], 'ladder[0]: must be an object'],
     ['an unknown field', [{ ...ok, bitrate: 1 }], 'ladder[0].bitrate: unknown field'],
@@ -81,7 +94,11 @@ describe('validateLadder', () => {
     ['an infinite frame rate', [{ ...ok, maxFrameRate: Infinity }], 'ladder[0].maxFrameRate:'],
     ['a frame rate as text', [{ ...ok, maxFrameRate: '30' }], 'ladder[0].maxFrameRate:'],
     ['an unknown encoder', [{ ...ok, encoder: 'libx265' }], 'ladder[0].encoder: must be one of libx264, h264_nvenc, h264_qsv, h264_vaapi'],
-    ['the problem in the third rung', [ok, { height: 360, videoBitrateKbps: 800 }, { height: 240, videoBitrateKbps: 5 }], 'ladder[2].videoBitrateKbps:'],
+    [
+      'the problem in the third rung',
+      [ok, { height: 360, videoBitrateKbps: 800 }, { height: 240, videoBitrateKbps: 5 }],
+      'ladder[2].videoBitrateKbps:',
+    ],
   ];
   it.each(cases)('rejects %s with E_VALIDATION naming the field', (_what, input, message) => {
     const err = rejection(input);
@@ -154,13 +171,15 @@ describe('planLadder: the default ladder fitted to the source', () => {
     expect(plan.warnings).toEqual([]);
   });
 
-  it('keeps the ladder as it is for a source at the ladder\'s own rate for its height', () => {
+  it("keeps the ladder as it is for a source at the ladder's own rate for its height", () => {
     const plan = planLadder(DEFAULT_LADDER, { ...SIZES['720p'], videoKbps: 2800 }, { custom: false });
     expect(plan.rungs).toEqual(DEFAULT_LADDER.slice(2));
   });
 
   it('keeps the ladder as it is while the source is not measured', () => {
-    expect(planLadder(DEFAULT_LADDER, { ...SIZES['1080p'], videoKbps: undefined }, { custom: false }).rungs).toEqual(DEFAULT_LADDER.slice(1));
+    expect(planLadder(DEFAULT_LADDER, { ...SIZES['1080p'], videoKbps: undefined }, { custom: false }).rungs).toEqual(
+      DEFAULT_LADDER.slice(1),
+    );
   });
 
   it('leaves out a rung within 20 % of the source above it: 540p at 1.5 Mb/s gets no 480p', () => {
@@ -206,7 +225,9 @@ describe('planLadder: the default ladder fitted to the source', () => {
           let above = { height, kbps };
           for (const r of plan.rungs) {
             expect(r.height, `${height}p@${kbps}`).toBeLessThan(above.height);
-            expect(r.videoBitrateKbps, `${height}p@${kbps}: ${planned(plan.rungs).join(' ')}`).toBeLessThan(LADDER_FIT.maxStep * above.kbps);
+            expect(r.videoBitrateKbps, `${height}p@${kbps}: ${planned(plan.rungs).join(' ')}`).toBeLessThan(
+              LADDER_FIT.maxStep * above.kbps,
+            );
             above = { height: r.height, kbps: r.videoBitrateKbps };
             checked++;
           }
@@ -224,7 +245,7 @@ describe('planLadder: a custom ladder is kept and warned about', () => {
     { height: 360, videoBitrateKbps: 600 },
   ]);
 
-  it('keeps its explicit bitrates and warns of a rung above the source\'s video bitrate', () => {
+  it("keeps its explicit bitrates and warns of a rung above the source's video bitrate", () => {
     const plan = planLadder(custom, { ...SIZES['720p'], videoKbps: 800 }, { custom: true });
     expect(plan.rungs).toEqual(custom);
     expect(plan.omitted).toEqual([]);
@@ -245,6 +266,10 @@ describe('planLadder: a custom ladder is kept and warned about', () => {
 
   it('has nothing to warn of for a source that carries more, or that is not measured yet', () => {
     expect(planLadder(custom, { ...SIZES['720p'], videoKbps: 2500 }, { custom: true }).warnings).toEqual([]);
-    expect(planLadder(custom, { ...SIZES['720p'], videoKbps: undefined }, { custom: true })).toEqual({ rungs: custom, omitted: [], warnings: [] });
+    expect(planLadder(custom, { ...SIZES['720p'], videoKbps: undefined }, { custom: true })).toEqual({
+      rungs: custom,
+      omitted: [],
+      warnings: [],
+    });
   });
 });

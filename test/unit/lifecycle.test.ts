@@ -6,7 +6,14 @@ import { Lifecycle } from '../../src/lifecycle.js';
 function recordingLogger() {
   const lines: { level: string; obj: any; msg?: string }[] = [];
   const at = (level: string) => (obj: unknown, msg?: string) => void lines.push({ level, obj, msg });
-  const logger: Logger = { child: () => logger, trace: at('trace'), debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  const logger: Logger = {
+    child: () => logger,
+    trace: at('trace'),
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+  };
   return { logger, lines };
 }
 

@@ -7,7 +7,13 @@ import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger, type TrackSet } from '../../src/core/index.js';
 import { LiveThumbnails } from '../../src/vod/recording/live-thumbnails.js';
-import { keyframesFromPackager, pickRendition, type KeyframeClip, type LiveKeyframes, type LiveRenditionView } from '../../src/vod/recording/live-keyframes.js';
+import {
+  keyframesFromPackager,
+  pickRendition,
+  type KeyframeClip,
+  type LiveKeyframes,
+  type LiveRenditionView,
+} from '../../src/vod/recording/live-keyframes.js';
 
 const INTERVAL = 10_000;
 
@@ -15,7 +21,8 @@ const INTERVAL = 10_000;
 function fakeKeyframes() {
   const clips = new Map<string, KeyframeClip>();
   const source: LiveKeyframes = { latest: async (id) => clips.get(id) };
-  const set = (id: string, n: number) => clips.set(id, { id: `${id}-k${n}`, rendition: 'source', init: new Uint8Array(8), media: new Uint8Array(16) });
+  const set = (id: string, n: number) =>
+    clips.set(id, { id: `${id}-k${n}`, rendition: 'source', init: new Uint8Array(8), media: new Uint8Array(16) });
   return { source, set };
 }
 
@@ -41,7 +48,15 @@ describe('LiveThumbnails', () => {
     hub = new EventEmitter();
     kf = fakeKeyframes();
     cutter = manualCutter();
-    thumbs = new LiveThumbnails({ streams: hub, keyframes: kf.source, cut: cutter.cut, intervalMs: INTERVAL, maxConcurrent: 2, maxBytes: 100, logger: silentLogger });
+    thumbs = new LiveThumbnails({
+      streams: hub,
+      keyframes: kf.source,
+      cut: cutter.cut,
+      intervalMs: INTERVAL,
+      maxConcurrent: 2,
+      maxBytes: 100,
+      logger: silentLogger,
+    });
     await thumbs.start();
   });
   afterEach(async () => {
@@ -155,7 +170,13 @@ describe('LiveThumbnails', () => {
 });
 
 /** A live rendition as the packager shows it: parts listed by name, some with bytes still in memory. */
-function rendition(name: string, tracks: TrackSet, files: Record<string, string>, state: ReturnType<LiveRenditionView['state']>, live = true): LiveRenditionView {
+function rendition(
+  name: string,
+  tracks: TrackSet,
+  files: Record<string, string>,
+  state: ReturnType<LiveRenditionView['state']>,
+  live = true,
+): LiveRenditionView {
   return {
     name,
     tracks,
@@ -166,7 +187,9 @@ function rendition(name: string, tracks: TrackSet, files: Record<string, string>
   };
 }
 
-const video = (width: number, height: number): TrackSet => ({ video: { kind: 'video', codec: 'h264', codecPrivate: new Uint8Array(0), width, height, frameRate: 30 } });
+const video = (width: number, height: number): TrackSet => ({
+  video: { kind: 'video', codec: 'h264', codecPrivate: new Uint8Array(0), width, height, frameRate: 30 },
+});
 
 describe('keyframes of a live stream', () => {
   it('come from the lowest running rendition with video', () => {
@@ -189,14 +212,22 @@ describe('keyframes of a live stream', () => {
       ],
       pending: { initUri: 'i2.mp4', parts: [part('p5', false)] },
     };
-    const files = { 'i1.mp4': 'INIT1', 'i2.mp4': 'INIT2', 'p4': 'PART4', 'p5': 'PART5', 's1.m4s': 'SEG1' };
+    const files = { 'i1.mp4': 'INIT1', 'i2.mp4': 'INIT2', p4: 'PART4', p5: 'PART5', 's1.m4s': 'SEG1' };
     const packages = (r: LiveRenditionView) => keyframesFromPackager({ get: (id) => (id === 'x' ? { renditions: [r] } : undefined) });
     const clip = await packages(rendition('source', video(640, 360), files, state)).latest('x');
-    expect(clip && { id: clip.id, init: Buffer.from(clip.init).toString(), media: Buffer.from(clip.media).toString() }).toEqual({ id: 'p4', init: 'INIT2', media: 'PART4' });
+    expect(clip && { id: clip.id, init: Buffer.from(clip.init).toString(), media: Buffer.from(clip.media).toString() }).toEqual({
+      id: 'p4',
+      init: 'INIT2',
+      media: 'PART4',
+    });
     // p4 and p2 no longer in memory (parts far from the edge): segment s1 whole, from its keyframe.
     const older = { 'i1.mp4': 'INIT1', 's1.m4s': 'SEG1' };
     const whole = await packages(rendition('source', video(640, 360), older, state)).latest('x');
-    expect(whole && { id: whole.id, init: Buffer.from(whole.init).toString(), media: Buffer.from(whole.media).toString() }).toEqual({ id: 's1.m4s', init: 'INIT1', media: 'SEG1' });
+    expect(whole && { id: whole.id, init: Buffer.from(whole.init).toString(), media: Buffer.from(whole.media).toString() }).toEqual({
+      id: 's1.m4s',
+      init: 'INIT1',
+      media: 'SEG1',
+    });
     expect(await packages(rendition('source', video(640, 360), files, state)).latest('other')).toBeUndefined();
   });
 });

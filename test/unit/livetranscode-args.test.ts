@@ -116,7 +116,10 @@ describe('buildFfmpegArgs: a 1280x720 30 fps source with audio, 480p + 360p', ()
 describe('buildFfmpegArgs: other sources and encoders', () => {
   it('a 60 fps source is capped to the rung frame rate (30)', () => {
     // Every second frame and every keyframe, with their own timestamps (no re-stamping fps filter).
-    expect(chains(build({ source: { frameRate: 60 } }))).toEqual({ v0: "select='key+not(mod(n,2))',scale=-2:480", v1: "select='key+not(mod(n,2))',scale=-2:360" });
+    expect(chains(build({ source: { frameRate: 60 } }))).toEqual({
+      v0: "select='key+not(mod(n,2))',scale=-2:480",
+      v1: "select='key+not(mod(n,2))',scale=-2:360",
+    });
   });
 
   it('a 59.94 fps source is capped, a 30.3 fps one is not', () => {

@@ -132,7 +132,13 @@ describe('LadderFit: a custom ladder', () => {
 
 describe('planChanged', () => {
   const plan = (...rungs: Array<[string, number]>): LadderPlan => ({
-    rungs: rungs.map(([name, kbps]) => ({ name, height: Number.parseInt(name, 10), videoBitrateKbps: kbps, maxFrameRate: 30, encoder: 'libx264' })),
+    rungs: rungs.map(([name, kbps]) => ({
+      name,
+      height: Number.parseInt(name, 10),
+      videoBitrateKbps: kbps,
+      maxFrameRate: 30,
+      encoder: 'libx264',
+    })),
     omitted: [],
     warnings: [],
   });
@@ -149,7 +155,14 @@ describe('planChanged', () => {
 });
 
 describe('FrameHold', () => {
-  const audio = (ms: number): MediaFrame => ({ track: 'audio', dts: ms * 90, pts: ms * 90, keyframe: true, data: new Uint8Array(10), wallClock: 0 });
+  const audio = (ms: number): MediaFrame => ({
+    track: 'audio',
+    dts: ms * 90,
+    pts: ms * 90,
+    keyframe: true,
+    data: new Uint8Array(10),
+    wallClock: 0,
+  });
 
   it('starts at a video keyframe and keeps everything after it in order', () => {
     const hold = new FrameHold(undefined);

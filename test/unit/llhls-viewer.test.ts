@@ -13,7 +13,13 @@ const T0 = Date.parse('2026-11-24T00:00:00.000Z');
 
 /** A live playlist with segments msn0..msn0+n-1 of `parts` parts of 0.2 s each, then `tail` parts. */
 function playlist(msn0: number, n: number, tail: number, o: { gapMsn?: number; lateMsn?: number; discontinuity?: boolean } = {}): string {
-  const lines = ['#EXTM3U', '#EXT-X-VERSION:9', '#EXT-X-TARGETDURATION:1', '#EXT-X-PART-INF:PART-TARGET=0.2', `#EXT-X-MEDIA-SEQUENCE:${msn0}`];
+  const lines = [
+    '#EXTM3U',
+    '#EXT-X-VERSION:9',
+    '#EXT-X-TARGETDURATION:1',
+    '#EXT-X-PART-INF:PART-TARGET=0.2',
+    `#EXT-X-MEDIA-SEQUENCE:${msn0}`,
+  ];
   lines.push('#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.6');
   lines.push('#EXT-X-MAP:URI="init.mp4"');
   const parts = (msn: number, count: number) => {
@@ -28,7 +34,9 @@ function playlist(msn0: number, n: number, tail: number, o: { gapMsn?: number; l
   }
   const last = msn0 + n;
   if (last === o.lateMsn && o.discontinuity) lines.push('#EXT-X-DISCONTINUITY');
-  lines.push(`#EXT-X-PROGRAM-DATE-TIME:${new Date(T0 + last * 1000 + (o.lateMsn !== undefined && last >= o.lateMsn ? 400 : 0)).toISOString()}`);
+  lines.push(
+    `#EXT-X-PROGRAM-DATE-TIME:${new Date(T0 + last * 1000 + (o.lateMsn !== undefined && last >= o.lateMsn ? 400 : 0)).toISOString()}`,
+  );
   parts(last, tail);
   lines.push(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p${last}.${tail}.m4s"`);
   return lines.join('\n') + '\n';
@@ -37,7 +45,21 @@ function playlist(msn0: number, n: number, tail: number, o: { gapMsn?: number; l
 describe('parseLivePlaylist', () => {
   it('numbers parts by segment, times them from PDT, and finds the hint and GAP segments', () => {
     const pl = parseLivePlaylist(playlist(10, 2, 3, { gapMsn: 11 }));
-    expect(pl.parts.map((p) => `${p.msn}.${p.index}`)).toEqual(['10.0', '10.1', '10.2', '10.3', '10.4', '11.0', '11.1', '11.2', '11.3', '11.4', '12.0', '12.1', '12.2']);
+    expect(pl.parts.map((p) => `${p.msn}.${p.index}`)).toEqual([
+      '10.0',
+      '10.1',
+      '10.2',
+      '10.3',
+      '10.4',
+      '11.0',
+      '11.1',
+      '11.2',
+      '11.3',
+      '11.4',
+      '12.0',
+      '12.1',
+      '12.2',
+    ]);
     expect(pl.parts[0].availableAt).toBe(T0 + 10_000 + 200);
     expect(pl.parts[12].availableAt).toBe(T0 + 12_000 + 600);
     expect(pl.preloadHint).toBe('p12.3.m4s');

@@ -76,7 +76,11 @@ async function run(opts: { gop: number; frames: number; join: number; outage?: [
   let audioJ = 0;
   let rungFirst = true;
   const startRung = () => {
-    rung = rungHub.publish(rungStreamId({ streamId: 's1', rung: '360p' }), { sessionId: `r${++rungSession}`, protocol: 'transcode', remoteAddress: 'ffmpeg', sourceSessionId: 'src-1' }, () => {});
+    rung = rungHub.publish(
+      rungStreamId({ streamId: 's1', rung: '360p' }),
+      { sessionId: `r${++rungSession}`, protocol: 'transcode', remoteAddress: 'ffmpeg', sourceSessionId: 'src-1' },
+      () => {},
+    );
     rung.setTracks(tracks(360));
     rungFirst = true;
   };
@@ -106,7 +110,12 @@ async function run(opts: { gop: number; frames: number; join: number; outage?: [
   await settle();
   const pkg = packager.get('s1')!;
   const text = (name: string) => renderMediaPlaylist(pkg.rendition(name)!.state([]));
-  const result = { source: parseMediaPlaylist(text('source')), rung: parseMediaPlaylist(text('360p')), rungText: text('360p'), counters: { ...packager.counters } };
+  const result = {
+    source: parseMediaPlaylist(text('source')),
+    rung: parseMediaPlaylist(text('360p')),
+    rungText: text('360p'),
+    counters: { ...packager.counters },
+  };
   close();
   return result;
 }

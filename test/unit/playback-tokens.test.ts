@@ -23,7 +23,15 @@ describe('playback tokens', () => {
     expect(tokens.check([kind, id, String(Number(exp) + 3600), sig].join('.'), { kind: 's', id: 'stream1' }, now)).toBe('bad-signature');
     expect(tokens.check([kind, 'stream2', exp, sig].join('.'), { kind: 's', id: 'stream2' }, now)).toBe('bad-signature');
     expect(new PlaybackTokens('z'.repeat(32)).check(t, { kind: 's', id: 'stream1' }, now)).toBe('bad-signature');
-    for (const bad of ['', 'a.b.c', `${t}.x`, 'x.stream1.1.' + 'a'.repeat(43), t.slice(0, -1), 'v.a/b.1.' + 'a'.repeat(43), 'v'.repeat(300)]) {
+    for (const bad of [
+      '',
+      'a.b.c',
+      `${t}.x`,
+      'x.stream1.1.' + 'a'.repeat(43),
+      t.slice(0, -1),
+      'v.a/b.1.' + 'a'.repeat(43),
+      'v'.repeat(300),
+    ]) {
       expect(tokens.check(bad, { kind: 's', id: 'stream1' }, now), bad).toBe('malformed');
     }
   });
@@ -42,6 +50,7 @@ describe('Range header', () => {
     expect(parseRange('bytes=500-', size)).toEqual({ start: 500, end: undefined });
     expect(await parseRange('bytes=-100', size)).toEqual({ start: 900, end: 999 });
     expect(await parseRange('bytes=-5000', size)).toEqual({ start: 0, end: 999 });
-    for (const other of ['bytes=', 'bytes=5-1', 'bytes=0-1,5-9', 'items=0-1', 'bytes=a-b']) expect(parseRange(other, size), other).toBeUndefined();
+    for (const other of ['bytes=', 'bytes=5-1', 'bytes=0-1,5-9', 'items=0-1', 'bytes=a-b'])
+      expect(parseRange(other, size), other).toBeUndefined();
   });
 });

@@ -321,7 +321,9 @@ describe('renderMultivariantPlaylist', () => {
   });
 
   it('leaves out EXT-X-INDEPENDENT-SEGMENTS once a segment was cut without a keyframe', () => {
-    const text = renderMultivariantPlaylist([{ uri: 'source/index.m3u8', bandwidth: 1000, codecs: 'avc1.42c01e' }], { independentSegments: false });
+    const text = renderMultivariantPlaylist([{ uri: 'source/index.m3u8', bandwidth: 1000, codecs: 'avc1.42c01e' }], {
+      independentSegments: false,
+    });
     expect(text).toBe(lines('#EXTM3U', '#EXT-X-VERSION:9', '#EXT-X-STREAM-INF:BANDWIDTH=1000,CODECS="avc1.42c01e"', 'source/index.m3u8'));
   });
 });
@@ -351,7 +353,13 @@ class Feeder {
   n = 0;
   constructor(readonly r: LiveRendition) {}
   part(independent = this.n % 4 === 0): PartOut {
-    const p: PartOut = { bytes: Uint8Array.from([this.n, 0xbb]), duration: 0.5, independent, programDateTime: T0 + this.n * 500, timelineDts: this.n * 45_000 };
+    const p: PartOut = {
+      bytes: Uint8Array.from([this.n, 0xbb]),
+      duration: 0.5,
+      independent,
+      programDateTime: T0 + this.n * 500,
+      timelineDts: this.n * 45_000,
+    };
     this.n++;
     this.r.part(p);
     return p;
@@ -385,7 +393,9 @@ describe('LiveRendition: blocking playlist reload', () => {
     expect(r.lastMsnPart()).toEqual({ msn: 1, part: 0 });
     const now = await r.playlist({}, noReports, 5000);
     expect(now).toBe(renderMediaPlaylist(r.state([])));
-    expect(now).toContain('#EXT-X-PART:DURATION=0.5,URI="run1s1_p4.m4s",INDEPENDENT=YES\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI="run1s1_p5.m4s"\n');
+    expect(now).toContain(
+      '#EXT-X-PART:DURATION=0.5,URI="run1s1_p4.m4s",INDEPENDENT=YES\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI="run1s1_p5.m4s"\n',
+    );
     expect(await r.playlist({ msn: 1, part: 0 }, noReports, 5000)).toBe(now);
     expect(await r.playlist({ msn: 0 }, noReports, 5000)).toBe(now);
     expect(r.heldRequests).toBe(0);
@@ -621,7 +631,7 @@ describe('LiveRendition: files', () => {
     expect(r.heldRequests).toBe(0);
   });
 
-  it('answers a held hint with nothing when the session ends, then hints the next session\'s first part', async () => {
+  it("answers a held hint with nothing when the session ends, then hints the next session's first part", async () => {
     const r = rendition();
     r.init(INIT1, TRACKS, false);
     const f = new Feeder(r);

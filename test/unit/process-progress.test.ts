@@ -2,22 +2,53 @@ import { describe, expect, it } from 'vitest';
 import { ProgressParser, SpeedMeter, parseEncoders } from '../../src/process/index.js';
 
 // Two blocks as FFmpeg 5.1 prints them with `-progress pipe:1` (the first before any speed is known).
-const TWO_BLOCKS = [
-  'frame=1', 'fps=0.00', 'stream_0_0_q=-0.0', 'bitrate=N/A', 'total_size=N/A', 'out_time_us=100000',
-  'out_time_ms=100000', 'out_time=00:00:00.100000', 'dup_frames=0', 'drop_frames=0', 'speed=N/A',
-  'progress=continue',
-  'frame=75', 'fps=24.93', 'stream_0_0_q=28.0', 'bitrate= 312.4kbits/s', 'total_size=117220',
-  'out_time_us=3000000', 'out_time_ms=3000000', 'out_time=00:00:03.000000', 'dup_frames=2', 'drop_frames=5',
-  'speed=0.997x', 'progress=end',
-].join('\n') + '\n';
+const TWO_BLOCKS =
+  [
+    'frame=1',
+    'fps=0.00',
+    'stream_0_0_q=-0.0',
+    'bitrate=N/A',
+    'total_size=N/A',
+    'out_time_us=100000',
+    'out_time_ms=100000',
+    'out_time=00:00:00.100000',
+    'dup_frames=0',
+    'drop_frames=0',
+    'speed=N/A',
+    'progress=continue',
+    'frame=75',
+    'fps=24.93',
+    'stream_0_0_q=28.0',
+    'bitrate= 312.4kbits/s',
+    'total_size=117220',
+    'out_time_us=3000000',
+    'out_time_ms=3000000',
+    'out_time=00:00:03.000000',
+    'dup_frames=2',
+    'drop_frames=5',
+    'speed=0.997x',
+    'progress=end',
+  ].join('\n') + '\n';
 
 const FIRST = {
-  frame: 1, fps: 0, outTimeUs: 100_000, speed: undefined, dropFrames: 0, dupFrames: 0,
-  totalSizeBytes: undefined, progress: 'continue',
+  frame: 1,
+  fps: 0,
+  outTimeUs: 100_000,
+  speed: undefined,
+  dropFrames: 0,
+  dupFrames: 0,
+  totalSizeBytes: undefined,
+  progress: 'continue',
 };
 const SECOND = {
-  frame: 75, fps: 24.93, outTimeUs: 3_000_000, speed: 0.997, dropFrames: 5, dupFrames: 2,
-  totalSizeBytes: 117_220, progress: 'end',
+  frame: 75,
+  fps: 24.93,
+  outTimeUs: 3_000_000,
+  speed: 0.997,
+  dropFrames: 5,
+  dupFrames: 2,
+  totalSizeBytes: 117_220,
+  progress: 'end',
 };
 
 describe('ProgressParser', () => {
@@ -113,10 +144,14 @@ describe('SpeedMeter', () => {
 describe('parseEncoders', () => {
   it('reads names after the legend only', () => {
     const text = [
-      'Encoders:', ' V..... = Video', ' A..... = Audio', ' ------',
+      'Encoders:',
+      ' V..... = Video',
+      ' A..... = Audio',
+      ' ------',
       ' V....D libx264              libx264 H.264 / AVC (codec h264)',
       ' A....D aac                  AAC (Advanced Audio Coding)',
-      ' VFS..D mpeg4                MPEG-4 part 2', '',
+      ' VFS..D mpeg4                MPEG-4 part 2',
+      '',
     ].join('\n');
     expect([...parseEncoders(text)]).toEqual(['libx264', 'aac', 'mpeg4']);
   });

@@ -48,9 +48,14 @@ function bytes(n: number, seed = 1): Buffer {
   return Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff));
 }
 
-
 function summary(msgs: RtmpMessage[]) {
-  return msgs.map((m) => ({ csid: m.csid, type: m.type, streamId: m.streamId, timestamp: m.timestamp, payload: m.payload.toString('hex') }));
+  return msgs.map((m) => ({
+    csid: m.csid,
+    type: m.type,
+    streamId: m.streamId,
+    timestamp: m.timestamp,
+    payload: m.payload.toString('hex'),
+  }));
 }
 
 describe('chunk parser: header types', () => {
@@ -138,7 +143,12 @@ describe('chunk parser: extended timestamps', () => {
   it('tolerates encoders that leave the extended timestamp off continuations', () => {
     const payload = bytes(200, 9);
     const p = new ChunkParser(LIMITS);
-    const msgs = p.push(Buffer.concat([chunk(0, 6, { ts: 0xffffff, len: 200, ext: 0x7000_0000 }, payload.subarray(0, 128)), chunk(3, 6, {}, payload.subarray(128))]));
+    const msgs = p.push(
+      Buffer.concat([
+        chunk(0, 6, { ts: 0xffffff, len: 200, ext: 0x7000_0000 }, payload.subarray(0, 128)),
+        chunk(3, 6, {}, payload.subarray(128)),
+      ]),
+    );
     expect(msgs[0].payload).toEqual(payload);
     expect(msgs[0].timestamp).toBe(0x7000_0000);
   });
@@ -172,7 +182,9 @@ describe('chunk parser: protocol control', () => {
     const size = Buffer.alloc(4);
     size.writeUInt32BE(4096);
     const payload = bytes(4000);
-    const msgs = p.push(Buffer.concat([chunk(0, 2, { type: MessageType.setChunkSize, sid: 0 }, size), chunk(0, 6, { len: 4000 }, payload)]));
+    const msgs = p.push(
+      Buffer.concat([chunk(0, 2, { type: MessageType.setChunkSize, sid: 0 }, size), chunk(0, 6, { len: 4000 }, payload)]),
+    );
     expect(p.chunkSize).toBe(4096);
     expect(msgs).toHaveLength(1);
     expect(msgs[0].payload).toEqual(payload);
@@ -188,7 +200,9 @@ describe('chunk parser: protocol control', () => {
       b.writeUInt32BE(v);
       expect(code(() => new ChunkParser(LIMITS).push(chunk(0, 2, { type: MessageType.setChunkSize, sid: 0 }, b)))).toBe(c);
     }
-    expect(code(() => new ChunkParser(LIMITS).push(chunk(0, 2, { type: MessageType.setChunkSize, sid: 0 }, Buffer.of(1))))).toBe('E_PROTOCOL');
+    expect(code(() => new ChunkParser(LIMITS).push(chunk(0, 2, { type: MessageType.setChunkSize, sid: 0 }, Buffer.of(1))))).toBe(
+      'E_PROTOCOL',
+    );
   });
 
   it('Abort Message discards the partial message of a chunk stream', () => {
@@ -208,7 +222,9 @@ describe('chunk parser: protocol control', () => {
 
   it('refuses a new header in the middle of a message without Abort', () => {
     const p = new ChunkParser(LIMITS);
-    expect(code(() => p.push(Buffer.concat([chunk(0, 6, { len: 300 }, bytes(128)), chunk(0, 6, { len: 5 }, bytes(5))])))).toBe('E_PROTOCOL');
+    expect(code(() => p.push(Buffer.concat([chunk(0, 6, { len: 300 }, bytes(128)), chunk(0, 6, { len: 5 }, bytes(5))])))).toBe(
+      'E_PROTOCOL',
+    );
   });
 });
 

@@ -19,14 +19,19 @@ const ASC_48K = hex('1190');
 const ASC_44K = hex('1210');
 const NALS = hex('00000005 6588840021 00000002 0601');
 
-
 describe('legacy FLV video tags (AVC)', () => {
   it('reads the AVC sequence header', () => {
     expect(parseVideoTag(cat([0x17, 0x00, 0, 0, 0], AVC_C))).toEqual({ type: 'config', codec: 'h264', config: AVC_C });
   });
 
   it('reads NALUs with a signed 24-bit composition time', () => {
-    expect(parseVideoTag(cat([0x17, 0x01, 0x00, 0x00, 0x42], NALS))).toEqual({ type: 'frame', codec: 'h264', keyframe: true, cts: 66, data: NALS });
+    expect(parseVideoTag(cat([0x17, 0x01, 0x00, 0x00, 0x42], NALS))).toEqual({
+      type: 'frame',
+      codec: 'h264',
+      keyframe: true,
+      cts: 66,
+      data: NALS,
+    });
     expect(parseVideoTag(cat([0x27, 0x01, 0xff, 0xff, 0xfe], NALS))).toMatchObject({ keyframe: false, cts: -2 });
   });
 
@@ -53,7 +58,13 @@ describe('enhanced RTMP video tags', () => {
 
   it('hvc1: SequenceStart, CodedFrames with composition time, CodedFramesX without', () => {
     expect(parseVideoTag(ex(1, 0, 'hvc1', HVC_C))).toEqual({ type: 'config', codec: 'h265', config: HVC_C });
-    expect(parseVideoTag(ex(1, 1, 'hvc1', [0, 0, 0x21], NALS))).toEqual({ type: 'frame', codec: 'h265', keyframe: true, cts: 33, data: NALS });
+    expect(parseVideoTag(ex(1, 1, 'hvc1', [0, 0, 0x21], NALS))).toEqual({
+      type: 'frame',
+      codec: 'h265',
+      keyframe: true,
+      cts: 33,
+      data: NALS,
+    });
     expect(parseVideoTag(ex(2, 3, 'hvc1', NALS))).toEqual({ type: 'frame', codec: 'h265', keyframe: false, cts: 0, data: NALS });
     expect(parseVideoTag(ex(1, 2, 'hvc1'))).toEqual({ type: 'end', codec: 'h265' });
   });

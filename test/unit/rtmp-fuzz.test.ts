@@ -62,7 +62,7 @@ describe('fuzz: chunk parser', () => {
       const p = new ChunkParser(limits);
       const input = randomBytes(rnd(2000));
       const r = typedOnly(() => {
-        for (let off = 0; off < input.length; ) {
+        for (let off = 0; off < input.length;) {
           const n = 1 + rnd(300);
           p.push(input.subarray(off, off + n));
           expect(p.bufferedBytes).toBeLessThanOrEqual(bound);
@@ -79,7 +79,7 @@ describe('fuzz: chunk parser', () => {
       const p = new ChunkParser(limits);
       const input = mutate(valid, 10);
       typedOnly(() => {
-        for (let off = 0; off < input.length; ) {
+        for (let off = 0; off < input.length;) {
           const n = 1 + rnd(500);
           for (const m of p.push(input.subarray(off, off + n))) {
             expect(m.payload.length).toBeLessThanOrEqual(limits.maxMessageSize);
@@ -158,7 +158,7 @@ describe('fuzz: handshake', () => {
       const input = Buffer.concat([Buffer.of(rnd(4) ? 3 : rnd(256)), randomBytes(rnd(4000))]);
       let replies = 0;
       typedOnly(() => {
-        for (let off = 0; off < input.length; ) {
+        for (let off = 0; off < input.length;) {
           const n = 1 + rnd(1000);
           if (h.push(input.subarray(off, off + n)).reply) replies++;
           off += n;

@@ -102,7 +102,17 @@ describe('RtmpServer', () => {
   });
 
   it('validates limits and reports a busy port', async () => {
-    const opts = { host: '127.0.0.1', port: 0, hub: { publish: () => { throw new Error('unused'); } }, logger: silentLogger, authorize: async () => ({ streamId: 'x' }) };
+    const opts = {
+      host: '127.0.0.1',
+      port: 0,
+      hub: {
+        publish: () => {
+          throw new Error('unused');
+        },
+      },
+      logger: silentLogger,
+      authorize: async () => ({ streamId: 'x' }),
+    };
     expect(() => new RtmpServer({ ...opts, limits: { ...DEFAULT_RTMP_LIMITS, maxMessageSize: 0 } })).toThrow(/maxMessageSize/);
     const { port } = await start();
     const clash = new RtmpServer({ ...opts, port, limits: DEFAULT_RTMP_LIMITS });

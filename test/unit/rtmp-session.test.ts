@@ -33,7 +33,9 @@ class FakeTransport implements SessionTransport {
   /** Messages the server sent, after S0+S1+S2. */
   messages(): RtmpMessage[] {
     const all = Buffer.concat(this.out);
-    return new ChunkParser({ maxChunkSize: 1 << 20, maxMessageSize: 1 << 24, maxChunkStreams: 64 }).push(all.subarray(1 + 2 * HANDSHAKE_SIZE));
+    return new ChunkParser({ maxChunkSize: 1 << 20, maxMessageSize: 1 << 24, maxChunkStreams: 64 }).push(
+      all.subarray(1 + 2 * HANDSHAKE_SIZE),
+    );
   }
   commands(): AmfValue[][] {
     return this.messages()
@@ -110,18 +112,33 @@ const flush = () => new Promise((r) => setImmediate(r));
 
 // ---- a client, as bytes -----------------------------------------------------------------------
 const hello = () => Buffer.concat([Buffer.of(3), randomBytes(HANDSHAKE_SIZE), randomBytes(HANDSHAKE_SIZE)]);
-const cmd = (values: AmfValue[], streamId = 0): RtmpMessage => ({ csid: 3, type: 20, streamId, timestamp: 0, payload: encodeAmf0(...values) });
+const cmd = (values: AmfValue[], streamId = 0): RtmpMessage => ({
+  csid: 3,
+  type: 20,
+  streamId,
+  timestamp: 0,
+  payload: encodeAmf0(...values),
+});
 const wire = (msgs: RtmpMessage[], chunkSize = 128) => Buffer.concat(msgs.map((m) => encodeMessage(m, chunkSize)));
 const video = (ts: number, body: Buffer): RtmpMessage => ({ csid: 6, type: 9, streamId: 1, timestamp: ts, payload: body });
 const audio = (ts: number, body: Buffer): RtmpMessage => ({ csid: 4, type: 8, streamId: 1, timestamp: ts, payload: body });
 const connect = (extra: Record<string, AmfValue> = {}) => cmd(['connect', 1, { app: 'live', tcUrl: 'rtmp://127.0.0.1/live', ...extra }]);
-const preamble = (key = 'good') => [connect(), cmd(['releaseStream', 2, null, key]), cmd(['FCPublish', 3, null, key]), cmd(['createStream', 4, null]), cmd(['publish', 5, null, key, 'live'], 1)];
+const preamble = (key = 'good') => [
+  connect(),
+  cmd(['releaseStream', 2, null, key]),
+  cmd(['FCPublish', 3, null, key]),
+  cmd(['createStream', 4, null]),
+  cmd(['publish', 5, null, key, 'live'], 1),
+];
 const metadata = (): RtmpMessage => ({
   csid: 4,
   type: 18,
   streamId: 1,
   timestamp: 0,
-  payload: Buffer.concat([encodeAmf0('@setDataFrame', 'onMetaData'), encodeAmf0EcmaArray({ width: 640, height: 360, framerate: 30, videocodecid: 7, audiocodecid: 10 })]),
+  payload: Buffer.concat([
+    encodeAmf0('@setDataFrame', 'onMetaData'),
+    encodeAmf0EcmaArray({ width: 640, height: 360, framerate: 30, videocodecid: 7, audiocodecid: 10 }),
+  ]),
 });
 const media = (): RtmpMessage[] => [
   metadata(),
@@ -228,7 +245,11 @@ describe('RTMP session: publish', () => {
     const pong = t.messages().find((m) => m.type === 4);
     expect(pong?.payload).toEqual(hex('0007 01020304'));
     // The sequence number is every byte received so far, handshake included.
-    const ack = () => t.messages().filter((m) => m.type === MessageType.acknowledgement).map((m) => m.payload.readUInt32BE(0));
+    const ack = () =>
+      t
+        .messages()
+        .filter((m) => m.type === MessageType.acknowledgement)
+        .map((m) => m.payload.readUInt32BE(0));
     expect(ack()).toEqual([first.length]);
     const small = wire([{ csid: 3, type: 19, streamId: 0, timestamp: 0, payload: Buffer.alloc(500) }]);
     session.feed(small);
@@ -374,7 +395,9 @@ describe('RTMP session: fuzz', () => {
       const c = s.counters;
       if (s.session.closed) {
         closed++;
-        expect(c.badInput + c.authFailures + c.unsupportedCodec + (s.t.commands().some((x) => x[0] === 'onStatus') ? 1 : 0)).toBeGreaterThan(0);
+        expect(
+          c.badInput + c.authFailures + c.unsupportedCodec + (s.t.commands().some((x) => x[0] === 'onStatus') ? 1 : 0),
+        ).toBeGreaterThan(0);
         expect(s.t.closes).toBe(1);
         for (const p of s.hub.publishers) expect(p.closed).toBe(true);
       }

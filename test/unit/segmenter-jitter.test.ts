@@ -115,7 +115,7 @@ function sampleCounts(buf: Uint8Array): Map<number, number> {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const counts = new Map<number, number>();
   const walk = (start: number, end: number, trackId: number): number => {
-    for (let pos = start; pos < end; ) {
+    for (let pos = start; pos < end;) {
       const size = view.getUint32(pos);
       const type = Buffer.from(buf.subarray(pos + 4, pos + 8)).toString('latin1');
       if (type === 'moof' || type === 'traf') trackId = walk(pos + 8, pos + size, trackId);
@@ -168,7 +168,8 @@ function check(c: Case): { partTarget: string; parts: number; short: number } {
       const start = p.timelineDts;
       const end = start + Math.round(p.duration * TIMESCALE);
       const single = drivesCuts.filter((d) => d >= start && d < end).length === 1;
-      if (!(single && c.oversized)) expect(printed, `part of ${p.duration} s against PART-TARGET ${partTarget}`).toBeLessThanOrEqual(partTarget);
+      if (!(single && c.oversized))
+        expect(printed, `part of ${p.duration} s against PART-TARGET ${partTarget}`).toBeLessThanOrEqual(partTarget);
       expect(start).toBe(next); // parts follow one another without gap or overlap
       next = end;
       if (i < s.length - 1 && printed < 0.85 * partTarget) {
@@ -204,7 +205,12 @@ describe('Segmenter parts within PART-TARGET: capture-clock jitter around 30 fps
         ] as const) {
           it(`±${jitterMs} ms (${model}), ${s} timestamps, ${announced ? '30 fps announced' : 'no frame rate announced'}, part target ${partTargetMs} ms`, () => {
             for (const seed of SEEDS) {
-              const r = check({ frames: frames(jittered(30, jitterMs, model, seed, s), true, s), tracks: { video: videoTrack(announced), audio: audioTrack }, partTargetMs, strict });
+              const r = check({
+                frames: frames(jittered(30, jitterMs, model, seed, s), true, s),
+                tracks: { video: videoTrack(announced), audio: audioTrack },
+                partTargetMs,
+                strict,
+              });
               // An announced 30 fps keeps 6 frames (3) in the middle of the window: 200 / 0.925 ms, rounded up.
               if (announced) expect(r.partTarget).toBe(partTargetMs === 200 ? '0.217' : '0.109');
             }
@@ -225,7 +231,12 @@ describe('Segmenter parts within PART-TARGET: other timings', () => {
       const label = `${announced ? 'frame rate announced' : 'no frame rate announced'}, part target ${partTargetMs} ms`;
 
       it(`29.97 fps in whole milliseconds (RTMP), ${label}`, () => {
-        const r = check({ frames: frames(clean(30_000 / 1001, 'ms'), true, 'ms'), tracks: { video: videoTrack(rate(30_000 / 1001)), audio: audioTrack }, partTargetMs, strict: true });
+        const r = check({
+          frames: frames(clean(30_000 / 1001, 'ms'), true, 'ms'),
+          tracks: { video: videoTrack(rate(30_000 / 1001)), audio: audioTrack },
+          partTargetMs,
+          strict: true,
+        });
         // 6 frames = 200.2 ms (3 = 100.1 ms), rounded up to the millisecond, as before.
         expect(r.partTarget).toBe(partTargetMs === 200 ? '0.201' : '0.101');
       });
@@ -234,7 +245,12 @@ describe('Segmenter parts within PART-TARGET: other timings', () => {
         it(`single dropped frames at 30 fps, ${s} timestamps, ${label}`, () => {
           // Every 37th frame is missing (never a keyframe), so the holes fall at every position within a part.
           const times = clean(30, s).filter((_, k) => k % 37 !== 11);
-          const r = check({ frames: frames(times, true, s), tracks: { video: videoTrack(rate(30)), audio: audioTrack }, partTargetMs, strict: false });
+          const r = check({
+            frames: frames(times, true, s),
+            tracks: { video: videoTrack(rate(30)), audio: audioTrack },
+            partTargetMs,
+            strict: false,
+          });
           // The holes do not move PART-TARGET off the clean fit (0.201: 33 ms is also 29.97 fps's spacing)...
           expect(r.partTarget).toBe(`0.${partTargetMs === 200 ? 2 : 1}${s === 'ms' && !announced ? '01' : ''}`);
           // ...and only a hole where a part would have ended shortens one: at most one short part per hole.
@@ -242,13 +258,23 @@ describe('Segmenter parts within PART-TARGET: other timings', () => {
         });
 
         it(`variable frame rate (1.5 s at 25 fps, 1.5 s at 30 fps, ...), ${s} timestamps, ${label}`, () => {
-          const r = check({ frames: frames(stretches([25, 30], 1.5, s), true, s), tracks: { video: videoTrack(rate(25)), audio: audioTrack }, partTargetMs, strict: false });
+          const r = check({
+            frames: frames(stretches([25, 30], 1.5, s), true, s),
+            tracks: { video: videoTrack(rate(25)), audio: audioTrack },
+            partTargetMs,
+            strict: false,
+          });
           // Fitted to the first rate: 5 frames (3) of 40 ms; the 30 fps stretches are cut within it.
           expect(r.partTarget).toBe(partTargetMs === 200 ? '0.2' : '0.12');
         });
 
         it(`variable frame rate starting at 30 fps, ${s} timestamps, ${label}`, () => {
-          const r = check({ frames: frames(stretches([30, 25], 1.5, s), true, s), tracks: { video: videoTrack(rate(30)), audio: audioTrack }, partTargetMs, strict: false });
+          const r = check({
+            frames: frames(stretches([30, 25], 1.5, s), true, s),
+            tracks: { video: videoTrack(rate(30)), audio: audioTrack },
+            partTargetMs,
+            strict: false,
+          });
           expect(r.partTarget).toBe(`0.${partTargetMs === 200 ? 2 : 1}${s === 'ms' && !announced ? '01' : ''}`);
         });
 
@@ -262,14 +288,24 @@ describe('Segmenter parts within PART-TARGET: other timings', () => {
 
       for (const seed of SEEDS) {
         it(`WebRTC from a browser: 90 kHz RTP from a capture clock in whole ms, ±1.5 ms, seed ${seed}, ${label}`, () => {
-          const r = check({ frames: frames(jittered(30, 1.5, 'grid', seed, 'ms'), true, 'tick'), tracks: { video: videoTrack(rate(30)), audio: audioTrack }, partTargetMs, strict: true });
+          const r = check({
+            frames: frames(jittered(30, 1.5, 'grid', seed, 'ms'), true, 'tick'),
+            tracks: { video: videoTrack(rate(30)), audio: audioTrack },
+            partTargetMs,
+            strict: true,
+          });
           // Told from a clean source (0.201) by the first second of frames, and given the headroom.
           expect(Number(r.partTarget)).toBeGreaterThan(partTargetMs === 200 ? 0.21 : 0.105);
         });
       }
 
       it(`WebRTC from OBS: exact 90 kHz timestamps at 30 fps, ${label}`, () => {
-        const r = check({ frames: frames(clean(30, 'tick'), true, 'tick'), tracks: { video: videoTrack(rate(30)), audio: audioTrack }, partTargetMs, strict: true });
+        const r = check({
+          frames: frames(clean(30, 'tick'), true, 'tick'),
+          tracks: { video: videoTrack(rate(30)), audio: audioTrack },
+          partTargetMs,
+          strict: true,
+        });
         // A clean source keeps the exact fit: 6 frames of 33.3 ms (3 for 100 ms).
         expect(r.partTarget).toBe(partTargetMs === 200 ? '0.2' : '0.1');
       });
@@ -282,7 +318,12 @@ describe('Segmenter PART-TARGET once advertised', () => {
     // The symptom of issue 12: PART-TARGET=0.2 and parts of DURATION=0.201. The first 2 s are exact 30 fps, then
     // every frame is 1 ms late or early by turns (a capture clock), so six frames may span 201 ms.
     const times = clean(30, 'tick').map((t, k) => (k < 60 ? t : t + (k % 2 === 0 ? 90 : -90)));
-    const r = check({ frames: frames(times, true, 'tick'), tracks: { video: videoTrack(0), audio: audioTrack }, partTargetMs: 200, strict: false });
+    const r = check({
+      frames: frames(times, true, 'tick'),
+      tracks: { video: videoTrack(0), audio: audioTrack },
+      partTargetMs: 200,
+      strict: false,
+    });
     expect(r.partTarget).toBe('0.2');
     // Six frames do not fit then; five (166.7 ms) are all that can: no cut can meet both rules.
     expect(r.short).toBeGreaterThan(0);
@@ -316,7 +357,13 @@ describe('Segmenter PART-TARGET once advertised', () => {
   it('counts a single frame longer than PART-TARGET, the one part that cannot be kept within it', () => {
     // A 300 ms hole in the video (the encoder stalled) after 3 s of clean frames.
     const times = clean(30, 'tick').filter((t) => t < 3 * TIMESCALE || t >= 3.3 * TIMESCALE);
-    const r = check({ frames: frames(times, false, 'tick'), tracks: { video: videoTrack(30) }, partTargetMs: 200, strict: false, oversized: 1 });
+    const r = check({
+      frames: frames(times, false, 'tick'),
+      tracks: { video: videoTrack(30) },
+      partTargetMs: 200,
+      strict: false,
+      oversized: 1,
+    });
     expect(r.partTarget).toBe('0.2');
   });
 });

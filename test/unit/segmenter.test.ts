@@ -47,7 +47,7 @@ function makeFrames(o: GenOptions): MediaFrame[] {
   const wall = o.wallBase ?? WALL_BASE;
   const lead = o.leadingNonKey ?? 0;
   const frames: MediaFrame[] = [];
-  let endTicks = 0;
+  let endTicks: number;
   if (o.video !== false) {
     for (let k = 0; k < o.videoFrames + lead; k++) {
       const dts = videoDts(k, o.fps, o.msRound);
@@ -63,7 +63,14 @@ function makeFrames(o: GenOptions): MediaFrame[] {
   if (o.audio) {
     for (let j = 0; audioDts(j, o.msRound) < endTicks; j++) {
       const dts = audioDts(j, o.msRound);
-      frames.push({ track: 'audio', dts, pts: dts, keyframe: true, data: Uint8Array.from([0x21, j & 0xff, 0x42]), wallClock: wall + dts / 90 });
+      frames.push({
+        track: 'audio',
+        dts,
+        pts: dts,
+        keyframe: true,
+        data: Uint8Array.from([0x21, j & 0xff, 0x42]),
+        wallClock: wall + dts / 90,
+      });
     }
   }
   // Stable sort: video frames were pushed first, so they come first on equal dts.
@@ -114,7 +121,7 @@ interface TrafInfo {
 function boxes(buf: Uint8Array, start: number, end: number): Array<{ type: string; body: number; end: number }> {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const out = [];
-  for (let pos = start; pos < end; ) {
+  for (let pos = start; pos < end;) {
     const size = view.getUint32(pos);
     const type = Buffer.from(buf.subarray(pos + 4, pos + 8)).toString('latin1');
     if (size < 8 || pos + size > end) throw new Error(`bad box ${type} at ${pos}`);
@@ -221,7 +228,8 @@ function checkRun(fps: number, gopSeconds: number, msRound: boolean, metaFps: nu
     const p = parts[i];
     // INDEPENDENT exactly where a part starts on a keyframe.
     expect(p.independent).toBe(keyframeDts.has(p.timelineDts));
-    if (i + 1 < parts.length) expect(Math.abs(parts[i + 1].timelineDts - (p.timelineDts + p.duration * TIMESCALE))).toBeLessThanOrEqual(1e-6);
+    if (i + 1 < parts.length)
+      expect(Math.abs(parts[i + 1].timelineDts - (p.timelineDts + p.duration * TIMESCALE))).toBeLessThanOrEqual(1e-6);
     // Program date-time follows media time from the first keyframe's wall clock.
     expect(p.programDateTime).toBeCloseTo(WALL_BASE + p.timelineDts / 90, 6);
     const trafs = readFragment(p.bytes);
@@ -366,7 +374,8 @@ describe('Segmenter: sessions', () => {
       expect(Math.abs(trafs[0].baseMediaDecodeTime - (parts[i].timelineDts * 48_000) / TIMESCALE)).toBeLessThanOrEqual(48);
       audioNext += trafs[0].durations.reduce((a, b) => a + b, 0);
       samples += trafs[0].durations.length;
-      if (i + 1 < parts.length) expect(Math.abs(parts[i + 1].timelineDts - (parts[i].timelineDts + parts[i].duration * TIMESCALE))).toBeLessThanOrEqual(1e-6);
+      if (i + 1 < parts.length)
+        expect(Math.abs(parts[i + 1].timelineDts - (parts[i].timelineDts + parts[i].duration * TIMESCALE))).toBeLessThanOrEqual(1e-6);
     }
     expect(samples).toBe(frames.length);
   });
@@ -460,7 +469,10 @@ describe('Segmenter TARGETDURATION and sources without keyframes in time', () =>
     seg.startSession({ video: videoTrack(30) });
     // Keyframes every 60 frames until the one due at frame 240 comes at 260; the encoder's GOP goes on from there.
     const isKey = (i: number) => (i < 240 ? i % 60 === 0 : (i - 260) % 60 === 0);
-    const frames = makeFrames({ fps: 30, gop: 60, videoFrames: 600, audio: false, msRound: false }).map((f, i) => ({ ...f, keyframe: isKey(i) }));
+    const frames = makeFrames({ fps: 30, gop: 60, videoFrames: 600, audio: false, msRound: false }).map((f, i) => ({
+      ...f,
+      keyframe: isKey(i),
+    }));
     for (const f of frames) seg.push(f);
     seg.endSession();
     expect(seg.targetDurationSeconds).toBe(2);

@@ -44,7 +44,10 @@ describe('validateKey', () => {
     ['vod/a\0b', 'storage: key "vod/a\\u0000b" contains a NUL character'],
     ['vod//x', `storage: key "vod//x" has an empty segment (a leading '/' or '//')`],
     ['vod/', `storage: key "vod/" ends with '/' (that names a folder, not an object)`],
-    ['vod/.hidden', 'storage: key "vod/.hidden" may hold only letters, digits and . _ - = in each segment, and no segment may start with a dot'],
+    [
+      'vod/.hidden',
+      'storage: key "vod/.hidden" may hold only letters, digits and . _ - = in each segment, and no segment may start with a dot',
+    ],
     ['vod/a b', 'storage: key "vod/a b" may hold only letters, digits and . _ - = in each segment, and no segment may start with a dot'],
     ['vod/é', 'storage: key "vod/é" may hold only letters, digits and . _ - = in each segment, and no segment may start with a dot'],
     ['vod/a?b', 'storage: key "vod/a?b" may hold only letters, digits and . _ - = in each segment, and no segment may start with a dot'],
@@ -57,7 +60,9 @@ describe('validateKey', () => {
   it('refuses keys and segments that are too long, showing only the start of the key', () => {
     const long = 'a'.repeat(MAX_KEY_LENGTH + 1);
     expect(rejection(() => validateKey(long))).toBe(`storage: key "${'a'.repeat(80)}"... is longer than 1024 characters`);
-    expect(rejection(() => validateKey(`x/${'b'.repeat(MAX_SEGMENT_LENGTH + 1)}`))).toContain(`has a segment longer than ${MAX_SEGMENT_LENGTH} characters`);
+    expect(rejection(() => validateKey(`x/${'b'.repeat(MAX_SEGMENT_LENGTH + 1)}`))).toContain(
+      `has a segment longer than ${MAX_SEGMENT_LENGTH} characters`,
+    );
   });
 
   it('refuses what is not a string', () => {

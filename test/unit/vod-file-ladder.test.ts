@@ -23,7 +23,9 @@ describe('planFileRungs', () => {
   });
 
   it('encodes every rung with libx264 and keeps the rung frame rate caps', () => {
-    const rungs = planFileRungs({ width: 1920, height: 1080 }, [{ name: 'hd', height: 720, videoBitrateKbps: 3000, maxFrameRate: 30, encoder: 'h264_nvenc' }]);
+    const rungs = planFileRungs({ width: 1920, height: 1080 }, [
+      { name: 'hd', height: 720, videoBitrateKbps: 3000, maxFrameRate: 30, encoder: 'h264_nvenc' },
+    ]);
     expect(rungs).toEqual([
       { name: '1080p', height: 1080, videoBitrateKbps: 3000 * (1080 / 720) ** 2, maxFrameRate: 30, encoder: 'libx264' },
       { name: 'hd', height: 720, videoBitrateKbps: 3000, maxFrameRate: 30, encoder: 'libx264' },
@@ -52,25 +54,79 @@ describe('buildFileArgs', () => {
     };
     const args = buildFileArgs({ input: '/in/x.mov', probe, rungs: planFileRungs(probe.video).slice(0, 2), x264Preset: 'veryfast' });
     const rung = (size: string, kbps: number, max: number, fd: number) => [
-      '-map', size, '-map', '0:1',
-      '-c:v', 'libx264', '-preset', 'veryfast', '-b:v', `${kbps}k`, '-maxrate', `${max}k`, '-bufsize', `${2 * kbps}k`,
-      '-g', '100000', '-keyint_min', '1', '-sc_threshold', '0', '-force_key_frames', 'expr:gte(t,n_forced*2)',
-      '-c:a', 'aac', '-b:a', '128k', '-ac', '2', '-ar', '48000',
-      '-max_muxing_queue_size', '4096', '-flvflags', 'no_duration_filesize', '-f', 'flv', `pipe:${fd}`,
+      '-map',
+      size,
+      '-map',
+      '0:1',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'veryfast',
+      '-b:v',
+      `${kbps}k`,
+      '-maxrate',
+      `${max}k`,
+      '-bufsize',
+      `${2 * kbps}k`,
+      '-g',
+      '100000',
+      '-keyint_min',
+      '1',
+      '-sc_threshold',
+      '0',
+      '-force_key_frames',
+      'expr:gte(t,n_forced*2)',
+      '-c:a',
+      'aac',
+      '-b:a',
+      '128k',
+      '-ac',
+      '2',
+      '-ar',
+      '48000',
+      '-max_muxing_queue_size',
+      '4096',
+      '-flvflags',
+      'no_duration_filesize',
+      '-f',
+      'flv',
+      `pipe:${fd}`,
     ];
     expect(args).toEqual([
-      '-hide_banner', '-nostdin', '-loglevel', 'level+warning', '-nostats', '-progress', 'pipe:3', '-stats_period', '1',
-      '-format_whitelist', 'mov,matroska,flv,mpegts,avi,mpeg,asf,mxf,ogg', '-protocol_whitelist', 'file', '-i', '/in/x.mov',
-      '-filter_complex', '[0:0]split=2[s0][s1];[s0]scale=-2:720,format=yuv420p[v0];[s1]fps=30.000000,scale=-2:480,format=yuv420p[v1]',
+      '-hide_banner',
+      '-nostdin',
+      '-loglevel',
+      'level+warning',
+      '-nostats',
+      '-progress',
+      'pipe:3',
+      '-stats_period',
+      '1',
+      '-format_whitelist',
+      'mov,matroska,flv,mpegts,avi,mpeg,asf,mxf,ogg',
+      '-protocol_whitelist',
+      'file',
+      '-i',
+      '/in/x.mov',
+      '-filter_complex',
+      '[0:0]split=2[s0][s1];[s0]scale=-2:720,format=yuv420p[v0];[s1]fps=30.000000,scale=-2:480,format=yuv420p[v1]',
       ...rung('[v0]', 2800, 4200, 4),
       ...rung('[v1]', 1400, 2100, 5),
     ]);
   });
 
   it('maps no audio for a silent video and scales a portrait one on its width', () => {
-    const probe = { duration: 5, videoDuration: 5, video: { index: 2, codec: 'hevc', width: 360, height: 640, frameRate: 30 }, audio: undefined };
+    const probe = {
+      duration: 5,
+      videoDuration: 5,
+      video: { index: 2, codec: 'hevc', width: 360, height: 640, frameRate: 30 },
+      audio: undefined,
+    };
     const args = buildFileArgs({ input: 'in.mp4', probe, rungs: planFileRungs(probe.video), x264Preset: 'fast' });
-    expect(args.slice(args.indexOf('-filter_complex'), args.indexOf('-filter_complex') + 2)).toEqual(['-filter_complex', '[0:2]scale=360:-2,format=yuv420p[v0]']);
+    expect(args.slice(args.indexOf('-filter_complex'), args.indexOf('-filter_complex') + 2)).toEqual([
+      '-filter_complex',
+      '[0:2]scale=360:-2,format=yuv420p[v0]',
+    ]);
     expect(args.join(' ')).not.toMatch(/-c:a|0:1/);
   });
 });
@@ -100,7 +156,15 @@ describe('probe parsing', () => {
       streams: [
         { index: 0, codec_type: 'video', codec_name: 'mjpeg', width: 600, height: 600, disposition: { attached_pic: 1 } },
         { index: 1, codec_type: 'audio', codec_name: 'mp3', channels: 2, sample_rate: '44100' },
-        { index: 2, codec_type: 'video', codec_name: 'h264', width: 1920, height: 1080, avg_frame_rate: '30000/1001', side_data_list: [{ rotation: -90 }] },
+        {
+          index: 2,
+          codec_type: 'video',
+          codec_name: 'h264',
+          width: 1920,
+          height: 1080,
+          avg_frame_rate: '30000/1001',
+          side_data_list: [{ rotation: -90 }],
+        },
       ],
       format: { duration: '12.5' },
     });
@@ -108,7 +172,9 @@ describe('probe parsing', () => {
     expect(r.videoDuration).toBe(0); // the file says nothing of the video stream's own length
     expect(r.video).toEqual({ index: 2, codec: 'h264', width: 1080, height: 1920, frameRate: 30000 / 1001 });
     expect(r.audio).toEqual({ index: 1, codec: 'mp3', channels: 2, sampleRate: 44100 });
-    expect(fromFfprobeJson({ streams: [{ index: 0, codec_type: 'audio', codec_name: 'aac' }], format: { duration: '3' } }).video).toBeUndefined();
+    expect(
+      fromFfprobeJson({ streams: [{ index: 0, codec_type: 'audio', codec_name: 'aac' }], format: { duration: '3' } }).video,
+    ).toBeUndefined();
   });
 
   it("takes the video stream's own duration apart from the container's (audio may run on)", () => {
@@ -134,7 +200,10 @@ describe('probe parsing', () => {
       `${input}: Invalid argument`,
     ].join('\n');
     expect(lastReason(refused, input)).toBe('its format (hls) is not a video container this server accepts');
-    const moov = [`[mov,mp4,m4a,3gp,3g2,mj2 @ 0x5599d9e3c600] moov atom not found`, `${input}: Invalid data found when processing input`].join('\n');
+    const moov = [
+      `[mov,mp4,m4a,3gp,3g2,mj2 @ 0x5599d9e3c600] moov atom not found`,
+      `${input}: Invalid data found when processing input`,
+    ].join('\n');
     expect(lastReason(moov, input)).toBe('Invalid data found when processing input (moov atom not found)');
     const elsewhere = `[mov @ 0x1] could not open ${input}.part and /srv/livepack/data/uploads/other`;
     expect(lastReason(elsewhere, input)).toBe('could not open the file.part and ./other');

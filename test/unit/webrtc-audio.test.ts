@@ -52,12 +52,24 @@ describe('Opus packets and the Ogg stream fed to FFmpeg', () => {
     const frame = (payload: number[]) => {
       const len = 7 + payload.length;
       // syncword, MPEG-4, layer 0, no CRC; AAC LC (1), 48 kHz (3), stereo (2); length; fullness 0x7ff; 1 block
-      return Buffer.from([0xff, 0xf1, (1 << 6) | (3 << 2) | 0, (2 << 6) | ((len >> 11) & 3), (len >> 3) & 0xff, ((len & 7) << 5) | 0x1f, 0xfc, ...payload]);
+      return Buffer.from([
+        0xff,
+        0xf1,
+        (1 << 6) | (3 << 2) | 0,
+        (2 << 6) | ((len >> 11) & 3),
+        (len >> 3) & 0xff,
+        ((len & 7) << 5) | 0x1f,
+        0xfc,
+        ...payload,
+      ]);
     };
     const r = new AdtsReader();
     const both = Buffer.concat([frame([1, 2, 3]), frame([4, 5])]);
     const out = [...r.push(both.subarray(0, 12)), ...r.push(both.subarray(12))];
-    expect(out.map((f) => [...f.data])).toEqual([[1, 2, 3], [4, 5]]);
+    expect(out.map((f) => [...f.data])).toEqual([
+      [1, 2, 3],
+      [4, 5],
+    ]);
     expect(out[0]).toMatchObject({ objectType: 2, sampleRate: 48000, channels: 2 });
     expect(Buffer.from(out[0].asc).toString('hex')).toBe('1190');
     expect(() => new AdtsReader().push(Buffer.from('not adts at all'))).toThrow(/sync/);

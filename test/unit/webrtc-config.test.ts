@@ -11,8 +11,18 @@ describe('WebRTC settings', () => {
   });
 
   it('reads the port range, public address and ICE servers, and says which setting is wrong', () => {
-    const c = loadConfig({ WEBRTC_UDP_PORT_MIN: '40000', WEBRTC_UDP_PORT_MAX: '40100', WEBRTC_PUBLIC_ADDRESS: '203.0.113.7', WEBRTC_ICE_SERVERS: 'stun:stun.example.org:3478, turn:u:p@turn.example.org:3478' });
-    expect(c.webrtc).toMatchObject({ portMin: 40000, portMax: 40100, publicAddress: '203.0.113.7', iceServers: ['stun:stun.example.org:3478', 'turn:u:p@turn.example.org:3478'] });
+    const c = loadConfig({
+      WEBRTC_UDP_PORT_MIN: '40000',
+      WEBRTC_UDP_PORT_MAX: '40100',
+      WEBRTC_PUBLIC_ADDRESS: '203.0.113.7',
+      WEBRTC_ICE_SERVERS: 'stun:stun.example.org:3478, turn:u:p@turn.example.org:3478',
+    });
+    expect(c.webrtc).toMatchObject({
+      portMin: 40000,
+      portMax: 40100,
+      publicAddress: '203.0.113.7',
+      iceServers: ['stun:stun.example.org:3478', 'turn:u:p@turn.example.org:3478'],
+    });
     expect(() => loadConfig({ WEBRTC_UDP_PORT_MIN: '30000', WEBRTC_UDP_PORT_MAX: '30000' })).toThrow(/WEBRTC_UDP_PORT_MIN must be below/);
     expect(() => loadConfig({ WEBRTC_PUBLIC_ADDRESS: 'example.org' })).toThrow(/WEBRTC_PUBLIC_ADDRESS.*IP address/);
     expect(() => loadConfig({ WEBRTC_ICE_SERVERS: 'http://x' })).toThrow(/WEBRTC_ICE_SERVERS/);

@@ -10,19 +10,29 @@ const IDR = Buffer.from([0x65, 0x88, 0x84, 0x00, 0x33, 0xff]);
 const P = Buffer.from([0x41, 0x9a, 0x02, 0x04]);
 
 let seq = 0;
-const ev = (payload: Uint8Array, ts: number, marker = false): JitterEvent => ({ kind: 'packet', packet: { payloadType: 96, marker, sequence: seq++, timestamp: ts, ssrc: 1, payload } });
-const stapA = (...nals: Uint8Array[]) => Buffer.concat([Buffer.from([0x78]), ...nals.flatMap((n) => [Buffer.from([n.length >> 8, n.length & 0xff]), n])]);
+const ev = (payload: Uint8Array, ts: number, marker = false): JitterEvent => ({
+  kind: 'packet',
+  packet: { payloadType: 96, marker, sequence: seq++, timestamp: ts, ssrc: 1, payload },
+});
+const stapA = (...nals: Uint8Array[]) =>
+  Buffer.concat([Buffer.from([0x78]), ...nals.flatMap((n) => [Buffer.from([n.length >> 8, n.length & 0xff]), n])]);
 const fuA = (nal: Uint8Array, size: number): Buffer[] => {
   const body = nal.subarray(1);
   const out: Buffer[] = [];
   for (let o = 0; o < body.length; o += size) {
     const start = o === 0;
     const end = o + size >= body.length;
-    out.push(Buffer.concat([Buffer.from([(nal[0] & 0xe0) | 28, (start ? 0x80 : 0) | (end ? 0x40 : 0) | (nal[0] & 0x1f)]), body.subarray(o, o + size)]));
+    out.push(
+      Buffer.concat([
+        Buffer.from([(nal[0] & 0xe0) | 28, (start ? 0x80 : 0) | (end ? 0x40 : 0) | (nal[0] & 0x1f)]),
+        body.subarray(o, o + size),
+      ]),
+    );
   }
   return out;
 };
-const lengthPrefixed = (...nals: Uint8Array[]) => Buffer.concat(nals.flatMap((n) => [Buffer.from([0, 0, n.length >> 8, n.length & 0xff]), n]));
+const lengthPrefixed = (...nals: Uint8Array[]) =>
+  Buffer.concat(nals.flatMap((n) => [Buffer.from([0, 0, n.length >> 8, n.length & 0xff]), n]));
 
 describe('H.264 RTP depacketizer (RFC 6184, packetization-mode 1)', () => {
   it('builds access units from STAP-A, FU-A and single NAL packets, ending at the marker', () => {
@@ -33,7 +43,10 @@ describe('H.264 RTP depacketizer (RFC 6184, packetization-mode 1)', () => {
     const frags = fuA(big, 1000);
     frags.forEach((f, i) => aus.push(...d.push(ev(f, 1000, i === frags.length - 1))));
     aus.push(...d.push(ev(P, 4000, true)));
-    expect(aus.map((a) => [a.rtpTimestamp, a.nals.map((n) => n[0] & 0x1f), a.damaged])).toEqual([[1000, [7, 8, 5], false], [4000, [1], false]]);
+    expect(aus.map((a) => [a.rtpTimestamp, a.nals.map((n) => n[0] & 0x1f), a.damaged])).toEqual([
+      [1000, [7, 8, 5], false],
+      [4000, [1], false],
+    ]);
     expect(Buffer.from(aus[0].nals[2]).equals(big)).toBe(true);
   });
 
@@ -45,7 +58,10 @@ describe('H.264 RTP depacketizer (RFC 6184, packetization-mode 1)', () => {
     const out = d.push(ev(frags[2], 10, true));
     expect(out.map((a) => a.damaged)).toEqual([true]);
     d.push(ev(P, 20)); // marker lost: the timestamp change ends it
-    expect(d.push(ev(P, 30, true)).map((a) => [a.rtpTimestamp, a.damaged])).toEqual([[20, true], [30, false]]);
+    expect(d.push(ev(P, 30, true)).map((a) => [a.rtpTimestamp, a.damaged])).toEqual([
+      [20, true],
+      [30, false],
+    ]);
   });
 
   it('refuses STAP-B/MTAP/FU-B, truncated aggregates and units over the limits', () => {
@@ -74,7 +90,11 @@ describe('H.264 RTP depacketizer (RFC 6184, packetization-mode 1)', () => {
 describe('H.264 access units to frames', () => {
   it('builds the avcC from in-band SPS/PPS and starts at the first IDR', () => {
     const a = new H264Assembler();
-    expect(a.push({ rtpTimestamp: 0, nals: [P], damaged: false })).toEqual({ kind: 'dropped', reason: 'waiting-for-keyframe', needKeyframe: true });
+    expect(a.push({ rtpTimestamp: 0, nals: [P], damaged: false })).toEqual({
+      kind: 'dropped',
+      reason: 'waiting-for-keyframe',
+      needKeyframe: true,
+    });
     const f = a.push({ rtpTimestamp: 3000, nals: [Buffer.from([0x09, 0xf0]), SPS, PPS, IDR], damaged: false });
     expect(f.kind).toBe('frame');
     if (f.kind !== 'frame') return;
@@ -90,8 +110,14 @@ describe('H.264 access units to frames', () => {
   });
 
   it('uses sprop-parameter-sets when the IDR comes without them (OBS + NVENC)', () => {
-    expect(new H264Assembler().push({ rtpTimestamp: 0, nals: [IDR], damaged: false })).toMatchObject({ kind: 'dropped', reason: 'no-parameter-sets' });
-    expect(new H264Assembler([SPS, PPS]).push({ rtpTimestamp: 0, nals: [IDR], damaged: false })).toMatchObject({ kind: 'frame', keyframe: true });
+    expect(new H264Assembler().push({ rtpTimestamp: 0, nals: [IDR], damaged: false })).toMatchObject({
+      kind: 'dropped',
+      reason: 'no-parameter-sets',
+    });
+    expect(new H264Assembler([SPS, PPS]).push({ rtpTimestamp: 0, nals: [IDR], damaged: false })).toMatchObject({
+      kind: 'frame',
+      keyframe: true,
+    });
   });
 
   it('drops everything after a damaged unit until the next IDR', () => {
@@ -100,7 +126,11 @@ describe('H.264 access units to frames', () => {
     expect(a.push({ rtpTimestamp: 1, nals: [P], damaged: true })).toMatchObject({ kind: 'dropped', reason: 'damaged', needKeyframe: true });
     expect(a.push({ rtpTimestamp: 2, nals: [P], damaged: false })).toMatchObject({ kind: 'dropped', reason: 'waiting-for-keyframe' });
     expect(a.push({ rtpTimestamp: 3, nals: [IDR], damaged: false })).toMatchObject({ kind: 'frame', keyframe: true, configChanged: false });
-    expect(a.push({ rtpTimestamp: 4, nals: [SPS, PPS], damaged: false })).toMatchObject({ kind: 'dropped', reason: 'no-picture', needKeyframe: false });
+    expect(a.push({ rtpTimestamp: 4, nals: [SPS, PPS], damaged: false })).toMatchObject({
+      kind: 'dropped',
+      reason: 'no-picture',
+      needKeyframe: false,
+    });
   });
 
   it('writes the High profile extension into the avcC', () => {

@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { JitterBuffer, type JitterEvent } from '../../src/ingest/webrtc/jitter.js';
 import type { RtpPacket } from '../../src/ingest/webrtc/rtp.js';
 
-const pkt = (sequence: number, timestamp = sequence * 3000): RtpPacket => ({ payloadType: 96, marker: false, sequence: sequence & 0xffff, timestamp, ssrc: 1, payload: new Uint8Array([sequence & 0xff]) });
+const pkt = (sequence: number, timestamp = sequence * 3000): RtpPacket => ({
+  payloadType: 96,
+  marker: false,
+  sequence: sequence & 0xffff,
+  timestamp,
+  ssrc: 1,
+  payload: new Uint8Array([sequence & 0xff]),
+});
 const seqs = (evs: JitterEvent[]) => evs.map((e) => (e.kind === 'packet' ? e.packet.sequence : `lost${e.count}`));
 const jb = () => new JitterBuffer({ maxDelayMs: 100, maxPackets: 64, clockRate: 90_000, nackIntervalMs: 40, maxNacks: 3 });
 

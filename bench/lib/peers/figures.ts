@@ -34,7 +34,14 @@ export interface EdgeFigures {
 }
 
 export interface ServerFigures {
-  readonly cpu: { idlePercent: number; loadedPercent: number; perStreamPercent: number; idleWindowS: number; windowS: number; restOfMachineCores: number };
+  readonly cpu: {
+    idlePercent: number;
+    loadedPercent: number;
+    perStreamPercent: number;
+    idleWindowS: number;
+    windowS: number;
+    restOfMachineCores: number;
+  };
   readonly rssMB: { idle: number; loaded: number; loadedMax: number; perStream: number; idleSettledAfterS: number };
   /** Seconds from spawning each publisher to its stream's first listed segment (or FLV key frame); null: none in time. */
   readonly firstMedia: { kind: string; perStreamS: (number | null)[]; median: number | null; missing: number };
@@ -75,7 +82,12 @@ export function figuresOf(raw: RawRun, streams: number, firstVideoS: number): Se
       perStream: r3((raw.loaded.rssBytes - raw.idle.rssBytes) / 1048576 / streams),
       idleSettledAfterS: raw.idle.settledAfterS,
     },
-    firstMedia: { kind: raw.firstMediaKind, perStreamS: perStream, median: got.length ? r3(quantile(got, 0.5)) : null, missing: perStream.length - got.length },
+    firstMedia: {
+      kind: raw.firstMediaKind,
+      perStreamS: perStream,
+      median: got.length ? r3(quantile(got, 0.5)) : null,
+      missing: perStream.length - got.length,
+    },
     clock: { mediaZeroAfterSpawnS: C === undefined ? null : r3((C - raw.spawnedAtMs[0]) / 1000), reports: raw.clockReports },
     edge: raw.edge && C !== undefined ? edgeFigures(raw, C, firstVideoS, notes) : undefined,
     flvTagAge: raw.flvTags && C !== undefined ? flvTagAge(raw, C) : undefined,
@@ -87,7 +99,10 @@ export function figuresOf(raw: RawRun, streams: number, firstVideoS: number): Se
         'HTTP-FLV key frame instead, and its stream 0 viewer is an HTTP-FLV connection',
     );
   }
-  if (fig.firstMedia.missing) notes.push(`${fig.firstMedia.missing} stream(s) showed no ${raw.firstMediaKind} within 20 s; the server's log ends: ${raw.logTail ?? ''}`);
+  if (fig.firstMedia.missing)
+    notes.push(
+      `${fig.firstMedia.missing} stream(s) showed no ${raw.firstMediaKind} within 20 s; the server's log ends: ${raw.logTail ?? ''}`,
+    );
   return fig;
 }
 
@@ -98,24 +113,33 @@ function edgeFigures(raw: RawRun, C: number, firstVideoS: number, notes: string[
   const timed = [...e.segments, ...e.parts].filter((x) => x.firstMediaS !== undefined);
   const first = e.segments.at(0);
   const origin = first?.firstMediaS ?? Math.min(...timed.map((x) => x.firstMediaS!));
-  if (first && first.msn !== 0) notes.push(`the poller's first segment has media sequence ${first.msn}, not 0: the edge ages may be off by the segments missed`);
+  if (first && first.msn !== 0)
+    notes.push(`the poller's first segment has media sequence ${first.msn}, not 0: the edge ages may be off by the segments missed`);
   const ageS = (x: SeenItem) => (x.appearedAtMs - (C + (firstVideoS + x.firstMediaS! - origin + x.durationS) * 1000)) / 1000;
   const ages = (items: SeenItem[]) => items.filter((x) => x.firstMediaS !== undefined && inWindow(x)).map(ageS);
   const excludedWithoutMediaTime = [...e.segments, ...e.parts].filter((x) => inWindow(x) && x.firstMediaS === undefined).length;
   const segment = rounded(summarize(ages(e.segments)), 3);
   const part = e.parts.length ? rounded(summarize(ages(e.parts)), 3) : undefined;
   const withPdt = e.segments.filter((x) => x.pdtMs !== undefined && inWindow(x));
-  const segmentByPdt = withPdt.length ? rounded(summarize(withPdt.map((x) => (x.appearedAtMs - (x.pdtMs! + x.durationS * 1000)) / 1000)), 3) : undefined;
+  const segmentByPdt = withPdt.length
+    ? rounded(summarize(withPdt.map((x) => (x.appearedAtMs - (x.pdtMs! + x.durationS * 1000)) / 1000)), 3)
+    : undefined;
 
   const latency: EdgeFigures['latency'] = [];
   const est = (rule: string, holdBackS: number, s: Summary) =>
     latency.push({ rule, holdBackS, p50: r3(s.p50 + holdBackS), p95: r3(s.p95 + holdBackS), n: s.n });
-  if (part && e.partHoldBackS !== undefined) est('LL-HLS player (hls.js lowLatencyMode): part edge age + PART-HOLD-BACK', e.partHoldBackS, part);
+  if (part && e.partHoldBackS !== undefined)
+    est('LL-HLS player (hls.js lowLatencyMode): part edge age + PART-HOLD-BACK', e.partHoldBackS, part);
   if (e.targetDurationS !== undefined) {
-    est(`plain HLS player (hls.js liveSyncDurationCount ${HLSJS_LIVE_SYNC_COUNT}): segment edge age + ${HLSJS_LIVE_SYNC_COUNT} x TARGETDURATION`, HLSJS_LIVE_SYNC_COUNT * e.targetDurationS, segment);
+    est(
+      `plain HLS player (hls.js liveSyncDurationCount ${HLSJS_LIVE_SYNC_COUNT}): segment edge age + ${HLSJS_LIVE_SYNC_COUNT} x TARGETDURATION`,
+      HLSJS_LIVE_SYNC_COUNT * e.targetDurationS,
+      segment,
+    );
   }
   const firstAge = first?.firstMediaS !== undefined ? r3(ageS(first)) : undefined;
-  if (firstAge !== undefined && firstAge < -0.05) notes.push(`the first segment's edge age is ${firstAge} s (< 0): the media-time origin or the publisher clock is off`);
+  if (firstAge !== undefined && firstAge < -0.05)
+    notes.push(`the first segment's edge age is ${firstAge} s (< 0): the media-time origin or the publisher clock is off`);
   return {
     segment,
     part,

@@ -14,7 +14,12 @@ const sleep = sleepUnless;
  * Time (ms since the epoch) at which the playlist first listed a complete segment (EXTINF + URI, parts
  * alone do not count) whose file then answered 200; undefined if none within `timeoutMs`.
  */
-export async function firstSegmentListedAt(playlistUrl: string, signal: AbortSignal, timeoutMs: number, everyMs = 50): Promise<number | undefined> {
+export async function firstSegmentListedAt(
+  playlistUrl: string,
+  signal: AbortSignal,
+  timeoutMs: number,
+  everyMs = 50,
+): Promise<number | undefined> {
   const end = nowMs() + timeoutMs;
   while (!signal.aborted && nowMs() < end) {
     const t0 = nowMs();
@@ -139,7 +144,9 @@ export class EdgePoller {
   #init(mapUri: string): Promise<VideoTrack | undefined> {
     let p = this.#inits.get(mapUri);
     if (!p) {
-      p = getBytes(new URL(mapUri, this.#url).href, { timeoutMs: 5000 }).then((r) => (r.status === 200 ? videoTrackOfInit(r.body) : undefined));
+      p = getBytes(new URL(mapUri, this.#url).href, { timeoutMs: 5000 }).then((r) =>
+        r.status === 200 ? videoTrackOfInit(r.body) : undefined,
+      );
       this.#inits.set(mapUri, p);
     }
     return p;

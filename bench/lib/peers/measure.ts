@@ -52,7 +52,15 @@ export interface RawRun {
   readonly mediaZeroAtMs: number | undefined;
   readonly clockReports: number;
   /** Stream 0's playlist as seen by the poller (HLS servers). */
-  readonly edge?: { segments: SeenItem[]; parts: SeenItem[]; targetDurationS?: number; partHoldBackS?: number; polls: number; pollErrors: number; downloadErrors: number };
+  readonly edge?: {
+    segments: SeenItem[];
+    parts: SeenItem[];
+    targetDurationS?: number;
+    partHoldBackS?: number;
+    polls: number;
+    pollErrors: number;
+    downloadErrors: number;
+  };
   /** Stream 0's video tags over HTTP-FLV (servers without HLS). */
   readonly flvTags?: { atMs: number; timestampMs: number }[];
   /** The server's last log lines, when some stream showed no media. */
@@ -70,7 +78,8 @@ export async function measureServer(server: PeerServer, o: MeasureOptions): Prom
   const alive = (publishers: Publisher[]) => {
     if (!server.alive()) throw new Error(`${server.name} exited: ${server.logTail()}`);
     publishers.forEach((p, i) => {
-      if (p.exitCode !== null || p.signalCode !== null) throw new Error(`publisher ${i} stopped (${p.exitCode ?? p.signalCode}): ${p.stderrText().trim()}`);
+      if (p.exitCode !== null || p.signalCode !== null)
+        throw new Error(`publisher ${i} stopped (${p.exitCode ?? p.signalCode}): ${p.stderrText().trim()}`);
     });
   };
 
@@ -157,7 +166,14 @@ export async function measureServer(server: PeerServer, o: MeasureOptions): Prom
     const machineCores = (busyPercent(machine0, machineCpu()) / 100) * cpus().length;
     const outsideCores = Number(Math.max(0, machineCores - ours.cpuS / ours.wallS).toFixed(2));
     if (!rssLate.length) rssLate.push(treeRss(server.pid));
-    const loaded = { cpu, rssBytes: quantile([...rssLate].sort((a, b) => a - b), 0.5), rssMaxBytes: Math.max(...rssLate) };
+    const loaded = {
+      cpu,
+      rssBytes: quantile(
+        [...rssLate].sort((a, b) => a - b),
+        0.5,
+      ),
+      rssMaxBytes: Math.max(...rssLate),
+    };
     log(`  loaded: ${cpu.percentOfOneCore}% of a core, RSS ${(loaded.rssBytes / 1048576).toFixed(1)} MB`);
     await cleanup();
     return {

@@ -125,7 +125,12 @@ export async function startNginxRtmp(prefix: string, cpus: string): Promise<Peer
 }
 
 /** SIGTERM the master (nginx's fast shutdown), SIGKILL the group after 5 s, then wait until no process of the tree is left. */
-async function stopGroup(master: number, alive: () => boolean, killGroup: (sig: NodeJS.Signals) => void, onExit: (cb: () => void) => void): Promise<void> {
+async function stopGroup(
+  master: number,
+  alive: () => boolean,
+  killGroup: (sig: NodeJS.Signals) => void,
+  onExit: (cb: () => void) => void,
+): Promise<void> {
   const tree = treeOf(master, allStats()).map((s) => ({ pid: s.pid, starttime: s.starttime }));
   if (alive()) {
     await new Promise<void>((resolve) => {

@@ -54,7 +54,8 @@ export async function startNms(repoRoot: string, dir: string, cpus: string): Pro
     name: 'node-media-server',
     version,
     command: `taskset ${args.join(' ')}`,
-    settings: 'RTMP ingest, HTTP-FLV out (it has no HLS), its GOP cache for new viewers, logging at its built-in debug level (to a pipe the bench reads)',
+    settings:
+      'RTMP ingest, HTTP-FLV out (it has no HLS), its GOP cache for new viewers, logging at its built-in debug level (to a pipe the bench reads)',
     pid: child.pid!,
     hls: 'none',
     async prepareStreams(n) {

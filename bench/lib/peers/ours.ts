@@ -25,7 +25,10 @@ export async function startOurs(repoRoot: string, dataDir: string, signal: Abort
   const auth = { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' };
 
   async function createStream(name: string): Promise<PeerStream> {
-    const r = await request('POST', `${server.base}/api/v1/streams`, { headers: auth, body: JSON.stringify({ name, profile: 'passthrough' }) });
+    const r = await request('POST', `${server.base}/api/v1/streams`, {
+      headers: auth,
+      body: JSON.stringify({ name, profile: 'passthrough' }),
+    });
     if (r.status !== 201) throw new Error(`creating stream ${name} answered ${r.status}: ${r.body}`);
     const s = JSON.parse(r.body) as { id: string; streamKey: string };
     return {

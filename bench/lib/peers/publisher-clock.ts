@@ -25,8 +25,24 @@ export interface ClockedPublisher extends Publisher {
 
 export function startClockedPublisher(file: string, url: string, opts: { taskset?: string } = {}): ClockedPublisher {
   const ff = [
-    '-hide_banner', '-loglevel', 'error', '-nostats', '-progress', 'pipe:1', '-stats_period', '0.1',
-    '-re', '-stream_loop', '-1', '-i', file, '-c', 'copy', '-f', 'flv', url,
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-nostats',
+    '-progress',
+    'pipe:1',
+    '-stats_period',
+    '0.1',
+    '-re',
+    '-stream_loop',
+    '-1',
+    '-i',
+    file,
+    '-c',
+    'copy',
+    '-f',
+    'flv',
+    url,
   ];
   const [cmd, args] = opts.taskset ? ['taskset', ['-c', opts.taskset, 'ffmpeg', ...ff]] : ['ffmpeg', ff];
   const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })) as ClockedPublisher;

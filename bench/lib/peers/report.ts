@@ -29,7 +29,14 @@ export interface PeersReport {
   readonly commit: string;
   readonly command: string;
   readonly machine: { cpus: number; cpuModel: string; memoryGB: number; platform: string; node: string; ffmpeg: string };
-  readonly setup: Record<string, unknown> & { streams: number; seconds: number; warmup: number; idleSeconds: number; workload: string; pinning: string };
+  readonly setup: Record<string, unknown> & {
+    streams: number;
+    seconds: number;
+    warmup: number;
+    idleSeconds: number;
+    workload: string;
+    pinning: string;
+  };
   readonly servers: ServerResult[];
   readonly ratios: Ratios[];
   readonly definitions: Record<string, string>;
@@ -48,7 +55,9 @@ export function printPeersReport(r: PeersReport): void {
   console.log(`  machine: ${m.platform}, ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGB} GB, node ${m.node}, ${m.ffmpeg}`);
   console.log(`  command: ${r.command}`);
   console.log(`  workload: ${r.setup.streams} publishers per server: ${r.setup.workload}`);
-  console.log(`  ${r.setup.pinning}; servers measured one after another; idle ${r.setup.idleSeconds} s, warm-up ${r.setup.warmup} s, window ${r.setup.seconds} s\n`);
+  console.log(
+    `  ${r.setup.pinning}; servers measured one after another; idle ${r.setup.idleSeconds} s, warm-up ${r.setup.warmup} s, window ${r.setup.seconds} s\n`,
+  );
 
   const header = ['  ' + ''.padEnd(44), ...servers.map((s) => s.name.padStart(COL))].join('');
   console.log(header);
@@ -62,7 +71,8 @@ export function printPeersReport(r: PeersReport): void {
   row(`RSS with ${n} streams (MB)`, (_, x) => f(x.rssMB.loaded, 1));
   row('RSS per ingest stream (MB)', (_, x) => f(x.rssMB.perStream, 2));
   row('first HLS segment after publish, median (s)', (s, x) => (s.hls === 'none' ? 'n/a (no HLS)' : f(x.firstMedia.median, 2)));
-  if (servers.some((s) => s.hls === 'none')) row('first HTTP-FLV key frame, median (s)', (s, x) => (s.hls === 'none' ? f(x.firstMedia.median, 2) : NA));
+  if (servers.some((s) => s.hls === 'none'))
+    row('first HTTP-FLV key frame, median (s)', (s, x) => (s.hls === 'none' ? f(x.firstMedia.median, 2) : NA));
   row('segment edge age p50 / p95 (s)', (_, x) => pair(x.edge?.segment, 2));
   row('LL part edge age p50 / p95 (s)', (_, x) => pair(x.edge?.part, 2));
   row('latency estimate p50 / p95 (s)', (_, x) => {
@@ -77,11 +87,19 @@ export function printPeersReport(r: PeersReport): void {
   row('  cross-check: segment age by PDT p50 (s)', (_, x) => (x.edge?.segmentByPdt ? f(x.edge.segmentByPdt.p50, 2) : NA));
 
   if (r.ratios.length) {
-    console.log('\n  ratios                                       ' + ['CPU/stream', 'RSS/stream', '1st segment', 'latency p50'].map((h) => h.padStart(13)).join(''));
+    console.log(
+      '\n  ratios                                       ' +
+        ['CPU/stream', 'RSS/stream', '1st segment', 'latency p50'].map((h) => h.padStart(13)).join(''),
+    );
     for (const q of r.ratios) {
-      console.log(`  ${`vs ${q.peer}`.padEnd(44)} ` + [q.cpuPerStream, q.rssPerStream, q.firstSegment, q.latencyP50].map((x) => f(x, 2).padStart(13)).join(''));
+      console.log(
+        `  ${`vs ${q.peer}`.padEnd(44)} ` +
+          [q.cpuPerStream, q.rssPerStream, q.firstSegment, q.latencyP50].map((x) => f(x, 2).padStart(13)).join(''),
+      );
     }
-    console.log('  (CPU and RSS: ours / peer, below 1 = ours uses less; first segment and latency: peer / ours, above 1 = ours is quicker)');
+    console.log(
+      '  (CPU and RSS: ours / peer, below 1 = ours uses less; first segment and latency: peer / ours, above 1 = ours is quicker)',
+    );
   }
 
   console.log('\n  servers');
@@ -94,7 +112,9 @@ export function printPeersReport(r: PeersReport): void {
     const e = x.edge;
     if (e) {
       const hb = e.latency.map((l) => `${l.holdBackS} s hold-back (${l.rule.split(':')[0]})`).join('; ');
-      console.log(`      TARGETDURATION ${e.targetDurationS ?? '?'} s${e.partHoldBackS !== undefined ? `, PART-HOLD-BACK ${e.partHoldBackS} s` : ''}; ${hb}`);
+      console.log(
+        `      TARGETDURATION ${e.targetDurationS ?? '?'} s${e.partHoldBackS !== undefined ? `, PART-HOLD-BACK ${e.partHoldBackS} s` : ''}; ${hb}`,
+      );
       console.log(
         `      edge: ${e.segment.n} segments${e.part ? ` and ${e.part.n} parts` : ''} in the window; first segment seen: msn ${e.firstSeen?.msn ?? '?'}, age ${f(e.firstSeen?.ageS, 3)} s`,
       );
@@ -103,7 +123,9 @@ export function printPeersReport(r: PeersReport): void {
       `      RSS: idle settled ${x.rssMB.idleSettledAfterS} s after ready (within 1 MB for 10 s); with ${n} streams median ${f(x.rssMB.loaded, 1)} MB, largest ${f(x.rssMB.loadedMax, 1)} MB`,
     );
     console.log(`      the rest of the machine (outside this bench) used ${f(x.cpu.restOfMachineCores, 2)} cores during the window`);
-    console.log(`      publisher clock: media time 0 sent ${f(x.clock.mediaZeroAfterSpawnS, 3)} s after spawn (${x.clock.reports} progress reports); ready ${s.readyMs ?? '?'} ms after spawn`);
+    console.log(
+      `      publisher clock: media time 0 sent ${f(x.clock.mediaZeroAfterSpawnS, 3)} s after spawn (${x.clock.reports} progress reports); ready ${s.readyMs ?? '?'} ms after spawn`,
+    );
     for (const note of x.notes) console.log(`      note: ${note}`);
   }
   console.log('\n  definitions');
