@@ -164,6 +164,8 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
   /** Hinted parts that arrived, by URI: their delay is known once a playlist lists their end time. */
   const hinted = new Map<string, { sentAt: number; arrivedAt: number }>();
   const gapsSeen = new Set<number>();
+  /** Parts some playlist listed, by URI (bounded): a hinted part that is listed by the time its 404 comes is missing. */
+  const listed = new Set<string>();
 
   async function fetchPart(uri: string, hint: boolean): Promise<void> {
     if (fetched.has(uri)) return;
@@ -177,8 +179,9 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
         fetched.delete(uri);
         // A preload hint names a part that may never come (the stream ended, or its publisher did not
         // return before the grace ran out): the server answers 404 and a player goes on with the next
-        // playlist. A listed part that is missing is an error.
-        if (hint && res.status === 404) return;
+        // playlist. A listed part that is missing is an error, also when it was asked for as a hint and a
+        // playlist listed it while that request was out (it is then not asked for again).
+        if (hint && res.status === 404 && !listed.has(uri)) return;
         fail(`${res.status} part ${uri}`);
         return;
       }
@@ -230,6 +233,8 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
         if (gapsSeen.size > 64) gapsSeen.delete(gapsSeen.values().next().value!);
       }
       for (const p of pl.parts) {
+        listed.add(p.uri);
+        if (listed.size > 256) listed.delete(listed.values().next().value!);
         const h = hinted.get(p.uri);
         if (!h) continue;
         if (h.sentAt < p.availableAt && Number.isFinite(p.availableAt)) totals.hintDelaysMs.push(h.arrivedAt - p.availableAt);
