@@ -1,4 +1,5 @@
 import type { LadderRung } from '../core/index.js';
+import { quietProgressArgs } from '../process/index.js';
 
 export interface TranscodeArgsInput {
   readonly rungs: readonly LadderRung[];
@@ -58,17 +59,7 @@ function rungFilter(r: LadderRung, source: TranscodeArgsInput['source']): string
  */
 export function buildFfmpegArgs(input: TranscodeArgsInput): string[] {
   const { rungs, source } = input;
-  const args = [
-    '-hide_banner',
-    '-nostdin',
-    '-loglevel',
-    'level+warning',
-    '-nostats',
-    '-progress',
-    `pipe:${PROGRESS_FD}`,
-    '-stats_period',
-    '0.5',
-  ];
+  const args = quietProgressArgs(PROGRESS_FD, 0.5);
   if (rungs.some((r) => r.encoder === 'h264_vaapi')) args.push('-vaapi_device', input.vaapiDevice);
   // Input: no probing beyond the FLV header and the sequence headers written first (the FLV header says
   // which streams there are); slice threads (frame threads would hold frames back). Not -fflags nobuffer:

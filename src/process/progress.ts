@@ -167,3 +167,21 @@ export class SpeedMeter {
     this.#out = [];
   }
 }
+
+/**
+ * The arguments every FFmpeg run of ours starts with: no banner, no stdin, warnings only, and progress
+ * blocks on pipe `fd` every `periodS` seconds instead of the stats line on stderr.
+ */
+export function quietProgressArgs(fd: number, periodS: number): string[] {
+  return [
+    '-hide_banner',
+    '-nostdin',
+    '-loglevel',
+    'level+warning',
+    '-nostats',
+    '-progress',
+    `pipe:${fd}`,
+    '-stats_period',
+    String(periodS),
+  ];
+}

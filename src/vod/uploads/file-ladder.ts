@@ -6,6 +6,7 @@
  * rungs' segments (same cut instants, so a player switching rungs lands on the same timeline).
  */
 import { DEFAULT_LADDER, rungsFor, type LadderRung } from '../../core/index.js';
+import { quietProgressArgs } from '../../process/index.js';
 import { INPUT_GUARD_ARGS, type ProbeResult } from './probe.js';
 
 /** FFmpeg's -progress output goes to fd 3; rung i is written to fd 4 + i (as in the live transcoder). */
@@ -91,17 +92,7 @@ function rungFilter(r: LadderRung, input: FileArgsInput): string {
  */
 export function buildFileArgs(input: FileArgsInput): string[] {
   const { rungs, probe } = input;
-  const args = [
-    '-hide_banner',
-    '-nostdin',
-    '-loglevel',
-    'level+warning',
-    '-nostats',
-    '-progress',
-    `pipe:${PROGRESS_FD}`,
-    '-stats_period',
-    '1',
-  ];
+  const args = quietProgressArgs(PROGRESS_FD, 1);
   // The upload is outside input: read only as a video container, and only as a local file (probe.ts).
   args.push(...INPUT_GUARD_ARGS, '-i', input.input);
   const src = `[0:${probe.video.index}]`;
