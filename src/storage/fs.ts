@@ -5,7 +5,15 @@ import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { AppError } from '../core/index.js';
-import { clipRange, validateKey, validatePrefix, validateMaxBytes, validatePutOptions, validateRange } from './keys.js';
+import {
+  clipRange,
+  validateDeletePrefix,
+  validateKey,
+  validatePrefix,
+  validateMaxBytes,
+  validatePutOptions,
+  validateRange,
+} from './keys.js';
 import { adoptBody, bufferOf, collectKeys, DEFAULT_MAX_BUFFER_BYTES, Operations } from './shared.js';
 import { DEFAULT_CONTENT_TYPE } from './types.js';
 import type { ByteRange, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from './types.js';
@@ -104,9 +112,7 @@ export class FsStorage implements ObjectStore {
   }
 
   async deletePrefix(prefix: string): Promise<number> {
-    validatePrefix(prefix);
-    if (prefix === '')
-      throw new AppError('E_VALIDATION', 'storage: deletePrefix needs a non-empty prefix (deleting everything is not offered)');
+    validateDeletePrefix(prefix);
     return this.#ops.run('deletePrefix', prefix, async () => {
       // In batches, each from a fresh walk: memory stays bounded, and no walk reads folders being pruned.
       let deleted = 0;

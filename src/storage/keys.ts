@@ -57,6 +57,13 @@ export function validateKey(key: unknown): string {
  * segment follows the key rules; the last one may be partial ("vod/ab" matches "vod/abc/x") or empty
  * ("vod/" matches everything under vod/).
  */
+/** A prefix deletePrefix takes: valid, and not empty (deleting everything is not offered). */
+export function validateDeletePrefix(prefix: unknown): string {
+  const p = validatePrefix(prefix);
+  if (p === '') throw new AppError('E_VALIDATION', 'storage: deletePrefix needs a non-empty prefix (deleting everything is not offered)');
+  return p;
+}
+
 export function validatePrefix(prefix: unknown): string {
   checkCommon('prefix', prefix);
   if (prefix === '') return prefix;

@@ -12,7 +12,15 @@ import {
 import type { GetObjectCommandOutput, S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { AppError } from '../core/index.js';
-import { MAX_KEY_LENGTH, validateKey, validatePrefix, validateMaxBytes, validatePutOptions, validateRange } from './keys.js';
+import {
+  MAX_KEY_LENGTH,
+  validateDeletePrefix,
+  validateKey,
+  validatePrefix,
+  validateMaxBytes,
+  validatePutOptions,
+  validateRange,
+} from './keys.js';
 import { adoptBody, bufferOf, collectKeys, DEFAULT_MAX_BUFFER_BYTES, Operations } from './shared.js';
 import { DEFAULT_CONTENT_TYPE } from './types.js';
 import type { ByteRange, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from './types.js';
@@ -181,9 +189,7 @@ export class S3Storage implements ObjectStore {
   }
 
   async deletePrefix(prefix: string): Promise<number> {
-    validatePrefix(prefix);
-    if (prefix === '')
-      throw new AppError('E_VALIDATION', 'storage: deletePrefix needs a non-empty prefix (deleting everything is not offered)');
+    validateDeletePrefix(prefix);
     return this.#ops.run('deletePrefix', prefix, async () => {
       let deleted = 0;
       // One DeleteObjects per listed page: a page holds at most 1000 keys, DeleteObjects' own limit.
