@@ -168,20 +168,12 @@ export class SpeedMeter {
   }
 }
 
-/**
- * The arguments every FFmpeg run of ours starts with: no banner, no stdin, warnings only, and progress
- * blocks on pipe `fd` every `periodS` seconds instead of the stats line on stderr.
- */
+/** The arguments every FFmpeg run of ours starts with: no banner, no stdin, warnings only, no stats line. */
+export function quietArgs(): string[] {
+  return ['-hide_banner', '-nostdin', '-loglevel', 'level+warning', '-nostats'];
+}
+
+/** quietArgs, and progress blocks on pipe `fd` every `periodS` seconds. */
 export function quietProgressArgs(fd: number, periodS: number): string[] {
-  return [
-    '-hide_banner',
-    '-nostdin',
-    '-loglevel',
-    'level+warning',
-    '-nostats',
-    '-progress',
-    `pipe:${fd}`,
-    '-stats_period',
-    String(periodS),
-  ];
+  return [...quietArgs(), '-progress', `pipe:${fd}`, '-stats_period', String(periodS)];
 }

@@ -9,7 +9,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { AppError, type Logger } from '../../core/index.js';
-import { Supervisor, type ChildHandle } from '../../process/index.js';
+import { quietArgs, Supervisor, type ChildHandle } from '../../process/index.js';
 import { AdtsReader, type AdtsFrame } from './adts.js';
 import { OpusTimeline } from './opus.js';
 
@@ -29,11 +29,7 @@ export interface AacTranscoderOptions {
 
 export function aacArgs(bitrateKbps: number): string[] {
   return [
-    '-hide_banner',
-    '-nostdin',
-    '-loglevel',
-    'level+warning',
-    '-nostats',
+    ...quietArgs(),
     // The Ogg headers say everything there is to know: no probing beyond them, so the first packets are
     // decoded at once (and none is skipped: the sample count is the timeline).
     '-probesize',
