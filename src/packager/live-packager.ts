@@ -4,7 +4,7 @@
  * ended run's package after its retention.
  */
 import { parseRungStreamId, type StreamHub } from '../stream/index.js';
-import type { PackageObserver } from './run-observer.js';
+import type { PackageObserver, WindowWatcher } from './run-observer.js';
 import type { PackagerCounters } from './feed.js';
 import { StreamPackage, type StreamPackageOptions } from './stream-package.js';
 
@@ -38,6 +38,7 @@ export class LivePackager {
   readonly #onRungStart = (id: string) => this.#startRung(id);
   #closed = false;
   #observer: PackageObserver | undefined;
+  #watcher: WindowWatcher | undefined;
 
   constructor(opts: LivePackagerOptions) {
     this.#opts = opts;
@@ -46,6 +47,11 @@ export class LivePackager {
   /** The observer of every run started from now on (one; the recorder). */
   observe(observer: PackageObserver): void {
     this.#observer = observer;
+  }
+
+  /** The watcher of every change of the windows of runs started from now on (one; the cluster's mirror). */
+  watch(watcher: WindowWatcher): void {
+    this.#watcher = watcher;
   }
 
   start(): void {
@@ -79,8 +85,12 @@ export class LivePackager {
   }
 
   #startStream(streamId: string): void {
-    this.#packages.get(streamId)?.close();
-    const pkg = new StreamPackage(streamId, this.#opts, this.counters, this.#observer);
+    const old = this.#packages.get(streamId);
+    if (old) {
+      this.#released(old, 'replaced');
+      old.close();
+    }
+    const pkg = new StreamPackage(streamId, this.#opts, this.counters, this.#observer, this.#watcher);
     this.#packages.set(streamId, pkg);
     pkg.addRendition('source', this.#opts.hub.subscribe(streamId, 'packager:source'));
   }
@@ -93,6 +103,7 @@ export class LivePackager {
       if (this.#packages.get(streamId) === pkg) {
         this.#packages.delete(streamId);
         pkg.close();
+        this.#released(pkg, 'expired');
       }
     }, this.#opts.endedRetentionMs);
     t.unref();
@@ -108,7 +119,19 @@ export class LivePackager {
     this.#opts.rungHub?.off('stream-start', this.#onRungStart);
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
-    for (const p of this.#packages.values()) p.close();
+    for (const p of this.#packages.values()) {
+      p.close();
+      this.#released(p, 'closed');
+    }
     this.#packages.clear();
+  }
+
+  /** Tells the window watcher a package is gone; its failure is logged, never the packager's. */
+  #released(pkg: StreamPackage, why: 'expired' | 'replaced' | 'closed'): void {
+    try {
+      this.#watcher?.released(pkg, why);
+    } catch (err) {
+      this.#opts.logger.error({ err, stream: pkg.streamId }, 'window watcher failed');
+    }
   }
 }

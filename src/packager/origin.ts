@@ -3,12 +3,48 @@
  * mapped to a status, headers (caching, CORS) and a body from the live packager.
  */
 import { AppError, isAppError } from '../core/index.js';
-import type { LivePackager } from './live-packager.js';
+import type { RenditionReport } from './playlist.js';
 
 export interface OriginResponse {
   readonly status: number;
   readonly headers: Record<string, string>;
   readonly body: string | Uint8Array;
+}
+
+/** One rendition as the origin reads it (packager's LiveRendition; the cluster's view of a shared store). */
+export interface OriginRendition {
+  /** The playlist lists a complete segment. */
+  readonly hasSegments: boolean;
+  /**
+   * The media playlist once it holds `msn`/`part` (blocking reload), held up to holdMs; at once without msn.
+   * Rejects with E_PLAYLIST_TOO_FAR_AHEAD for a request the window cannot reach soon.
+   */
+  playlist(
+    q: { msn?: number; part?: number; skip?: boolean },
+    reports: () => readonly RenditionReport[],
+    holdMs: number,
+    signal?: AbortSignal,
+  ): Promise<string>;
+  /** A file's bytes by name; the part the preload hint names is waited for (up to holdMs). */
+  file(name: string, holdMs: number, signal?: AbortSignal): Promise<{ readonly bytes: Uint8Array } | undefined>;
+}
+
+/** One stream run as the origin reads it (packager's StreamPackage). */
+export interface OriginPackage {
+  /** Resolves once the stream can be played, or it ended, or after timeoutMs. */
+  whenReady(timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  multivariant(): string | undefined;
+  rendition(name: string): OriginRendition | undefined;
+  /** EXT-X-RENDITION-REPORT of every other rendition. */
+  reportsFor(name: string): readonly RenditionReport[];
+}
+
+/**
+ * Where the origin finds a live stream: the packager of this node (LivePackager), or a view of a shared
+ * store that another node writes. A promise only where the answer needs I/O.
+ */
+export interface OriginPackages {
+  get(streamId: string): OriginPackage | undefined | Promise<OriginPackage | undefined>;
 }
 
 export interface OriginOptions {
@@ -49,11 +85,11 @@ function parseIndex(name: string, value: string | undefined): number | undefined
  * /live/<streamId>/ and its query to a status, headers and a body.
  */
 export class LiveOrigin {
-  readonly #packager: LivePackager;
+  readonly #packages: OriginPackages;
   readonly #opts: OriginOptions;
 
-  constructor(packager: LivePackager, opts: OriginOptions) {
-    this.#packager = packager;
+  constructor(packages: OriginPackages, opts: OriginOptions) {
+    this.#packages = packages;
     this.#opts = opts;
   }
 
@@ -67,7 +103,9 @@ export class LiveOrigin {
   }
 
   async #handle(streamId: string, path: string, query: Record<string, string | undefined>, signal?: AbortSignal): Promise<OriginResponse> {
-    const pkg = this.#packager.get(streamId);
+    const found = this.#packages.get(streamId);
+    // The local packager answers synchronously: no await then, so a held request is registered at once.
+    const pkg = found instanceof Promise ? await found : found;
     if (!pkg) return text(404, 'stream is not live\n');
     if (path === 'master.m3u8') {
       await pkg.whenReady(this.#opts.startupWaitMs, signal);
@@ -101,8 +139,8 @@ export class LiveOrigin {
       return { status: 200, headers: { ...CORS, 'content-type': PLAYLIST_TYPE, 'cache-control': CACHE_MEDIA_PLAYLIST }, body };
     }
     if (!FILE.test(file)) return text(404, 'not found\n');
-    const found = await rendition.file(file, this.#opts.holdMs, signal);
-    if (!found) return text(404, 'no such file in the live window\n');
-    return { status: 200, headers: { ...CORS, 'content-type': 'video/mp4', 'cache-control': CACHE_IMMUTABLE }, body: found.bytes };
+    const got = await rendition.file(file, this.#opts.holdMs, signal);
+    if (!got) return text(404, 'no such file in the live window\n');
+    return { status: 200, headers: { ...CORS, 'content-type': 'video/mp4', 'cache-control': CACHE_IMMUTABLE }, body: got.bytes };
   }
 }

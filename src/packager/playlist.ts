@@ -82,6 +82,19 @@ export function skippableSegments(state: MediaPlaylistState): number {
   return n;
 }
 
+/** For each complete segment, whether the playlist lists its parts. */
+export function partsListed(state: Pick<MediaPlaylistState, 'segments' | 'partWindow'>): boolean[] {
+  // Parts are listed only near the live edge: Partial Segments SHOULD be removed once they are more than
+  // three Target Durations from the end of the Playlist (the window is passed in as partWindow).
+  let tailFromEnd = 0;
+  const listParts = new Array<boolean>(state.segments.length).fill(false);
+  for (let i = state.segments.length - 1; i >= 0; i--) {
+    listParts[i] = tailFromEnd < state.partWindow;
+    tailFromEnd += state.segments[i].duration;
+  }
+  return listParts;
+}
+
 export interface RenderOptions {
   /** Render a delta update (EXT-X-SKIP) if the window is long enough for one. */
   readonly skip?: boolean;
@@ -102,14 +115,7 @@ export function renderMediaPlaylist(state: MediaPlaylistState, opts: RenderOptio
   const skipped = opts.skip && !state.ended ? skippableSegments(state) : 0;
   if (skipped > 0) out.push(`#EXT-X-SKIP:SKIPPED-SEGMENTS=${skipped}`);
 
-  // Parts are listed only near the live edge: Partial Segments SHOULD be removed once they are more than
-  // three Target Durations from the end of the Playlist (the window is passed in as partWindow).
-  let tailFromEnd = 0;
-  const listParts = new Array<boolean>(state.segments.length).fill(false);
-  for (let i = state.segments.length - 1; i >= 0; i--) {
-    listParts[i] = tailFromEnd < state.partWindow;
-    tailFromEnd += state.segments[i].duration;
-  }
+  const listParts = partsListed(state);
 
   let currentMap: string | undefined;
   const emitHead = (seg: Omit<SegmentEntry, 'duration' | 'uri'>) => {

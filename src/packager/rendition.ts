@@ -9,6 +9,7 @@ import { PartStore, segmentUri, type CompletedSegment, type FileKind } from './p
 import { BandwidthMeter } from './bandwidth.js';
 import { SegmentWindow } from './segment-window.js';
 import { renderMediaPlaylist, type MediaPlaylistState, type RenditionReport } from './playlist.js';
+import type { WindowChange } from './run-observer.js';
 import type { PartOut, SegmenterSink } from './segmenter.js';
 
 export type { CompletedSegment, FileKind } from './part-store.js';
@@ -27,6 +28,8 @@ export interface WindowOptions {
   readonly maxHeldRequests: number;
   /** Told of every completed segment, in order (the recorder). Called synchronously: it must not block. */
   readonly onSegment?: (seg: CompletedSegment) => void;
+  /** Told of every change after the window took it (the window watcher). Synchronous: it must not block. */
+  readonly onChange?: (change: WindowChange) => void;
 }
 
 /**
@@ -129,6 +132,7 @@ export class LiveRendition implements SegmenterSink {
     this.#live = true;
     // A hinted part of the previous session will never come.
     this.#held.releaseFiles(undefined, (name) => !name.startsWith(`${this.#prefix}_`));
+    this.#opts.onChange?.({ kind: 'init', file: { name: this.#initUri, bytes } });
   }
 
   part(p: PartOut): void {
@@ -145,6 +149,7 @@ export class LiveRendition implements SegmenterSink {
     this.#version++;
     this.#held.releaseFiles(p.bytes, (name) => name === uri);
     this.#wake();
+    this.#opts.onChange?.({ kind: 'part', file: { name: uri, bytes: p.bytes } });
   }
 
   segmentEnd(programDateTime?: number): void {
@@ -167,6 +172,10 @@ export class LiveRendition implements SegmenterSink {
     const target = this.targetDuration();
     this.#window.olderThan(3 * target + target, (old) => this.#files.dropPartBytes(old));
     this.#wake();
+    const onChange = this.#opts.onChange;
+    // The watcher copies the segment's bytes now: by the time it writes them its parts may be gone.
+    if (onChange)
+      onChange({ kind: 'segment', file: seg.gap ? undefined : { name: segmentUri(seg), bytes: this.#files.segmentBytes(seg) } });
   }
 
   /** The publish session ended; hints for its next part will not be answered with bytes. */
@@ -177,6 +186,7 @@ export class LiveRendition implements SegmenterSink {
     // Nothing comes until a publisher returns: held requests are answered now, and new ones are held
     // only briefly, so a player asks again rather than timing out (hls.js waits 3 parts at the least).
     this.#held.releasePlaylists();
+    this.#opts.onChange?.({ kind: this.#ended ? 'end' : 'session-end' });
   }
 
   /**
@@ -204,6 +214,12 @@ export class LiveRendition implements SegmenterSink {
     this.#version++;
     this.#held.releaseFiles(undefined, () => true);
     this.#held.releasePlaylists();
+    this.#opts.onChange?.({ kind: 'close' });
+  }
+
+  /** Shut down (close()): held requests are answered at once and no new ones are held. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   // ---- queries ----

@@ -9,7 +9,7 @@ import { Alignment, type AlignmentRole } from './alignment.js';
 import { feedSink, type PackagerCounters, type Pump, type RenditionFeed } from './feed.js';
 import { renderMultivariantPlaylist, type RenditionReport, type VariantEntry } from './playlist.js';
 import { LiveRendition } from './rendition.js';
-import { RunObserver, type PackageObserver } from './run-observer.js';
+import { RunObserver, type PackageObserver, type WindowChange, type WindowWatcher } from './run-observer.js';
 import { Segmenter } from './segmenter.js';
 import { StartWaiters } from './start-waiters.js';
 import type { SegmentTimeline } from './timeline.js';
@@ -41,9 +41,16 @@ export class StreamPackage {
   readonly #startWaiters: StartWaiters;
   #closing = false;
   readonly #observer: RunObserver | undefined;
+  readonly #watcher: WindowWatcher | undefined;
   endedAt: number | undefined;
 
-  constructor(streamId: string, opts: StreamPackageOptions, counters: PackagerCounters, observer?: PackageObserver) {
+  constructor(
+    streamId: string,
+    opts: StreamPackageOptions,
+    counters: PackagerCounters,
+    observer?: PackageObserver,
+    watcher?: WindowWatcher,
+  ) {
     this.streamId = streamId;
     this.#opts = opts;
     this.#counters = counters;
@@ -51,6 +58,7 @@ export class StreamPackage {
     this.#alignment = new Alignment(counters);
     this.#startWaiters = new StartWaiters(opts.maxHeldRequests);
     this.#observer = observer && new RunObserver(observer, streamId, this.runId, this.#log);
+    this.#watcher = watcher;
   }
 
   /** The source's segment boundaries and clocks, which the rungs follow. */
@@ -88,7 +96,8 @@ export class StreamPackage {
     // eslint-disable-next-line prefer-const -- declared ahead of the closures that use it
     let segmenter: Segmenter | undefined;
     const observer = this.#observer;
-    const rendition = new LiveRendition(name, this.runId, {
+    const watcher = this.#watcher;
+    const rendition: LiveRendition = new LiveRendition(name, this.runId, {
       windowSegments: Math.max(3, Math.ceil((this.#opts.windowSeconds * 1000) / this.#opts.segmentTargetMs)),
       retainSegments: 3,
       segmentTargetMs: this.#opts.segmentTargetMs,
@@ -97,6 +106,7 @@ export class StreamPackage {
       targetDuration: () => (source ?? { segmenter }).segmenter?.targetDurationSeconds ?? Math.ceil(this.#opts.segmentTargetMs / 1000),
       maxHeldRequests: this.#opts.maxHeldRequests,
       onSegment: observer ? (seg) => observer.segment(name, seg) : undefined,
+      onChange: watcher ? (change) => this.#tell(watcher, rendition, change) : undefined,
     });
     const role: AlignmentRole = follower
       ? {
@@ -121,7 +131,17 @@ export class StreamPackage {
     else this.#source = feed;
     this.#feeds.set(name, feed);
     this.#readers.push(reader);
+    if (watcher) this.#tell(watcher, rendition, { kind: 'added' });
     void this.#pump(name, reader, feed);
+  }
+
+  /** Tells the window watcher of a change; its failure is its own (logged), never the stream's. */
+  #tell(watcher: WindowWatcher, rendition: LiveRendition, change: WindowChange): void {
+    try {
+      watcher.changed(this, rendition, change);
+    } catch (err) {
+      this.#log.error({ err, rendition: rendition.name }, 'window watcher failed');
+    }
   }
 
   async #pump(name: string, reader: Reader, feed: RenditionFeed): Promise<void> {
@@ -198,6 +218,16 @@ export class StreamPackage {
   whenReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
     if (this.#closing || signal?.aborted || this.#playable()) return Promise.resolve();
     return this.#startWaiters.wait(timeoutMs, signal);
+  }
+
+  /** The multivariant playlist can be given out (#playable). */
+  get playable(): boolean {
+    return this.#playable();
+  }
+
+  /** The package was closed (server shutdown or run replaced): requests are answered at once. */
+  get closing(): boolean {
+    return this.#closing;
   }
 
   /** Requests waiting for the stream's first segment. */
