@@ -3,6 +3,7 @@
  * component, so that startServer (main.ts) reads as the order they are built in.
  */
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { pino } from 'pino';
 import type { Catalog } from './catalog/index.js';
 import type { Config } from './config/index.js';
@@ -10,7 +11,7 @@ import { AppError, DEFAULT_LADDER, hashSecret } from './core/index.js';
 import { RtmpServer } from './ingest/rtmp/index.js';
 import { DEFAULT_WEBRTC_LIMITS, WebRtcIngest } from './ingest/webrtc/index.js';
 import { DEFAULT_GOVERNOR, LiveTranscoder } from './livetranscode/index.js';
-import type { LivePackager } from './packager/index.js';
+import type { LivePackager, OriginResponse } from './packager/index.js';
 import type { ObjectStore } from './storage/index.js';
 import { StreamHub } from './stream/index.js';
 import { keyframesFromPackager, LiveThumbnails, Uploads, VodWorker } from './vod/index.js';
@@ -181,4 +182,33 @@ export function newLiveThumbnails(
     intervalMs,
     logger: log.child({ module: 'thumbnails' }),
   });
+}
+
+/**
+ * /live on a node without the ingest role: nothing is packaged here, so every stream answers as one that
+ * is not live (as LiveOrigin does for a stream it does not have).
+ */
+export const NOT_LIVE_HERE = {
+  handle: async (): Promise<OriginResponse> => ({
+    status: 404,
+    headers: { 'access-control-allow-origin': '*', 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' },
+    body: 'stream is not live\n',
+  }),
+};
+
+/** Whether the catalog answers, for /healthz: a lookup by primary key of an id no stream has (cheap at any size). */
+export function catalogProbe(catalog: Pick<Catalog, 'getStream'>): { ping(): Promise<boolean> } {
+  return {
+    ping: () =>
+      catalog.getStream('healthz-probe').then(
+        () => true,
+        () => false,
+      ),
+  };
+}
+
+/** Where other nodes reach this one's HTTP server (diagnostics in the node registry; never handed to viewers). */
+export function nodeHttpUrl(host: string, port: number): string {
+  const name = host === '0.0.0.0' || host === '::' ? hostname() : host.includes(':') ? `[${host}]` : host;
+  return `http://${name}:${port}`;
 }

@@ -12,6 +12,7 @@ import { buildApp, PlaybackTokens } from './api/index.js';
 import { openCatalog, SessionJournal, type Catalog } from './catalog/index.js';
 import {
   byStreamKey,
+  catalogProbe,
   httpSettings,
   newHubs,
   newLiveThumbnails,
@@ -20,18 +21,24 @@ import {
   newUploads,
   newVodWorker,
   newWebRtcIngest,
+  nodeHttpUrl,
+  NOT_LIVE_HERE,
 } from './components.js';
-import { loadConfig, type Config } from './config/index.js';
+import { loadConfig, NODE_ROLES, type Config } from './config/index.js';
+import { createCoordination } from './coord/index.js';
 import { hashSecret, isAppError, newStreamKey, type Logger } from './core/index.js';
 import type { WebRtcIngest } from './ingest/webrtc/index.js';
 import { Lifecycle } from './lifecycle.js';
 import { LiveOrigin, LivePackager } from './packager/index.js';
 import { findFfmpeg } from './process/index.js';
-import { createStorage } from './storage/index.js';
+import { createStorage, type ObjectStore } from './storage/index.js';
+import type { StreamHub } from './stream/index.js';
 import { Recorder, type VodWorker } from './vod/index.js';
 
 /** Longest one shutdown step (RTMP, HTTP, catalog) may take before it is cut short. */
 const SHUTDOWN_STEP_MS = 5000;
+/** A node that stopped heartbeating (killed) is gone from the node registry after this long. */
+const NODE_TTL_MS = 15_000;
 
 export interface RunningServer {
   /** 'running', the shutdown step in progress, or 'stopped'. */
@@ -39,6 +46,7 @@ export interface RunningServer {
   /** The longest close() can take: the sum of its bounded steps. */
   readonly shutdownBudgetMs: number;
   readonly httpPort: number;
+  /** 0 on a node without the ingest role (no RTMP listener). */
   readonly rtmpPort: number;
   readonly rtmpsPort?: number;
   readonly apiToken: string;
@@ -115,20 +123,26 @@ function buildLogger(config: Config): pino.Logger {
 export async function startServer(config: Config, logger?: pino.Logger): Promise<RunningServer> {
   const log = logger ?? buildLogger(config);
   const started = performance.now();
+  const roles = new Set(config.node.roles);
   mkdirSync(config.server.dataDir, { recursive: true });
   const apiToken = resolveApiToken(config, log);
   // Before anything is opened: a wrong FFMPEG_PATH is a configuration error.
   const ffmpegPath = resolveFfmpeg(config);
   const playbackTokens = new PlaybackTokens(config.vod.playbackTokenSecret || keptInDataDir(config, 'playback-secret', 32, 0o600).value);
+  const nodeId = config.node.id ?? keptInDataDir(config, 'node-id', 9, 0o666).value;
+  if (config.coord.redisUrl && !config.catalog.databaseUrl)
+    log.warn("REDIS_URL is set but the catalog is the embedded one: other nodes do not see this node's streams (set DATABASE_URL)");
 
   // One lifecycle: each component pushes its close as it is built, and a start-up failure and the shutdown
   // unwind the same stack, so the shutdown order is this function read from the bottom up:
-  //   rtmp, webrtc (stop taking publishers) -> transcoder, live-thumbnails (every FFmpeg stopped and waited
-  //   for: none may outlive the server) -> vod-worker (jobs in progress go back to the queue) -> packager
-  //   (answers held requests without ending the playlists, ends every run) -> recorder (stores what is
-  //   waiting, finalizes the runs) -> hub (drops the streams) -> http -> storage -> catalog.
+  //   vod-worker (jobs in progress go back to the queue) -> the ingest pipeline (startIngest: rtmp, webrtc,
+  //   transcoder, live-thumbnails, packager, recorder) -> hub (drops the streams) -> http -> storage ->
+  //   catalog -> coordination. A role a node lacks has no step.
   const life = new Lifecycle({ logger: log, stepMs: SHUTDOWN_STEP_MS });
   try {
+    // Pushed first, so it closes last: everything below may use it (leases, the live window, the registry).
+    const { coord } = createCoordination({ ...config.coord, logger: log.child({ module: 'coord' }) });
+    life.push('coordination', () => coord.close());
     const catalog = await openCatalog({
       databaseUrl: config.catalog.databaseUrl,
       dataDir: config.catalog.dataDir,
@@ -143,59 +157,51 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     const http: { app?: FastifyInstance } = {};
     life.push('http', () => http.app?.close(), { onLate: () => http.app?.server.closeAllConnections() });
 
+    // The publishers of this node (none without the ingest role: the stream API then sees nothing live here).
     const { hub, rungHub } = newHubs(config, log);
     life.push('hub', () => {
       hub.close();
       rungHub.close();
     });
-    let vodWorker: VodWorker | undefined;
-    const uploads = newUploads(config, catalog, () => vodWorker?.nudge(), log);
-    await uploads.start();
-    const nodeId = keptInDataDir(config, 'node-id', 9, 0o666).value;
-    const recorder = new Recorder({ catalog, store, ffmpegPath, nodeId, logger: log.child({ module: 'recorder' }) });
-    life.push('recorder', () => recorder.close(), { limitMs: 2 * SHUTDOWN_STEP_MS });
-    // Runs a crash left open are listed before any new run can start.
-    const leftOpen = await recorder.recover();
-    if (leftOpen > 0) log.info({ runs: leftOpen }, 'recording: finishing runs left open by an earlier stop');
-    recorder.start();
-    const packager = new LivePackager({ hub, rungHub, logger: log.child({ module: 'packager' }), ...config.hls });
-    life.push('packager', () => packager.close());
-    packager.observe(recorder);
-    packager.start();
-    const worker = (vodWorker = newVodWorker(config, catalog, store, uploads, ffmpegPath, log));
+    // Uploads arrive through the origin's API and are packaged by a worker: either role needs the intake.
+    const jobs: { worker?: VodWorker } = {};
+    const uploads = roles.has('origin') || roles.has('worker') ? newUploads(config, catalog, () => jobs.worker?.nudge(), log) : undefined;
+    await uploads?.start();
+    const ingest = roles.has('ingest')
+      ? await startIngest({ config, log, life, catalog, store, hub, rungHub, ffmpegPath, nodeId })
+      : undefined;
+    const worker = roles.has('worker') && uploads ? newVodWorker(config, catalog, store, uploads, ffmpegPath, log) : undefined;
+    jobs.worker = worker;
     if (worker) life.push('vod-worker', () => worker.close());
-    const liveThumbnails = newLiveThumbnails(config, hub, packager, ffmpegPath, log);
-    if (liveThumbnails) life.push('live-thumbnails', () => liveThumbnails.close());
-    const transcoder = newTranscoder(config, { hub, rungHub }, catalog, ffmpegPath, log);
-    life.push('transcoder', () => transcoder.close());
-    // Started after the packager: on a stream's start the packager subscribes first, so the source
-    // rendition exists (and leads) before any rung is published.
-    transcoder.start();
-    await liveThumbnails?.start();
-    const startupWaitMs = Math.max(config.hls.holdMs, 3 * config.hls.segmentTargetMs);
-    const origin = new LiveOrigin(packager, { holdMs: config.hls.holdMs, startupWaitMs });
-    const journal = new SessionJournal(catalog, log);
-    hub.on('session-start', (streamId, info) => journal.started(streamId, info));
-    hub.on('session-end', (streamId, info, reason, stats) =>
-      journal.ended(streamId, info.sessionId, { reason, bytes: stats.bytes, frames: stats.frames }),
-    );
 
-    const authorize = byStreamKey(catalog);
-    const webrtc = newWebRtcIngest(config, hub, authorize, ffmpegPath, log);
-    if (webrtc) life.push('webrtc', () => webrtc.close());
-    const rtmp = newRtmpServer(config, hub, authorize, log);
-    life.push('rtmp', () => rtmp.close());
-    const parts = { catalog, hub, packager, transcoder, origin, store, recorder, playbackTokens, uploads, liveThumbnails, webrtc };
-    const more = { apiToken, ingestCounters: () => rtmp.counters, vodWorker: worker?.counters };
+    const probes = { catalog: catalogProbe(catalog), redis: coord.kind === 'redis' ? coord : undefined };
+    const parts = { catalog, hub, store, playbackTokens, uploads, probes, ...ingest, origin: ingest?.origin ?? NOT_LIVE_HERE };
+    const more = {
+      apiToken,
+      roles: config.node.roles,
+      allRoles: NODE_ROLES,
+      ingestCounters: ingest?.rtmpCounters,
+      vodWorker: worker?.counters,
+    };
     const app = await buildApp({ ...parts, ...more, ...httpSettings(config, log) });
     http.app = app;
     await app.listen({ host: config.server.host, port: config.server.httpPort });
-    const rtmpAddr = await rtmp.start();
+    const rtmpAddr = await ingest?.rtmp.start();
     void worker?.start();
-    await createDefaultStream(catalog, config);
+    if (roles.has('origin')) await createDefaultStream(catalog, config);
 
-    const facts = { catalog: catalog.kind, startupMs: Math.round(performance.now() - started) };
-    return runningServer(life, log, { app, rtmpAddr, apiToken, webrtc, httpPort: config.server.httpPort, facts });
+    const httpPort = boundPort(app, config.server.httpPort);
+    const node = { nodeId, roles: config.node.roles, httpUrl: nodeHttpUrl(config.server.host, httpPort), startedAt: Date.now() };
+    // Not awaited: a Redis that does not answer yet is reported by /healthz, and must not hold the start-up.
+    coord.registerNode(node, NODE_TTL_MS).catch((err: unknown) => log.warn({ err }, 'coordination: could not register this node yet'));
+    const facts = {
+      roles: config.node.roles,
+      nodeId,
+      coordination: coord.kind,
+      catalog: catalog.kind,
+      startupMs: Math.round(performance.now() - started),
+    };
+    return runningServer(life, log, { httpPort, rtmpAddr, apiToken, webrtc: ingest?.webrtc, facts });
   } catch (err) {
     // Whatever had started is closed, last started first, as on shutdown.
     await life.close();
@@ -203,23 +209,83 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
   }
 }
 
+interface IngestContext {
+  readonly config: Config;
+  readonly log: pino.Logger;
+  readonly life: Lifecycle;
+  readonly catalog: Catalog;
+  readonly store: ObjectStore;
+  readonly hub: StreamHub;
+  readonly rungHub: StreamHub;
+  readonly ffmpegPath: string | undefined;
+  readonly nodeId: string;
+}
+
+/**
+ * What a node with the ingest role runs, built and pushed on the lifecycle in this order (so it closes in
+ * the reverse): recorder (stores what is waiting, finalizes the runs) <- packager (answers held requests
+ * without ending the playlists, ends every run) <- live-thumbnails, transcoder (every FFmpeg stopped and
+ * waited for: none may outlive the server) <- webrtc, rtmp (stop taking publishers). RTMP is built here and
+ * started by the caller once HTTP listens.
+ */
+async function startIngest(c: IngestContext) {
+  const { config, log, life, catalog, store, hub, rungHub, ffmpegPath, nodeId } = c;
+  const recorder = new Recorder({ catalog, store, ffmpegPath, nodeId, logger: log.child({ module: 'recorder' }) });
+  life.push('recorder', () => recorder.close(), { limitMs: 2 * SHUTDOWN_STEP_MS });
+  // Runs a crash left open are listed before any new run can start.
+  const leftOpen = await recorder.recover();
+  if (leftOpen > 0) log.info({ runs: leftOpen }, 'recording: finishing runs left open by an earlier stop');
+  recorder.start();
+  const packager = new LivePackager({ hub, rungHub, logger: log.child({ module: 'packager' }), ...config.hls });
+  life.push('packager', () => packager.close());
+  packager.observe(recorder);
+  packager.start();
+  const liveThumbnails = newLiveThumbnails(config, hub, packager, ffmpegPath, log);
+  if (liveThumbnails) life.push('live-thumbnails', () => liveThumbnails.close());
+  const transcoder = newTranscoder(config, { hub, rungHub }, catalog, ffmpegPath, log);
+  life.push('transcoder', () => transcoder.close());
+  // Started after the packager: on a stream's start the packager subscribes first, so the source
+  // rendition exists (and leads) before any rung is published.
+  transcoder.start();
+  await liveThumbnails?.start();
+  const startupWaitMs = Math.max(config.hls.holdMs, 3 * config.hls.segmentTargetMs);
+  const origin = new LiveOrigin(packager, { holdMs: config.hls.holdMs, startupWaitMs });
+  const journal = new SessionJournal(catalog, log);
+  hub.on('session-start', (streamId, info) => journal.started(streamId, info));
+  hub.on('session-end', (streamId, info, reason, stats) =>
+    journal.ended(streamId, info.sessionId, { reason, bytes: stats.bytes, frames: stats.frames }),
+  );
+
+  const authorize = byStreamKey(catalog);
+  const webrtc = newWebRtcIngest(config, hub, authorize, ffmpegPath, log);
+  if (webrtc) life.push('webrtc', () => webrtc.close());
+  const rtmp = newRtmpServer(config, hub, authorize, log);
+  life.push('rtmp', () => rtmp.close());
+  return { recorder, packager, transcoder, liveThumbnails, origin, webrtc, rtmp, rtmpCounters: () => rtmp.counters };
+}
+
+/** The port the HTTP server listens on (the one the OS chose for port 0). */
+function boundPort(app: FastifyInstance, configured: number): number {
+  const address = app.server.address();
+  return typeof address === 'object' && address ? address.port : configured;
+}
+
 /** The started server as its caller holds it: its ports, its token, and its one close. */
 function runningServer(
   life: Lifecycle,
   log: Logger,
   o: {
-    app: FastifyInstance;
-    rtmpAddr: { port: number; tlsPort?: number };
+    httpPort: number;
+    /** Undefined on a node without the ingest role. */
+    rtmpAddr: { port: number; tlsPort?: number } | undefined;
     apiToken: string;
     webrtc: WebRtcIngest | undefined;
-    httpPort: number;
     /** More for the 'server started' line. */
     facts: object;
   },
 ): RunningServer {
-  const address = o.app.server.address();
-  const httpPort = typeof address === 'object' && address ? address.port : o.httpPort;
-  log.info({ httpPort, rtmpPort: o.rtmpAddr.port, rtmpsPort: o.rtmpAddr.tlsPort, ...o.facts }, 'server started');
+  const { httpPort, rtmpAddr } = o;
+  log.info({ httpPort, rtmpPort: rtmpAddr?.port, rtmpsPort: rtmpAddr?.tlsPort, ...o.facts }, 'server started');
   let closing: Promise<void> | undefined;
   return {
     get shutdownStep() {
@@ -227,8 +293,8 @@ function runningServer(
     },
     shutdownBudgetMs: life.budgetMs,
     httpPort,
-    rtmpPort: o.rtmpAddr.port,
-    rtmpsPort: o.rtmpAddr.tlsPort,
+    rtmpPort: rtmpAddr?.port ?? 0,
+    rtmpsPort: rtmpAddr?.tlsPort,
     apiToken: o.apiToken,
     webrtc: o.webrtc,
     close: () => (closing ??= shutdown(life, log)),

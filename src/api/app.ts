@@ -1,4 +1,5 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { isAppError } from '../core/index.js';
@@ -7,11 +8,13 @@ import type { WhipSessionStats } from '../ingest/webrtc/index.js';
 import { registerWhipRoutes, type WhipRoutesOptions } from '../signaling/index.js';
 import type { ObjectStore } from '../storage/index.js';
 import { requireToken } from './auth.js';
+import { dependencyProber, registerHealthRoutes, type DependencyProbe } from './health.js';
 import { registerLiveRoutes, type LiveOriginHandler } from './live.js';
 import { registerLiveThumbnailRoutes, type LiveThumbnailSource } from './live-thumbnails.js';
 import {
   buildMetrics,
   type HubMetricsSource,
+  type IngestCounters,
   type MetricSources,
   type PackagerMetricsSource,
   type RecorderMetrics,
@@ -68,16 +71,28 @@ export type AppWebRtc = WhipRoutesOptions['ingest'] &
   };
 
 export interface AppDeps {
+  /**
+   * NODE_ROLES: 'origin' mounts the API, /live, /vod and the player; 'ingest' (with WebRTC on) the WHIP
+   * routes. /healthz, /readyz and /metrics are served whatever the roles.
+   */
+  readonly roles: readonly string[];
+  /** Every role there is (for livepack_node_role). */
+  readonly allRoles: readonly string[];
+  /** What /healthz and /readyz probe: the catalog, and Redis when REDIS_URL is set (absent: in-process). */
+  readonly probes: { readonly catalog: DependencyProbe; readonly redis?: DependencyProbe };
   readonly catalog: AppCatalog;
+  /** The publishers on this node (none without the ingest role: the stream routes see nothing live here). */
   readonly hub: AppHub;
-  readonly packager: PackagerMetricsSource;
+  /** Absent on a node without the ingest role. */
+  readonly packager?: PackagerMetricsSource;
   /** Absent in tests that build the app without transcoding. */
   readonly transcoder?: AppTranscoder;
   readonly origin: LiveOriginHandler;
   readonly apiToken: string;
   readonly publicBaseUrl: string;
   readonly publicRtmpUrl: string;
-  readonly ingestCounters: MetricSources['ingest'];
+  /** RTMP ingest's counters; absent on a node without the ingest role. */
+  readonly ingestCounters?: () => IngestCounters;
   /** Where VOD assets are kept. */
   readonly store: Pick<ObjectStore, 'get' | 'head' | 'deletePrefix'>;
   /** Records live runs; absent in tests that build the app without one. */
@@ -137,16 +152,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   const access = new PlaybackAccess(deps.catalog, deps.playbackTokens);
+  const dependencies = dependencyProber(deps.probes);
+  const { packager, ingestCounters } = deps;
   const registry = buildMetrics({
-    hub: deps.hub,
-    packager: deps.packager,
+    node: { roles: deps.roles, allRoles: deps.allRoles, dependencies },
+    live: packager && ingestCounters && { hub: deps.hub, packager, ingest: ingestCounters },
     transcoder: deps.transcoder,
-    ingest: deps.ingestCounters,
     recorder: deps.recorder?.counters,
     vodWorker: deps.vodWorker,
     webrtc: deps.webrtc,
   });
+  if (deps.roles.includes('origin')) await registerOriginRoutes(app, deps, access, registry);
+  if (deps.webrtc) await registerWebRtcRoutes(app, deps.webrtc, deps.apiToken);
 
+  app.get('/metrics', { schema: { hide: true }, logLevel: 'warn' }, async (_req, reply) =>
+    reply.type(registry.contentType).send(await registry.metrics()),
+  );
+  const health = { roles: deps.roles, catalogKind: deps.catalog.kind, liveStreams: () => deps.hub.list().length, probes: deps.probes };
+  registerHealthRoutes(app, health, dependencies);
+  return app;
+}
+
+/** What a node with the origin role serves: the control and catalog API, uploads, /live, /vod, the player. */
+async function registerOriginRoutes(app: FastifyInstance, deps: AppDeps, access: PlaybackAccess, registry: Registry): Promise<void> {
   // Control API: the stream routes need the operator token throughout.
   await app.register(async (api) => {
     api.addHook('onRequest', requireToken(deps.apiToken));
@@ -183,33 +211,24 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
   registerVodRoutes(app, { access, store: deps.store });
   registerPlayerRoutes(app, { publish: Boolean(deps.webrtc) });
-  const webrtc = deps.webrtc;
-  if (webrtc) {
-    await registerWhipRoutes(app, { ingest: webrtc });
-    // WebRTC reception figures of a stream's WHIP sessions (loss, NACK/PLI, jitter), next to /live.
-    await app.register(async (api) => {
-      api.addHook('onRequest', requireToken(deps.apiToken));
-      api.get<{ Params: { id: string } }>(
-        '/api/v1/streams/:id/webrtc',
-        {
-          schema: {
-            summary: "The stream's WHIP sessions: packet loss, NACK/PLI/FIR counts, jitter, bitrate",
-            tags: ['streams'],
-            params: { type: 'object', properties: { id: { type: 'string' } } },
-          },
-        },
-        async (req) => ({ sessions: webrtc.streamSessions(req.params.id) }),
-      );
-    });
-  }
+}
 
-  app.get('/metrics', { schema: { hide: true }, logLevel: 'warn' }, async (_req, reply) =>
-    reply.type(registry.contentType).send(await registry.metrics()),
-  );
-  app.get('/healthz', { schema: { summary: 'Liveness and a short summary', tags: ['health'] }, logLevel: 'warn' }, async () => ({
-    status: 'ok',
-    liveStreams: deps.hub.list().length,
-    catalog: deps.catalog.kind,
-  }));
-  return app;
+/** WHIP (ingest) and the reception figures of a stream's WHIP sessions, for the operator. */
+async function registerWebRtcRoutes(app: FastifyInstance, webrtc: AppWebRtc, apiToken: string): Promise<void> {
+  await registerWhipRoutes(app, { ingest: webrtc });
+  // WebRTC reception figures of a stream's WHIP sessions (loss, NACK/PLI, jitter), next to /live.
+  await app.register(async (api) => {
+    api.addHook('onRequest', requireToken(apiToken));
+    api.get<{ Params: { id: string } }>(
+      '/api/v1/streams/:id/webrtc',
+      {
+        schema: {
+          summary: "The stream's WHIP sessions: packet loss, NACK/PLI/FIR counts, jitter, bitrate",
+          tags: ['streams'],
+          params: { type: 'object', properties: { id: { type: 'string' } } },
+        },
+      },
+      async (req) => ({ sessions: webrtc.streamSessions(req.params.id) }),
+    );
+  });
 }

@@ -34,9 +34,27 @@ export type RecorderMetrics = Counts<'segments' | 'bytes' | 'failedSegments' | '
 export type VodWorkerMetrics = Counts<'ready' | 'failed' | 'retried'>;
 export type IngestCounters = Counts<'badInput' | 'authFailures' | 'unsupportedCodec' | 'activeConnections' | 'connections'>;
 
-export interface MetricSources {
+/** Live ingest and packaging on this node (a node with the ingest role). */
+export interface LiveMetricSources {
   readonly hub: HubMetricsSource;
   readonly packager: PackagerMetricsSource;
+  /** Ingest protocol counters, e.g. the RTMP server's. */
+  readonly ingest: () => IngestCounters;
+}
+
+/** What the node is and whether what it depends on answers: livepack_node_role, livepack_dependency_up. */
+export interface NodeMetricsSource {
+  /** Every role there is, and the ones this node has. */
+  readonly allRoles: readonly string[];
+  readonly roles: readonly string[];
+  /** Each dependency's state; 'in-process' ones (no Redis configured) are left out. */
+  dependencies(): Promise<Readonly<Record<string, 'ok' | 'down' | 'in-process'>>>;
+}
+
+export interface MetricSources {
+  readonly node: NodeMetricsSource;
+  /** Absent on a node without the ingest role. */
+  readonly live?: LiveMetricSources;
   readonly transcoder?: TranscoderMetricsSource;
   /** The recorder's counters; absent in tests that build the app without one. */
   readonly recorder?: RecorderMetrics;
@@ -44,8 +62,6 @@ export interface MetricSources {
   readonly vodWorker?: VodWorkerMetrics;
   /** WHIP ingest (absent when WebRTC is off). */
   readonly webrtc?: WebRtcMetricsSource;
-  /** Ingest protocol counters, e.g. the RTMP server's. */
-  readonly ingest: () => IngestCounters;
 }
 
 /** A counter whose value is owned by a module and copied in at scrape time. */
@@ -163,16 +179,14 @@ function registerWebRtcMetrics(registry: Registry, w: WebRtcMetricsSource): void
   perStream('livepack_webrtc_jitter_ms', 'Video RTP interarrival jitter (RFC 3550)', (s) => s.video?.jitterMs);
 }
 
-/** One registry per app, so tests can run several apps in one process. */
-export function buildMetrics(src: MetricSources): Registry {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+/** Ingest, hub and packager figures: a node with the ingest role. */
+function registerLiveMetrics(registry: Registry, live: LiveMetricSources): void {
   new Gauge({
     name: 'livepack_live_streams',
     help: 'Streams with a publisher or waiting for one to return',
     registers: [registry],
     collect() {
-      this.set(src.hub.list().length);
+      this.set(live.hub.list().length);
     },
   });
   new Gauge({
@@ -182,7 +196,7 @@ export function buildMetrics(src: MetricSources): Registry {
     registers: [registry],
     collect() {
       this.reset();
-      for (const s of src.hub.list()) this.set({ stream: s.streamId }, s.bitrateKbps);
+      for (const s of live.hub.list()) this.set({ stream: s.streamId }, s.bitrateKbps);
     },
   });
   new Gauge({
@@ -192,7 +206,7 @@ export function buildMetrics(src: MetricSources): Registry {
     registers: [registry],
     collect() {
       this.reset();
-      for (const s of src.hub.list()) this.set({ stream: s.streamId }, s.fps);
+      for (const s of live.hub.list()) this.set({ stream: s.streamId }, s.fps);
     },
   });
   new Gauge({
@@ -200,7 +214,7 @@ export function buildMetrics(src: MetricSources): Registry {
     help: 'Blocking playlist and preload-hint requests being held',
     registers: [registry],
     collect() {
-      this.set(src.packager.heldRequests());
+      this.set(live.packager.heldRequests());
     },
   });
   new Gauge({
@@ -208,12 +222,10 @@ export function buildMetrics(src: MetricSources): Registry {
     help: 'Open RTMP connections',
     registers: [registry],
     collect() {
-      this.set(src.ingest().activeConnections);
+      this.set(live.ingest().activeConnections);
     },
   });
-  const tc = src.transcoder;
-  if (tc) registerTranscodeMetrics(registry, tc);
-  const c = src.packager.counters;
+  const c = live.packager.counters;
   mirrored(registry, 'livepack_hls_parts_total', 'LL-HLS parts produced', () => c.parts);
   mirrored(registry, 'livepack_hls_segments_total', 'HLS segments completed', () => c.segments);
   mirrored(
@@ -241,34 +253,72 @@ export function buildMetrics(src: MetricSources): Registry {
     () => c.unalignedSegments,
   );
   mirrored(registry, 'livepack_packager_errors_total', 'Events the packager could not package', () => c.errors);
-  mirrored(registry, 'livepack_ingest_bad_input_total', 'Ingest connections closed for malformed input', () => src.ingest().badInput);
+  mirrored(registry, 'livepack_ingest_bad_input_total', 'Ingest connections closed for malformed input', () => live.ingest().badInput);
   mirrored(
     registry,
     'livepack_ingest_auth_failures_total',
     'Publish attempts refused for a wrong stream key',
-    () => src.ingest().authFailures,
+    () => live.ingest().authFailures,
   );
   mirrored(
     registry,
     'livepack_ingest_unsupported_codec_total',
     'Publish attempts refused for an unsupported codec',
-    () => src.ingest().unsupportedCodec,
+    () => live.ingest().unsupportedCodec,
   );
-  mirrored(registry, 'livepack_rtmp_connections_total', 'RTMP connections accepted', () => src.ingest().connections);
-  mirrored(registry, 'livepack_ingest_frames_total', 'Frames received from publishers', () => src.hub.counters.frames);
-  mirrored(registry, 'livepack_ingest_bytes_total', 'Media bytes received from publishers', () => src.hub.counters.bytes);
+  mirrored(registry, 'livepack_rtmp_connections_total', 'RTMP connections accepted', () => live.ingest().connections);
+  mirrored(registry, 'livepack_ingest_frames_total', 'Frames received from publishers', () => live.hub.counters.frames);
+  mirrored(registry, 'livepack_ingest_bytes_total', 'Media bytes received from publishers', () => live.hub.counters.bytes);
   mirrored(
     registry,
     'livepack_timestamp_repairs_total',
     'Source timestamps that went backwards or jumped and were repaired',
-    () => src.hub.counters.timestampRepairs,
+    () => live.hub.counters.timestampRepairs,
   );
   mirrored(
     registry,
     'livepack_reader_dropped_frames_total',
     'Frames dropped by slow internal readers (packager, recorder, transcoder)',
-    () => src.hub.counters.readerDrops,
+    () => live.hub.counters.readerDrops,
   );
+  mirrored(
+    registry,
+    'livepack_publisher_takeovers_total',
+    'Publish sessions replaced by a reconnecting publisher',
+    () => live.hub.counters.takeovers,
+  );
+}
+
+/** The node's roles (1 for each it has, 0 for the others) and its dependencies (1 up, 0 down). */
+function registerNodeMetrics(registry: Registry, node: NodeMetricsSource): void {
+  const roleGauge = new Gauge({
+    name: 'livepack_node_role',
+    help: 'Roles of this node (NODE_ROLES): 1 for each it has',
+    labelNames: ['role'],
+    registers: [registry],
+  });
+  for (const role of node.allRoles) roleGauge.set({ role }, node.roles.includes(role) ? 1 : 0);
+  new Gauge({
+    name: 'livepack_dependency_up',
+    help: 'Whether a service this node depends on answered (catalog; redis when REDIS_URL is set)',
+    labelNames: ['dependency'],
+    registers: [registry],
+    async collect() {
+      const states = await node.dependencies();
+      this.reset();
+      for (const [dependency, state] of Object.entries(states))
+        if (state !== 'in-process') this.set({ dependency }, state === 'ok' ? 1 : 0);
+    },
+  });
+}
+
+/** One registry per app, so tests can run several apps in one process. */
+export function buildMetrics(src: MetricSources): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  registerNodeMetrics(registry, src.node);
+  if (src.live) registerLiveMetrics(registry, src.live);
+  if (src.transcoder) registerTranscodeMetrics(registry, src.transcoder);
   const rec = src.recorder;
   if (rec) {
     mirrored(registry, 'livepack_recorder_segments_total', 'Segments of live runs stored for their recording', () => rec.segments);
@@ -304,11 +354,5 @@ export function buildMetrics(src: MetricSources): Registry {
     mirrored(registry, 'livepack_vod_jobs_retried_total', 'Packaging attempts that failed and were queued again', () => vw.retried);
   }
   if (src.webrtc) registerWebRtcMetrics(registry, src.webrtc);
-  mirrored(
-    registry,
-    'livepack_publisher_takeovers_total',
-    'Publish sessions replaced by a reconnecting publisher',
-    () => src.hub.counters.takeovers,
-  );
   return registry;
 }

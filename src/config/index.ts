@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { AppError, type StorageSettings } from '../core/index.js';
-import { IP_LIKE, listOf, SETTINGS, type Setting, type SettingValue } from './settings.js';
+import { IP_LIKE, listOf, NODE_ROLES, SETTINGS, type NodeRole, type Setting, type SettingValue } from './settings.js';
 
-export { SETTINGS } from './settings.js';
-export type { Setting, SettingName, SettingValue } from './settings.js';
+export { NODE_ROLES, SETTINGS } from './settings.js';
+export type { NodeRole, Setting, SettingName, SettingValue } from './settings.js';
 
 export interface ServerConfig {
   readonly host: string;
@@ -77,8 +77,25 @@ export interface CatalogConfig {
   readonly dataDir: string;
 }
 
-/** Media storage (S3 or files under DATA_DIR): the type storage/ reads, declared once in core. */
-export type StorageConfig = StorageSettings;
+/**
+ * Media storage (S3 or files under DATA_DIR): the type storage/ reads, declared once in core; `shared` says
+ * the files are one directory every node mounts (STORAGE_SHARED).
+ */
+export type StorageConfig = StorageSettings & { readonly shared: boolean };
+
+/** What this node is in the deployment. */
+export interface NodeConfig {
+  /** NODE_ROLES, in the order ingest, origin, worker, each once. */
+  readonly roles: readonly NodeRole[];
+  /** NODE_ID; undefined: the id kept in DATA_DIR/node-id. */
+  readonly id: string | undefined;
+}
+
+/** Cross-node coordination (coord/): in-process without a Redis URL. */
+export interface CoordConfig {
+  readonly redisUrl: string | undefined;
+  readonly prefix: string;
+}
 
 /** Recordings, uploads and playback authorization. */
 export interface VodConfig {
@@ -103,6 +120,8 @@ export interface Config {
   readonly storage: StorageConfig;
   readonly vod: VodConfig;
   readonly webrtc: WebRtcConfig;
+  readonly node: NodeConfig;
+  readonly coord: CoordConfig;
 }
 
 type Raw = Record<string, string | undefined>;
@@ -228,6 +247,7 @@ function toConfig(v: Record<string, SettingValue>): Config {
       s3: bucket
         ? { bucket, endpoint: str('S3_ENDPOINT'), region: str('S3_REGION')!, forcePathStyle: v.S3_FORCE_PATH_STYLE as boolean }
         : undefined,
+      shared: v.STORAGE_SHARED as boolean,
     },
     vod: {
       dataDir,
@@ -251,6 +271,8 @@ function toConfig(v: Record<string, SettingValue>): Config {
       jitterBufferMs: num('WEBRTC_JITTER_BUFFER_MS'),
       maxBitrateKbps: num('WEBRTC_MAX_BITRATE_KBPS'),
     },
+    node: { roles: NODE_ROLES.filter((r) => listOf(str('NODE_ROLES')).includes(r)), id: str('NODE_ID') },
+    coord: { redisUrl: str('REDIS_URL'), prefix: str('REDIS_PREFIX')! },
   };
 }
 

@@ -2,6 +2,8 @@
  * Every setting the server reads: environment variable, type, default, limits, meaning, and the rule its
  * value must follow. The configuration reference lists the same table; keep them in step.
  */
+import { parseRedisUrl } from '../coord/index.js';
+
 export type SettingType = 'int' | 'string' | 'bool';
 export type SettingValue = string | number | boolean | undefined;
 
@@ -62,6 +64,10 @@ export function listOf(v: string | undefined): string[] {
     .map((x) => x.trim())
     .filter(Boolean);
 }
+
+/** What a node may do (NODE_ROLES); a node has one or more. */
+export const NODE_ROLES = ['ingest', 'origin', 'worker'] as const;
+export type NodeRole = (typeof NODE_ROLES)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const X264_PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow', 'placebo'];
@@ -144,6 +150,65 @@ export const SETTINGS = [
     type: 'bool',
     default: false,
     doc: 'Address the bucket in the URL path (http://host/bucket/key) rather than the host name; MinIO needs it.',
+  },
+  {
+    env: 'NODE_ROLES',
+    type: 'string',
+    default: 'ingest,origin,worker',
+    doc: 'What this node does, comma-separated: ingest (RTMP/WHIP, transcoder, packager, recorder, live thumbnails), origin (/live, /vod, the player, the API), worker (upload jobs). The default, all three, is the single-process server.',
+    check: ifSet((v, { env }) => {
+      const roles = v.split(',').map((r) => r.trim());
+      if (roles.every((r) => r === ''))
+        return `${env}=${shown(v)} names no role (use ${NODE_ROLES.join(', ')} or several, comma-separated)`;
+      const bad = roles.find((r) => !(NODE_ROLES as readonly string[]).includes(r));
+      if (bad === '') return `${env}=${shown(v)} has an empty role (a stray comma)`;
+      return bad === undefined ? undefined : `${env}: ${shown(bad)} is not a role (use ${NODE_ROLES.join(', ')})`;
+    }),
+  },
+  {
+    env: 'NODE_ID',
+    type: 'string',
+    doc: "This node's id in the deployment (leases, recordings' heartbeats, the node registry). Default: the one kept in DATA_DIR/node-id, made on first start; set it on each node when nodes share one DATA_DIR.",
+    check: ifSet((v, { env }) =>
+      /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v)
+        ? undefined
+        : `${env}=${shown(v)} must be 1 to 64 letters, digits, dots, hyphens or underscores`,
+    ),
+  },
+  {
+    env: 'REDIS_URL',
+    type: 'string',
+    doc: 'Redis that the nodes of one deployment share: redis://[user:password@]host:port[/db], rediss://... for TLS, redis+cluster://host1:port1,host2:port2 (or a comma list of hosts) for Redis Cluster. When unset, coordination stays in this process: a single node.',
+    // The forms coord/ connects to; the value is not shown in the message: it may carry a password.
+    check: ifSet((v, { env }) => {
+      try {
+        parseRedisUrl(v);
+        return undefined;
+      } catch {
+        return `${env} must look like redis://host:6379, rediss://host:6380 (TLS) or redis+cluster://host1:6379,host2:6379 (Redis Cluster)`;
+      }
+    }),
+  },
+  {
+    env: 'REDIS_PREFIX',
+    type: 'string',
+    default: 'livepack:',
+    doc: 'Prefix of every Redis key (several deployments may share one Redis).',
+    check: ifSet((v, { env }) =>
+      /^[^\s{}]{1,64}$/.test(v)
+        ? undefined
+        : `${env}=${shown(v)} must be 1 to 64 characters without spaces or braces (braces would put every key in the prefix's hash slot)`,
+    ),
+  },
+  {
+    env: 'STORAGE_SHARED',
+    type: 'bool',
+    default: false,
+    doc: 'Without S3_BUCKET, says that DATA_DIR/media and DATA_DIR/uploads are one directory every node mounts; with REDIS_URL set and no S3_BUCKET the server refuses to start without it.',
+    check: (v, { get }) =>
+      get('REDIS_URL') !== undefined && get('S3_BUCKET') === undefined && v !== true
+        ? 'REDIS_URL is set (several nodes) but media is kept as files under DATA_DIR on this node: every node must see the same recordings and uploads. Use S3 (S3_BUCKET), or mount one directory on every node and say so with STORAGE_SHARED=true'
+        : undefined,
   },
   {
     env: 'LOG_FORMAT',

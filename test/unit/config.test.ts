@@ -60,7 +60,7 @@ describe('loadConfig', () => {
         restoreAfterMs: 60_000,
         vaapiDevice: '/dev/dri/renderD128',
       },
-      storage: { dataDir: './data', s3: undefined },
+      storage: { dataDir: './data', s3: undefined, shared: false },
       vod: {
         dataDir: './data',
         uploadMaxBytes: 10 * 1024 ** 3,
@@ -81,6 +81,8 @@ describe('loadConfig', () => {
         jitterBufferMs: 150,
         maxBitrateKbps: 8000,
       },
+      node: { roles: ['ingest', 'origin', 'worker'], id: undefined },
+      coord: { redisUrl: undefined, prefix: 'livepack:' },
     });
   });
 
@@ -248,5 +250,93 @@ describe('loadConfig', () => {
     const names = SETTINGS.map((s) => s.env);
     expect(new Set(names).size).toBe(names.length);
     for (const s of SETTINGS) expect(s.doc.length).toBeGreaterThan(10);
+  });
+});
+
+describe('loadConfig: node roles and coordination', () => {
+  it.each([
+    ['origin', ['origin']],
+    ['ingest', ['ingest']],
+    ['worker,ingest', ['ingest', 'worker']],
+    [' origin , worker ', ['origin', 'worker']],
+    ['origin,origin', ['origin']],
+  ])('reads NODE_ROLES=%s', (raw, roles) => {
+    expect(loadConfig({ NODE_ROLES: raw }).node.roles).toEqual(roles);
+  });
+
+  it.each([
+    [{ NODE_ROLES: 'edge' }, 'NODE_ROLES: "edge" is not a role (use ingest, origin, worker)'],
+    [{ NODE_ROLES: 'origin,Ingest' }, 'NODE_ROLES: "Ingest" is not a role (use ingest, origin, worker)'],
+    [{ NODE_ROLES: 'origin,,worker' }, 'NODE_ROLES="origin,,worker" has an empty role (a stray comma)'],
+    [{ NODE_ROLES: 'origin,' }, 'NODE_ROLES="origin," has an empty role (a stray comma)'],
+    [{ NODE_ROLES: ' , ' }, 'NODE_ROLES=" , " names no role (use ingest, origin, worker or several, comma-separated)'],
+    [{ NODE_ID: 'node 1' }, 'NODE_ID="node 1" must be 1 to 64 letters, digits, dots, hyphens or underscores'],
+    // Without the value: it may carry a password.
+    [
+      { REDIS_URL: 'localhost:6379' },
+      'REDIS_URL must look like redis://host:6379, rediss://host:6380 (TLS) or redis+cluster://host1:6379,host2:6379 (Redis Cluster)',
+    ],
+    [
+      { REDIS_URL: 'http://:secret@redis:6379' },
+      'REDIS_URL must look like redis://host:6379, rediss://host:6380 (TLS) or redis+cluster://host1:6379,host2:6379 (Redis Cluster)',
+    ],
+    [
+      { REDIS_URL: 'not a url' },
+      'REDIS_URL must look like redis://host:6379, rediss://host:6380 (TLS) or redis+cluster://host1:6379,host2:6379 (Redis Cluster)',
+    ],
+    [
+      { REDIS_PREFIX: '{live}:' },
+      'REDIS_PREFIX="{live}:" must be 1 to 64 characters without spaces or braces (braces would put every key in the prefix\'s hash slot)',
+    ],
+    [{ STORAGE_SHARED: 'perhaps' }, 'STORAGE_SHARED="perhaps" is not a boolean (use true or false)'],
+  ])('refuses %o naming the setting', (env, message) => {
+    expect(configError(env).message).toBe(message);
+  });
+
+  it.each([
+    'redis://127.0.0.1:6379',
+    'redis://:secret@redis:6379/2',
+    'rediss://user:secret@redis.internal:6380',
+    'redis+cluster://10.0.0.1:7000,10.0.0.2:7000',
+    'redis://10.0.0.1:7000,10.0.0.2:7000',
+  ])('accepts REDIS_URL=%s', (url) => {
+    expect(loadConfig({ REDIS_URL: url, STORAGE_SHARED: 'true' }).coord.redisUrl).toBe(url);
+  });
+
+  it('reads the node id, Redis and its prefix', () => {
+    const c = loadConfig({
+      NODE_ID: 'ingest-a.1',
+      REDIS_URL: 'rediss://:secret@redis.internal:6380/2',
+      REDIS_PREFIX: 'live-eu:',
+      STORAGE_SHARED: 'true',
+    });
+    expect(c.node).toEqual({ roles: ['ingest', 'origin', 'worker'], id: 'ingest-a.1' });
+    expect(c.coord).toEqual({ redisUrl: 'rediss://:secret@redis.internal:6380/2', prefix: 'live-eu:' });
+    expect(c.storage.shared).toBe(true);
+  });
+
+  describe('shared storage guard', () => {
+    it('refuses several nodes (REDIS_URL) on node-local files, saying why and what to do', () => {
+      const message = configError({ REDIS_URL: 'redis://127.0.0.1:6379' }).message;
+      expect(message).toBe(
+        'REDIS_URL is set (several nodes) but media is kept as files under DATA_DIR on this node: every node must see the same ' +
+          'recordings and uploads. Use S3 (S3_BUCKET), or mount one directory on every node and say so with STORAGE_SHARED=true',
+      );
+      expect(configError({ REDIS_URL: 'redis://127.0.0.1:6379', STORAGE_SHARED: 'false' }).message).toBe(message);
+    });
+
+    it('accepts them with S3, or files the operator says are shared', () => {
+      expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', S3_BUCKET: 'media-1' }).storage.s3?.bucket).toBe('media-1');
+      expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', STORAGE_SHARED: 'true' }).storage).toEqual({
+        dataDir: './data',
+        s3: undefined,
+        shared: true,
+      });
+    });
+
+    it('leaves a single node (no REDIS_URL) on files alone', () => {
+      expect(loadConfig({ STORAGE_SHARED: 'false' }).storage.shared).toBe(false);
+      expect(loadConfig({ NODE_ROLES: 'origin' }).coord.redisUrl).toBeUndefined();
+    });
   });
 });
