@@ -43,6 +43,12 @@ interface Held {
 export class StreamOwnership {
   readonly #o: OwnershipOptions;
   readonly #held = new Map<string, Held>();
+  /**
+   * The epoch of each stream's last lease here, kept after it was released or lost: the window's last
+   * writes (its ENDLIST, its final states) come after the stream ended. Writes under an epoch that lost
+   * are refused by the store, so keeping it lets nothing through that fencing would not stop.
+   */
+  readonly #lastEpoch = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #stopCommands: (() => void) | undefined;
   #failing = false;
@@ -62,9 +68,14 @@ export class StreamOwnership {
     this.#timer.unref();
   }
 
-  /** The epoch this node writes a stream's window under; undefined while it holds no lease for it. */
+  /** The epoch this node writes a stream's window under (its last lease's); undefined if it never held one. */
   epochOf(streamId: string): number | undefined {
-    return this.#held.get(streamId)?.lease?.epoch;
+    return this.#held.get(streamId)?.lease?.epoch ?? this.#lastEpoch.get(streamId);
+  }
+
+  /** Whether this node holds the stream's lease now. */
+  owns(streamId: string): boolean {
+    return this.#held.get(streamId)?.lease !== undefined;
   }
 
   /** The streams this node holds a lease for. */
@@ -106,6 +117,10 @@ export class StreamOwnership {
         return;
       }
       h.lease = lease;
+      this.#lastEpoch.delete(streamId);
+      this.#lastEpoch.set(streamId, lease.epoch);
+      // Bounded: the oldest streams' last epochs go first (their windows were long deleted).
+      if (this.#lastEpoch.size > 10_000) this.#lastEpoch.delete(this.#lastEpoch.keys().next().value!);
       this.#recovered();
       this.#o.logger.info({ stream: streamId, epoch: lease.epoch, from: before?.nodeId }, 'cluster: took the stream lease');
       if (before && before.nodeId !== nodeId) {

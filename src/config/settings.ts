@@ -2,7 +2,7 @@
  * Every setting the server reads: environment variable, type, default, limits, meaning, and the rule its
  * value must follow. The configuration reference lists the same table; keep them in step.
  */
-import { parseRedisUrl } from '../coord/index.js';
+import { parseRedisUrl } from '../core/index.js';
 
 export type SettingType = 'int' | 'string' | 'bool';
 export type SettingValue = string | number | boolean | undefined;

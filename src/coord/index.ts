@@ -16,7 +16,7 @@ export { MemoryCoordination, MemoryWindowStore } from './memory.js';
 export type { MemoryCoordinationOptions, MemoryWindowStoreOptions } from './memory.js';
 export { RedisCoordination } from './redis.js';
 export { RedisWindowStore } from './redis-window.js';
-export { RedisLink, parseRedisUrl, type RedisTarget } from './redis-link.js';
+export { RedisLink } from './redis-link.js';
 export { DEFAULT_PREFIX, streamKeys } from './redis-keys.js';
 export { CoordinationUnavailableError } from './errors.js';
 export { waitForState, type WaitForStateOptions } from './wait.js';

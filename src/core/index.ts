@@ -8,3 +8,5 @@ export { systemClock } from './clock.js';
 export * from './codecs/index.js';
 export * from './ladder.js';
 export type { StorageSettings } from './storage-settings.js';
+export { parseRedisUrl } from './redis-url.js';
+export type { RedisTarget } from './redis-url.js';
