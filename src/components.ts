@@ -6,12 +6,15 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { pino } from 'pino';
 import type { Catalog } from './catalog/index.js';
+import { LocalFirstPackages, RemotePackages, StreamOwnership, WindowMirror } from './cluster/index.js';
 import type { Config } from './config/index.js';
+import type { Coordination, LiveWindowStore } from './coord/index.js';
 import { AppError, DEFAULT_LADDER, hashSecret } from './core/index.js';
 import { RtmpServer } from './ingest/rtmp/index.js';
+import type { Lifecycle } from './lifecycle.js';
 import { DEFAULT_WEBRTC_LIMITS, WebRtcIngest } from './ingest/webrtc/index.js';
 import { DEFAULT_GOVERNOR, LiveTranscoder } from './livetranscode/index.js';
-import type { LivePackager, OriginResponse } from './packager/index.js';
+import { LiveOrigin, type LivePackager, type OriginResponse } from './packager/index.js';
 import type { ObjectStore } from './storage/index.js';
 import { StreamHub } from './stream/index.js';
 import { keyframesFromPackager, LiveThumbnails, Uploads, VodWorker } from './vod/index.js';
@@ -211,4 +214,64 @@ export function catalogProbe(catalog: Pick<Catalog, 'getStream'>): { ping(): Pro
 export function nodeHttpUrl(host: string, port: number): string {
   const name = host === '0.0.0.0' || host === '::' ? hostname() : host.includes(':') ? `[${host}]` : host;
   return `http://${name}:${port}`;
+}
+
+/** How long a stream's lease lives without a renewal: a node that died gives its streams up after this. */
+export const STREAM_LEASE_MS = 10_000;
+
+/**
+ * With Redis, on an ingest node: each stream published here is owned by lease (a newer publisher on another
+ * node takes it over), and its live window is written to the shared store under that lease's epoch for the
+ * other origins. Must run before the packager starts; both close after the packager, in this order.
+ */
+export function shareWindows(
+  config: Config,
+  cluster: { coord: Coordination; window: LiveWindowStore },
+  hub: StreamHub,
+  packager: LivePackager,
+  nodeId: string,
+  log: pino.Logger,
+  life: Lifecycle,
+): void {
+  const ownership = new StreamOwnership({
+    coord: cluster.coord,
+    hub,
+    nodeId,
+    leaseMs: STREAM_LEASE_MS,
+    logger: log.child({ module: 'cluster' }),
+  });
+  ownership.start();
+  life.push('stream-leases', () => ownership.close());
+  // What is written outlives what lists it: the window, and an idle playlist during the grace or retention.
+  const ttlMs = (config.hls.windowSeconds + 30) * 1000 + Math.max(config.stream.graceMs, config.hls.endedRetentionMs);
+  const mirror = new WindowMirror({
+    store: cluster.window,
+    logger: log.child({ module: 'cluster' }),
+    epochOf: (id) => ownership.epochOf(id),
+    ttlMs,
+  });
+  packager.watch(mirror);
+  life.push('window-mirror', () => mirror.close());
+}
+
+/**
+ * The live origin of a node with the origin role: its own packager's streams from memory, and with Redis
+ * every other node's from the shared store.
+ */
+export function liveOrigin(
+  config: Config,
+  packager: LivePackager | undefined,
+  window: LiveWindowStore | undefined,
+  log: pino.Logger,
+  life: Lifecycle,
+): LiveOrigin | undefined {
+  const opts = { holdMs: config.hls.holdMs, startupWaitMs: Math.max(config.hls.holdMs, 3 * config.hls.segmentTargetMs) };
+  if (!window) return packager ? new LiveOrigin(packager, opts) : undefined;
+  const remote = new RemotePackages({
+    store: window,
+    logger: log.child({ module: 'cluster' }),
+    maxHeldRequests: config.hls.maxHeldRequests,
+  });
+  life.push('remote-windows', () => remote.close());
+  return new LiveOrigin(packager ? new LocalFirstPackages(packager, remote) : remote, opts);
 }

@@ -23,13 +23,15 @@ import {
   newWebRtcIngest,
   nodeHttpUrl,
   NOT_LIVE_HERE,
+  liveOrigin,
+  shareWindows,
 } from './components.js';
 import { loadConfig, NODE_ROLES, type Config } from './config/index.js';
-import { createCoordination } from './coord/index.js';
+import { createCoordination, type Coordination, type LiveWindowStore } from './coord/index.js';
 import { hashSecret, isAppError, newStreamKey, type Logger } from './core/index.js';
 import type { WebRtcIngest } from './ingest/webrtc/index.js';
 import { Lifecycle } from './lifecycle.js';
-import { LiveOrigin, LivePackager } from './packager/index.js';
+import { LivePackager } from './packager/index.js';
 import { findFfmpeg } from './process/index.js';
 import { createStorage, type ObjectStore } from './storage/index.js';
 import type { StreamHub } from './stream/index.js';
@@ -141,7 +143,9 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
   const life = new Lifecycle({ logger: log, stepMs: SHUTDOWN_STEP_MS });
   try {
     // Pushed first, so it closes last: everything below may use it (leases, the live window, the registry).
-    const { coord } = createCoordination({ ...config.coord, logger: log.child({ module: 'coord' }) });
+    const { coord, window } = createCoordination({ ...config.coord, logger: log.child({ module: 'coord' }) });
+    // In one process nothing else reads the live window: it is shared only with Redis.
+    const cluster = coord.kind === 'redis' ? { coord, window } : undefined;
     life.push('coordination', () => coord.close());
     const catalog = await openCatalog({
       databaseUrl: config.catalog.databaseUrl,
@@ -168,14 +172,15 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     const uploads = roles.has('origin') || roles.has('worker') ? newUploads(config, catalog, () => jobs.worker?.nudge(), log) : undefined;
     await uploads?.start();
     const ingest = roles.has('ingest')
-      ? await startIngest({ config, log, life, catalog, store, hub, rungHub, ffmpegPath, nodeId })
+      ? await startIngest({ config, log, life, catalog, store, hub, rungHub, ffmpegPath, nodeId, cluster })
       : undefined;
     const worker = roles.has('worker') && uploads ? newVodWorker(config, catalog, store, uploads, ffmpegPath, log) : undefined;
     jobs.worker = worker;
     if (worker) life.push('vod-worker', () => worker.close());
 
     const probes = { catalog: catalogProbe(catalog), redis: coord.kind === 'redis' ? coord : undefined };
-    const parts = { catalog, hub, store, playbackTokens, uploads, probes, ...ingest, origin: ingest?.origin ?? NOT_LIVE_HERE };
+    const origin = roles.has('origin') ? liveOrigin(config, ingest?.packager, cluster?.window, log, life) : undefined;
+    const parts = { catalog, hub, store, playbackTokens, uploads, probes, ...ingest, origin: origin ?? NOT_LIVE_HERE };
     const more = {
       apiToken,
       roles: config.node.roles,
@@ -219,6 +224,8 @@ interface IngestContext {
   readonly rungHub: StreamHub;
   readonly ffmpegPath: string | undefined;
   readonly nodeId: string;
+  /** Set with Redis: this node's streams are owned by lease and their windows mirrored for other origins. */
+  readonly cluster: { coord: Coordination; window: LiveWindowStore } | undefined;
 }
 
 /**
@@ -229,7 +236,7 @@ interface IngestContext {
  * started by the caller once HTTP listens.
  */
 async function startIngest(c: IngestContext) {
-  const { config, log, life, catalog, store, hub, rungHub, ffmpegPath, nodeId } = c;
+  const { config, log, life, catalog, store, hub, rungHub, ffmpegPath, nodeId, cluster } = c;
   const recorder = new Recorder({ catalog, store, ffmpegPath, nodeId, logger: log.child({ module: 'recorder' }) });
   life.push('recorder', () => recorder.close(), { limitMs: 2 * SHUTDOWN_STEP_MS });
   // Runs a crash left open are listed before any new run can start.
@@ -237,6 +244,9 @@ async function startIngest(c: IngestContext) {
   if (leftOpen > 0) log.info({ runs: leftOpen }, 'recording: finishing runs left open by an earlier stop');
   recorder.start();
   const packager = new LivePackager({ hub, rungHub, logger: log.child({ module: 'packager' }), ...config.hls });
+  // With Redis: the lease of each stream published here, and its window written for the other origins. Both
+  // close after the packager (which ends the runs and writes their last states) and before the recorder.
+  if (cluster) shareWindows(config, cluster, hub, packager, nodeId, log, life);
   life.push('packager', () => packager.close());
   packager.observe(recorder);
   packager.start();
@@ -248,8 +258,6 @@ async function startIngest(c: IngestContext) {
   // rendition exists (and leads) before any rung is published.
   transcoder.start();
   await liveThumbnails?.start();
-  const startupWaitMs = Math.max(config.hls.holdMs, 3 * config.hls.segmentTargetMs);
-  const origin = new LiveOrigin(packager, { holdMs: config.hls.holdMs, startupWaitMs });
   const journal = new SessionJournal(catalog, log);
   hub.on('session-start', (streamId, info) => journal.started(streamId, info));
   hub.on('session-end', (streamId, info, reason, stats) =>
@@ -261,7 +269,7 @@ async function startIngest(c: IngestContext) {
   if (webrtc) life.push('webrtc', () => webrtc.close());
   const rtmp = newRtmpServer(config, hub, authorize, log);
   life.push('rtmp', () => rtmp.close());
-  return { recorder, packager, transcoder, liveThumbnails, origin, webrtc, rtmp, rtmpCounters: () => rtmp.counters };
+  return { recorder, packager, transcoder, liveThumbnails, webrtc, rtmp, rtmpCounters: () => rtmp.counters };
 }
 
 /** The port the HTTP server listens on (the one the OS chose for port 0). */
