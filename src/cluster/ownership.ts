@@ -161,7 +161,15 @@ export class StreamOwnership {
         const kept = await this.#o.coord.renewLease(lease, this.#o.leaseMs);
         this.#recovered();
         if (!kept) {
-          this.#lost(streamId, 'the stream lease was lost (another node holds it)');
+          // Gone without another owner (it ran out during a Redis outage, or a restarted Redis lost it): the
+          // publisher is still here, so the stream is taken again, under a new epoch. Held by another node: lost.
+          const now = await this.#o.coord.leaseOf(streamId);
+          if (now && now.nodeId !== this.#o.nodeId) {
+            this.#lost(streamId, 'the stream lease was lost (another node holds it)');
+            continue;
+          }
+          h.lease = undefined;
+          this.#claim(streamId);
           continue;
         }
         await this.#publishStatus(streamId, lease);

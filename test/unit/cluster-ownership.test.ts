@@ -90,4 +90,20 @@ describe('stream ownership across two ingest nodes', () => {
     await until('A to end s1', () => ended.length > 0);
     expect(ended[0]).toContain('lease was lost');
   });
+
+  it('a lease that ran out with nobody else holding it (a Redis outage or restart) is taken again, and the stream goes on', async () => {
+    const coord = new MemoryCoordination({ logger: silentLogger });
+    const a = node(coord, 'A');
+    a.hub.publish('s1', info('a1'), () => {}).setTracks(TRACKS);
+    await until('A to own s1', () => a.ownership.epochOf('s1') !== undefined);
+    const first = a.ownership.epochOf('s1')!;
+    const ended: string[] = [];
+    a.hub.on('stream-end', (id, reason) => ended.push(reason));
+    // As a restarted Redis would: the lease is gone, nobody else has it.
+    await coord.releaseLease((await coord.leaseOf('s1'))!);
+    await until('A to hold s1 again', () => (a.ownership.epochOf('s1') ?? 0) > first && a.ownership.owns('s1'));
+    expect(ended).toEqual([]);
+    expect(a.hub.status('s1')).toBeDefined();
+    expect(await coord.leaseOf('s1')).toMatchObject({ nodeId: 'A' });
+  });
 });
