@@ -40,7 +40,7 @@ describe('nginx edge from deploy/nginx.conf', () => {
     const port = await freePort();
     chmodSync(dir, 0o777);
     const conf = readFileSync(new URL('../../deploy/nginx.conf', import.meta.url), 'utf8')
-      .replace('server origin:8080;', `server 127.0.0.1:${srv.httpPort};`)
+      .replace(/( *server origin-\d+:8080[^;]*;\n)+/, `    server 127.0.0.1:${srv.httpPort};\n`)
       .replace('listen 80;', `listen 127.0.0.1:${port};`)
       .replace('/var/cache/nginx/livepack', join(dir, 'cache'))
       .replace('worker_processes auto;', `worker_processes 1;\npid ${join(dir, 'nginx.pid')};\nerror_log ${join(dir, 'error.log')} warn;`)
