@@ -34,7 +34,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('gives every node settings the server accepts, and publishes the ports it listens on', () => {
-    const known = new Set(SETTINGS.map((s) => s.env));
+    const known = new Set<string>(SETTINGS.map((s) => s.env));
     for (const [name, s] of nodes) {
       const env = s.environment ?? {};
       for (const k of Object.keys(env)) if (!NOT_SETTINGS.has(k)) expect(known.has(k), `${name}: ${k} is not a setting`).toBe(true);
