@@ -97,8 +97,10 @@ export class LiveOrigin {
     try {
       return await this.#handle(streamId, path, query, signal);
     } catch (err) {
-      if (isAppError(err)) return text(err.status, `${err.code}: ${err.message}\n`);
-      throw err;
+      if (!isAppError(err)) throw err;
+      const answer = text(err.status, `${err.code}: ${err.message}\n`);
+      // A dependency that is down (the shared store, for a stream another node ingests): ask again shortly.
+      return err.status === 503 ? { ...answer, headers: { ...answer.headers, 'retry-after': '1' } } : answer;
     }
   }
 

@@ -407,7 +407,7 @@ describe('cluster: an origin serves a stream another node ingests, byte for byte
     expect(await remote.get('s1')).toBeDefined();
   });
 
-  it('answers 503 while the store does not answer', async () => {
+  it('answers 503 with Retry-After while the store does not answer', async () => {
     const c = cluster();
     const b = new Broadcast(c);
     await b.frames(120);
@@ -419,6 +419,7 @@ describe('cluster: an origin serves a stream another node ingests, byte for byte
     const res = await new LiveOrigin(remote, { holdMs: 100, startupWaitMs: 100 }).handle('s1', 'source/index.m3u8', {});
     expect(res.status).toBe(503);
     expect(String(res.body)).toMatch(/^E_CLOSED: /);
+    expect(res.headers['retry-after']).toBe('1');
   });
 
   it('drops and counts writes when the store does not keep up, and never slows the packager', async () => {
