@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { pino } from 'pino';
 import type { Catalog } from './catalog/index.js';
-import { LocalFirstPackages, RemotePackages, StreamOwnership, WindowMirror } from './cluster/index.js';
+import { LocalFirstPackages, RemotePackages, storedSeeds, StreamOwnership, WindowMirror } from './cluster/index.js';
 import type { Config } from './config/index.js';
 import type { Coordination, LiveWindowStore } from './coord/index.js';
 import { AppError, DEFAULT_LADDER, hashSecret } from './core/index.js';
@@ -251,6 +251,10 @@ export function shareWindows(
     ttlMs,
   });
   packager.watch(mirror);
+  // A publisher back here within the grace, whose run began on another node, continues that run's window.
+  packager.seedFrom(
+    storedSeeds({ store: cluster.window, logger: log.child({ module: 'cluster' }), leased: (id) => ownership.whenLeased(id) }),
+  );
   life.push('window-mirror', () => mirror.close());
 }
 

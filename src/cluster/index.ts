@@ -11,6 +11,8 @@ export { WindowMirror } from './window-mirror.js';
 export type { MirrorCounters, WindowMirrorOptions } from './window-mirror.js';
 export { RemotePackages } from './remote-packages.js';
 export { StreamOwnership } from './ownership.js';
+export { storedSeeds } from './handover.js';
+export type { HandoverOptions } from './handover.js';
 export type { OwnedHub, OwnershipOptions } from './ownership.js';
 export type { RemotePackagesOptions } from './remote-packages.js';
 export type { FileCacheCounters } from './file-cache.js';

@@ -73,6 +73,16 @@ export class StreamOwnership {
     return this.#held.get(streamId)?.lease?.epoch ?? this.#lastEpoch.get(streamId);
   }
 
+  /**
+   * Resolves once the session start of `streamId` here (announced right after its stream start) has taken
+   * the stream's lease, or failed to: true if this node holds it then.
+   */
+  async whenLeased(streamId: string): Promise<boolean> {
+    await new Promise((resolve) => setImmediate(resolve));
+    await this.#held.get(streamId)?.acquiring;
+    return this.owns(streamId);
+  }
+
   /** Whether this node holds the stream's lease now. */
   owns(streamId: string): boolean {
     return this.#held.get(streamId)?.lease !== undefined;

@@ -12,5 +12,6 @@ export type { PackagerCounters } from './feed.js';
 export type { PackageObserver, WindowChange, WindowWatcher } from './run-observer.js';
 export type { CompletedSegment, LiveRendition } from './rendition.js';
 export type { StreamPackage } from './stream-package.js';
+export type { RenditionSeed, SeedSource, StreamSeed } from './seed.js';
 export { LiveOrigin } from './origin.js';
 export type { OriginOptions, OriginPackage, OriginPackages, OriginRendition, OriginResponse } from './origin.js';

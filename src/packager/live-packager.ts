@@ -3,7 +3,8 @@
  * its source rendition) and the rung hub (transcoded rungs join their stream's package), and releases an
  * ended run's package after its retention.
  */
-import { parseRungStreamId, type StreamHub } from '../stream/index.js';
+import { parseRungStreamId, type Reader, type StreamHub } from '../stream/index.js';
+import type { SeedSource, StreamSeed } from './seed.js';
 import type { PackageObserver, WindowWatcher } from './run-observer.js';
 import type { PackagerCounters } from './feed.js';
 import { StreamPackage, type StreamPackageOptions } from './stream-package.js';
@@ -39,6 +40,9 @@ export class LivePackager {
   #closed = false;
   #observer: PackageObserver | undefined;
   #watcher: WindowWatcher | undefined;
+  #seeds: SeedSource | undefined;
+  /** Streams started whose seed is being looked for: their readers (source, rungs) queue until it is found. */
+  readonly #seeding = new Map<string, { reader: Reader; rungs: Array<[string, Reader]>; ended: boolean }>();
 
   constructor(opts: LivePackagerOptions) {
     this.#opts = opts;
@@ -54,6 +58,14 @@ export class LivePackager {
     this.#watcher = watcher;
   }
 
+  /**
+   * Where a stream's new run finds the window of a run another node began and it continues (the cluster's
+   * shared store); asked once at each stream's start. Without it every run starts a new window.
+   */
+  seedFrom(source: SeedSource): void {
+    this.#seeds = source;
+  }
+
   start(): void {
     this.#opts.hub.on('stream-start', this.#onStart);
     this.#opts.hub.on('stream-end', this.#onEnd);
@@ -62,6 +74,11 @@ export class LivePackager {
 
   #startRung(id: string): void {
     const parsed = parseRungStreamId(id);
+    const seeding = parsed && this.#seeding.get(parsed.streamId);
+    if (seeding) {
+      seeding.rungs.push([parsed.rung, this.#opts.rungHub!.subscribe(id, `packager:${parsed.rung}`)]);
+      return;
+    }
     const pkg = parsed && this.#packages.get(parsed.streamId);
     if (!parsed || !pkg || pkg.endedAt !== undefined) return;
     pkg.addRendition(parsed.rung, this.#opts.rungHub!.subscribe(id, `packager:${parsed.rung}`), { follow: true });
@@ -90,12 +107,49 @@ export class LivePackager {
       this.#released(old, 'replaced');
       old.close();
     }
-    const pkg = new StreamPackage(streamId, this.#opts, this.counters, this.#observer, this.#watcher);
+    this.#dropSeeding(streamId);
+    const reader = this.#opts.hub.subscribe(streamId, 'packager:source');
+    if (!this.#seeds) return void this.#begin(streamId, reader, undefined);
+    // Subscribed now (nothing is missed); the package is made once the seed is known.
+    const seeding = { reader, rungs: [] as Array<[string, Reader]>, ended: false };
+    this.#seeding.set(streamId, seeding);
+    void this.#seeds(streamId)
+      .catch((err: unknown) => {
+        this.#opts.logger.warn({ err, stream: streamId }, 'could not read the window to continue; a new run starts');
+        return undefined;
+      })
+      .then((seed) => {
+        if (this.#seeding.get(streamId) !== seeding) return;
+        this.#seeding.delete(streamId);
+        const pkg = this.#begin(streamId, reader, seed);
+        for (const [rung, r] of seeding.rungs) pkg.addRendition(rung, r, { follow: true });
+        if (seeding.ended) this.#scheduleRemoval(streamId);
+      });
+  }
+
+  #begin(streamId: string, reader: Reader, seed: StreamSeed | undefined): StreamPackage {
+    const pkg = new StreamPackage(streamId, this.#opts, this.counters, this.#observer, this.#watcher, seed);
     this.#packages.set(streamId, pkg);
-    pkg.addRendition('source', this.#opts.hub.subscribe(streamId, 'packager:source'));
+    pkg.addRendition('source', reader);
+    if (seed) this.#opts.logger.info({ stream: streamId, run: seed.runId }, 'continuing the window of a run begun on another node');
+    return pkg;
+  }
+
+  /** A stream whose seed is still looked for is replaced or the packager closes: its readers go. */
+  #dropSeeding(streamId: string): void {
+    const s = this.#seeding.get(streamId);
+    if (!s) return;
+    this.#seeding.delete(streamId);
+    s.reader.close();
+    for (const [, r] of s.rungs) r.close();
   }
 
   #scheduleRemoval(streamId: string): void {
+    const seeding = this.#seeding.get(streamId);
+    if (seeding) {
+      seeding.ended = true;
+      return;
+    }
     const pkg = this.#packages.get(streamId);
     if (!pkg) return;
     const t = setTimeout(() => {
@@ -119,6 +173,7 @@ export class LivePackager {
     this.#opts.rungHub?.off('stream-start', this.#onRungStart);
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
+    for (const id of [...this.#seeding.keys()]) this.#dropSeeding(id);
     for (const p of this.#packages.values()) {
       p.close();
       this.#released(p, 'closed');

@@ -5,12 +5,13 @@
  */
 import type { TrackSet } from '../core/index.js';
 import { checkReachable, HeldRequests, IDLE_HOLD_PARTS } from './holds.js';
-import { PartStore, segmentUri, type CompletedSegment, type FileKind } from './part-store.js';
+import { PartStore, segmentUri, type CompletedSegment, type FileKind, type StoredSegment } from './part-store.js';
 import { BandwidthMeter } from './bandwidth.js';
 import { SegmentWindow } from './segment-window.js';
 import { renderMediaPlaylist, type MediaPlaylistState, type RenditionReport } from './playlist.js';
 import type { WindowChange } from './run-observer.js';
 import type { PartOut, SegmenterSink } from './segmenter.js';
+import { partNumberOf, sessionOf, type RenditionSeed } from './seed.js';
 
 export type { CompletedSegment, FileKind } from './part-store.js';
 
@@ -64,6 +65,13 @@ export class LiveRendition implements SegmenterSink {
   #live = false;
   tracks: TrackSet = {};
   readonly #bandwidth = new BandwidthMeter();
+  /** The window continues one another node began (seed()): its files, read from there while listed. */
+  #seeded: { readonly names: Set<string>; readonly file: (name: string) => Promise<Uint8Array | undefined> } | undefined;
+  #seedTargets: { readonly targetDuration: number; readonly partTarget: number } | undefined;
+  /** The next session is the first here after a seeded window. */
+  #seam = false;
+  /** A segment was completed here (not only seeded). */
+  #madeHere = false;
 
   constructor(name: string, runId: string, opts: WindowOptions) {
     this.name = name;
@@ -78,6 +86,14 @@ export class LiveRendition implements SegmenterSink {
 
   get hasSegments(): boolean {
     return this.#window.hasSegments;
+  }
+
+  /**
+   * It can be offered in a multivariant playlist: it has segments, and (a seeded window) one made here, so
+   * its codecs and bandwidth are known.
+   */
+  get offerable(): boolean {
+    return this.#window.hasSegments && (this.#seeded === undefined || this.#madeHere);
   }
 
   /** A publish session is running (parts may come). */
@@ -106,6 +122,33 @@ export class LiveRendition implements SegmenterSink {
     this.segmentEnd();
   }
 
+  /**
+   * Before the first session: continue the window of a run another node began (seed.ts). Its segments stay
+   * listed, their files read through `file`; the session and part counters go on after its names, and the
+   * first session here starts with EXT-X-DISCONTINUITY, as a publisher's return on one node does.
+   */
+  seed(seed: RenditionSeed, file: (name: string) => Promise<Uint8Array | undefined>): void {
+    const names = new Set<string>();
+    let session = 0;
+    let nextPart = partNumberOf(seed.preloadHint ?? '');
+    for (const seg of seed.segments) {
+      if (!seg.gap) names.add(seg.uri);
+      names.add(seg.initUri);
+      session = Math.max(session, sessionOf(this.#runId, seg.initUri));
+      for (const p of seg.parts) {
+        names.add(p.uri);
+        nextPart = Math.max(nextPart, partNumberOf(p.uri) + 1);
+      }
+    }
+    this.#window.seed(seed.segments, seed.discontinuitySequence, (uri) => uri.slice(0, uri.lastIndexOf('_')));
+    this.#session = session;
+    this.#partSeq = Math.max(nextPart, 0);
+    this.#seeded = { names, file };
+    this.#seedTargets = { targetDuration: seed.targetDuration, partTarget: seed.partTarget };
+    this.#seam = true;
+    this.#version++;
+  }
+
   /** BANDWIDTH and AVERAGE-BANDWIDTH (bandwidth.ts). */
   get peakBandwidth(): number {
     return this.#bandwidth.peak;
@@ -128,7 +171,9 @@ export class LiveRendition implements SegmenterSink {
     // nothing refers to: drop it so a publisher that keeps reconnecting cannot grow the map.
     if (previous && !this.#referenced(previous)) this.#files.delete(previous);
     this.tracks = tracks;
-    this.#nextDiscontinuity = discontinuity;
+    // A seeded window's first session here follows another node's: a discontinuity, as every later one.
+    this.#nextDiscontinuity = discontinuity || this.#seam;
+    this.#seam = false;
     this.#live = true;
     // A hinted part of the previous session will never come.
     this.#held.releaseFiles(undefined, (name) => !name.startsWith(`${this.#prefix}_`));
@@ -156,6 +201,7 @@ export class LiveRendition implements SegmenterSink {
     const seg = this.#window.complete();
     if (!seg) return;
     if (programDateTime !== undefined) seg.programDateTime = programDateTime;
+    this.#madeHere = true;
     // The whole segment's bytes are made when first asked for (LL-HLS players load parts; most segments
     // are never fetched whole), or when its parts' bytes are released.
     if (!seg.gap) this.#files.addSegment(seg);
@@ -166,11 +212,15 @@ export class LiveRendition implements SegmenterSink {
       this.#files.delete(segmentUri(gone));
       this.#files.dropPartBytes(gone);
       if (!this.#referenced(gone.initUri)) this.#files.delete(gone.initUri);
+      this.#forgetSeeded(gone, true);
     });
     // Part bytes are needed only where parts are listed (within partWindow of the end) and a little
     // behind it for players that read an older playlist; older segments are served whole.
     const target = this.targetDuration();
-    this.#window.olderThan(3 * target + target, (old) => this.#files.dropPartBytes(old));
+    this.#window.olderThan(3 * target + target, (old) => {
+      this.#files.dropPartBytes(old);
+      this.#forgetSeeded(old, false);
+    });
     this.#wake();
     const onChange = this.#opts.onChange;
     // The watcher copies the segment's bytes now: by the time it writes them its parts may be gone.
@@ -229,12 +279,13 @@ export class LiveRendition implements SegmenterSink {
   }
 
   targetDuration(): number {
-    return this.#opts.targetDuration();
+    const t = this.#opts.targetDuration();
+    return this.#seedTargets ? Math.max(t, this.#seedTargets.targetDuration) : t;
   }
 
   state(reports: readonly RenditionReport[]): MediaPlaylistState {
     const target = this.targetDuration();
-    const partTarget = this.#opts.partTarget();
+    const partTarget = this.#seedTargets?.partTarget ?? this.#opts.partTarget();
     return {
       version: 9,
       targetDuration: target,
@@ -295,9 +346,23 @@ export class LiveRendition implements SegmenterSink {
   async file(name: string, holdMs: number, signal?: AbortSignal): Promise<{ kind: FileKind; bytes: Uint8Array } | undefined> {
     const found = this.#files.lookup(name);
     if (found) return found;
+    if (this.#seeded?.names.has(name)) {
+      const bytes = await this.#seeded.file(name);
+      if (bytes) return { kind: name.endsWith('_init.mp4') ? 'init' : partNumberOf(name) >= 0 ? 'part' : 'segment', bytes };
+    }
     if (this.#ended || this.#closed || this.#session === 0 || name !== this.#hintUri()) return undefined;
     const bytes = await this.#held.file(name, holdMs, signal);
     return bytes ? { kind: 'part', bytes } : undefined;
+  }
+
+  /** A seeded segment left the window (`whole`) or stopped listing its parts: its files are no longer read. */
+  #forgetSeeded(seg: StoredSegment, whole: boolean): void {
+    const names = this.#seeded?.names;
+    if (!names) return;
+    for (const p of seg.parts) names.delete(p.entry.uri);
+    if (!whole) return;
+    names.delete(segmentUri(seg));
+    if (!this.#window.uses(seg.initUri)) names.delete(seg.initUri);
   }
 
   /** Whether a segment in the window or still fetchable, or the current session, uses this init. */

@@ -46,6 +46,25 @@ export class SegmentWindow {
     return this.#nextMsn === msn;
   }
 
+  /**
+   * Before anything else: the window continues one another node began (seed.ts). Its segments are listed
+   * as they were, with no bytes here (`prefixOf` gives each one's file prefix); the numbers go on after them.
+   */
+  seed(segments: readonly SegmentEntry[], discontinuitySequence: number, prefixOf: (uri: string) => string): void {
+    this.#segments = segments.map((s) => ({
+      msn: s.msn,
+      prefix: prefixOf(s.uri),
+      initUri: s.initUri,
+      discontinuity: s.discontinuity,
+      programDateTime: s.programDateTime,
+      parts: s.parts.map((entry) => ({ entry, bytes: new Uint8Array(0) })),
+      duration: s.duration,
+      gap: s.gap,
+    }));
+    this.#discontinuitySeq = discontinuitySequence;
+    this.#nextMsn = (segments.at(-1)?.msn ?? -1) + 1;
+  }
+
   /** A new segment in progress, with the next media sequence number. */
   open(seg: Omit<StoredSegment, 'msn'>): StoredSegment {
     this.#pending = { msn: this.#nextMsn++, ...seg };

@@ -10,6 +10,7 @@ import { feedSink, type PackagerCounters, type Pump, type RenditionFeed } from '
 import { renderMultivariantPlaylist, type RenditionReport, type VariantEntry } from './playlist.js';
 import { LiveRendition } from './rendition.js';
 import { RunObserver, type PackageObserver, type WindowChange, type WindowWatcher } from './run-observer.js';
+import type { StreamSeed } from './seed.js';
 import { Segmenter } from './segmenter.js';
 import { StartWaiters } from './start-waiters.js';
 import type { SegmentTimeline } from './timeline.js';
@@ -30,7 +31,7 @@ const RUNG_STARTUP_MS = 10_000;
 /** Every rendition of one live stream run, fed from hub readers. */
 export class StreamPackage {
   readonly streamId: string;
-  readonly runId = randomBytes(4).toString('hex');
+  readonly runId: string;
   readonly #alignment: Alignment;
   readonly #feeds = new Map<string, RenditionFeed>();
   #source: RenditionFeed | undefined;
@@ -42,6 +43,8 @@ export class StreamPackage {
   #closing = false;
   readonly #observer: RunObserver | undefined;
   readonly #watcher: WindowWatcher | undefined;
+  /** The window of the run another node began, which this package continues (seed.ts). */
+  readonly #seed: StreamSeed | undefined;
   endedAt: number | undefined;
 
   constructor(
@@ -50,8 +53,11 @@ export class StreamPackage {
     counters: PackagerCounters,
     observer?: PackageObserver,
     watcher?: WindowWatcher,
+    seed?: StreamSeed,
   ) {
     this.streamId = streamId;
+    this.runId = seed?.runId ?? randomBytes(4).toString('hex');
+    this.#seed = seed;
     this.#opts = opts;
     this.#counters = counters;
     this.#log = opts.logger.child({ stream: streamId });
@@ -108,6 +114,11 @@ export class StreamPackage {
       onSegment: observer ? (seg) => observer.segment(name, seg) : undefined,
       onChange: watcher ? (change) => this.#tell(watcher, rendition, change) : undefined,
     });
+    const seeded = this.#seed?.renditions.get(name);
+    if (seeded) {
+      const readFile = this.#seed!.file;
+      rendition.seed(seeded, (file) => readFile(name, file));
+    }
     const role: AlignmentRole = follower
       ? {
           kind: 'follower',
@@ -243,10 +254,10 @@ export class StreamPackage {
     const source = this.#source?.rendition;
     if (!source) return false;
     if (source.ended) return true;
-    if (!source.hasSegments) return false;
+    if (!source.offerable) return false;
     const now = Date.now();
     return [...this.#feeds.values()].every(
-      (r) => !r.follower || r.rendition.hasSegments || r.rendition.ended || r.retired || now - r.addedAt > RUNG_STARTUP_MS,
+      (r) => !r.follower || r.rendition.offerable || r.rendition.ended || r.retired || now - r.addedAt > RUNG_STARTUP_MS,
     );
   }
 
@@ -270,7 +281,7 @@ export class StreamPackage {
     const variants: VariantEntry[] = [];
     for (const { rendition: r, follower } of this.#feeds.values()) {
       // A rung that is not running (restarting, or dropped for lack of CPU) is not offered to new players.
-      if (!r.hasSegments || (follower && !r.live && !r.ended)) continue;
+      if (!r.offerable || (follower && !r.live && !r.ended)) continue;
       variants.push({
         uri: `${r.name}/index.m3u8`,
         bandwidth: Math.max(r.peakBandwidth, 1),
