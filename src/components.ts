@@ -223,6 +223,7 @@ export const STREAM_LEASE_MS = 10_000;
  * With Redis, on an ingest node: each stream published here is owned by lease (a newer publisher on another
  * node takes it over), and its live window is written to the shared store under that lease's epoch for the
  * other origins. Must run before the packager starts; both close after the packager, in this order.
+ * Returns whether this node owns a stream now (the live origin serves a stream it lost from the store).
  */
 export function shareWindows(
   config: Config,
@@ -232,7 +233,7 @@ export function shareWindows(
   nodeId: string,
   log: pino.Logger,
   life: Lifecycle,
-): void {
+): (streamId: string) => boolean {
   const ownership = new StreamOwnership({
     coord: cluster.coord,
     hub,
@@ -256,6 +257,7 @@ export function shareWindows(
     storedSeeds({ store: cluster.window, logger: log.child({ module: 'cluster' }), leased: (id) => ownership.whenLeased(id) }),
   );
   life.push('window-mirror', () => mirror.close());
+  return (id) => ownership.owns(id);
 }
 
 /**
@@ -266,6 +268,7 @@ export function liveOrigin(
   config: Config,
   packager: LivePackager | undefined,
   window: LiveWindowStore | undefined,
+  owns: ((streamId: string) => boolean) | undefined,
   log: pino.Logger,
   life: Lifecycle,
 ): LiveOrigin | undefined {
@@ -277,5 +280,5 @@ export function liveOrigin(
     maxHeldRequests: config.hls.maxHeldRequests,
   });
   life.push('remote-windows', () => remote.close());
-  return new LiveOrigin(packager ? new LocalFirstPackages(packager, remote) : remote, opts);
+  return new LiveOrigin(packager ? new LocalFirstPackages(packager, remote, owns) : remote, opts);
 }

@@ -179,7 +179,7 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     if (worker) life.push('vod-worker', () => worker.close());
 
     const probes = { catalog: catalogProbe(catalog), redis: coord.kind === 'redis' ? coord : undefined };
-    const origin = roles.has('origin') ? liveOrigin(config, ingest?.packager, cluster?.window, log, life) : undefined;
+    const origin = roles.has('origin') ? liveOrigin(config, ingest?.packager, cluster?.window, ingest?.owns, log, life) : undefined;
     const parts = { catalog, hub, store, playbackTokens, uploads, probes, ...ingest, origin: origin ?? NOT_LIVE_HERE };
     const more = {
       apiToken,
@@ -246,7 +246,7 @@ async function startIngest(c: IngestContext) {
   const packager = new LivePackager({ hub, rungHub, logger: log.child({ module: 'packager' }), ...config.hls });
   // With Redis: the lease of each stream published here, and its window written for the other origins. Both
   // close after the packager (which ends the runs and writes their last states) and before the recorder.
-  if (cluster) shareWindows(config, cluster, hub, packager, nodeId, log, life);
+  const owns = cluster ? shareWindows(config, cluster, hub, packager, nodeId, log, life) : undefined;
   life.push('packager', () => packager.close());
   packager.observe(recorder);
   packager.start();
@@ -269,7 +269,7 @@ async function startIngest(c: IngestContext) {
   if (webrtc) life.push('webrtc', () => webrtc.close());
   const rtmp = newRtmpServer(config, hub, authorize, log);
   life.push('rtmp', () => rtmp.close());
-  return { recorder, packager, transcoder, liveThumbnails, webrtc, rtmp, rtmpCounters: () => rtmp.counters };
+  return { recorder, packager, transcoder, liveThumbnails, webrtc, rtmp, owns, rtmpCounters: () => rtmp.counters };
 }
 
 /** The port the HTTP server listens on (the one the OS chose for port 0). */

@@ -17,17 +17,34 @@ export type { OwnedHub, OwnershipOptions } from './ownership.js';
 export type { RemotePackagesOptions } from './remote-packages.js';
 export type { FileCacheCounters } from './file-cache.js';
 
-/** The node's own packager first (it ingests the stream: served from memory), else the shared store. */
+/**
+ * The node's own packager first (it ingests the stream: served from memory), else the shared store. A
+ * local package of a stream this node no longer owns (another node took it over, and this one's copy has
+ * ended) is not the stream any more: the store's is, and the local one only stands in when the store has
+ * none or cannot answer.
+ */
 export class LocalFirstPackages implements OriginPackages {
   readonly #local: { get(streamId: string): OriginPackage | undefined };
   readonly #remote: OriginPackages;
+  readonly #owns: (streamId: string) => boolean;
 
-  constructor(local: { get(streamId: string): OriginPackage | undefined }, remote: OriginPackages) {
+  constructor(
+    local: { get(streamId: string): OriginPackage | undefined },
+    remote: OriginPackages,
+    owns: (streamId: string) => boolean = () => true,
+  ) {
     this.#local = local;
     this.#remote = remote;
+    this.#owns = owns;
   }
 
   get(streamId: string): OriginPackage | undefined | Promise<OriginPackage | undefined> {
-    return this.#local.get(streamId) ?? this.#remote.get(streamId);
+    const local = this.#local.get(streamId);
+    if (!local) return this.#remote.get(streamId);
+    if (this.#owns(streamId)) return local;
+    return Promise.resolve(this.#remote.get(streamId)).then(
+      (remote) => remote ?? local,
+      () => local,
+    );
   }
 }

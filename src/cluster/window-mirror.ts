@@ -9,6 +9,9 @@ import type { LiveWindowStore } from '../coord/index.js';
 import type { LiveRendition, StreamPackage, WindowChange, WindowWatcher } from '../packager/index.js';
 import { renditionDoc, streamDoc } from './window-state.js';
 
+/** How often writes that wait for this node's lease on a stream look again, ms. */
+const LEASE_WAIT_RETRY_MS = 100;
+
 export interface WindowMirrorOptions {
   readonly store: LiveWindowStore;
   readonly logger: Logger;
@@ -222,17 +225,36 @@ export class WindowMirror implements WindowWatcher {
 
   #drain(q: StreamQueue): void {
     if (q.draining) return;
-    q.draining = this.#run(q).finally(() => {
-      q.draining = undefined;
-      if (q.files.length > 0 || q.states.size > 0 || q.docDirty) this.#drain(q);
-    });
+    let waiting = false;
+    q.draining = this.#run(q)
+      .then((w) => {
+        waiting = w;
+      })
+      .finally(() => {
+        q.draining = undefined;
+        if (!(q.files.length > 0 || q.states.size > 0 || q.docDirty)) return;
+        // Before this node holds the stream's lease nothing can be written: what is queued waits for it
+        // (bounded by maxQueuedBytes), so the init and first parts of a session are not lost.
+        if (waiting) setTimeout(() => this.#drain(q), LEASE_WAIT_RETRY_MS).unref();
+        else this.#drain(q);
+      });
   }
 
-  async #run(q: StreamQueue): Promise<void> {
+  /** Writes what is queued; true when it stopped because this node holds no lease for the stream yet. */
+  async #run(q: StreamQueue): Promise<boolean> {
     const { store, ttlMs } = this.#opts;
     const id = q.streamId;
     for (;;) {
       const epoch = this.#opts.epochOf(id);
+      if (epoch === undefined && !q.deleteRequested) {
+        if (!this.#closed) return true;
+        // Closing without ever holding the lease: nothing of it can be written.
+        q.files.length = 0;
+        q.queuedBytes = 0;
+        q.states.clear();
+        q.docDirty = false;
+        return false;
+      }
       const file = q.files.shift();
       if (file) {
         q.queuedBytes -= file.bytes.byteLength;
@@ -271,7 +293,7 @@ export class WindowMirror implements WindowWatcher {
         if (this.#streams.get(id) === q) this.#streams.delete(id);
         if (await this.#call(q, () => store.deleteStream(id))) this.counters.deleted++;
       }
-      return;
+      return false;
     }
   }
 

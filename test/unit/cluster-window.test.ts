@@ -79,7 +79,7 @@ afterEach(() => {
 });
 
 /** One ingesting node (hub, rung hub, packager, mirror) and two stateless origins over the same store. */
-function cluster() {
+function cluster(epochOf: (streamId: string) => number | undefined = () => 1) {
   const mkHub = () => new StreamHub({ graceMs: 60_000, readerQueueFrames: 100_000, logger: silentLogger });
   const hub = mkHub();
   const rungHub = mkHub();
@@ -95,7 +95,7 @@ function cluster() {
   });
   const inner = new MemoryWindowStore();
   const store = new LossyStore(inner);
-  const mirror = new WindowMirror({ store: inner, logger: silentLogger, epochOf: () => 1, ttlMs: 120_000 });
+  const mirror = new WindowMirror({ store: inner, logger: silentLogger, epochOf, ttlMs: 120_000 });
   packager.watch(mirror);
   packager.start();
   const opts = { holdMs: HOLD_MS, startupWaitMs: 2000 };
@@ -405,6 +405,25 @@ describe('cluster: an origin serves a stream another node ingests, byte for byte
     expect(both.get('s1')).toBe(c.packager.get('s1'));
     expect(await both.get('other')).toBeUndefined();
     expect(await remote.get('s1')).toBeDefined();
+  });
+
+  it('keeps what is made before the lease is held (the init, the first parts, the document) and writes it once it is', async () => {
+    const lease: { epoch?: number } = {};
+    const c = cluster(() => lease.epoch);
+    const b = new Broadcast(c);
+    await b.frames(90);
+    await new Promise((r) => setTimeout(r, 250));
+    expect((await c.remote.handle('s1', 'master.m3u8', {})).status).toBe(404);
+    lease.epoch = 1;
+    await new Promise((r) => setTimeout(r, 300));
+    await c.mirror.flush();
+    const master = await c.remote.handle('s1', 'master.m3u8', {});
+    expect(master.status).toBe(200);
+    expect(master.body).toBe((await c.local.handle('s1', 'master.m3u8', {})).body);
+    const playlist = String((await c.local.handle('s1', 'source/index.m3u8', {})).body);
+    const init = /#EXT-X-MAP:URI="([^"]+)"/.exec(playlist)![1];
+    expect((await c.remote.handle('s1', `source/${init}`, {})).status).toBe(200);
+    expect(String((await c.remote.handle('s1', 'source/index.m3u8', {})).body)).toBe(playlist);
   });
 
   it('answers 503 with Retry-After while the store does not answer', async () => {
