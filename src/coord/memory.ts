@@ -45,6 +45,17 @@ export interface MemoryCoordinationOptions {
   logger?: Logger;
 }
 
+/** The value under `key` unless it expired at `now` (an expired entry is removed as it is found). */
+function unexpired<T>(map: Map<string, Expiring<T>>, key: string, now: number): T | undefined {
+  const e = map.get(key);
+  if (!e) return undefined;
+  if (now >= e.expiresAt) {
+    map.delete(key);
+    return undefined;
+  }
+  return e.value;
+}
+
 export class MemoryCoordination implements Coordination {
   readonly kind = 'memory' as const;
   readonly #clock: Clock;
@@ -165,13 +176,7 @@ export class MemoryCoordination implements Coordination {
   }
 
   #live<T>(map: Map<string, Expiring<T>>, key: string): T | undefined {
-    const e = map.get(key);
-    if (!e) return undefined;
-    if (this.#clock.now() >= e.expiresAt) {
-      map.delete(key);
-      return undefined;
-    }
-    return e.value;
+    return unexpired(map, key, this.#clock.now());
   }
 }
 
@@ -278,12 +283,6 @@ export class MemoryWindowStore implements LiveWindowStore {
   }
 
   #live<T>(map: Map<string, Expiring<T>>, key: string): T | undefined {
-    const e = map.get(key);
-    if (!e) return undefined;
-    if (this.#clock.now() >= e.expiresAt) {
-      map.delete(key);
-      return undefined;
-    }
-    return e.value;
+    return unexpired(map, key, this.#clock.now());
   }
 }
