@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../core/index.js';
 import type { LiveWindowStore } from '../coord/index.js';
-import type { LiveRendition, StreamPackage, WindowChange, WindowWatcher } from '../packager/index.js';
+import { partsListed, type LiveRendition, type StreamPackage, type WindowChange, type WindowWatcher } from '../packager/index.js';
 import { renditionDoc, streamDoc } from './window-state.js';
 
 /** How often writes that wait for this node's lease on a stream look again, ms. */
@@ -47,6 +47,8 @@ export interface MirrorCounters {
   /** Writes the store refused: this node's epoch is no longer the stream's. */
   fenced: number;
   deleted: number;
+  /** Whole windows written again (after an outage, or the lease taken again). */
+  resyncs: number;
 }
 
 interface QueuedFile {
@@ -76,6 +78,10 @@ interface StreamQueue {
   draining: Promise<void> | undefined;
   keepAlive: NodeJS.Timeout | undefined;
   fencedLogged: boolean;
+  /** The lease epoch of the last write: a new one (the lease taken again) means the store may have lost it all. */
+  epoch: number | undefined;
+  /** Set while the whole window is being queued again. */
+  resyncing: boolean;
 }
 
 const DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024;
@@ -93,6 +99,7 @@ export class WindowMirror implements WindowWatcher {
     failed: 0,
     fenced: 0,
     deleted: 0,
+    resyncs: 0,
   };
   readonly #opts: WindowMirrorOptions;
   readonly #log: Logger;
@@ -200,6 +207,8 @@ export class WindowMirror implements WindowWatcher {
         draining: undefined,
         keepAlive: undefined,
         fencedLogged: false,
+        epoch: undefined,
+        resyncing: false,
       };
       this.#streams.set(pkg.streamId, q);
       const every = Math.max(1000, Math.floor(this.#opts.ttlMs / 3));
@@ -246,6 +255,10 @@ export class WindowMirror implements WindowWatcher {
     const id = q.streamId;
     for (;;) {
       const epoch = this.#opts.epochOf(id);
+      // The lease was taken again (it ran out in an outage, or a restarted Redis lost it): what the store
+      // held of this window may be gone, so all of it is written again under the new epoch.
+      if (epoch !== undefined && q.epoch !== undefined && epoch !== q.epoch) void this.#resync(q);
+      if (epoch !== undefined) q.epoch = epoch;
       if (epoch === undefined && !q.deleteRequested) {
         if (!this.#closed) return true;
         // Closing without ever holding the lease: nothing of it can be written.
@@ -297,6 +310,46 @@ export class WindowMirror implements WindowWatcher {
     }
   }
 
+  /** Queue again everything the window lists now, then its document and states. */
+  async #resync(q: StreamQueue): Promise<void> {
+    if (q.resyncing || q.deleteRequested || this.#closed) return;
+    q.resyncing = true;
+    try {
+      const files: QueuedFile[] = [];
+      for (const r of q.pkg.renditions) {
+        const state = r.state([]);
+        const listed = partsListed(state);
+        const names = new Set<string>();
+        state.segments.forEach((s, i) => {
+          names.add(s.initUri).add(s.uri);
+          if (listed[i]) for (const p of s.parts) names.add(p.uri);
+        });
+        if (state.pending) {
+          names.add(state.pending.initUri);
+          for (const p of state.pending.parts) names.add(p.uri);
+        }
+        for (const name of names) {
+          const found = await r.file(name, 0);
+          if (found) files.push({ rendition: r.name, name, bytes: found.bytes });
+        }
+      }
+      for (const f of files) {
+        if (q.queuedBytes + f.bytes.byteLength > this.#maxQueuedBytes) {
+          this.counters.dropped++;
+          continue;
+        }
+        q.files.push(f);
+        q.queuedBytes += f.bytes.byteLength;
+      }
+      q.docDirty = q.docJson !== '';
+      for (const [name, state] of q.lastStates) if (!q.states.has(name)) q.states.set(name, state);
+      this.counters.resyncs++;
+      this.#drain(q);
+    } finally {
+      q.resyncing = false;
+    }
+  }
+
   /** One store call: false when it failed, timed out or was refused (each counted, an outage logged once). */
   async #call(q: StreamQueue, call: () => Promise<boolean | void>): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
@@ -309,6 +362,9 @@ export class WindowMirror implements WindowWatcher {
       if (this.#outage) {
         this.#outage = false;
         this.#log.info({ dropped: this.counters.dropped, failed: this.counters.failed }, 'live window store answers again');
+        // What failed during the outage was dropped, and a restarted store may hold nothing: every window
+        // is written again (its inits, listed segments and parts, the document, the states).
+        for (const other of this.#streams.values()) void this.#resync(other);
       }
       if (ok === false) {
         this.counters.fenced++;
