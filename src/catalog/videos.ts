@@ -282,7 +282,11 @@ export class VideoStore {
     return rows.map(toVideo);
   }
 
-  async update(id: string, patch: VideoPatch): Promise<VideoRecord | undefined> {
+  /**
+   * With `onlyNode`, the change is made only while the video is recorded by that origin (its node_id): a
+   * run another origin adopted (adoptRun) is left to it. Undefined: no such video, or not that origin's.
+   */
+  async update(id: string, patch: VideoPatch, opts: { onlyNode?: string } = {}): Promise<VideoRecord | undefined> {
     const sets: string[] = [];
     const params: unknown[] = [id];
     const set = (column: string, value: unknown, cast = '') => {
@@ -302,7 +306,12 @@ export class VideoStore {
     if (patch.endedAt !== undefined) set('ended_at', patch.endedAt);
     if (sets.length === 0) return this.get(id);
     set('updated_at', new Date());
-    const { rows } = await this.#q.query<VideoRow>(`UPDATE videos SET ${sets.join(', ')} WHERE id = $1 RETURNING ${COLUMNS}`, params);
+    let where = 'id = $1';
+    if (opts.onlyNode !== undefined) {
+      params.push(opts.onlyNode);
+      where += ` AND node_id = $${params.length}`;
+    }
+    const { rows } = await this.#q.query<VideoRow>(`UPDATE videos SET ${sets.join(', ')} WHERE ${where} RETURNING ${COLUMNS}`, params);
     return rows.length > 0 ? toVideo(rows[0]) : undefined;
   }
 
@@ -320,9 +329,15 @@ export class VideoStore {
     );
   }
 
-  /** Its segments and views go with it; its storage objects are the caller's to delete. */
-  async delete(id: string): Promise<boolean> {
-    const { rows } = await this.#q.query<{ id: string }>('DELETE FROM videos WHERE id = $1 RETURNING id', [id]);
+  /**
+   * Its segments and views go with it; its storage objects are the caller's to delete. With `onlyNode`,
+   * only while that origin records it (as update()).
+   */
+  async delete(id: string, opts: { onlyNode?: string } = {}): Promise<boolean> {
+    const { rows } =
+      opts.onlyNode === undefined
+        ? await this.#q.query<{ id: string }>('DELETE FROM videos WHERE id = $1 RETURNING id', [id])
+        : await this.#q.query<{ id: string }>('DELETE FROM videos WHERE id = $1 AND node_id = $2 RETURNING id', [id, opts.onlyNode]);
     return rows.length > 0;
   }
 
@@ -350,10 +365,49 @@ export class VideoStore {
     return rows.map(toVideo);
   }
 
-  /** This origin still records these runs. */
-  async heartbeat(ids: readonly string[], at = new Date()): Promise<void> {
+  /**
+   * Takes an abandoned run (as abandonedRuns() lists it) for `nodeId` to finish, if it still is one: the
+   * same test, made atomically with the change of owner, so a run another origin adopted meanwhile (its
+   * node id changed, its heartbeat is fresh) is not taken. Undefined: it is no longer abandoned.
+   */
+  async claimAbandoned(id: string, nodeId: string, staleBefore: Date, at = new Date()): Promise<VideoRecord | undefined> {
+    const { rows } = await this.#q.query<VideoRow>(
+      `UPDATE videos SET node_id = $2, heartbeat_at = $4
+        WHERE id = $1 AND source = 'recording' AND status IN ('live', 'processing')
+          AND (node_id IS NULL OR node_id = $2 OR heartbeat_at IS NULL OR heartbeat_at < $3)
+        RETURNING ${COLUMNS}`,
+      [id, nodeId, staleBefore, at],
+    );
+    return rows.length > 0 ? toVideo(rows[0]) : undefined;
+  }
+
+  /**
+   * A run continues on origin `nodeId` (a publisher handed over from another ingest node, the run id and
+   * window kept): its open video, recorded elsewhere until now, becomes this origin's, in one statement.
+   * Open is live, or being finalized by the origin it left (its end raced the handover; that origin's
+   * finalize() then finds the video no longer its own and leaves it): it is live again. Undefined when the
+   * run has no open video (a new run, or one already finalized): the caller creates one.
+   */
+  async adoptRun(runId: string, nodeId: string, at = new Date()): Promise<VideoRecord | undefined> {
+    const { rows } = await this.#q.query<VideoRow>(
+      `UPDATE videos SET node_id = $2, heartbeat_at = $3, type = 'live', status = 'live', ended_at = NULL, updated_at = $3
+        WHERE run_id = $1 AND source = 'recording' AND status IN ('live', 'processing')
+          AND id = (SELECT id FROM videos WHERE run_id = $1 AND source = 'recording' AND status IN ('live', 'processing')
+                     ORDER BY created_at DESC, id DESC LIMIT 1)
+        RETURNING ${COLUMNS}`,
+      [runId, nodeId, at],
+    );
+    return rows.length > 0 ? toVideo(rows[0]) : undefined;
+  }
+
+  /** This origin still records these runs (with `nodeId`: only those still its own). */
+  async heartbeat(ids: readonly string[], at = new Date(), nodeId?: string): Promise<void> {
     if (ids.length === 0) return;
-    await this.#q.query('UPDATE videos SET heartbeat_at = $2 WHERE id = ANY($1::text[])', [[...ids], at]);
+    if (nodeId === undefined) {
+      await this.#q.query('UPDATE videos SET heartbeat_at = $2 WHERE id = ANY($1::text[])', [[...ids], at]);
+      return;
+    }
+    await this.#q.query('UPDATE videos SET heartbeat_at = $2 WHERE id = ANY($1::text[]) AND node_id = $3', [[...ids], at, nodeId]);
   }
 
   /** A stream's visibility changed: its live runs (listed now, VOD later) follow it. */

@@ -7,6 +7,14 @@
  * rows say exactly what is playable. Each origin heartbeats the runs it records; `recover()` at start-up
  * and a periodic sweep finish the runs an origin left open (this one's at once, another's when its
  * heartbeat is stale). Only the segment in progress (never completed) is lost.
+ *
+ * Handover: a run that continues on another ingest node (the same run id, its window seeded there) stays
+ * one video. The new node's runStart adopts the run's open video (catalog adoptRun: its node id becomes
+ * this one's), journals its own segments into it (their media sequence numbers continue the old node's;
+ * their session, so their init and segment names, are new, and the first carries the discontinuity) and
+ * heartbeats it. Every finishing step is conditional on the video still being this node's, so the node
+ * the run left (its stream ended when the other took it) and any sweep leave an adopted video to its
+ * adopter, which finalizes it when the run really ends.
  */
 import { describeTracks, type Logger, type TrackSet } from '../../core/index.js';
 import type { Catalog, RenditionInfo, VideoRecord, VideoSegmentRecord } from '../../catalog/index.js';
@@ -73,6 +81,9 @@ interface Run {
   overflowLogged: boolean;
   ended: Promise<void> | undefined;
 }
+
+/** #finalize(): the video was adopted by another node (a handover), which finishes it. */
+const ELSEWHERE = Symbol('elsewhere');
 
 const DEFAULT_MAX_PENDING_BYTES = 256 * 1024 * 1024;
 const DEFAULT_HEARTBEAT_MS = 10_000;
@@ -151,7 +162,7 @@ export class Recorder implements PackageObserver {
   async #beat(): Promise<void> {
     const ids = [...this.#runs.values()].filter((r) => r.videoId && !r.ended).map((r) => r.videoId!);
     try {
-      await this.#opts.catalog.videos.heartbeat(ids);
+      await this.#opts.catalog.videos.heartbeat(ids, new Date(), this.#opts.nodeId);
       await this.recover();
     } catch (err) {
       this.#log.warn({ err }, 'recording: heartbeat or sweep failed');
@@ -227,6 +238,15 @@ export class Recorder implements PackageObserver {
 
   async #createVideo(streamId: string, runId: string, startedAt: Date): Promise<VideoRecord | undefined> {
     try {
+      // The run began on another node and continues here (a handover): its video becomes this node's.
+      const adopted = await this.#opts.catalog.videos.adoptRun(runId, this.#opts.nodeId);
+      if (adopted) {
+        this.#log.info(
+          { video: adopted.id, stream: streamId, run: runId },
+          'recording: the run continues here from another node; recording into its video',
+        );
+        return adopted;
+      }
       const stream = await this.#opts.catalog.getStream(streamId);
       if (!stream) return undefined;
       return await this.#opts.catalog.videos.create({
@@ -346,11 +366,11 @@ export class Recorder implements PackageObserver {
   /** A run's end: an unrecorded run leaves the list; a recorded one becomes a VOD asset. */
   async #finish(video: VideoRecord, endedAt: number, why: 'ended' | 'closed'): Promise<void> {
     if (!video.recording) {
-      await this.#opts.catalog.videos.delete(video.id);
+      if (!(await this.#opts.catalog.videos.delete(video.id, { onlyNode: this.#opts.nodeId }))) this.#leftTo(video.id);
       return;
     }
     const t0 = Date.now();
-    await this.finalize(video.id);
+    if ((await this.#finalize(video.id)) === ELSEWHERE) return;
     this.counters.lastFinalizeWorkMs = Date.now() - t0;
     this.counters.lastFinalizeMs = Date.now() - endedAt;
     this.#log.info({ video: video.id, stream: video.streamId, why, ms: this.counters.lastFinalizeMs }, 'recording: VOD asset ready');
@@ -361,10 +381,34 @@ export class Recorder implements PackageObserver {
    * then type 'vod', status 'ready'. A run with no complete segment is removed (nothing to play).
    */
   async finalize(videoId: string): Promise<VideoRecord | undefined> {
-    const { catalog, store } = this.#opts;
-    const video = await catalog.videos.get(videoId);
-    if (!video) return undefined;
-    await catalog.videos.update(videoId, { type: 'vod', status: 'processing', endedAt: video.endedAt ?? new Date() });
+    const done = await this.#finalize(videoId);
+    return done === ELSEWHERE ? undefined : done;
+  }
+
+  /** The run went on on another node, which adopted its video: it is that node's to finish. */
+  #leftTo(videoId: string): void {
+    this.#log.info({ video: videoId }, 'recording: the run continues on another node; its video is left to that node');
+  }
+
+  /**
+   * finalize(), each change made only while the video is this node's: ELSEWHERE when another node adopted
+   * it (before or during the finalizing), which then finishes it; what was written here is overwritten then.
+   */
+  async #finalize(videoId: string): Promise<VideoRecord | undefined | typeof ELSEWHERE> {
+    const { catalog, store, nodeId } = this.#opts;
+    const onlyNode = { onlyNode: nodeId };
+    const found = await catalog.videos.get(videoId);
+    if (!found) return undefined;
+    const video = await catalog.videos.update(
+      videoId,
+      { type: 'vod', status: 'processing', endedAt: found.endedAt ?? new Date() },
+      onlyNode,
+    );
+    if (!video) {
+      if (!(await catalog.videos.get(videoId))) return undefined;
+      this.#leftTo(videoId);
+      return ELSEWHERE;
+    }
     const segments = await catalog.videos.segments(videoId);
     const byRendition = new Map<string, VideoSegmentRecord[]>();
     for (const s of segments) {
@@ -381,9 +425,13 @@ export class Recorder implements PackageObserver {
     const published = await publishVod(store, videoId, renditions);
     if (published.renditions.length === 0) {
       this.#log.info({ video: videoId, stream: video.streamId }, 'recording: the run ended before a segment was complete; nothing to keep');
-      await catalog.videos.delete(videoId);
-      await store.deletePrefix(videoPrefix(videoId)).catch(() => {});
-      return undefined;
+      if (await catalog.videos.delete(videoId, onlyNode)) {
+        await store.deletePrefix(videoPrefix(videoId)).catch(() => {});
+        return undefined;
+      }
+      if (!(await catalog.videos.get(videoId))) return undefined;
+      this.#leftTo(videoId);
+      return ELSEWHERE;
     }
     const thumbnail = await this.#poster(
       videoId,
@@ -391,15 +439,24 @@ export class Recorder implements PackageObserver {
       byRendition,
       published.duration,
     );
+    const ready = await catalog.videos.update(
+      videoId,
+      {
+        type: 'vod',
+        status: 'ready',
+        progress: 100,
+        duration: published.duration,
+        renditions: published.renditions,
+        thumbnail,
+      },
+      onlyNode,
+    );
+    if (!ready && (await catalog.videos.get(videoId))) {
+      // Adopted while it was being finalized: live again on the adopter, which finalizes it at the end.
+      this.#leftTo(videoId);
+      return ELSEWHERE;
+    }
     this.counters.finalized++;
-    const ready = await catalog.videos.update(videoId, {
-      type: 'vod',
-      status: 'ready',
-      progress: 100,
-      duration: published.duration,
-      renditions: published.renditions,
-      thumbnail,
-    });
     // Deleted while it was being finalized: what was just written goes too.
     if (!ready) await store.deletePrefix(videoPrefix(videoId)).catch(() => {});
     return ready;
@@ -433,16 +490,29 @@ export class Recorder implements PackageObserver {
    */
   async recover(): Promise<number> {
     const stale = new Date(Date.now() - (this.#opts.staleAfterMs ?? DEFAULT_STALE_AFTER_MS));
+    const { catalog, nodeId } = this.#opts;
+    // By run id too: a run whose video is being created or adopted here has no video id yet.
     const mine = new Set([...this.#runs.values()].map((r) => r.videoId));
-    const open = (await this.#opts.catalog.videos.abandonedRuns(this.#opts.nodeId, stale)).filter(
-      (v) => !mine.has(v.id) && !this.#recovering.has(v.id),
+    const myRuns = new Set(this.#runs.keys());
+    const open = (await catalog.videos.abandonedRuns(nodeId, stale)).filter(
+      (v) => !mine.has(v.id) && !(v.runId !== null && myRuns.has(v.runId)) && !this.#recovering.has(v.id),
     );
     for (const v of open) {
       this.#recovering.add(v.id);
+      // Taken for this node first, atomically with the test: a run adopted since it was listed (another
+      // node continues it and heartbeats it) is not finished here.
+      const finish = async (): Promise<boolean> => {
+        if (!(await catalog.videos.claimAbandoned(v.id, nodeId, stale))) return false;
+        if (v.recording) return (await this.#finalize(v.id)) !== ELSEWHERE;
+        return catalog.videos.delete(v.id, { onlyNode: nodeId });
+      };
       void this.#track(
-        (v.recording ? this.finalize(v.id) : this.#opts.catalog.videos.delete(v.id))
+        finish()
           .then(
-            () => this.#log.info({ video: v.id, stream: v.streamId, node: v.nodeId }, 'recording: finished a run left open'),
+            (finished) =>
+              finished
+                ? this.#log.info({ video: v.id, stream: v.streamId, node: v.nodeId }, 'recording: finished a run left open')
+                : this.#leftTo(v.id),
             (err: unknown) => this.#log.error({ err, video: v.id }, 'recording: could not finish a run left open'),
           )
           .finally(() => this.#recovering.delete(v.id)),
