@@ -14,35 +14,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { startLocalCluster, type LocalCluster } from '../harness/cluster.js';
 import { ffmpegPublish } from '../harness/ffmpeg-publish.js';
 import { request } from '../harness/http.js';
+import { createDatabase, dropDatabase } from '../harness/postgres.js';
 import { kill, killTracked } from '../harness/processes.js';
 import { deleteKeysWithPrefix } from '../harness/redis.js';
 
 const ROOT = join(import.meta.dirname, '..');
-/** One statement (or a few) on the PostgreSQL server itself. */
-async function onDatabase(serverUrl: string, sql: (client: pg.Client) => Promise<unknown>): Promise<void> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    await sql(client);
-  } finally {
-    await client.end();
-  }
-}
-
-async function clusterDatabase(serverUrl: string, name: string): Promise<string> {
-  await onDatabase(serverUrl, async (client) => {
-    const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
-    if (found.rowCount === 0) await client.query(`CREATE DATABASE ${name}`);
-  });
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
 async function api(cluster: LocalCluster, token: string, method: string, path: string, body?: unknown) {
   const res = await request(method, cluster.edge + path, {
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
@@ -82,7 +61,7 @@ async function main(): Promise<void> {
   const pgServer = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
   // A smoke run leaves nothing behind: its database is its own and dropped; a run to try things keeps one.
   const dbName = values.smoke ? `livepack_cluster_smoke_${randomBytes(4).toString('hex')}` : 'livepack_cluster_local';
-  const databaseUrl = await clusterDatabase(pgServer, dbName);
+  const databaseUrl = await createDatabase(pgServer, dbName, { ifMissing: true });
   const dir = mkdtempSync(join(tmpdir(), 'livepack-cluster-'));
   const apiToken = randomBytes(24).toString('base64url');
   const stop = new AbortController();
@@ -91,7 +70,7 @@ async function main(): Promise<void> {
     stop.abort();
     await cluster?.stop();
     await deleteKeysWithPrefix(redisUrl, redisPrefix).catch(() => undefined);
-    if (values.smoke) await onDatabase(pgServer, (c) => c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`)).catch(() => undefined);
+    if (values.smoke) await dropDatabase(pgServer, dbName).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
     killTracked();
     process.exit(code);

@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import pg from 'pg';
+import { createDatabase, dropDatabase } from '../../harness/postgres.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
 import { kill, waitExit } from '../../harness/processes.js';
@@ -74,16 +74,6 @@ function nextPartQuery(text: string): { _HLS_msn: string; _HLS_part: string } {
 
 const qs = (q: Record<string, string>) => '?' + new URLSearchParams(q).toString();
 
-async function withPg<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: PG_URL });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
 const streamKeys = async (streamId: string) => (await keysWithPrefix(REDIS, PREFIX)).filter((k) => k.includes(`{${streamId}}`));
 
 describe.skipIf(skipPostgres)('a cluster of nodes on Redis and PostgreSQL', () => {
@@ -101,13 +91,11 @@ describe.skipIf(skipPostgres)('a cluster of nodes on Redis and PostgreSQL', () =
 
   beforeAll(async () => {
     // A database of the test's own (the test server's role may create databases).
-    await withPg((client) => client.query(`CREATE DATABASE ${DB}`));
-    const url = new URL(PG_URL);
-    url.pathname = `/${DB}`;
+    const dbUrl = await createDatabase(PG_URL, DB);
     const env = {
       REDIS_URL: REDIS,
       REDIS_PREFIX: PREFIX,
-      DATABASE_URL: url.toString(),
+      DATABASE_URL: dbUrl,
       DATA_DIR: dataDir,
       STORAGE_SHARED: 'true',
       WEBRTC_ENABLED: 'false',
@@ -128,7 +116,7 @@ describe.skipIf(skipPostgres)('a cluster of nodes on Redis and PostgreSQL', () =
     await Promise.all(publishers.map((p) => kill(p)));
     await Promise.allSettled([a?.stop(), b?.stop(), c?.stop()]);
     await deleteKeysWithPrefix(REDIS, PREFIX);
-    await withPg((client) => client.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`));
+    await dropDatabase(PG_URL, DB);
     rmSync(dataDir, { recursive: true, force: true });
   }, 60_000);
 

@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import pg from 'pg';
+import { createDatabase, dropDatabase } from '../../harness/postgres.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
 import { kill, waitExit } from '../../harness/processes.js';
@@ -96,16 +96,6 @@ function segmentName(uri: string): { prefix: string; msn: number } {
   return { prefix: m[1], msn: Number(m[2]) };
 }
 
-async function withPg<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: PG_URL });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
 /** Consecutive answers with the same status, Retry-After and first body line, as "from-to ms: what (n)". */
 function runs(samples: { t: number; status: number; retryAfter: string | null; body: string }[]): string[] {
   const out: { from: number; to: number; what: string; n: number }[] = [];
@@ -140,14 +130,12 @@ describe.skipIf(skipPostgres)('a Redis outage mid-stream', () => {
 
   beforeAll(async () => {
     redis = await startRedisServer();
-    await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
+    const dbUrl = await createDatabase(PG_URL, DB);
     dbCreated = true;
-    const url = new URL(PG_URL);
-    url.pathname = `/${DB}`;
     const env = {
       REDIS_URL: redis.url,
       REDIS_PREFIX: PREFIX,
-      DATABASE_URL: url.toString(),
+      DATABASE_URL: dbUrl,
       DATA_DIR: dataDir,
       STORAGE_SHARED: 'true',
       API_TOKEN,
@@ -166,7 +154,7 @@ describe.skipIf(skipPostgres)('a Redis outage mid-stream', () => {
     await kill(pub);
     await Promise.allSettled([a?.stop(), b?.stop()]);
     await redis?.dispose();
-    if (dbCreated) await withPg((c) => c.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`));
+    if (dbCreated) await dropDatabase(PG_URL, DB);
     rmSync(dataDir, { recursive: true, force: true });
   }, 60_000);
 
