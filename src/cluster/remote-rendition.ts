@@ -5,17 +5,31 @@
  */
 import { AppError, isAppError } from '../core/index.js';
 import { checkReachable, IDLE_HOLD_PARTS, renderMediaPlaylist, type OriginRendition, type RenditionReport } from '../packager/index.js';
-import type { RemoteStream, RemoteStreamDeps } from './remote-stream.js';
 import { filePrefix, listsPart, stateHas, type RenditionDoc } from './window-state.js';
+
+/** What a remote rendition reads of its stream's view of the store (RemoteStream is one). */
+export interface RenditionSource {
+  state(rendition: string): RenditionDoc | undefined;
+  version(rendition: string): number;
+  refreshAll(): Promise<void>;
+  refreshState(rendition: string): Promise<void>;
+  /** Waits until `ready()` (woken by announcements and re-checks), at most timeoutMs. */
+  hold(h: { rendition: string; ready: () => boolean; timeoutMs: number; signal?: AbortSignal }): Promise<void>;
+}
+
+/** How a remote rendition reads a file of its window (through the origin's cache). */
+export interface RenditionFiles {
+  readonly readFile: (rendition: string, name: string) => Promise<Uint8Array | undefined>;
+}
 
 export class RemoteRendition implements OriginRendition {
   readonly name: string;
-  readonly #stream: RemoteStream;
-  readonly #deps: RemoteStreamDeps;
+  readonly #stream: RenditionSource;
+  readonly #deps: RenditionFiles;
   /** The last rendered playlist per skip flag, reused while the state and the reports are unchanged. */
   readonly #rendered: Array<{ version: number; reports: string; text: string } | undefined> = [undefined, undefined];
 
-  constructor(stream: RemoteStream, name: string, deps: RemoteStreamDeps) {
+  constructor(stream: RenditionSource, name: string, deps: RenditionFiles) {
     this.#stream = stream;
     this.name = name;
     this.#deps = deps;

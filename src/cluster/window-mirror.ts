@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../core/index.js';
 import type { LiveWindowStore } from '../coord/index.js';
-import { partsListed, type LiveRendition, type StreamPackage, type WindowChange, type WindowWatcher } from '../packager/index.js';
+import { partsListed, type LiveRendition, type WatchedPackage, type WindowChange, type WindowWatcher } from '../packager/index.js';
 import { renditionDoc, streamDoc } from './window-state.js';
 
 /** How often writes that wait for this node's lease on a stream look again, ms. */
@@ -60,7 +60,7 @@ interface QueuedFile {
 /** One stream's writes, in order: files before the states that list them, the document before the states. */
 interface StreamQueue {
   readonly streamId: string;
-  pkg: StreamPackage;
+  pkg: WatchedPackage;
   readonly files: QueuedFile[];
   queuedBytes: number;
   /** The latest state per rendition not yet written (a newer one replaces it). */
@@ -106,7 +106,7 @@ export class WindowMirror implements WindowWatcher {
   readonly #maxQueuedBytes: number;
   readonly #streams = new Map<string, StreamQueue>();
   /** Packages replaced by a new run or closed: what they still say is not written. */
-  readonly #retired = new WeakSet<StreamPackage>();
+  readonly #retired = new WeakSet<WatchedPackage>();
   #outage = false;
   #closed = false;
 
@@ -116,7 +116,7 @@ export class WindowMirror implements WindowWatcher {
     this.#maxQueuedBytes = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
   }
 
-  changed(pkg: StreamPackage, rendition: LiveRendition, change: WindowChange): void {
+  changed(pkg: WatchedPackage, rendition: LiveRendition, change: WindowChange): void {
     if (this.#closed || this.#retired.has(pkg)) return;
     const q = this.#queue(pkg);
     const name = rendition.name;
@@ -147,7 +147,7 @@ export class WindowMirror implements WindowWatcher {
     this.#drain(q);
   }
 
-  released(pkg: StreamPackage, why: 'expired' | 'replaced' | 'closed'): void {
+  released(pkg: WatchedPackage, why: 'expired' | 'replaced' | 'closed'): void {
     if (why !== 'expired') {
       this.#retired.add(pkg);
       return;
@@ -187,7 +187,7 @@ export class WindowMirror implements WindowWatcher {
     clearTimeout(timer);
   }
 
-  #queue(pkg: StreamPackage): StreamQueue {
+  #queue(pkg: WatchedPackage): StreamQueue {
     let q = this.#streams.get(pkg.streamId);
     if (!q) {
       q = {

@@ -3,7 +3,7 @@
  * (JSON), made from the packager's window on the ingesting node and read back by any origin, with the pure
  * questions an origin asks of them (does the playlist hold this part? what do its reports say?).
  */
-import { partsListed, type LiveRendition, type MediaPlaylistState, type StreamPackage } from '../packager/index.js';
+import { partsListed, type LiveRendition, type MediaPlaylistState, type WatchedPackage } from '../packager/index.js';
 
 /** Bumped when the stored shape changes: an origin ignores what it cannot read. */
 export const FORMAT = 1;
@@ -42,7 +42,7 @@ export interface RenditionDoc {
   readonly releases: number;
 }
 
-export function streamDoc(pkg: StreamPackage, version: number): StreamDoc {
+export function streamDoc(pkg: WatchedPackage, version: number): StreamDoc {
   return {
     format: FORMAT,
     runId: pkg.runId,
@@ -58,7 +58,7 @@ export function streamDoc(pkg: StreamPackage, version: number): StreamDoc {
  * A rendition's state as it stands. Parts of segments the playlist no longer lists are left out (the
  * renderer does not print them and nothing else reads them), which keeps the document a few KB.
  */
-export function renditionDoc(pkg: StreamPackage, r: LiveRendition, docVersion: number, releases: number): RenditionDoc {
+export function renditionDoc(pkg: WatchedPackage, r: LiveRendition, docVersion: number, releases: number): RenditionDoc {
   const { renditionReports: _reports, ...state } = r.state([]);
   const listed = partsListed(state);
   const segments = state.segments.map((s, i) => (listed[i] || s.parts.length === 0 ? s : { ...s, parts: [] }));

@@ -9,11 +9,20 @@ import { PartStore, segmentUri, type CompletedSegment, type FileKind, type Store
 import { BandwidthMeter } from './bandwidth.js';
 import { SegmentWindow } from './segment-window.js';
 import { renderMediaPlaylist, type MediaPlaylistState, type RenditionReport } from './playlist.js';
-import type { WindowChange } from './run-observer.js';
 import type { PartOut, SegmenterSink } from './segmenter.js';
 import { partNumberOf, sessionOf, type RenditionSeed } from './seed.js';
 
 export type { CompletedSegment, FileKind } from './part-store.js';
+
+/** What changed in a rendition's live window; `file` is the file the change produced (none for a gap or an end). */
+export interface WindowChange {
+  /**
+   * 'added': the rendition joined its package; 'init', 'part', 'segment': a file (a segment also when it is a
+   * gap, without a file); 'session-end' and 'end' answer the held playlist requests; 'close': server shutdown.
+   */
+  readonly kind: 'added' | 'init' | 'part' | 'segment' | 'session-end' | 'end' | 'close';
+  readonly file?: { readonly name: string; readonly bytes: Uint8Array };
+}
 
 export interface WindowOptions {
   /** Complete segments kept in the playlist. */

@@ -4,8 +4,17 @@
  * cluster's mirror).
  */
 import type { Logger } from '../core/index.js';
-import type { CompletedSegment, LiveRendition } from './rendition.js';
-import type { StreamPackage } from './stream-package.js';
+import type { CompletedSegment, LiveRendition, WindowChange } from './rendition.js';
+
+/** What a window watcher reads of a stream's package (StreamPackage is one). */
+export interface WatchedPackage {
+  readonly streamId: string;
+  readonly runId: string;
+  readonly renditions: readonly LiveRendition[];
+  readonly playable: boolean;
+  readonly closing: boolean;
+  multivariant(): string | undefined;
+}
 
 /**
  * Told of every stream run's life (the recorder). Calls are synchronous and in order for one run: start,
@@ -60,26 +69,16 @@ export class RunObserver {
   }
 }
 
-/** What changed in a rendition's live window; `file` is the file the change produced (none for a gap or an end). */
-export interface WindowChange {
-  /**
-   * 'added': the rendition joined its package; 'init', 'part', 'segment': a file (a segment also when it is a
-   * gap, without a file); 'session-end' and 'end' answer the held playlist requests; 'close': server shutdown.
-   */
-  readonly kind: 'added' | 'init' | 'part' | 'segment' | 'session-end' | 'end' | 'close';
-  readonly file?: { readonly name: string; readonly bytes: Uint8Array };
-}
-
 /**
  * Told of every change of every live window, after the window took it (the cluster's mirror into a shared
  * store). Calls are synchronous and must not block: copy what is needed and return. Unlike PackageObserver
  * it sees parts and state changes, and the release of a run's package.
  */
 export interface WindowWatcher {
-  changed(pkg: StreamPackage, rendition: LiveRendition, change: WindowChange): void;
+  changed(pkg: WatchedPackage, rendition: LiveRendition, change: WindowChange): void;
   /**
    * The package is gone from the packager: 'expired' after the ended run's retention, 'replaced' by a new
    * run of the same stream (told before the old one is closed), 'closed' at shutdown.
    */
-  released(pkg: StreamPackage, why: 'expired' | 'replaced' | 'closed'): void;
+  released(pkg: WatchedPackage, why: 'expired' | 'replaced' | 'closed'): void;
 }
