@@ -5,7 +5,7 @@
  * ports). For trying the cluster on one machine (`npm run cluster:local`) and for the tests and benches.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from './http.js';
 import { freePort, kill, track } from './processes.js';
@@ -26,6 +26,8 @@ export interface LocalClusterOptions {
   readonly workers?: number;
   /** More environment for every node (e.g. RECONNECT_GRACE_MS). */
   readonly env?: Record<string, string>;
+  /** nginx's access log (default none): the file and a log_format for it (e.g. with $upstream_cache_status). */
+  readonly accessLog?: { readonly file: string; readonly format: string };
 }
 
 export interface LocalCluster {
@@ -38,14 +40,23 @@ export interface LocalCluster {
 }
 
 /** deploy/nginx.conf with its upstreams, listen address and paths pointed at this machine. */
-export function localNginxConf(repoRoot: string, dir: string, port: number, origins: readonly number[]): string {
+export function localNginxConf(
+  repoRoot: string,
+  dir: string,
+  port: number,
+  origins: readonly number[],
+  accessLog?: LocalClusterOptions['accessLog'],
+): string {
+  const log = accessLog
+    ? `log_format livepack_bench '${accessLog.format}';\n  access_log ${accessLog.file} livepack_bench;`
+    : 'access_log off;';
   const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((k) => `  ${k}_temp_path ${dir}/${k};`).join('\n');
   return readFileSync(join(repoRoot, 'deploy', 'nginx.conf'), 'utf8')
     .replace(/( *server origin-\d+:8080[^;]*;\n)+/, origins.map((p) => `    server 127.0.0.1:${p} max_fails=2 fail_timeout=5s;\n`).join(''))
     .replace('listen 80;', `listen 127.0.0.1:${port};`)
     .replace('/var/cache/nginx/livepack', join(dir, 'cache'))
     .replace('worker_processes auto;', `worker_processes 1;\npid ${join(dir, 'nginx.pid')};\nerror_log ${join(dir, 'error.log')} warn;`)
-    .replace('http {', `http {\n  access_log off;\n${temp}`);
+    .replace('http {', `http {\n  ${log}\n${temp}`);
 }
 
 export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCluster> {
@@ -84,6 +95,9 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
 
     const nginxDir = join(o.dir, 'nginx');
     mkdirSync(nginxDir, { recursive: true });
+    // nginx started as root runs its workers as nobody: they must reach their cache below `dir` (a mkdtemp
+    // folder is 0700).
+    chmodSync(o.dir, 0o755);
     const port = await freePort();
     writeFileSync(
       join(nginxDir, 'nginx.conf'),
@@ -92,6 +106,7 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
         nginxDir,
         port,
         origins.map((s) => s.httpPort),
+        o.accessLog,
       ),
     );
     nginx = track(spawn('nginx', ['-p', nginxDir, '-c', join(nginxDir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: 'ignore' }));
