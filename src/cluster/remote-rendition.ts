@@ -74,11 +74,20 @@ export class RemoteRendition implements OriginRendition {
   }
 
   async file(name: string, holdMs: number, signal?: AbortSignal): Promise<{ bytes: Uint8Array } | undefined> {
-    const found = await unavailableOnFailure(this.#deps.readFile(this.name, name));
+    // Reads of one file are shared while one is in flight: a read that began before the file was stored
+    // answers "none" to everyone who joined it. So a miss for a file that should be there is read again,
+    // after that shared read has ended (the next read is a fresh one).
+    const read = () => unavailableOnFailure(this.#deps.readFile(this.name, name));
+    const found = await read();
     if (found) return { bytes: found };
     const stream = this.#stream;
     await unavailableOnFailure(stream.refreshState(this.name));
     const start = stream.state(this.name);
+    // Listed: its file was stored before the state that lists it.
+    if (start && listsPart(start, name)) {
+      const again = await read();
+      return again ? { bytes: again } : undefined;
+    }
     // Only the part the preload hint names is waited for (there is no hint once ended or closed).
     if (!start || name !== start.playlist.preloadHint) return undefined;
     const ready = () => {
@@ -90,7 +99,7 @@ export class RemoteRendition implements OriginRendition {
     await stream.hold({ rendition: this.name, ready, timeoutMs: holdMs, signal });
     const now = stream.state(this.name);
     if (!now || !listsPart(now, name)) return undefined;
-    const bytes = await unavailableOnFailure(this.#deps.readFile(this.name, name));
+    const bytes = (await read()) ?? (await read());
     return bytes ? { bytes } : undefined;
   }
 

@@ -426,6 +426,35 @@ describe('cluster: an origin serves a stream another node ingests, byte for byte
     expect(String((await c.remote.handle('s1', 'source/index.m3u8', {})).body)).toBe(playlist);
   });
 
+  it('a listed part whose read joined one begun before it was stored is read again, not answered 404', async () => {
+    const c = cluster();
+    const b = new Broadcast(c);
+    await b.frames(60);
+    await c.mirror.flush();
+    const hint = /#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"/.exec(String((await c.local.handle('s1', 'source/index.m3u8', {})).body))![1];
+    // Every file read answers what the store held when it began, 150 ms later.
+    const slow = new LossyStore(c.store.inner);
+    slow.getFile = async (st, r, n) => {
+      const held = await c.store.inner.getFile(st, r, n);
+      await new Promise((res) => setTimeout(res, 150));
+      return held;
+    };
+    const remote = new RemotePackages({ store: slow, logger: silentLogger, maxHeldRequests: 10, recheckMs: 20, docMaxAgeMs: 10 });
+    closers.push(() => remote.close());
+    const origin = new LiveOrigin(remote, { holdMs: 3000, startupWaitMs: 2000 });
+    expect((await origin.handle('s1', 'source/index.m3u8', {})).status).toBe(200);
+    // A viewer asks for the hinted part before it exists: its read is in flight (and will say "none")...
+    const early = origin.handle('s1', `source/${hint}`, {});
+    await new Promise((res) => setTimeout(res, 10));
+    // ...the part is made, stored and listed meanwhile, and a second viewer asks for it as a listed part.
+    await b.frames(12);
+    await c.mirror.flush();
+    expect(String((await c.local.handle('s1', 'source/index.m3u8', {})).body)).toContain(hint);
+    const late = await origin.handle('s1', `source/${hint}`, {});
+    expect(late.status).toBe(200);
+    expect((await early).status).toBe(200);
+  });
+
   it('answers 503 with Retry-After while the store does not answer', async () => {
     const c = cluster();
     const b = new Broadcast(c);
