@@ -33,6 +33,7 @@ import { startLocalCluster, type LocalCluster } from '../harness/cluster.js';
 import { request } from '../harness/http.js';
 import { newTotals, runViewer, type ViewerTotals } from '../harness/llhls-viewer.js';
 import { createDatabase, dropDatabase } from '../harness/postgres.js';
+import { withoutPassword } from '../harness/processes.js';
 import { deleteKeysWithPrefix } from '../harness/redis.js';
 import { startServerProcess, type ServerProcess } from '../harness/server-process.js';
 import {
@@ -181,7 +182,7 @@ async function main(): Promise<void> {
   const apiToken = randomBytes(24).toString('base64url');
   const before = await redisInfo(redis);
 
-  log(`starting 2 ingest + 2 origin nodes and nginx (Redis ${redisUrl} prefix ${redisPrefix}, database ${dbName})`);
+  log(`starting 2 ingest + 2 origin nodes and nginx (Redis ${withoutPassword(redisUrl)} prefix ${redisPrefix}, database ${dbName})`);
   const cluster: LocalCluster = await startLocalCluster({
     repoRoot: ROOT,
     dir,

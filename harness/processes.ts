@@ -131,3 +131,14 @@ export function rssOf(pid: number): number | undefined {
     return undefined;
   }
 }
+
+/** A URL as it may be printed: its password (a Redis or PostgreSQL URL may carry one) replaced by "***". */
+export function withoutPassword(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(a URL that does not parse)';
+  }
+}

@@ -18,7 +18,7 @@ import { startLocalCluster, type LocalCluster } from '../harness/cluster.js';
 import { ffmpegPublish } from '../harness/ffmpeg-publish.js';
 import { request } from '../harness/http.js';
 import { createDatabase, dropDatabase } from '../harness/postgres.js';
-import { kill, killTracked } from '../harness/processes.js';
+import { kill, killTracked, withoutPassword } from '../harness/processes.js';
 import { deleteKeysWithPrefix } from '../harness/redis.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -94,7 +94,7 @@ async function main(): Promise<void> {
   }
   const ingest = cluster.ingest.map((s, i) => `  ingest-${i + 1}: rtmp://127.0.0.1:${s.rtmpPort}/live/<streamKey>`).join('\n');
   const origins = cluster.origins.map((s, i) => `  origin-${i + 1}: ${s.base}`).join('\n');
-  console.log(`cluster:local is up (Redis ${redisUrl}, prefix ${redisPrefix}; catalog ${dbName}; files under ${dir})
+  console.log(`cluster:local is up (Redis ${withoutPassword(redisUrl)}, prefix ${redisPrefix}; catalog ${dbName}; files under ${dir})
 publish to either ingest node:
 ${ingest}
 watch and drive it through nginx: ${cluster.edge} (the player: ${cluster.edge}/watch/<id>)
