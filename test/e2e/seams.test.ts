@@ -1,5 +1,5 @@
 import type { Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { launchPublisherBrowser, publishFromPage, type PublishPage } from '../../harness/whip-clients.js';
 import { launchBrowser } from '../../harness/browser.js';
 import { openStockPlayer, type StockPlayer, type StockSnapshot } from '../helpers/stock-player.js';
@@ -71,8 +71,12 @@ describe.each([
   beforeAll(async () => {
     [srv, browser] = await Promise.all([startTestServer({ RECONNECT_GRACE_MS: '20000', TRANSCODE_SLOW_SECONDS: '600' }), launchBrowser()]);
   });
+  // Each case's publishers and player stop with it: a case left running would starve the next one of CPU
+  // (an ABR stream is a transcoder as well), and what a case measures must be its own seam.
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+  });
   afterAll(async () => {
-    for (const c of cleanups.reverse()) await c().catch(() => {});
     await browser?.close().catch(() => {});
     await srv?.stop();
   });
@@ -120,16 +124,17 @@ describe.each([
     const { publisher, player } = await live('stop', 12);
     await playing(player, 2);
     expect(await waitExit(publisher, 30_000)).toBe(0);
+    let last: StockSnapshot | undefined;
     const s = await until(
       async () => {
-        const snap = await player.snapshot();
-        return snap.ended || fatal(snap).length ? snap : undefined;
+        last = await player.snapshot();
+        return last.ended || fatal(last).length ? last : undefined;
       },
       20_000,
       100,
-    );
+    ).catch(() => last ?? player.snapshot());
     expect(fatal(s)).toEqual([]);
-    expect(s.ended).toBe(true);
+    expect(s.ended, `${profile} clean stop: the player did not end; it showed ${JSON.stringify(s)}`).toBe(true);
     console.log(
       `[e2e seams] ${profile} clean stop: ended at ${s.currentTime.toFixed(2)} s, non-fatal errors: ${s.errors.map((e) => e.details).join(', ') || 'none'}`,
     );

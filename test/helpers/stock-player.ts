@@ -22,6 +22,10 @@ export interface StockSnapshot {
   readonly playingDate: number | null;
   /** Total time the media element spent waiting for data ('waiting' until 'playing'), ms. */
   readonly waitingMs: number;
+  /** The media element's duration, buffered ranges and readyState, for a failure to show where it stuck. */
+  readonly duration: number;
+  readonly buffered: [number, number][];
+  readonly readyState: number;
 }
 
 export async function openStockPlayer(
@@ -81,6 +85,12 @@ export async function openStockPlayer(
           latency: typeof hls?.latency === 'number' ? hls.latency : null,
           playingDate: pd ? pd.getTime() : null,
           waitingMs: rec.waitingMs + waiting,
+          duration: video.duration,
+          buffered: Array.from(
+            { length: video.buffered.length },
+            (_, i) => [video.buffered.start(i), video.buffered.end(i)] as [number, number],
+          ),
+          readyState: video.readyState,
         };
       }),
     close: () => context.close().catch(() => {}),
