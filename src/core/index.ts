@@ -10,3 +10,5 @@ export * from './ladder.js';
 export type { StorageSettings } from './storage-settings.js';
 export { parseRedisUrl } from './redis-url.js';
 export type { RedisTarget } from './redis-url.js';
+export { FailureLimiter } from './rate-limit.js';
+export type { FailureLimiterOptions, FailureVerdict } from './rate-limit.js';
