@@ -77,26 +77,27 @@ export class PartCutter {
    * cut-driving frame that keeps it within; that frame starts the part that goes on. A single frame longer
    * than PART-TARGET cannot be split (#mux counts it).
    */
-  closeLate(end: number): void {
+  closeLate(end: number, audioEnd = end): void {
     const target = this.target.ticks;
     if (target === undefined) return;
     while (end - this.start > target) {
       let cut: number | undefined;
       for (const f of this.muxer.drivers) if (f.dts > this.start && f.dts - this.start <= target) cut = f.dts;
       if (cut === undefined) return;
-      this.#mux(cut);
+      this.#mux(cut, false, Math.min(cut, audioEnd));
       this.start = cut;
     }
   }
 
   /**
    * Mux everything before `end` into the part, in more than one if it would be longer than PART-TARGET
-   * (see closeLate). At session end (`flush`) every buffered frame goes.
+   * (see closeLate). At session end (`flush`) every buffered frame goes. Audio is split at `audioEnd`
+   * (near `end`): a rung's segment ends its audio where the source's segment did (see PartMuxer.take).
    */
-  emit(end: number, flush = false): void {
+  emit(end: number, flush = false, audioEnd = end): void {
     this.target.ensure(this.muxer.driverTimes(), flush ? undefined : end);
-    this.closeLate(end);
-    this.#mux(end, flush);
+    this.closeLate(end, audioEnd);
+    this.#mux(end, flush, audioEnd);
     this.hasFrames = false;
     this.target.fixOnceSpanned();
   }
@@ -120,9 +121,9 @@ export class PartCutter {
     return end;
   }
 
-  /** Mux the buffered frames before `end` (every one with `flush`) into one part from `start` to `end`. */
-  #mux(end: number, flush = false): void {
-    const out = this.muxer.take(end, flush);
+  /** Mux the buffered frames before `end` (audio before `audioEnd`; every one with `flush`) into one part from `start` to `end`. */
+  #mux(end: number, flush = false, audioEnd = end): void {
+    const out = this.muxer.take(end, flush, audioEnd);
     const ticks = end - this.start;
     this.target.record(ticks, out.driverTimes, end, this.#segStart());
     if (!out.bytes) return;

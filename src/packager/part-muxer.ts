@@ -62,8 +62,12 @@ export class PartMuxer {
     this.#audio = [];
   }
 
-  /** Mux the buffered frames before `end` (every one with `flush`) into one fragment ending at `end`. */
-  take(end: number, flush = false): MuxedPart {
+  /**
+   * Mux the buffered frames before `end` (every one with `flush`) into one fragment ending at `end`. Audio
+   * frames go by their own decode time, before `audioEnd` (default `end`): a rung cuts at its own keyframe,
+   * which may lie a few ms from the source's cut, and its audio is split where the source's was.
+   */
+  take(end: number, flush = false, audioEnd = end): MuxedPart {
     const tracks: FragmentTrack[] = [];
     const taken = flush ? -1 : this.#video.findIndex((f) => f.dts >= end);
     const video = taken < 0 ? this.#video : this.#video.slice(0, taken);
@@ -80,7 +84,7 @@ export class PartMuxer {
       this.#video = this.#video.slice(video.length);
     }
     const audio = this.#audio;
-    const take = flush ? audio.length : audio.findIndex((f) => f.dts >= end);
+    const take = flush ? audio.length : audio.findIndex((f) => f.dts >= audioEnd);
     const count = take < 0 ? audio.length : take;
     if (this.#tracks.audio && count > 0) {
       const rate = this.#tracks.audio.codec === 'opus' ? 48_000 : this.#tracks.audio.sampleRate;

@@ -219,7 +219,11 @@ export class Segmenter {
       segment = keyCut || forced;
     }
     if (!segment && !this.#part.full(dts, this.#frameDur)) return;
-    this.#part.emit(dts);
+    // A rung's segment ends its audio where the source's segment ended (the source keyframe's dts, which
+    // this keyframe matches within the tolerance, a little before or after it): the same audio frames in the
+    // same segment in every rendition. Audio of the source's segment still to come goes to the next one.
+    const audioEnd = next ? Math.min(Math.max(next.timelineDts, this.#part.start), dts + this.#tolerance()) : dts;
+    this.#part.emit(dts, false, audioEnd);
     if (segment) {
       if (forced) this.forcedCuts++;
       if (next && !independent) {
