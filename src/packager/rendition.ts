@@ -10,7 +10,7 @@ import { BandwidthMeter } from './bandwidth.js';
 import { SegmentWindow } from './segment-window.js';
 import { renderMediaPlaylist, type MediaPlaylistState, type RenditionReport } from './playlist.js';
 import type { PartOut, SegmenterSink } from './segmenter.js';
-import { partNumberOf, sessionOf, type RenditionSeed } from './seed.js';
+import { SeededFiles, type RenditionSeed } from './seed.js';
 
 export type { CompletedSegment, FileKind } from './part-store.js';
 
@@ -75,8 +75,7 @@ export class LiveRendition implements SegmenterSink {
   tracks: TrackSet = {};
   readonly #bandwidth = new BandwidthMeter();
   /** The window continues one another node began (seed()): its files, read from there while listed. */
-  #seeded: { readonly names: Set<string>; readonly file: (name: string) => Promise<Uint8Array | undefined> } | undefined;
-  #seedTargets: { readonly targetDuration: number; readonly partTarget: number } | undefined;
+  #seeded: SeededFiles | undefined;
   /** The next session is the first here after a seeded window. */
   #seam = false;
   /** A segment was completed here (not only seeded). */
@@ -137,23 +136,11 @@ export class LiveRendition implements SegmenterSink {
    * first session here starts with EXT-X-DISCONTINUITY, as a publisher's return on one node does.
    */
   seed(seed: RenditionSeed, file: (name: string) => Promise<Uint8Array | undefined>): void {
-    const names = new Set<string>();
-    let session = 0;
-    let nextPart = partNumberOf(seed.preloadHint ?? '');
-    for (const seg of seed.segments) {
-      if (!seg.gap) names.add(seg.uri);
-      names.add(seg.initUri);
-      session = Math.max(session, sessionOf(this.#runId, seg.initUri));
-      for (const p of seg.parts) {
-        names.add(p.uri);
-        nextPart = Math.max(nextPart, partNumberOf(p.uri) + 1);
-      }
-    }
+    const seeded = new SeededFiles(this.#runId, seed, file);
     this.#window.seed(seed.segments, seed.discontinuitySequence, (uri) => uri.slice(0, uri.lastIndexOf('_')));
-    this.#session = session;
-    this.#partSeq = Math.max(nextPart, 0);
-    this.#seeded = { names, file };
-    this.#seedTargets = { targetDuration: seed.targetDuration, partTarget: seed.partTarget };
+    this.#session = seeded.lastSession;
+    this.#partSeq = seeded.nextPart;
+    this.#seeded = seeded;
     this.#seam = true;
     this.#version++;
   }
@@ -289,12 +276,12 @@ export class LiveRendition implements SegmenterSink {
 
   targetDuration(): number {
     const t = this.#opts.targetDuration();
-    return this.#seedTargets ? Math.max(t, this.#seedTargets.targetDuration) : t;
+    return this.#seeded ? Math.max(t, this.#seeded.targetDuration) : t;
   }
 
   state(reports: readonly RenditionReport[]): MediaPlaylistState {
     const target = this.targetDuration();
-    const partTarget = this.#seedTargets?.partTarget ?? this.#opts.partTarget();
+    const partTarget = this.#seeded?.partTarget ?? this.#opts.partTarget();
     return {
       version: 9,
       targetDuration: target,
@@ -355,10 +342,8 @@ export class LiveRendition implements SegmenterSink {
   async file(name: string, holdMs: number, signal?: AbortSignal): Promise<{ kind: FileKind; bytes: Uint8Array } | undefined> {
     const found = this.#files.lookup(name);
     if (found) return found;
-    if (this.#seeded?.names.has(name)) {
-      const bytes = await this.#seeded.file(name);
-      if (bytes) return { kind: name.endsWith('_init.mp4') ? 'init' : partNumberOf(name) >= 0 ? 'part' : 'segment', bytes };
-    }
+    const seeded = await this.#seeded?.read(name);
+    if (seeded) return seeded;
     if (this.#ended || this.#closed || this.#session === 0 || name !== this.#hintUri()) return undefined;
     const bytes = await this.#held.file(name, holdMs, signal);
     return bytes ? { kind: 'part', bytes } : undefined;
@@ -366,12 +351,11 @@ export class LiveRendition implements SegmenterSink {
 
   /** A seeded segment left the window (`whole`) or stopped listing its parts: its files are no longer read. */
   #forgetSeeded(seg: StoredSegment, whole: boolean): void {
-    const names = this.#seeded?.names;
-    if (!names) return;
-    for (const p of seg.parts) names.delete(p.entry.uri);
-    if (!whole) return;
-    names.delete(segmentUri(seg));
-    if (!this.#window.uses(seg.initUri)) names.delete(seg.initUri);
+    const parts = seg.parts.map((p) => p.entry.uri);
+    this.#seeded?.forget(
+      parts,
+      whole ? { segment: segmentUri(seg), init: this.#window.uses(seg.initUri) ? undefined : seg.initUri } : undefined,
+    );
   }
 
   /** Whether a segment in the window or still fetchable, or the current session, uses this init. */
