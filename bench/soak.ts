@@ -1,10 +1,11 @@
 /**
- * Soak: `npm run soak -- --streams N --viewers V --minutes M [--report-seconds S] [--churn-seconds S]
- *                        [--out DIR] [--plot yes|no]`
+ * Soak: `npm run soak -- --streams N --viewers V --minutes M [--abr K] [--upload-minutes U] [--report-seconds S]
+ *                        [--churn-seconds S] [--out DIR] [--plot yes|no]`
  *
  * Runs the server as its own process (as `npm start` does) and loads it, all on 127.0.0.1, for M minutes:
  *   - N synthetic RTMP publishers (bench/lib/synthetic.ts: a pre-encoded 600 kbit/s H.264/AAC FLV pushed
- *     with `ffmpeg -re -stream_loop -1 -c copy`, so publishing costs almost no CPU), passthrough profile;
+ *     with `ffmpeg -re -stream_loop -1 -c copy`, so publishing costs almost no CPU), passthrough profile,
+ *     the first --abr K of them with the ABR profile instead (a live FFmpeg ladder each: the CPU goes there);
  *   - V simulated LL-HLS viewers spread over the streams (harness/llhls-viewer.ts: blocking playlist
  *     reloads, part and preload-hint fetches, as hls.js asks);
  *   - churn: every --churn-seconds one publisher (in turn) is killed with no goodbye, a dropped connection,
@@ -12,7 +13,10 @@
  *     viewers must see no gap. (A clean unpublish would end the run at once instead.) And a
  *     short-lived stream is created, published, watched by two viewers for 1.5 churn periods, stopped and
  *     deleted through the API.
+ *   - uploads: every --upload-minutes (0 = none) a 10 s 720p MP4 is uploaded over tus; it must become ready
+ *     and last 10 s.
  *
+ * After the load, every steady stream's run must be a ready VOD about as long as it was published.
  * Before the load, one stream is published, watched and stopped once (so that one-time allocations
  * happen), then the server's memory is read after a full garbage collection over its inspector: the
  * baseline. After the load every stream stops; once they have ended and been released, memory is read the
@@ -24,7 +28,8 @@
  * Every --report-seconds (default 60) it prints server CPU, RSS, heap, event-loop delay p99, part delivery
  * delay p50/p99 (part complete -> held playlist answer), preload-hint delay p99, gaps and errors. It ends
  * with one verdict line (PASS or FAIL and why), writes soak-<date>.json and a PNG plot of CPU and RSS
- * over the run into --out (default bench/results), and exits 0 on PASS, 1 on FAIL.
+ * over the run into --out (default bench/results), and exits 0 on PASS, 1 on FAIL. The verdict also judges the
+ * heap's and RSS's growth (regression slope) after the warm-up on runs with 20 minutes of load after it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,7 +43,9 @@ import { clockTicks, allStats, treeOf } from './lib/cpu.js';
 import { memoryAfterGc, type GcMemory } from './lib/inspector.js';
 import { gitCommit, resultsDir } from './lib/results.js';
 import { startBenchRun } from './lib/run.js';
-import { createStream, hasParts, liveCount, SERVER_ENV, Soak, startSoakServer } from './lib/soak-load.js';
+import { API_TOKEN, checkRunVods, createStream, hasParts, liveCount, SERVER_ENV, Soak, startSoakServer } from './lib/soak-load.js';
+import { uploadFile, uploadSource, waitUploadReady } from './lib/vod-upload.js';
+import type { ServerProcess } from '../harness/server-process.js';
 import {
   mb,
   plotSamples,
@@ -48,6 +55,7 @@ import {
   r1,
   SAMPLE_MS,
   soakResults,
+  UPLOAD_SECONDS,
   verdict,
   type LoadFigures,
   type Report,
@@ -59,7 +67,7 @@ import { describeSynthetic, syntheticFlv } from './lib/synthetic.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const USAGE =
-  'npm run soak -- --streams N --viewers V --minutes M [--report-seconds S (60)] [--churn-seconds S (20, 0 = none)] [--out DIR (bench/results)] [--plot yes|no (yes)]';
+  'npm run soak -- --streams N --viewers V --minutes M [--abr K (0)] [--upload-minutes U (0 = none)] [--report-seconds S (60)] [--churn-seconds S (20, 0 = none)] [--out DIR (bench/results)] [--plot yes|no (yes)]';
 
 // ---- command line ----
 
@@ -76,6 +84,8 @@ function parseCli(): SoakOptions {
         streams: { type: 'string' },
         viewers: { type: 'string' },
         minutes: { type: 'string' },
+        abr: { type: 'string' },
+        'upload-minutes': { type: 'string' },
         'report-seconds': { type: 'string' },
         'churn-seconds': { type: 'string' },
         out: { type: 'string' },
@@ -98,8 +108,11 @@ function parseCli(): SoakOptions {
   };
   const plot = (values.plot as string | undefined) ?? 'yes';
   if (plot !== 'yes' && plot !== 'no') fail('--plot must be yes or no');
+  const streams = int('streams', 4, 1, 500);
   return {
-    streams: int('streams', 4, 1, 500),
+    streams,
+    abr: int('abr', 0, 0, streams),
+    uploadMinutes: int('upload-minutes', 0, 0, 24 * 60),
     viewers: int('viewers', 40, 0, 20_000),
     minutes: int('minutes', 1, 1, 7 * 24 * 60),
     reportSeconds: int('report-seconds', 60, 5, 3600),
@@ -110,6 +123,8 @@ function parseCli(): SoakOptions {
 }
 
 const opts = parseCli();
+/** The server under load (set once it runs). */
+let soakServer: ServerProcess;
 const bench = startBenchRun({ budgetS: opts.minutes * 60 + 240, forceExitMs: 20_000 });
 const { cleanups, shutdown, sleep, check, waitFor } = bench;
 
@@ -173,7 +188,8 @@ async function warmUpAndBaseline(soak: Soak, ws: string, catalog: string): Promi
 /** 2. The load: N publishers, then V viewers; resolves with the viewers' runs (they end with soak.viewersStop). */
 async function startLoad(soak: Soak): Promise<Promise<void>[]> {
   const { streams } = soak;
-  for (let i = 1; i < opts.streams; i++) streams.push(await createStream(soak.server, `soak-${i}`));
+  // Stream 0 (the warm-up's) stays passthrough; the next --abr ones get a live ladder.
+  for (let i = 1; i < opts.streams; i++) streams.push(await createStream(soak.server, `soak-${i}`, i <= opts.abr ? 'abr' : 'passthrough'));
   for (const s of streams) soak.publish(s);
   await waitFor('every stream to be live', async () => (await Promise.all(streams.map(hasParts))).every(Boolean), 45_000, {
     stepMs: 500,
@@ -211,6 +227,7 @@ async function measureLoad(soak: Soak, hz: number): Promise<LoadFigures & { shor
   }, SAMPLE_MS);
   cleanups.push(() => clearInterval(sampler));
   const churn = soak.startChurn();
+  const uploads = startUploads();
 
   printReportHeader();
   const report = async (): Promise<void> => {
@@ -258,7 +275,37 @@ async function measureLoad(soak: Soak, hz: number): Promise<LoadFigures & { shor
   }
   churn.stop();
   clearInterval(sampler);
-  return { samples, reports, allDelays, allHintDelays, shortLived: churn.shortLived };
+  await uploads.stop();
+  return { samples, reports, allDelays, allHintDelays, uploads: uploads.results, shortLived: churn.shortLived };
+}
+
+/**
+ * 2. Uploads during the load: every --upload-minutes a 10 s MP4 over tus, waited for until ready (or failed);
+ * each one's VOD duration or error. stop() waits for the one in flight.
+ */
+function startUploads(): { results: LoadFigures['uploads']; stop(): Promise<void> } {
+  const results: { durationS?: number; error?: string }[] = [];
+  if (!opts.uploadMinutes) return { results, stop: async () => {} };
+  const inFlight: Promise<void>[] = [];
+  const once = async (n: number): Promise<void> => {
+    try {
+      const file = await uploadSource(UPLOAD_SECONDS, bench.signal);
+      const id = await uploadFile(soakServer.base, API_TOKEN, file, `soak upload ${n}`);
+      results.push({ durationS: await waitUploadReady(soakServer.base, API_TOKEN, id, 300_000, waitFor) });
+    } catch (err) {
+      if (!bench.signal.aborted) results.push({ error: (err as Error).message.slice(0, 300) });
+    }
+  };
+  let n = 0;
+  const timer = setInterval(() => inFlight.push(once(++n)), opts.uploadMinutes * 60_000);
+  cleanups.push(() => clearInterval(timer));
+  return {
+    results,
+    stop: async () => {
+      clearInterval(timer);
+      await Promise.all(inFlight);
+    },
+  };
 }
 
 /** 3. Everything stops; memory after the streams are released. */
@@ -280,16 +327,18 @@ async function main(): Promise<void> {
   const catalog = process.env.DATABASE_URL ? 'PostgreSQL (DATABASE_URL)' : 'embedded PGlite';
 
   const { server, ws } = await startSoakServer(bench, ROOT, dataDir);
+  soakServer = server;
   const hz = await clockTicks();
   const soak = new Soak(bench, server, file, opts.churnSeconds);
   const baseline = await warmUpAndBaseline(soak, ws, catalog);
   const viewerRuns = await startLoad(soak);
   const load = await measureLoad(soak, hz);
   const after = await stopAndMeasureAfter(soak, viewerRuns, load.shortLived, ws);
+  const runVods = await checkRunVods(server, soak.streams, waitFor);
 
-  const v = verdict(opts, soak, load, baseline, after);
+  const v = verdict(opts, soak, load, baseline, after, { runsChecked: runVods.checked, problems: runVods.problems });
   soakResults({ startedAt, commit, catalog, opts }, soak, load, baseline, after, v);
-  const plotNote = await plotSamples(opts, startedAt, commit, load.samples);
+  const plotNote = await plotSamples(opts, startedAt, commit, load);
   printSummary(opts, soak, load, baseline, after, v, plotNote);
   await shutdown(v.pass ? 0 : 1);
 }

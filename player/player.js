@@ -366,6 +366,8 @@
     body.rebuffers = stats.rebuffers;
     body.rebufferMs = stats.rebufferMs + (stallStart ? Math.round(performance.now() - stallStart) : 0);
     if (stats.bitrateKbps !== null) body.bitrateKbps = stats.bitrateKbps;
+    // A private video's beacons carry the playback token it plays with (the server refuses them otherwise).
+    if (token) body.token = token;
     const url = '/api/v1/videos/' + encodeURIComponent(videoId) + '/watch';
     const json = JSON.stringify(body);
     let queued = false;

@@ -9,7 +9,7 @@ import type { Catalog } from './catalog/index.js';
 import { LocalFirstPackages, RemotePackages, storedSeeds, StreamOwnership, WindowMirror } from './cluster/index.js';
 import type { Config } from './config/index.js';
 import type { Coordination, LiveWindowStore } from './coord/index.js';
-import { AppError, DEFAULT_LADDER, hashSecret } from './core/index.js';
+import { AppError, DEFAULT_LADDER, FailureLimiter, hashSecret } from './core/index.js';
 import { RtmpServer } from './ingest/rtmp/index.js';
 import type { Lifecycle } from './lifecycle.js';
 import { DEFAULT_WEBRTC_LIMITS, WebRtcIngest } from './ingest/webrtc/index.js';
@@ -39,6 +39,7 @@ export function newRtmpServer(config: Config, hub: StreamHub, authorize: Authori
     tls: tls ? { port: tls.port, cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } : undefined,
     limits: config.rtmp.limits,
     hub,
+    authLimiter: new FailureLimiter({ max: config.auth.failureLimit, windowMs: config.auth.failureWindowMs }),
     logger: log.child({ module: 'rtmp' }),
     async authorize(app, streamKey) {
       if (app !== 'live') throw new AppError('E_STREAM_KEY_INVALID', `unknown application "${app}" (publish to /live/<streamKey>)`);
@@ -68,6 +69,7 @@ export function newWebRtcIngest(
     limits: {
       ...DEFAULT_WEBRTC_LIMITS,
       maxSessions: wc.maxSessions,
+      offersPerStreamPerMinute: wc.offersPerKeyPerMinute,
       jitterBufferMs: wc.jitterBufferMs,
       maxBitrateKbps: wc.maxBitrateKbps,
       // The segmenter cuts at the first keyframe at or after the segment target: asking for one when the
@@ -78,6 +80,7 @@ export function newWebRtcIngest(
     ffmpegPath,
     logger: log.child({ module: 'webrtc' }),
     authorize,
+    authFailures: new FailureLimiter({ max: config.auth.failureLimit, windowMs: config.auth.failureWindowMs }),
   });
 }
 
@@ -123,6 +126,9 @@ export function httpSettings(config: Config, log: pino.Logger) {
     publicRtmpUrl: config.server.publicRtmpUrl,
     playbackTokenTtlSeconds: config.vod.playbackTokenTtlSeconds,
     logger: log.child({ module: 'http' }),
+    http: config.http,
+    auth: config.auth,
+    metricsToken: config.http.metricsToken,
   };
 }
 

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
@@ -28,7 +29,7 @@ import {
 } from './components.js';
 import { loadConfig, NODE_ROLES, type Config } from './config/index.js';
 import { createCoordination, type Coordination, type LiveWindowStore } from './coord/index.js';
-import { hashSecret, isAppError, newStreamKey, type Logger } from './core/index.js';
+import { hashSecret, isAppError, newStreamKey, redactingLogger, redactMessages, type Logger } from './core/index.js';
 import type { WebRtcIngest } from './ingest/webrtc/index.js';
 import { Lifecycle } from './lifecycle.js';
 import { LivePackager } from './packager/index.js';
@@ -69,13 +70,31 @@ function keptInDataDir(config: Config, name: string, bytes: number, mode: number
   return { file, value, created: true };
 }
 
-/** The operator token: API_TOKEN, else the one kept in DATA_DIR, else a new one (printed once). */
+/**
+ * Files and folders this process creates are its own (0600, 0700): media of private videos, the catalog,
+ * the kept secrets. Set here rather than only in main() so a server started in-process (tests, embedders)
+ * is the same; FFmpeg and the other children inherit it. A worker thread cannot set it (Node refuses):
+ * the explicit modes of storage, the catalog and the kept secrets still hold there.
+ */
+function restrictFileModes(): void {
+  if (isMainThread) process.umask(0o077);
+}
+
+/**
+ * Whether first-start secrets may be printed: only to a person at a terminal. Output that is not a
+ * terminal goes to a file or a log collector (systemd, docker logs), where a secret would outlive the
+ * moment it was shown for; there the banner says where to find the secret instead (SECURITY.md).
+ */
+const secretsToTerminal = (): boolean => process.stdout.isTTY === true;
+
+/** The operator token: API_TOKEN, else the one kept in DATA_DIR, else a new one (printed once, at a terminal). */
 function resolveApiToken(config: Config, log: Logger): string {
   if (config.server.apiToken) return config.server.apiToken;
   const { file, value, created } = keptInDataDir(config, 'api-token', 24, 0o600);
   if (created) {
     log.info({ file }, 'generated an operator API token (kept in DATA_DIR)');
-    console.log(`\n  Operator API token (printed once, kept in ${file}):\n    ${value}\n`);
+    if (secretsToTerminal()) console.log(`\n  Operator API token (printed once, kept in ${file}):\n    ${value}\n`);
+    else console.log(`\n  Operator API token: generated and kept in ${file} (not printed: stdout is not a terminal)\n`);
   }
   return value;
 }
@@ -84,15 +103,24 @@ async function createDefaultStream(catalog: Catalog, config: Config): Promise<vo
   if (!config.server.createDefaultStream || (await catalog.countStreams()) > 0) return;
   const key = newStreamKey();
   const s = await catalog.createStream({ name: 'default', profile: 'abr', keyHash: hashSecret(key) });
+  const { publicRtmpUrl, publicBaseUrl } = config.server;
+  const keyLines = secretsToTerminal()
+    ? [
+        `    Stream key: ${key}`,
+        `    (one line:  ${publicRtmpUrl}/${key})`,
+        '  The key is shown only now; rotate it with POST /api/v1/streams/<id>/rotate-key.',
+      ]
+    : [
+        '    Stream key: sk_… (not printed: stdout is not a terminal, and the key is stored only as a hash). Get one with:',
+        `    curl -X POST -H "Authorization: Bearer $API_TOKEN" ${publicBaseUrl}/api/v1/streams/${s.id}/rotate-key`,
+      ];
   console.log(
     [
       '',
       '  A stream named "default" was created. Publish to it with OBS or FFmpeg:',
-      `    RTMP URL:   ${config.server.publicRtmpUrl}`,
-      `    Stream key: ${key}`,
-      `    (one line:  ${config.server.publicRtmpUrl}/${key})`,
-      `  Watch it at: ${config.server.publicBaseUrl}/watch/${s.id}`,
-      '  The key is shown only now; rotate it with POST /api/v1/streams/<id>/rotate-key.',
+      `    RTMP URL:   ${publicRtmpUrl}`,
+      ...keyLines,
+      `  Watch it at: ${publicBaseUrl}/watch/${s.id}`,
       '',
     ].join('\n'),
   );
@@ -111,27 +139,30 @@ function resolveFfmpeg(config: Config): string | undefined {
   }
 }
 
-/** pino as JSON lines, or pretty lines for a person at a terminal (LOG_FORMAT). */
+/**
+ * pino as JSON lines, or pretty lines for a person at a terminal (LOG_FORMAT). Messages written as strings
+ * are redacted here; startServer adds the redaction of logged objects to any logger.
+ */
 function buildLogger(config: Config): pino.Logger {
   const { logFormat, logLevel } = config.server;
+  const options = { level: logLevel, hooks: { logMethod: redactMessages } };
   const pretty = logFormat === 'pretty' || (logFormat === 'auto' && process.stdout.isTTY === true);
-  if (!pretty) return pino({ level: logLevel });
-  return pino(
-    { level: logLevel },
-    pinoPretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }),
-  );
+  if (!pretty) return pino(options);
+  return pino(options, pinoPretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
 }
 
 export async function startServer(config: Config, logger?: pino.Logger): Promise<RunningServer> {
-  const log = logger ?? buildLogger(config);
+  restrictFileModes();
+  // Every module logs through this one: request URLs, errors and logged fields lose their secrets (SECURITY.md).
+  const log = redactingLogger(logger ?? buildLogger(config));
   const started = performance.now();
   const roles = new Set(config.node.roles);
-  mkdirSync(config.server.dataDir, { recursive: true });
+  mkdirSync(config.server.dataDir, { recursive: true, mode: 0o700 });
   const apiToken = resolveApiToken(config, log);
   // Before anything is opened: a wrong FFMPEG_PATH is a configuration error.
   const ffmpegPath = resolveFfmpeg(config);
   const playbackTokens = new PlaybackTokens(config.vod.playbackTokenSecret || keptInDataDir(config, 'playback-secret', 32, 0o600).value);
-  const nodeId = config.node.id ?? keptInDataDir(config, 'node-id', 9, 0o666).value;
+  const nodeId = config.node.id ?? keptInDataDir(config, 'node-id', 9, 0o600).value;
   if (config.coord.redisUrl && !config.catalog.databaseUrl)
     log.warn("REDIS_URL is set but the catalog is the embedded one: other nodes do not see this node's streams (set DATABASE_URL)");
 
@@ -187,6 +218,11 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
       allRoles: NODE_ROLES,
       ingestCounters: ingest?.rtmpCounters,
       vodWorker: worker?.counters,
+      // The ingest surfaces' wrong-key limiters, for /metrics (buildApp adds the API token's).
+      authLimiters: () => [
+        ...(ingest?.webrtc ? [{ surface: 'whip', counters: ingest.webrtc.authFailures.counters }] : []),
+        ...(ingest ? [{ surface: 'rtmp', counters: ingest.rtmp.authLimiterCounters }] : []),
+      ],
     };
     const app = await buildApp({ ...parts, ...more, ...httpSettings(config, log) });
     http.app = app;

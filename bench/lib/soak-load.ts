@@ -11,7 +11,7 @@ import { inspectorUrl } from './inspector.js';
 import type { BenchRun } from './run.js';
 import { dropPublisher, startPublisher, stopPublisher, type Publisher } from './synthetic.js';
 
-const API_TOKEN = 'soak-token-0123456789abcdef';
+export const API_TOKEN = 'soak-token-0123456789abcdef';
 /** Server settings of the soak: a short grace and retention, so that stopped streams are released soon. */
 export const SERVER_ENV = { RECONNECT_GRACE_MS: '3000', HLS_ENDED_RETENTION_MS: '2000' };
 
@@ -34,12 +34,17 @@ export interface Stream {
   publisher: Publisher | undefined;
   /** Set while the soak itself stops the publisher (churn, end). */
   stopping: boolean;
+  readonly profile: 'passthrough' | 'abr';
+  /** When the run in progress began (its first publish; a reconnect within the grace goes on with it). */
+  runStartedAt: number | undefined;
+  /** Runs ended by a clean unpublish: their wall time, for the VOD check. */
+  readonly runs: { startedAt: number; endedAt: number }[];
 }
 
-export async function createStream(server: ServerProcess, name: string): Promise<Stream> {
+export async function createStream(server: ServerProcess, name: string, profile: Stream['profile'] = 'passthrough'): Promise<Stream> {
   const res = await request('POST', `${server.base}/api/v1/streams`, {
     headers: auth,
-    body: JSON.stringify({ name, profile: 'passthrough' }),
+    body: JSON.stringify({ name, profile }),
   });
   if (res.status !== 201) throw new Error(`creating stream ${name} answered ${res.status}: ${res.body}`);
   const s = JSON.parse(res.body) as { id: string; streamKey: string };
@@ -49,6 +54,9 @@ export async function createStream(server: ServerProcess, name: string): Promise
     playlistUrl: `${server.base}/live/${s.id}/source/index.m3u8`,
     publisher: undefined,
     stopping: false,
+    profile,
+    runStartedAt: undefined,
+    runs: [],
   };
 }
 
@@ -95,6 +103,7 @@ export class Soak {
   }
 
   publish(s: Stream): void {
+    s.runStartedAt ??= Date.now();
     const p = startPublisher(this.file, s.rtmpUrl);
     s.publisher = p;
     s.stopping = false;
@@ -112,6 +121,10 @@ export class Soak {
     s.stopping = true;
     await (how === 'drop' ? dropPublisher(s.publisher) : stopPublisher(s.publisher));
     s.publisher = undefined;
+    if (how === 'clean' && s.runStartedAt !== undefined) {
+      s.runs.push({ startedAt: s.runStartedAt, endedAt: Date.now() });
+      s.runStartedAt = undefined;
+    }
   }
 
   async watch(s: Stream, signal: AbortSignal, into: ViewerTotals): Promise<void> {
@@ -182,4 +195,48 @@ export class Soak {
       this.shortLivedDone++;
     }
   }
+}
+
+// ---- what the runs left: their VODs ----
+
+/** A stream's videos, newest first, as the API lists them. */
+async function videosOf(server: ServerProcess, streamId: string): Promise<{ id: string; status: string; duration: number | null }[]> {
+  const res = await request('GET', `${server.base}/api/v1/videos?streamId=${streamId}&limit=100`, { headers: auth });
+  if (res.status !== 200) throw new Error(`listing the videos of ${streamId} answered ${res.status}`);
+  return (JSON.parse(res.body) as { items: { id: string; status: string; duration: number | null }[] }).items;
+}
+
+/**
+ * Every steady stream's runs became VODs that are ready, each lasting about as long as it was published:
+ * at least 85 % of its wall time less 5 s (a publisher's start-up, the reconnect seconds of churn), at
+ * most its wall time plus 5 s. Waits up to `timeoutMs` for the last ones to finish. Returns the problems.
+ */
+export async function checkRunVods(server: ServerProcess, streams: readonly Stream[], waitFor: BenchRun['waitFor'], timeoutMs = 60_000) {
+  const problems: string[] = [];
+  let checked = 0;
+  for (const s of streams) {
+    if (s.runs.length === 0) continue;
+    const videos = await waitFor(
+      `the VODs of ${s.id} to be ready`,
+      async () => {
+        const v = await videosOf(server, s.id);
+        return v.length >= s.runs.length && v.every((x) => x.status === 'ready' || x.status === 'failed') ? v : undefined;
+      },
+      timeoutMs,
+      { stepMs: 1000, tolerateErrors: true },
+    ).catch(() => videosOf(server, s.id));
+    // Newest first on both sides.
+    const runs = [...s.runs].reverse();
+    runs.forEach((run, i) => {
+      const v = videos.at(i);
+      const wallS = (run.endedAt - run.startedAt) / 1000;
+      checked++;
+      if (!v) return problems.push(`stream ${s.id}: no VOD for a run of ${wallS.toFixed(0)} s`);
+      if (v.status !== 'ready') return problems.push(`stream ${s.id}: VOD ${v.id} is ${v.status}`);
+      const d = v.duration ?? 0;
+      if (d < wallS * 0.85 - 5 || d > wallS + 5)
+        problems.push(`stream ${s.id}: VOD ${v.id} lasts ${d.toFixed(1)} s for a run of ${wallS.toFixed(1)} s`);
+    });
+  }
+  return { checked, problems };
 }

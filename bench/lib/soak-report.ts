@@ -18,6 +18,10 @@ export interface SoakOptions {
   readonly minutes: number;
   readonly reportSeconds: number;
   readonly churnSeconds: number;
+  /** The first --abr steady streams are published with the ABR profile (a live FFmpeg ladder each). */
+  readonly abr: number;
+  /** A tus upload every --upload-minutes (0: none), checked ready and of the right duration. */
+  readonly uploadMinutes: number;
   readonly out: string;
   readonly plot: boolean;
 }
@@ -29,6 +33,23 @@ export const SAMPLE_MS = 5000;
  * keep their counters, which is small and bounded; a leak of media buffers or held requests is not.
  */
 const HEAP_GROWTH_LIMIT_BYTES = 8 * 1024 * 1024;
+/** Heap and RSS may grow at most this much per 10 minutes of load after the warm-up (a regression slope). */
+const SLOPE_LIMIT_MB_PER_10MIN = 1;
+/** A slope is judged only over this much load after the warm-up: shorter, it measures noise. */
+const SLOPE_MIN_MINUTES = 20;
+
+/** Minutes of load left out of the slope: the first quarter, at most 10. */
+export const warmUpMinutes = (minutes: number) => Math.min(10, minutes / 4);
+
+/** Least-squares slope of y over x (per unit of x); NaN with fewer than 3 points. */
+export function slope(points: readonly { x: number; y: number }[]): number {
+  const p = points.filter((q) => Number.isFinite(q.y));
+  if (p.length < 3) return Number.NaN;
+  const mx = p.reduce((a, q) => a + q.x, 0) / p.length;
+  const my = p.reduce((a, q) => a + q.y, 0) / p.length;
+  const sxx = p.reduce((a, q) => a + (q.x - mx) ** 2, 0);
+  return sxx === 0 ? Number.NaN : p.reduce((a, q) => a + (q.x - mx) * (q.y - my), 0) / sxx;
+}
 
 // ---- samples and reports ----
 
@@ -66,7 +87,18 @@ export interface LoadFigures {
   /** Part delivery delays (ms) of every held playlist answer, and of every preload-hint part. */
   readonly allDelays: number[];
   readonly allHintDelays: number[];
+  /** Uploads made during the load: each one's duration when ready, or what went wrong. */
+  readonly uploads: { readonly durationS?: number; readonly error?: string }[];
 }
+
+/** What the runs and uploads left, checked after the load (checkRunVods). */
+export interface VodFigures {
+  readonly runsChecked: number;
+  readonly problems: readonly string[];
+}
+
+/** Length of each upload the soak makes, seconds. */
+export const UPLOAD_SECONDS = 10;
 
 export const mb = (b: number) => Math.round((b / 1024 / 1024) * 10) / 10;
 export const r1 = (x: number) => (Number.isFinite(x) ? Math.round(x * 10) / 10 : x);
@@ -117,7 +149,7 @@ export function printReport(r: Report): void {
 // ---- the end ----
 
 /** 4. The verdict: no errors, no gaps, no publisher that died on its own, heap back near the baseline. */
-export function verdict(opts: SoakOptions, soak: Soak, load: LoadFigures, baseline: GcMemory, after: GcMemory) {
+export function verdict(opts: SoakOptions, soak: Soak, load: LoadFigures, baseline: GcMemory, after: GcMemory, vods: VodFigures) {
   const { totals } = soak;
   const heapGrowth = after.heapUsed - baseline.heapUsed;
   const all = summarize(load.allDelays);
@@ -128,9 +160,26 @@ export function verdict(opts: SoakOptions, soak: Soak, load: LoadFigures, baseli
   if (all.n === 0 && opts.viewers > 0) problems.push('no part delivery was measured');
   if (heapGrowth > HEAP_GROWTH_LIMIT_BYTES)
     problems.push(`heap after the streams stopped is ${mb(heapGrowth)} MB above the baseline (limit ${mb(HEAP_GROWTH_LIMIT_BYTES)} MB)`);
+  problems.push(...vods.problems);
+  for (const u of load.uploads) {
+    if (u.error) problems.push(`an upload failed: ${u.error}`);
+    else if (Math.abs((u.durationS ?? 0) - UPLOAD_SECONDS) > 0.5)
+      problems.push(`an upload of ${UPLOAD_SECONDS} s became a VOD of ${u.durationS} s`);
+  }
+  const warm = warmUpMinutes(opts.minutes);
+  const heapSlope = slope(load.reports.filter((r) => r.t >= warm).map((r) => ({ x: r.t, y: r.heapUsedMB }))) * 10;
+  const rssSlope = slope(load.samples.filter((q) => q.t / 60 >= warm).map((q) => ({ x: q.t / 60, y: q.rssMB }))) * 10;
+  const judged = opts.minutes - warm >= SLOPE_MIN_MINUTES;
+  for (const [what, v] of [
+    ['heap', heapSlope],
+    ['RSS', rssSlope],
+  ] as const)
+    if (judged && v > SLOPE_LIMIT_MB_PER_10MIN)
+      problems.push(`${what} grew ${r1(v)} MB per 10 min after the warm-up (limit ${SLOPE_LIMIT_MB_PER_10MIN})`);
   const cpuAvg = load.reports.reduce((a, r) => a + r.cpuPercent, 0) / Math.max(1, load.reports.length);
   const rssMax = Math.max(...load.samples.map((s) => s.rssMB), ...load.reports.map((r) => r.rssMB));
-  return { pass: problems.length === 0, problems, heapGrowth, all, cpuAvg, rssMax };
+  const slopes = { heapMBPer10Min: r1(heapSlope), rssMBPer10Min: r1(rssSlope), afterMinutes: r1(warm), judged };
+  return { pass: problems.length === 0, problems, heapGrowth, all, cpuAvg, rssMax, slopes, vods };
 }
 
 export type Verdict = ReturnType<typeof verdict>;
@@ -186,7 +235,9 @@ export function soakResults(run: RunInfo, soak: Soak, load: LoadFigures, baselin
       afterStop: inMB(after),
       heapGrowthMB: mb(v.heapGrowth),
       heapGrowthLimitMB: mb(HEAP_GROWTH_LIMIT_BYTES),
+      slopes: { ...v.slopes, limitMBPer10Min: SLOPE_LIMIT_MB_PER_10MIN, judgedFromMinutesOfLoad: SLOPE_MIN_MINUTES },
     },
+    vods: { liveRunsChecked: v.vods.runsChecked, uploads: load.uploads, problems: v.vods.problems },
     cpuAvgPercentOfOneCore: r1(v.cpuAvg),
     rssMaxMB: v.rssMax,
     reports: load.reports,
@@ -197,12 +248,13 @@ export function soakResults(run: RunInfo, soak: Soak, load: LoadFigures, baselin
 }
 
 /** 4. The CPU and RSS plot beside the JSON (--plot yes); says where it went or why there is none. */
-export async function plotSamples(opts: SoakOptions, startedAt: Date, commit: string, samples: readonly Sample[]): Promise<string> {
+export async function plotSamples(opts: SoakOptions, startedAt: Date, commit: string, load: LoadFigures): Promise<string> {
+  const { samples, reports } = load;
   if (!opts.plot) return 'no plot (--plot no)';
   const pngFile = join(opts.out, `soak-${resultStamp(startedAt)}.png`);
   try {
     const svg = chartSvg(
-      `livepack soak ${startedAt.toISOString()} (${commit}): ${opts.streams} streams, ${opts.viewers} viewers`,
+      `livepack soak ${startedAt.toISOString()} (${commit}): ${opts.streams} streams (${opts.abr} ABR), ${opts.viewers} viewers`,
       [
         {
           title: 'Server CPU',
@@ -218,7 +270,22 @@ export async function plotSamples(opts: SoakOptions, startedAt: Date, commit: st
         {
           title: 'Server memory',
           yLabel: 'MB',
-          series: [{ label: 'RSS', color: '#2471a3', points: samples.map((s) => ({ x: s.t / 60, y: s.rssMB })) }],
+          series: [
+            { label: 'RSS', color: '#2471a3', points: samples.map((s) => ({ x: s.t / 60, y: s.rssMB })) },
+            { label: 'JS heap used', color: '#27ae60', points: reports.map((r) => ({ x: r.t, y: r.heapUsedMB })) },
+          ],
+        },
+        {
+          title: 'Part delivery delay',
+          yLabel: 'ms',
+          series: [
+            {
+              label: `p99 per ${opts.reportSeconds} s report`,
+              color: '#8e44ad',
+              points: reports.map((r) => ({ x: r.t, y: r.deliveryP99Ms })),
+            },
+            { label: 'p50', color: '#7f8c8d', points: reports.map((r) => ({ x: r.t, y: r.deliveryP50Ms })) },
+          ],
         },
       ],
       'minutes of load',
@@ -249,9 +316,19 @@ export function printSummary(
   console.log(
     `memory after a full GC: baseline heap ${mb(baseline.heapUsed)} MB / RSS ${mb(baseline.rss)} MB; after the streams stopped heap ${mb(after.heapUsed)} MB / RSS ${mb(after.rss)} MB`,
   );
+  const sl = v.slopes;
+  console.log(
+    `growth after the first ${sl.afterMinutes} min: heap ${sl.heapMBPer10Min} MB / RSS ${sl.rssMBPer10Min} MB per 10 min` +
+      (sl.judged ? ` (limit ${SLOPE_LIMIT_MB_PER_10MIN})` : ` (not judged: under ${SLOPE_MIN_MINUTES} min of load after the warm-up)`),
+  );
+  const ups = load.uploads;
+  console.log(
+    `VODs: ${v.vods.runsChecked} live run(s) checked ready and of their length; ${ups.length} upload(s), ${ups.filter((u) => !u.error).length} ready` +
+      (ups.length ? ` (durations ${ups.map((u) => u.durationS ?? 'failed').join(', ')} s)` : ''),
+  );
   console.log(plotNote);
   console.log(
-    `soak ${v.pass ? 'PASS' : 'FAIL'}: ${opts.streams} streams, ${opts.viewers} viewers, ${opts.minutes} min; errors ${totals.errors}, gaps ${totals.gaps}, ` +
+    `soak ${v.pass ? 'PASS' : 'FAIL'}: ${opts.streams} streams (${opts.abr} ABR), ${opts.viewers} viewers, ${opts.minutes} min; errors ${totals.errors}, gaps ${totals.gaps}, ` +
       `delivery p99 ${r1(all.p99)} ms, CPU ${r1(v.cpuAvg)}% of a core, RSS max ${v.rssMax} MB, heap ${v.heapGrowth >= 0 ? '+' : ''}${mb(v.heapGrowth)} MB after stop` +
       (v.pass ? '' : ` — ${v.problems.join('; ')}`),
   );

@@ -40,7 +40,7 @@ function runToEnd(cmd: string, args: string[], signal: AbortSignal): Promise<voi
 }
 
 /** A 720p30 H.264/AAC MP4 of `seconds`, made once and cached. */
-async function sourceFile(seconds: number, signal: AbortSignal): Promise<string> {
+export async function uploadSource(seconds: number, signal: AbortSignal): Promise<string> {
   const dir = join(tmpdir(), 'livepack-bench-cache');
   const file = join(dir, `upload-720p30-${seconds}s.mp4`);
   if (existsSync(file)) return file;
@@ -93,7 +93,12 @@ interface BenchHooks {
   seconds: number;
   signal: AbortSignal;
   cleanups: (() => Promise<unknown> | void)[];
-  waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, opts?: { stepMs?: number }): Promise<T>;
+  readonly waitFor: <T>(
+    what: string,
+    fn: () => Promise<T | undefined | false>,
+    timeoutMs: number,
+    opts?: { stepMs?: number },
+  ) => Promise<T>;
 }
 
 /**
@@ -101,53 +106,18 @@ interface BenchHooks {
  * FFmpeg alone running the very command the packaging job runs (buildFileArgs), with files as outputs.
  */
 export async function benchUpload(h: BenchHooks): Promise<UploadFigures> {
-  const file = await sourceFile(h.seconds, h.signal);
+  const file = await uploadSource(h.seconds, h.signal);
   const bytes = statSync(file).size;
   const dataDir = mkdtempSync(join(tmpdir(), 'livepack-bench-upload-'));
   h.cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
   const srv = await startServerProcess(h.repoRoot, dataDir, h.apiToken, h.signal, { VOD_WORKERS: '1' });
   h.cleanups.push(() => srv.stop());
-  const auth = { authorization: `Bearer ${h.apiToken}` };
-
-  const init = await fetch(`${srv.base}/api/v1/videos/upload/initiate`, {
-    method: 'POST',
-    headers: { ...auth, 'content-type': 'application/json' },
-    body: JSON.stringify({ title: 'bench upload', size: bytes, filename: 'bench.mp4' }),
-  });
-  if (init.status !== 201) throw new Error(`initiate: ${init.status} ${await init.text()}`);
-  const { videoId, uploadUrl } = (await init.json()) as { videoId: string; uploadUrl: string };
-  const url = new URL(new URL(uploadUrl).pathname, srv.base).href;
   const t0 = performance.now();
-  const patch = await fetch(url, {
-    method: 'PATCH',
-    headers: {
-      ...auth,
-      'tus-resumable': '1.0.0',
-      'upload-offset': '0',
-      'content-type': 'application/offset+octet-stream',
-      'content-length': String(bytes),
-    },
-    body: Readable.toWeb(createReadStream(file)) as ReadableStream,
-    duplex: 'half',
-  } as RequestInit);
-  if (patch.status !== 204) throw new Error(`tus PATCH: ${patch.status} ${await patch.text()}`);
+  const videoId = await uploadFile(srv.base, h.apiToken, file, 'bench upload');
   const uploaded = performance.now();
-  const video = await h.waitFor(
-    'uploaded video ready',
-    async () => {
-      const v = (await (await fetch(`${srv.base}/api/v1/videos/${videoId}`, { headers: auth })).json()) as {
-        status: string;
-        error: string | null;
-      };
-      if (v.status === 'failed') throw new Error(`packaging failed: ${v.error}`);
-      return v.status === 'ready' ? v : undefined;
-    },
-    h.seconds * 20_000,
-    { stepMs: 20 },
-  );
+  await waitUploadReady(srv.base, h.apiToken, videoId, h.seconds * 20_000, h.waitFor, 20);
   const packageMs = performance.now() - uploaded;
   await srv.stop();
-  void video;
 
   // FFmpeg alone: the job's own command line, each rung written to a file instead of a pipe.
   const probe = await probeFile(file, findFfmpeg());
@@ -178,4 +148,59 @@ export async function benchUpload(h: BenchHooks): Promise<UploadFigures> {
     ffmpegAloneMs: Math.round(ffmpegAloneMs),
     ffmpegSpeed: h.seconds / (ffmpegAloneMs / 1000),
   };
+}
+
+/** One whole-file tus upload (initiate, then a single PATCH) of `file`; resolves with the new video's id. */
+export async function uploadFile(base: string, apiToken: string, file: string, title: string): Promise<string> {
+  const auth = { authorization: `Bearer ${apiToken}` };
+  const bytes = statSync(file).size;
+  const init = await fetch(`${base}/api/v1/videos/upload/initiate`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ title, size: bytes, filename: 'upload.mp4' }),
+  });
+  if (init.status !== 201) throw new Error(`initiate: ${init.status} ${await init.text()}`);
+  const { videoId, uploadUrl } = (await init.json()) as { videoId: string; uploadUrl: string };
+  const url = new URL(new URL(uploadUrl).pathname, base).href;
+  const patch = await fetch(url, {
+    method: 'PATCH',
+    headers: {
+      ...auth,
+      'tus-resumable': '1.0.0',
+      'upload-offset': '0',
+      'content-type': 'application/offset+octet-stream',
+      'content-length': String(bytes),
+    },
+    body: Readable.toWeb(createReadStream(file)) as ReadableStream,
+    duplex: 'half',
+  } as RequestInit);
+  if (patch.status !== 204) throw new Error(`tus PATCH: ${patch.status} ${await patch.text()}`);
+  return videoId;
+}
+
+/** Until the uploaded video is ready (throws if its packaging failed); resolves with its duration (s). */
+export async function waitUploadReady(
+  base: string,
+  apiToken: string,
+  videoId: string,
+  timeoutMs: number,
+  waitFor: BenchHooks['waitFor'],
+  stepMs = 500,
+): Promise<number> {
+  const auth = { authorization: `Bearer ${apiToken}` };
+  const video = await waitFor(
+    `uploaded video ${videoId} ready`,
+    async () => {
+      const v = (await (await fetch(`${base}/api/v1/videos/${videoId}`, { headers: auth })).json()) as {
+        status: string;
+        error: string | null;
+        duration: number | null;
+      };
+      if (v.status === 'failed') throw new Error(`packaging failed: ${v.error}`);
+      return v.status === 'ready' ? v : undefined;
+    },
+    timeoutMs,
+    { stepMs },
+  );
+  return video.duration ?? Number.NaN;
 }

@@ -1,18 +1,22 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { isAppError } from '../core/index.js';
+import { FailureLimiter } from '../core/index.js';
 import type { Catalog } from '../catalog/index.js';
 import type { WhipSessionStats } from '../ingest/webrtc/index.js';
 import { registerWhipRoutes, type WhipRoutesOptions } from '../signaling/index.js';
 import type { ObjectStore } from '../storage/index.js';
-import { requireToken } from './auth.js';
+import { ApiAuthGuard, installAuthGuard, requireToken } from './auth.js';
+import { clientErrorHandler, frameworkErrors, installErrorShape, installJsonParser, validatorSchemaController } from './http-errors.js';
+import { applyHttpLimits, DEFAULT_HTTP_LIMITS, serverOptions, type HttpLimits } from './http-limits.js';
 import { dependencyProber, registerHealthRoutes, type DependencyProbe } from './health.js';
 import { registerLiveRoutes, type LiveOriginHandler } from './live.js';
 import { registerLiveThumbnailRoutes, type LiveThumbnailSource } from './live-thumbnails.js';
 import {
   buildMetrics,
+  hideStreamIds,
+  type AuthLimiterSource,
   type HubMetricsSource,
   type IngestCounters,
   type MetricSources,
@@ -25,7 +29,7 @@ import { registerPlayerRoutes } from './player.js';
 import { registerStreamRoutes, type LiveStreamControl, type StreamCatalog, type TranscodeStatusSource } from './streams.js';
 import { registerUploadRoutes, type UploadHandler } from './uploads.js';
 import { PlaybackAccess, registerVodRoutes, type PlaybackCatalog } from './playback.js';
-import type { PlaybackTokens } from './playback-tokens.js';
+import { refuseEncodedTokens, type PlaybackTokens } from './playback-tokens.js';
 import { registerVideoRoutes, type VideoCatalog } from './videos.js';
 
 /*
@@ -110,37 +114,45 @@ export interface AppDeps {
   readonly webrtc?: AppWebRtc;
   /** A pino logger for requests; none means no request logging. */
   readonly logger?: FastifyBaseLogger;
+  /** HTTP_MAX_CONNECTIONS, HTTP_HEADERS_TIMEOUT_MS (see http-limits.ts); absent: the defaults. */
+  readonly http?: HttpLimits;
+  /** AUTH_FAILURE_LIMIT and AUTH_FAILURE_WINDOW_SECONDS for the API token; absent: 10 in 60 s. */
+  readonly auth?: { readonly failureLimit: number; readonly failureWindowMs: number };
+  /** METRICS_TOKEN: /metrics asks for it; absent: /metrics is open and hides ids of streams not public. */
+  readonly metricsToken?: string;
+  /** The other surfaces' failed-key limiters (WHIP, RTMP), reported in /metrics next to the API's. */
+  readonly authLimiters?: () => readonly AuthLimiterSource[];
 }
-
-/** Longest time to receive one request (a tus PATCH of a chunk of an upload): 15 minutes. */
-export const UPLOAD_REQUEST_TIMEOUT_MS = 15 * 60_000;
 
 /** The HTTP face of the server: control API, origin, player, health, metrics, OpenAPI docs. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const limits = deps.http ?? DEFAULT_HTTP_LIMITS;
+  const apiAuth = apiAuthGuard(deps);
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    // An address refused for wrong tokens is logged once per window (apiAuthGuard), not per request.
+    logController: new LogController({
+      disableRequestLogging: (req: { ip?: string; socket?: { remoteAddress?: string } }) =>
+        apiAuth.quiet(req.ip ?? req.socket?.remoteAddress),
+    }),
     bodyLimit: 1024 * 1024,
     // Blocking playlist requests are held for seconds; keep connections open between them.
     keepAliveTimeout: 65_000,
-    // Receiving one request may take this long: a tus PATCH carries a chunk of a file (clients send large
-    // files in chunks that each fit, and resume). A connection silent for connectionTimeout is closed.
-    requestTimeout: UPLOAD_REQUEST_TIMEOUT_MS,
+    // Headers and body timeouts, and why: http-limits.ts. A connection silent for connectionTimeout is closed.
+    http: serverOptions(limits),
+    requestTimeout: serverOptions(limits).requestTimeout,
     connectionTimeout: 120_000,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true } },
+    // Querystrings and params are coerced from strings; bodies are not (http-errors.ts).
+    schemaController: validatorSchemaController({ removeAdditional: false, useDefaults: true }),
+    frameworkErrors,
+    clientErrorHandler,
   });
-
-  app.setErrorHandler((err, req, reply) => {
-    if (isAppError(err)) return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
-    const e = err as { validation?: unknown; statusCode?: number; message: string; code?: string };
-    if (e.validation) return reply.code(400).send({ error: { code: 'E_VALIDATION', message: e.message } });
-    if (e.statusCode && e.statusCode < 500)
-      return reply.code(e.statusCode).send({ error: { code: e.code ?? 'E_BAD_REQUEST', message: e.message } });
-    req.log.error({ err }, 'request failed');
-    return reply.code(500).send({ error: { code: 'E_INTERNAL', message: 'internal error' } });
-  });
-  app.setNotFoundHandler((req, reply) =>
-    reply.code(404).send({ error: { code: 'E_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }),
-  );
+  const httpCounters = applyHttpLimits(app.server, limits);
+  installErrorShape(app);
+  installJsonParser(app);
+  // A playback token has one spelling: /t/<token>/ percent-encoded is refused (playback-tokens.ts).
+  app.addHook('onRequest', refuseEncodedTokens);
+  installAuthGuard(app, apiAuth);
 
   await app.register(swagger, {
     openapi: {
@@ -161,13 +173,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     recorder: deps.recorder?.counters,
     vodWorker: deps.vodWorker,
     webrtc: deps.webrtc,
+    authLimiters: () => [{ surface: 'api', counters: apiAuth.limiter.counters }, ...(deps.authLimiters?.() ?? [])],
+    http: httpCounters,
   });
   if (deps.roles.includes('origin')) await registerOriginRoutes(app, deps, access, registry);
   if (deps.webrtc) await registerWebRtcRoutes(app, deps.webrtc, deps.apiToken);
 
-  app.get('/metrics', { schema: { hide: true }, logLevel: 'warn' }, async (_req, reply) =>
-    reply.type(registry.contentType).send(await registry.metrics()),
-  );
+  registerMetricsRoute(app, registry, deps);
   const health = { roles: deps.roles, catalogKind: deps.catalog.kind, liveStreams: () => deps.hub.list().length, probes: deps.probes };
   registerHealthRoutes(app, health, dependencies);
   return app;
@@ -231,4 +243,60 @@ async function registerWebRtcRoutes(app: FastifyInstance, webrtc: AppWebRtc, api
       async (req) => ({ sessions: webrtc.streamSessions(req.params.id) }),
     );
   });
+}
+
+/**
+ * The API token's failed-attempt limiter (per source address), counted in /metrics under surface "api";
+ * reaching the limit is logged once per window and address, not per attempt.
+ */
+function apiAuthGuard(deps: AppDeps): ApiAuthGuard {
+  const { failureLimit, failureWindowMs } = deps.auth ?? { failureLimit: 10, failureWindowMs: 60_000 };
+  const limiter = new FailureLimiter({ max: failureLimit, windowMs: failureWindowMs });
+  return new ApiAuthGuard(limiter, (source, retryAfterSeconds) =>
+    deps.logger?.warn(
+      { surface: 'api', source, retryAfterSeconds },
+      'too many wrong API tokens from one address: refusing it for the rest of the window',
+    ),
+  );
+}
+
+/** How long /metrics believes a stream's visibility (a scrape every few seconds must not query each time). */
+const VISIBILITY_CACHE_MS = 5000;
+
+/**
+ * GET /metrics: behind METRICS_TOKEN when it is set. When it is not, /metrics is open, and every stream that
+ * is not public (private, or unlisted: its id is what opens it) is labelled by a hash of its id instead.
+ */
+function registerMetricsRoute(app: FastifyInstance, registry: Registry, deps: AppDeps): void {
+  const token = deps.metricsToken;
+  const known = new Map<string, { open: boolean; until: number }>();
+  const publicOf = async (ids: readonly string[]): Promise<ReadonlySet<string>> => {
+    const open = new Set<string>();
+    const now = Date.now();
+    await Promise.all(
+      ids.map(async (id) => {
+        let hit = known.get(id);
+        if (!hit || hit.until < now) {
+          // A catalog that does not answer hides the id: nothing is shown that is not known to be public.
+          const visibility = await deps.catalog.getStream(id).then(
+            (s) => s?.visibility,
+            () => undefined,
+          );
+          hit = { open: visibility === 'public', until: now + VISIBILITY_CACHE_MS };
+          known.set(id, hit);
+          if (known.size > 10_000) known.delete(known.keys().next().value!);
+        }
+        if (hit.open) open.add(id);
+      }),
+    );
+    return open;
+  };
+  app.get(
+    '/metrics',
+    { schema: { hide: true }, logLevel: 'warn', ...(token && { onRequest: requireToken(token) }) },
+    async (_req, reply) => {
+      const text = await registry.metrics();
+      return reply.type(registry.contentType).send(token ? text : await hideStreamIds(text, publicOf));
+    },
+  );
 }

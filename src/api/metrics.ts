@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { WebRtcCounters, WhipSessionStats } from '../ingest/webrtc/index.js';
 import type { TranscodeStatus } from '../livetranscode/index.js';
@@ -62,6 +63,85 @@ export interface MetricSources {
   readonly vodWorker?: VodWorkerMetrics;
   /** WHIP ingest (absent when WebRTC is off). */
   readonly webrtc?: WebRtcMetricsSource;
+  /** Failed-token limiters, one per surface (api, whip, rtmp): livepack_auth_failures_total{surface}. */
+  readonly authLimiters?: () => readonly AuthLimiterSource[];
+  /** The HTTP server's connection cap and slow-client closes. */
+  readonly http?: HttpServerCounters;
+}
+
+/**
+ * A failed-token limiter reporting into livepack_auth_failures_total and livepack_auth_refused_total under
+ * its surface ('api', 'whip', 'rtmp'): a FailureLimiter fits as `{ surface: 'whip', counters: limiter.counters }`.
+ */
+export interface AuthLimiterSource {
+  readonly surface: string;
+  readonly counters: Counts<'failures' | 'refused'>;
+}
+
+/** What the HTTP server counts of its limits (http-limits.ts). */
+export type HttpServerCounters = Counts<'openConnections' | 'refusedConnections' | 'slowBodies'>;
+
+/** Failed token attempts and attempts refused without being tried, per surface. */
+function registerAuthMetrics(registry: Registry, sources: () => readonly AuthLimiterSource[]): void {
+  const perSurface = (name: string, help: string, read: (c: AuthLimiterSource['counters']) => number) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ['surface'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of sources()) this.inc({ surface: s.surface }, read(s.counters));
+      },
+    });
+  perSurface('livepack_auth_failures_total', 'Wrong tokens or stream keys, per surface (api, whip, rtmp)', (c) => c.failures);
+  perSurface(
+    'livepack_auth_refused_total',
+    'Attempts refused untried because their address had AUTH_FAILURE_LIMIT failures in the window (429)',
+    (c) => c.refused,
+  );
+}
+
+/** HTTP connections open, refused over HTTP_MAX_CONNECTIONS, and closed for a body arriving too slowly. */
+function registerHttpMetrics(registry: Registry, http: HttpServerCounters): void {
+  new Gauge({
+    name: 'livepack_http_connections',
+    help: 'HTTP connections open',
+    registers: [registry],
+    collect() {
+      this.set(http.openConnections);
+    },
+  });
+  mirrored(
+    registry,
+    'livepack_http_connections_refused_total',
+    'HTTP connections closed at once because HTTP_MAX_CONNECTIONS were open',
+    () => http.refusedConnections,
+  );
+  mirrored(
+    registry,
+    'livepack_http_slow_bodies_total',
+    'HTTP connections closed because a request body arrived too slowly',
+    () => http.slowBodies,
+  );
+}
+
+/** The label a stream that is not public gets in /metrics without METRICS_TOKEN: never its id. */
+export function hiddenStreamLabel(id: string): string {
+  return `private:${createHash('sha256').update(id, 'utf8').digest('hex').slice(0, 12)}`;
+}
+
+/**
+ * The exposition text with every `stream="<id>"` label of a stream that is not known to be public (private,
+ * unlisted: its id is what opens it) replaced by hiddenStreamLabel. Works on the text, so a metric added
+ * later with a stream label is covered too.
+ */
+export async function hideStreamIds(text: string, isPublic: (ids: readonly string[]) => Promise<ReadonlySet<string>>): Promise<string> {
+  const label = /\bstream="((?:[^"\\]|\\.)*)"/g;
+  const ids = [...new Set(Array.from(text.matchAll(label), (m) => m[1]))];
+  if (ids.length === 0) return text;
+  const open = await isPublic(ids);
+  return text.replace(label, (all, id: string) => (open.has(id) ? all : `stream="${hiddenStreamLabel(id)}"`));
 }
 
 /** A counter whose value is owned by a module and copied in at scrape time. */
@@ -354,5 +434,7 @@ export function buildMetrics(src: MetricSources): Registry {
     mirrored(registry, 'livepack_vod_jobs_retried_total', 'Packaging attempts that failed and were queued again', () => vw.retried);
   }
   if (src.webrtc) registerWebRtcMetrics(registry, src.webrtc);
+  if (src.authLimiters) registerAuthMetrics(registry, src.authLimiters);
+  if (src.http) registerHttpMetrics(registry, src.http);
   return registry;
 }

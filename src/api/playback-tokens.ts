@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
 import { AppError } from '../core/index.js';
 import { ID_RE } from './schemas.js';
 
@@ -15,6 +16,10 @@ export const MAX_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
  * Signed playback tokens for private content: `<kind>.<id>.<expiry seconds>.<HMAC-SHA256, base64url>`.
  * Only URL-path characters, so a token sits in the path (`/t/<token>/vod/<id>/...`) and every relative
  * URI of the playlists carries it without rewriting, through any CDN that keys on the path.
+ *
+ * A token has one spelling only: a CDN keys its cache on the raw path, so a second spelling that opens the
+ * same content would be a second cache entry (and a way round a CDN's own block list). check() refuses a
+ * signature whose unused low bits are set; `refuseEncodedTokens` refuses a percent-encoded path.
  */
 export class PlaybackTokens {
   readonly #key: Buffer;
@@ -48,6 +53,9 @@ export class PlaybackTokens {
       return 'malformed';
     const expected = this.#mac(`${kind}.${id}.${exp}`);
     const given = Buffer.from(sig, 'base64url');
+    // 43 base64url characters carry 258 bits for 256: the last one's two low bits are dropped on decoding,
+    // so four spellings decode alike. Only the one the encoder writes (those bits zero) is the token.
+    if (given.toString('base64url') !== sig) return 'malformed';
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'bad-signature';
     if (kind !== subject.kind || id !== subject.id) return 'wrong-subject';
     if (Number(exp) * 1000 <= now) return 'expired';
@@ -58,4 +66,20 @@ export class PlaybackTokens {
   expiryOf(token: string): number {
     return Number(token.split('.')[2]) * 1000;
   }
+}
+
+/** The tokenised routes (`/t/:token/live/...`, `/t/:token/vod/...`): their pattern as fastify names it. */
+const TOKEN_ROUTE = '/t/:token/';
+
+/**
+ * onRequest hook: a tokenised URL must spell `/t/<token>/` literally. The router decodes the path
+ * (`/t/v%2Eid...` and `/%74/...` reach the same route with the same token), so the raw URL is compared
+ * with the decoded token: any percent-encoding there is a second spelling, refused like a bad token (403).
+ */
+export async function refuseEncodedTokens(req: FastifyRequest): Promise<void> {
+  if (!req.routeOptions.url?.startsWith(TOKEN_ROUTE)) return;
+  const { token } = req.params as { token?: string };
+  const raw = req.raw.url ?? '';
+  if (token === undefined || !raw.startsWith(`/t/${token}/`))
+    throw new AppError('E_FORBIDDEN', 'playback token refused: malformed (a token URL is never percent-encoded)');
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, isAppError } from '../core/index.js';
 import type { Catalog, VideoRecord, Visibility } from '../catalog/index.js';
-import type { ByteRange, ObjectStore } from '../storage/index.js';
+import type { ByteRange, ObjectInfo, ObjectStore } from '../storage/index.js';
 import { validateKey } from '../storage/index.js';
 import { assetKey, contentTypeOf } from '../vod/index.js';
 import type { PlaybackTokens, TokenSubject } from './playback-tokens.js';
@@ -23,7 +23,15 @@ class TtlCache<T> {
     let p = this.#inflight.get(key);
     if (!p) {
       // One load per key at a time: a burst of segment requests for one asset makes one query.
-      p = load().finally(() => this.#inflight.delete(key));
+      // The catalog away (E_UNAVAILABLE): the last value known goes on serving, so viewers of what is
+      // live or ready keep watching through an outage of PostgreSQL (nothing can change it meanwhile here).
+      p = load()
+        .catch((err: unknown) => {
+          const stale = this.#map.get(key);
+          if (stale && isAppError(err) && err.code === 'E_UNAVAILABLE') return stale.value;
+          throw err;
+        })
+        .finally(() => this.#inflight.delete(key));
       this.#inflight.set(key, p);
       p.then(
         (value) => {
@@ -146,9 +154,47 @@ export function parseRange(
   return { start, end };
 }
 
+/**
+ * A parsed range fitted to an object of `size` bytes (RFC 9110 §14.1.2): "If the last-pos value is
+ * absent, or if the value is greater than or equal to the current length of the representation data, the
+ * byte range is interpreted as the remainder of the representation". A first-pos at or past the end is
+ * unsatisfiable (undefined: 416), and so is any range of an empty object.
+ */
+export function fitRange(range: ByteRange, size: number): { start: number; end: number } | undefined {
+  if (range.start >= size) return undefined;
+  return { start: range.start, end: Math.min(range.end ?? size - 1, size - 1) };
+}
+
 const NOT_FOUND = { error: { code: 'E_NOT_FOUND', message: 'no such file in this asset' } };
 
-/** Serves one object of a ready VOD asset from storage, with ranges. */
+/** The headers of one asset file's answer: the same for GET and HEAD. */
+function fileHeaders(
+  reply: FastifyReply,
+  file: string,
+  info: ObjectInfo,
+  range: { start: number; end: number } | undefined,
+  tokenSecondsLeft: number | undefined,
+): void {
+  reply
+    .header('content-type', contentTypeOf(file))
+    .header('accept-ranges', 'bytes')
+    .header('access-control-allow-origin', '*')
+    .header('access-control-expose-headers', 'content-length, content-range');
+  const cacheControl = capCacheControl(info.cacheControl, tokenSecondsLeft);
+  if (cacheControl) reply.header('cache-control', cacheControl);
+  if (range) {
+    reply
+      .code(206)
+      .header('content-range', `bytes ${range.start}-${range.end}/${info.size}`)
+      .header('content-length', range.end - range.start + 1);
+  } else reply.header('content-length', info.size);
+}
+
+/**
+ * Serves one object of a ready VOD asset from storage, with ranges. HEAD answers what GET would, without
+ * the body (RFC 9110 §9.3.2) and without reading the object. One range is served; several, or a malformed
+ * header, get the whole file (200), which RFC 9110 allows.
+ */
 async function sendAssetFile(
   store: AssetFiles,
   videoId: string,
@@ -163,39 +209,28 @@ async function sendAssetFile(
   } catch {
     return reply.code(404).send(NOT_FOUND);
   }
-  const range = await parseRange(req.headers.range, async () => (await store.head(key))?.size);
-  let obj;
-  try {
-    obj = await store.get(key, range);
-  } catch (err) {
-    // A range that starts past the end of the object.
-    if (isAppError(err) && err.code === 'E_VALIDATION') {
-      const size = (await store.head(key))?.size;
+  const isHead = req.method === 'HEAD';
+  const header = req.headers.range;
+  let range: { start: number; end: number } | undefined;
+  // A whole GET learns the size with the bytes; HEAD and ranges need it before them.
+  if (isHead || header) {
+    const info = await store.head(key);
+    if (!info) return reply.code(404).send(NOT_FOUND);
+    const asked = await parseRange(header, async () => info.size);
+    range = asked && fitRange(asked, info.size);
+    if (asked && !range)
       return reply
         .code(416)
-        .header('content-range', `bytes */${size ?? '*'}`)
+        .header('content-range', `bytes */${info.size}`)
         .send({ error: { code: 'E_VALIDATION', message: 'the range starts past the end of the file' } });
+    if (isHead) {
+      fileHeaders(reply, file, info, range, tokenSecondsLeft);
+      return reply.send();
     }
-    throw err;
   }
+  const obj = await store.get(key, range);
   if (!obj) return reply.code(404).send(NOT_FOUND);
-  reply
-    .header('content-type', contentTypeOf(file))
-    .header('accept-ranges', 'bytes')
-    .header('access-control-allow-origin', '*')
-    .header('access-control-expose-headers', 'content-length, content-range');
-  const cacheControl = capCacheControl(obj.cacheControl, tokenSecondsLeft);
-  if (cacheControl) reply.header('cache-control', cacheControl);
-  if (obj.range) {
-    reply
-      .code(206)
-      .header('content-range', `bytes ${obj.range.start}-${obj.range.end}/${obj.size}`)
-      .header('content-length', obj.range.end - obj.range.start + 1);
-  } else reply.header('content-length', obj.size);
-  if (req.method === 'HEAD') {
-    obj.body.destroy();
-    return reply.send();
-  }
+  fileHeaders(reply, file, obj, obj.range, tokenSecondsLeft);
   return reply.send(obj.body);
 }
 
@@ -221,8 +256,9 @@ export function registerVodRoutes(app: FastifyInstance, deps: PlaybackRouteDeps)
     return sendAssetFile(deps.store, id, req.params['*'], req, reply, secondsLeft);
   };
   for (const url of ['/vod/:id/*', '/t/:token/vod/:id/*']) {
-    // GET only: fastify answers HEAD from the same handler (exposeHeadRoutes), without the body.
-    app.route({ method: 'GET', url, schema: { hide: true }, logLevel: 'warn', handler });
+    // HEAD is declared, not left to fastify's exposed HEAD route: that one sets Content-Length from the
+    // body it is given, and sendAssetFile gives a HEAD none (it does not read the object for it).
+    app.route({ method: ['GET', 'HEAD'], url, schema: { hide: true }, logLevel: 'warn', handler });
   }
   app.options('/vod/*', { schema: { hide: true }, logLevel: 'warn' }, corsPreflight);
   app.options('/t/*', { schema: { hide: true }, logLevel: 'warn' }, corsPreflight);

@@ -136,7 +136,7 @@ export const videoRouteSchemas = {
   },
   watch: {
     summary:
-      "A player's progress and quality beacon (no token needed): position, startup time, rebuffers, bitrate. An unknown id is ignored (204), so beacons tell nothing about which ids exist.",
+      'A player\'s progress and quality beacon: position, startup time, rebuffers, bitrate. One viewing session per viewerId, updated by each beacon. Public and unlisted videos need no token; a private one needs its playback token in "token" (403 otherwise). An unknown id is ignored (204), so beacons tell nothing about which ids exist. Bounded per address and per video: 429 with Retry-After past the bounds.',
     tags: ['videos'],
     params: idParams,
     body: {
@@ -150,8 +150,10 @@ export const videoRouteSchemas = {
         rebuffers: { type: 'integer', minimum: 0, maximum: 1_000_000 },
         rebufferMs: { type: 'integer', minimum: 0, maximum: 1e9 },
         bitrateKbps: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+        token: { type: 'string', minLength: 1, maxLength: 256, description: 'Playback token of a private video (or of its live stream)' },
       },
     },
+    response: { 400: errorSchema, 401: errorSchema, 403: errorSchema, 429: errorSchema },
   },
   views: {
     summary: 'Viewing history of a video: one entry per viewing session, most recent first',

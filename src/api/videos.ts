@@ -1,10 +1,11 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { AppError } from '../core/index.js';
 import type { Catalog, VideoRecord, VideoStatus, VideoType, Visibility, WatchBeacon } from '../catalog/index.js';
 import type { ObjectStore } from '../storage/index.js';
 import { videoPrefix } from '../vod/index.js';
-import { isOperator, requireOperator } from './auth.js';
+import { identifyOperator, isOperator, requireToken } from './auth.js';
+import { addressKey, BeaconLimits, type BeaconVerdict } from './beacon-limits.js';
 import { liveThumbnailPath } from './live-thumbnails.js';
 import type { PlaybackAccess } from './playback.js';
 import { videoRouteSchemas as schemas } from './videos.schemas.js';
@@ -29,6 +30,8 @@ export interface VideoRoutesDeps {
   readonly onDelete?: (videoId: string) => Promise<void> | void;
   /** Whether a live stream has a thumbnail to serve now (vod/LiveThumbnails); absent: live runs have none. */
   readonly hasLiveThumbnail?: (streamId: string) => boolean;
+  /** Bounds on watch beacons; absent: DEFAULT_BEACON_LIMITS. */
+  readonly beaconLimits?: BeaconLimits;
 }
 
 /** The poster of a VOD, or the current thumbnail of a live run; a private one is fetched with a token like the rest. */
@@ -78,6 +81,12 @@ function watchMetrics(registry: Registry) {
       buckets: [0.25, 0.5, 1, 2, 4, 8],
       registers: [registry],
     }),
+    refused: new Counter({
+      name: 'livepack_vod_watch_beacons_refused_total',
+      help: 'Watch beacons refused with 429: "rate" (one address sent too fast), "sessions" (too many viewing sessions of a video)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     bitrate: new Histogram({
       name: 'livepack_vod_watch_bitrate_kbps',
       help: 'Bitrate of the rendition players were on when they sent a beacon',
@@ -87,13 +96,40 @@ function watchMetrics(registry: Registry) {
   };
 }
 
+/** A watch beacon as players send it: the catalog's fields, and a private video's playback token. */
+type BeaconBody = WatchBeacon & { readonly token?: string };
+
+/** 429 with Retry-After, in the error shape. */
+function tooManyBeacons(reply: FastifyReply, verdict: Extract<BeaconVerdict, { ok: false }>) {
+  return reply
+    .code(429)
+    .header('retry-after', String(verdict.retryAfterSeconds))
+    .send({ error: { code: 'E_LIMIT_EXCEEDED', message: verdict.reason } });
+}
+
+/**
+ * A private video's beacons need what its playback needs: a token for the video, or for the stream of a
+ * live run (the token its watch page plays with). Public and unlisted ones are open.
+ */
+function checkBeaconAccess(access: PlaybackAccess, v: VideoRecord, token: string | undefined): void {
+  if (v.visibility !== 'private') return;
+  if (token === undefined) throw new AppError('E_FORBIDDEN', 'this video is private: send its playback token in the beacon ("token")');
+  const live = v.type === 'live' && v.streamId !== null;
+  access.check(v.visibility, live ? { kind: 's', id: v.streamId! } : { kind: 'v', id: v.id }, token);
+}
+
 /**
  * The catalog and playback API: list, get, search, edit and delete videos (live runs, recordings,
- * uploads); playback tokens for private ones; watch beacons from players. Reads and beacons are open to
- * viewers (public content only); everything else needs the operator token.
+ * uploads); playback tokens for private ones; watch beacons from players. Reads are open to viewers
+ * (public content only), beacons too (a private video's with its playback token); everything else needs
+ * the operator token.
  */
 export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps): void {
   const { catalog, access, apiToken } = deps;
+  // Operator routes check the token in onRequest: before the body is read, so a caller without it gets
+  // 401 whatever it sends (not 400 or 413 about a body nobody should have parsed).
+  const operator = requireToken(apiToken);
+  const limits = deps.beaconLimits ?? new BeaconLimits();
   const base = deps.publicBaseUrl;
   const live = deps.hasLiveThumbnail;
   const metrics = watchMetrics(deps.registry);
@@ -125,9 +161,8 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
 
   app.patch<{ Params: { id: string }; Body: { title?: string; description?: string; visibility?: Visibility } }>(
     '/api/v1/videos/:id',
-    { schema: schemas.update },
+    { onRequest: operator, schema: schemas.update },
     async (req) => {
-      requireOperator(req, apiToken);
       if (req.body.visibility !== undefined) {
         const current = await catalog.videos.get(req.params.id);
         // Live playback follows the stream's visibility; a run's own would say one thing and do another.
@@ -141,8 +176,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
     },
   );
 
-  app.delete<{ Params: { id: string } }>('/api/v1/videos/:id', { schema: schemas.delete }, async (req, reply) => {
-    requireOperator(req, apiToken);
+  app.delete<{ Params: { id: string } }>('/api/v1/videos/:id', { onRequest: operator, schema: schemas.delete }, async (req, reply) => {
     const { id } = req.params;
     if (deps.busyVideoIds().has(id))
       throw new AppError('E_CONFLICT', `video ${id} is a live run being recorded or finalized; stop or delete its stream first`);
@@ -160,9 +194,8 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
 
   app.post<{ Params: { id: string }; Body: { ttlSeconds?: number } | null }>(
     '/api/v1/videos/:id/playback-token',
-    { schema: schemas.playbackToken },
+    { onRequest: operator, schema: schemas.playbackToken },
     async (req, reply) => {
-      requireOperator(req, apiToken);
       const v = await catalog.videos.get(req.params.id);
       if (!v) throw new AppError('E_NOT_FOUND', `no video ${req.params.id}`);
       const ttl = req.body?.ttlSeconds ?? deps.tokenTtlSeconds;
@@ -174,16 +207,32 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
     },
   );
 
-  app.post<{ Params: { id: string }; Body: WatchBeacon }>(
+  // One row per viewing session (video, viewerId), updated by each of its beacons; the limits bound how
+  // fast an address sends and how many sessions it (and everyone) may open on a video (beacon-limits.ts).
+  app.post<{ Params: { id: string }; Body: BeaconBody }>(
     '/api/v1/videos/:id/watch',
     {
       bodyLimit: 4096,
+      // Viewers send beacons without a token; a wrong operator token is refused before the body is read.
+      onRequest: identifyOperator(apiToken),
       schema: schemas.watch,
     },
     async (req, reply) => {
+      const address = addressKey(req.ip);
+      const rate = limits.take(address);
+      if (!rate.ok) {
+        metrics.refused.inc({ reason: 'rate' });
+        return tooManyBeacons(reply, rate);
+      }
       const v = await access.video(req.params.id);
       if (!v) return reply.code(204).send();
-      const b = req.body;
+      const { token, ...b } = req.body;
+      if (!isOperator(req, apiToken)) checkBeaconAccess(access, v, token);
+      const session = limits.admitSession(v.id, address, b.viewerId);
+      if (!session.ok) {
+        metrics.refused.inc({ reason: 'sessions' });
+        return tooManyBeacons(reply, session);
+      }
       await catalog.videos.recordView(v.id, b);
       metrics.beacons.inc();
       const key = `${v.id}/${b.viewerId}`;
@@ -200,9 +249,8 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
 
   app.get<{ Params: { id: string }; Querystring: { limit: number } }>(
     '/api/v1/videos/:id/views',
-    { schema: schemas.views },
+    { onRequest: operator, schema: schemas.views },
     async (req) => {
-      requireOperator(req, apiToken);
       const v = await catalog.videos.get(req.params.id);
       if (!v) throw new AppError('E_NOT_FOUND', `no video ${req.params.id}`);
       const views = await catalog.videos.views(v.id, req.query.limit);

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -104,15 +104,52 @@ function initPgliteDir(dir: string): Promise<void> {
   });
 }
 
+/**
+ * The catalog's folder, made private (0700) when it is new, and refused when it is not private: it holds
+ * every stream key's hash, the videos and their visibility. PostgreSQL itself refuses a data directory
+ * that group or others can enter; one left by an older version (0755) gets the command that fixes it.
+ */
+export async function ensurePrivateDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const mode = (await stat(dir)).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new AppError(
+      'E_CONFIG_INVALID',
+      `the catalog directory ${dir} has mode ${mode.toString(8).padStart(4, '0')}: other users can read it ` +
+        `(it must be 0700, as PostgreSQL requires of a data directory). Make it private with: chmod -R go= '${dir}'`,
+    );
+  }
+}
+
+/**
+ * Takes group and other bits off everything under `dir` (about 1,000 files: a few ms). PGlite unpacks its
+ * initial database with the modes of its bundled archive (files 0666, folders 0755) whatever the umask,
+ * and its C library's umask is a fixed 0022 with no way to set it: a file PostgreSQL writes through stdio
+ * (pg_internal.init, pgstat.stat) is chmod-ed 0644. So this runs after the first start, after each open
+ * and after close; in between the 0700 folder is what keeps others out, as it is for PostgreSQL.
+ */
+async function restrictTree(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      await chmod(path, 0o700);
+      await restrictTree(path);
+    } else if (entry.isFile()) {
+      await chmod(path, 0o600);
+    }
+  }
+}
+
 /** Embedded PostgreSQL (WASM) with its files in `dir`. */
 export async function openPglite(dir: string, logger: Logger): Promise<Db> {
-  await mkdir(dir, { recursive: true });
+  await ensurePrivateDir(dir);
   if (!existsSync(join(dir, 'PG_VERSION'))) {
     logger.info({ dir }, 'catalog: creating the embedded database (first start)');
     await initPgliteDir(dir);
   }
   const pgl = new PGlite(dir);
   await pgl.waitReady;
+  await restrictTree(dir);
   logger.info({ dir }, 'catalog: PGlite ready');
   const asQueryable = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
     query: async <T>(sql: string, params?: readonly unknown[]) => {
@@ -126,7 +163,10 @@ export async function openPglite(dir: string, logger: Logger): Promise<Db> {
   return new TrackedDb('pglite', {
     ...asQueryable(pgl),
     transaction: (fn) => pgl.transaction((tx) => fn(asQueryable(tx))),
-    end: () => pgl.close(),
+    end: async () => {
+      await pgl.close();
+      await restrictTree(dir);
+    },
   });
 }
 

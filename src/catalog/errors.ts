@@ -19,6 +19,51 @@ interface PgLikeError {
   table?: unknown;
 }
 
+/** How long a client is told to wait (Retry-After) when the catalog's server does not answer. */
+export const CATALOG_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * The catalog's server cannot be reached now (E_UNAVAILABLE, HTTP 503). `retryAfterSeconds` is what the
+ * API puts in Retry-After. The message names no address: the driver's (host, port) stays in the cause.
+ */
+export class CatalogUnavailableError extends AppError {
+  readonly retryAfterSeconds = CATALOG_RETRY_AFTER_SECONDS;
+
+  constructor(cause: unknown) {
+    super('E_UNAVAILABLE', 'the catalog (PostgreSQL) is unavailable; try again shortly', { cause });
+    this.name = 'CatalogUnavailableError';
+  }
+}
+
+/** Socket errors of Node (pg's connect and reads): the server is down or unreachable, not the query wrong. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+/**
+ * pg's own errors for a connection lost or never made carry no code, only these messages (pg 8:
+ * client.js, pg-pool's index.js).
+ */
+const LOST_CONNECTION =
+  /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect|Connection closed/i;
+
+/**
+ * Whether `sqlstate` or the error says the server is away: SQLSTATE class 08 (connection exception),
+ * 57P01-57P03 (the server shutting down or not accepting connections yet), 53300 (too many connections).
+ */
+function isUnavailable(e: PgLikeError, sqlstate: string | undefined, err: unknown): boolean {
+  if (sqlstate !== undefined && (sqlstate.startsWith('08') || /^57P0[123]$/.test(sqlstate) || sqlstate === '53300')) return true;
+  if (sqlstate !== undefined && NETWORK_CODES.has(sqlstate)) return true;
+  return err instanceof Error && LOST_CONNECTION.test(err.message);
+}
+
 /**
  * Turns a driver error (pg's DatabaseError or PGlite's, both carry `code` = SQLSTATE) into an AppError with
  * the original as `cause`. AppErrors pass through untouched.
@@ -32,6 +77,7 @@ export function toAppError(err: unknown): AppError {
     const where = typeof e.constraint === 'string' ? ` (${e.constraint})` : typeof e.table === 'string' ? ` (${e.table})` : '';
     return new AppError(mapped.code, `catalog: row ${mapped.what}${where}`, { cause: err });
   }
+  if (isUnavailable(e, sqlstate, err)) return new CatalogUnavailableError(err);
   const msg = err instanceof Error ? err.message : String(err);
   return new AppError('E_INTERNAL', `catalog: ${msg}`, { cause: err });
 }

@@ -25,6 +25,7 @@ export interface RtmpConfig {
     readonly maxConnections: number;
     readonly handshakeTimeoutMs: number;
     readonly idleTimeoutMs: number;
+    readonly mediaTimeoutMs: number;
     readonly maxChunkSize: number;
     readonly maxMessageSize: number;
   };
@@ -68,8 +69,23 @@ export interface WebRtcConfig {
   readonly publicAddress: string | undefined;
   readonly iceServers: readonly string[];
   readonly maxSessions: number;
+  readonly offersPerKeyPerMinute: number;
   readonly jitterBufferMs: number;
   readonly maxBitrateKbps: number;
+}
+
+/** HTTP server limits (slowloris, connection floods) and the /metrics token. */
+export interface HttpConfig {
+  readonly maxConnections: number;
+  readonly headersTimeoutMs: number;
+  /** METRICS_TOKEN; undefined: /metrics is open (private streams hashed). */
+  readonly metricsToken: string | undefined;
+}
+
+/** Failed-token limiter shared by every surface (API token, WHIP and RTMP stream keys): per source address. */
+export interface AuthConfig {
+  readonly failureLimit: number;
+  readonly failureWindowMs: number;
 }
 
 export interface CatalogConfig {
@@ -122,6 +138,8 @@ export interface Config {
   readonly webrtc: WebRtcConfig;
   readonly node: NodeConfig;
   readonly coord: CoordConfig;
+  readonly http: HttpConfig;
+  readonly auth: AuthConfig;
 }
 
 type Raw = Record<string, string | undefined>;
@@ -214,6 +232,7 @@ function toConfig(v: Record<string, SettingValue>): Config {
         maxConnections: num('RTMP_MAX_CONNECTIONS'),
         handshakeTimeoutMs: num('RTMP_HANDSHAKE_TIMEOUT_MS'),
         idleTimeoutMs: num('RTMP_IDLE_TIMEOUT_MS'),
+        mediaTimeoutMs: num('RTMP_MEDIA_TIMEOUT_MS'),
         maxChunkSize: num('RTMP_MAX_CHUNK_SIZE'),
         maxMessageSize: num('RTMP_MAX_MESSAGE_SIZE'),
       },
@@ -268,11 +287,18 @@ function toConfig(v: Record<string, SettingValue>): Config {
       publicAddress: str('WEBRTC_PUBLIC_ADDRESS'),
       iceServers: listOf(str('WEBRTC_ICE_SERVERS')),
       maxSessions: num('WEBRTC_MAX_SESSIONS'),
+      offersPerKeyPerMinute: num('WEBRTC_OFFERS_PER_KEY_PER_MINUTE'),
       jitterBufferMs: num('WEBRTC_JITTER_BUFFER_MS'),
       maxBitrateKbps: num('WEBRTC_MAX_BITRATE_KBPS'),
     },
     node: { roles: NODE_ROLES.filter((r) => listOf(str('NODE_ROLES')).includes(r)), id: str('NODE_ID') },
     coord: { redisUrl: str('REDIS_URL'), prefix: str('REDIS_PREFIX')! },
+    http: {
+      maxConnections: num('HTTP_MAX_CONNECTIONS'),
+      headersTimeoutMs: num('HTTP_HEADERS_TIMEOUT_MS'),
+      metricsToken: str('METRICS_TOKEN'),
+    },
+    auth: { failureLimit: num('AUTH_FAILURE_LIMIT'), failureWindowMs: num('AUTH_FAILURE_WINDOW_SECONDS') * 1000 },
   };
 }
 

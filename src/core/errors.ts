@@ -13,8 +13,14 @@ export const ErrorCodes = {
   E_PLAYLIST_BAD_REQUEST: 400,
   E_PROTOCOL: 400,
   E_LIMIT_EXCEEDED: 429,
+  /** Too many failed token attempts from one source address (FailureLimiter); the answer carries Retry-After. */
+  E_RATE_LIMITED: 429,
+  /** A request body that is not well-formed JSON (bad syntax, or bytes that are not UTF-8). */
+  E_BAD_JSON: 400,
   E_UNSUPPORTED_CODEC: 415,
   E_CLOSED: 503,
+  /** A dependency (the catalog's PostgreSQL, storage) does not answer now; the answer carries Retry-After. */
+  E_UNAVAILABLE: 503,
   E_TIMEOUT: 504,
   E_INTERNAL: 500,
 } as const;

@@ -12,3 +12,4 @@ export { parseRedisUrl } from './redis-url.js';
 export type { RedisTarget } from './redis-url.js';
 export { FailureLimiter } from './rate-limit.js';
 export type { FailureLimiterOptions, FailureVerdict } from './rate-limit.js';
+export { REDACTED, redactingLogger, redactMessages, redactText, redactUrl, redactValue } from './redact.js';

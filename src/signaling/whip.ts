@@ -7,11 +7,11 @@
  * asked again), like a WHIP resource URL in MediaMTX and OvenMediaEngine.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError } from '../core/index.js';
-import { MAX_SDP_BYTES, type WebRtcIngest } from '../ingest/webrtc/index.js';
+import { AppError, isAppError } from '../core/index.js';
+import { MAX_SDP_BYTES, RetryLaterError, type Admission, type WebRtcIngest } from '../ingest/webrtc/index.js';
 
-/** What the WHIP routes use of the WebRTC ingest: sessions are created, patched and removed by id. */
-export type WhipIngest = Pick<WebRtcIngest, 'iceServers' | 'create' | 'patch' | 'etag' | 'remove'>;
+/** What the WHIP routes use of the WebRTC ingest: publishers admitted, sessions created, patched, removed by id. */
+export type WhipIngest = Pick<WebRtcIngest, 'iceServers' | 'admit' | 'create' | 'patch' | 'etag' | 'remove'>;
 
 export interface WhipRoutesOptions {
   readonly ingest: WhipIngest;
@@ -49,6 +49,22 @@ function textBody(body: unknown): string {
   return typeof body === 'string' ? body : '';
 }
 
+/** The stream key of a WHIP POST, checked (RFC 9725 4.1: "Bearer" token); the answer's headers say why not. */
+async function admitOffer(ingest: WhipIngest, req: FastifyRequest, reply: FastifyReply): Promise<Admission> {
+  const key = bearer(req);
+  if (!key) {
+    reply.header('www-authenticate', 'Bearer');
+    throw new AppError('E_UNAUTHORIZED', 'send the stream key as Authorization: Bearer <streamKey>');
+  }
+  try {
+    return await ingest.admit(key, req.ip);
+  } catch (err) {
+    if (err instanceof RetryLaterError) reply.header('retry-after', String(err.retryAfterSeconds));
+    else if (isAppError(err) && err.code === 'E_UNAUTHORIZED') reply.header('www-authenticate', 'Bearer error="invalid_token"');
+    throw err;
+  }
+}
+
 export async function registerWhipRoutes(app: FastifyInstance, opts: WhipRoutesOptions): Promise<void> {
   const base = opts.path ?? '/whip';
   const ingest = opts.ingest;
@@ -75,22 +91,19 @@ export async function registerWhipRoutes(app: FastifyInstance, opts: WhipRoutesO
     s.options(base, { schema: { hide: true } }, preflight);
     s.options(`${base}/:id`, { schema: { hide: true } }, preflight);
 
-    s.post(base, { schema: { hide: true }, bodyLimit: MAX_SDP_BYTES }, async (req, reply) => {
+    // The key is checked in onRequest, from the headers alone: a request without a right key is answered
+    // 401 (or 429) before a byte of its body is read, whatever its size or content type.
+    const admitted = new WeakMap<FastifyRequest, Admission>();
+    const admit = async (req: FastifyRequest, reply: FastifyReply) => {
+      admitted.set(req, await admitOffer(ingest, req, reply));
+    };
+    s.post(base, { schema: { hide: true }, bodyLimit: MAX_SDP_BYTES, onRequest: admit }, async (req, reply) => {
       if (contentType(req) !== SDP) {
         return reply.code(415).send({ error: { code: 'E_VALIDATION', message: `a WHIP offer is sent as ${SDP}` } });
       }
-      const key = bearer(req);
-      if (!key) {
-        reply.header('www-authenticate', 'Bearer');
-        throw new AppError('E_UNAUTHORIZED', 'send the stream key as Authorization: Bearer <streamKey>');
-      }
-      let created;
-      try {
-        created = await ingest.create(textBody(req.body), key, req.ip);
-      } catch (err) {
-        if (err instanceof AppError && err.code === 'E_UNAUTHORIZED') reply.header('www-authenticate', 'Bearer error="invalid_token"');
-        throw err;
-      }
+      const admission = admitted.get(req);
+      if (!admission) throw new AppError('E_INTERNAL', 'WHIP offer without an admission');
+      const created = await ingest.create(textBody(req.body), admission, req.ip);
       const location = `${base}/${created.sessionId}`;
       const links = iceServerLinks(ingest.iceServers);
       if (links.length) reply.header('link', links);

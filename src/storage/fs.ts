@@ -35,6 +35,12 @@ interface SideMeta {
 const CREATE_ATTEMPTS = 3;
 /** Keys deletePrefix() gathers before deleting them. */
 const DELETE_BATCH = 1000;
+/**
+ * Objects are the server's own: private VOD must not be readable by other local users. Explicit, so they
+ * hold whatever the process umask (main.ts sets 0077; a library user may not).
+ */
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
 
 const isCode = (err: unknown, ...codes: string[]) => codes.includes((err as NodeJS.ErrnoException | null | undefined)?.code ?? '');
 
@@ -179,7 +185,7 @@ export class FsStorage implements ObjectStore {
     if (meta.cacheControl) side.cacheControl = meta.cacheControl;
     const hasMeta = Object.keys(side).length > 0;
     const metaTmp = `${tmp}.meta`;
-    if (hasMeta) await writeFile(metaTmp, JSON.stringify(side), { flag: 'wx' });
+    if (hasMeta) await writeFile(metaTmp, JSON.stringify(side), { flag: 'wx', mode: FILE_MODE });
     try {
       await rename(tmp, paths.file);
       if (hasMeta) await rename(metaTmp, paths.meta);
@@ -309,9 +315,9 @@ async function writeDurably(dir: string, tmp: string, body: Buffer | Readable): 
 
 async function createExclusive(dir: string, tmp: string): Promise<FileHandle> {
   for (let attempt = 1; ; attempt++) {
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: DIR_MODE });
     try {
-      return await open(tmp, 'wx');
+      return await open(tmp, 'wx', FILE_MODE);
     } catch (err) {
       // A delete() of the last object in `dir` may prune it between our mkdir and open: make it again.
       if (!isCode(err, 'ENOENT') || attempt === CREATE_ATTEMPTS) throw err;

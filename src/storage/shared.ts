@@ -44,8 +44,54 @@ export class Operations {
   }
 }
 
+/** How long a client is told to wait (Retry-After) when storage does not answer or is full. */
+export const STORAGE_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * Storage cannot serve now (E_UNAVAILABLE, HTTP 503): S3 unreachable or failing (5xx, throttled), or the
+ * disk under DATA_DIR full. `retryAfterSeconds` is what the API puts in Retry-After; the message names the
+ * operation and key, never the service's address (that stays in the cause).
+ */
+export class StorageUnavailableError extends AppError {
+  readonly retryAfterSeconds = STORAGE_RETRY_AFTER_SECONDS;
+
+  constructor(name: string, op: string, key: string, why: string, cause: unknown) {
+    super('E_UNAVAILABLE', `${name}: ${op} ${JSON.stringify(key)} failed: ${why}; try again shortly`, { cause });
+    this.name = 'StorageUnavailableError';
+  }
+}
+
+/** Socket errors of Node: the service is down or unreachable. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+/** The SDK's names for S3 being overloaded or timing out (it also answers 5xx for them). */
+const S3_AWAY = new Set(['ServiceUnavailable', 'SlowDown', 'InternalError', 'RequestTimeout', 'TimeoutError', 'RequestTimeTooSkewed']);
+
+/** Why `err` means storage is away for now (undefined: it is not that kind of failure). */
+function unavailableReason(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as { code?: unknown; name?: unknown; $metadata?: { httpStatusCode?: unknown } };
+  if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return 'the disk is full';
+  if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return 'the object store does not answer';
+  if (typeof e.name === 'string' && S3_AWAY.has(e.name)) return `the object store is unavailable (${e.name})`;
+  const status = e.$metadata?.httpStatusCode;
+  if (typeof status === 'number' && status >= 500) return `the object store is unavailable (HTTP ${status})`;
+  return undefined;
+}
+
 export function toStorageError(name: string, op: string, key: string, err: unknown): AppError {
   if (isAppError(err)) return err;
+  const why = unavailableReason(err);
+  if (why) return new StorageUnavailableError(name, op, key, why, err);
   const msg = err instanceof Error ? err.message : String(err);
   return new AppError('E_INTERNAL', `${name}: ${op} ${JSON.stringify(key)} failed: ${msg}`, { cause: err });
 }

@@ -92,6 +92,13 @@ class LiveStream {
   state: StreamState = 'live';
   readers = new Set<Reader>();
   graceTimer: NodeJS.Timeout | undefined;
+  /**
+   * When the wait that began as the last publisher that delivered frames left (dropped, stopped or taken
+   * over) runs out, and what the stream ends with then. A publisher that leaves without a frame returns the
+   * stream to this wait instead of starting a new one, so silent publishers cannot keep a stream alive.
+   */
+  graceDeadline: number | undefined;
+  graceWhy = 'publisher did not return';
   liveSince: number;
   sessions = 0;
   info!: PublishInfo;
@@ -195,7 +202,8 @@ class PublisherImpl implements Publisher {
  * Registry of live streams: one publisher each, many readers. A second publisher on the same stream
  * takes over at once (OBS reconnects before the server notices the old socket died); a stream whose
  * publisher leaves waits `graceMs` for one to come back before it ends, so players see one continuous
- * stream across reconnects.
+ * stream across reconnects. A publisher that leaves without having sent a frame does not restart that
+ * wait: the stream ends `graceMs` after its last media publisher left, however many silent ones came.
  */
 export class StreamHub extends EventEmitter<HubEvents> {
   readonly clock: Clock;
@@ -249,6 +257,8 @@ export class StreamHub extends EventEmitter<HubEvents> {
       this.counters.takeovers++;
       this.#log.info({ stream: streamId, session: old.sessionId, by: info.sessionId }, 'publisher taken over');
       old.closed = true;
+      // From here the stream waits on the newcomer as it would on a dropped publisher (see onPublisherClosed).
+      if (old.stats().frames > 0) this.#remember(stream, now + this.#opts.graceMs, 'publisher did not return');
       stream.broadcast({ type: 'session-end', sessionId: old.sessionId, reason: 'takeover' });
       this.emit('session-end', streamId, old.info, 'takeover', old.stats());
       old.kick('taken over by a new publisher');
@@ -274,14 +284,36 @@ export class StreamHub extends EventEmitter<HubEvents> {
     if (stream.publisher !== pub) return; // already replaced (takeover)
     stream.broadcast({ type: 'session-end', sessionId: pub.sessionId, reason });
     this.emit('session-end', stream.id, pub.info, reason, pub.stats());
+    const now = this.clock.now();
+    if (pub.stats().frames === 0 && stream.graceDeadline !== undefined) {
+      // It never sent a frame (a takeover that stalled, a reconnect that failed): the stream goes back to
+      // the wait it was in, counted from when its media stopped, not from now.
+      this.#log.info(
+        { stream: stream.id, session: pub.sessionId, remainingMs: stream.graceDeadline - now },
+        'publisher left without media',
+      );
+      return this.#wait(stream, stream.graceDeadline - now, stream.graceWhy);
+    }
     // A broadcaster who pressed Stop has ended the show: only a lost connection is waited for.
     const grace = how === 'unpublished' ? (this.#opts.unpublishGraceMs ?? 0) : this.#opts.graceMs;
     if (how === 'unpublished' && grace === 0) return this.end(stream.id, 'publisher stopped');
+    const why = how === 'unpublished' ? 'publisher stopped' : 'publisher did not return';
+    if (pub.stats().frames > 0) this.#remember(stream, now + grace, why);
+    this.#wait(stream, grace, why);
+  }
+
+  #remember(stream: LiveStream, deadline: number, why: string): void {
+    stream.graceDeadline = deadline;
+    stream.graceWhy = why;
+  }
+
+  /** The stream waits `ms` for a publisher, then ends with `why`; at once when no time is left. */
+  #wait(stream: LiveStream, ms: number, why: string): void {
+    if (ms <= 0) return this.end(stream.id, why);
     stream.state = 'reconnecting';
     stream.fps = 0;
     stream.bitrateKbps = 0;
-    const why = how === 'unpublished' ? 'publisher stopped' : 'publisher did not return';
-    stream.graceTimer = setTimeout(() => this.end(stream.id, why), grace);
+    stream.graceTimer = setTimeout(() => this.end(stream.id, why), ms);
     stream.graceTimer.unref();
   }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { loadConfig } from '../../src/config/index.js';
 import { startServer, type RunningServer } from '../../src/main.js';
-import { pino } from 'pino';
+import { pino, type DestinationStream } from 'pino';
 
 export interface TestServer extends RunningServer {
   readonly base: string;
@@ -14,8 +14,11 @@ export interface TestServer extends RunningServer {
   stop(): Promise<void>;
 }
 
-/** A whole server on 127.0.0.1 with ports chosen by the OS and a fresh DATA_DIR. */
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+/**
+ * A whole server on 127.0.0.1 with ports chosen by the OS and a fresh DATA_DIR. `opts.log` receives the
+ * server's log lines (JSON, from level TEST_LOG_LEVEL, else info) instead of stdout.
+ */
+export async function startTestServer(env: Record<string, string> = {}, opts: { log?: DestinationStream } = {}): Promise<TestServer> {
   const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'livepack-test-'));
   const config = loadConfig({
     HOST: '127.0.0.1',
@@ -28,7 +31,8 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     ...env,
   });
   // TEST_LOG_LEVEL (in the environment, or in `env` for one server) shows the server's log.
-  const logger = pino({ level: env.TEST_LOG_LEVEL ?? process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const level = env.TEST_LOG_LEVEL ?? process.env.TEST_LOG_LEVEL ?? (opts.log ? 'info' : 'silent');
+  const logger = opts.log ? pino({ level }, opts.log) : pino({ level });
   const server = await startServer(config, logger);
   const base = `http://127.0.0.1:${server.httpPort}`;
   return {

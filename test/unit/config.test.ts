@@ -45,7 +45,14 @@ describe('loadConfig', () => {
         host: '0.0.0.0',
         port: 1935,
         tls: undefined,
-        limits: { maxConnections: 500, handshakeTimeoutMs: 10_000, idleTimeoutMs: 30_000, maxChunkSize: 65_536, maxMessageSize: 8_388_608 },
+        limits: {
+          maxConnections: 500,
+          handshakeTimeoutMs: 10_000,
+          idleTimeoutMs: 30_000,
+          maxChunkSize: 65_536,
+          maxMessageSize: 8_388_608,
+          mediaTimeoutMs: 10_000,
+        },
       },
       hls: { partTargetMs: 200, segmentTargetMs: 2000, windowSeconds: 24, holdMs: 6000, endedRetentionMs: 60_000, maxHeldRequests: 5000 },
       stream: { graceMs: 30_000, unpublishGraceMs: 0, readerQueueFrames: 600 },
@@ -78,11 +85,14 @@ describe('loadConfig', () => {
         publicAddress: undefined,
         iceServers: [],
         maxSessions: 100,
+        offersPerKeyPerMinute: 30,
         jitterBufferMs: 150,
         maxBitrateKbps: 8000,
       },
       node: { roles: ['ingest', 'origin', 'worker'], id: undefined },
       coord: { redisUrl: undefined, prefix: 'livepack:' },
+      http: { maxConnections: 10000, headersTimeoutMs: 10000, metricsToken: undefined },
+      auth: { failureLimit: 10, failureWindowMs: 60000 },
     });
   });
 

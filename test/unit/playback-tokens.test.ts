@@ -36,6 +36,21 @@ describe('playback tokens', () => {
     }
   });
 
+  it('has one spelling: a signature whose unused low bits are set is refused, though it decodes alike', () => {
+    const t = tokens.sign({ kind: 's', id: 'stream1' }, now + 60_000);
+    const subject = { kind: 's', id: 'stream1' } as const;
+    expect(tokens.check(t, subject, now)).toBeUndefined();
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const last = alphabet.indexOf(t.at(-1)!);
+    // 43 characters carry 258 bits for a 256-bit HMAC: the last character's two low bits are padding.
+    expect(last & 0b11).toBe(0);
+    for (const bits of [0b01, 0b10, 0b11]) {
+      const other = t.slice(0, -1) + alphabet[last | bits];
+      expect(Buffer.from(other.split('.')[3], 'base64url')).toEqual(Buffer.from(t.split('.')[3], 'base64url'));
+      expect(tokens.check(other, subject, now), other).toBe('malformed');
+    }
+  });
+
   it('wants a long secret and well-formed ids', () => {
     expect(() => new PlaybackTokens('short')).toThrow(/32 characters/);
     expect(() => tokens.sign({ kind: 'v', id: '../x' }, now)).toThrow(/not an id/);

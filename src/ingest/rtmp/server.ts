@@ -1,6 +1,6 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { AppError, type Logger } from '../../core/index.js';
+import { AppError, FailureLimiter, type Logger } from '../../core/index.js';
 import { RtmpSession, type SessionTransport } from './session.js';
 import { newCounters, type RtmpCounters, type RtmpServerOptions } from './types.js';
 
@@ -8,6 +8,8 @@ import { newCounters, type RtmpCounters, type RtmpServerOptions } from './types.
 const LINGER_MS = 2000;
 /** Refusals over maxConnections are counted each, logged at most this often. */
 const REFUSED_LOG_INTERVAL_MS = 10_000;
+/** Failed publishes a source address may make per window when no limiter is given (AUTH_FAILURE_LIMIT's defaults). */
+const DEFAULT_AUTH_LIMIT = { max: 10, windowMs: 60_000 } as const;
 
 interface Connection {
   readonly socket: net.Socket;
@@ -40,6 +42,7 @@ export class RtmpServer {
   readonly counters: RtmpCounters = newCounters();
   readonly #opts: RtmpServerOptions;
   readonly #log: Logger;
+  readonly #authLimiter: FailureLimiter;
   readonly #connections = new Set<Connection>();
   #plain: net.Server | undefined;
   #secure: tls.Server | undefined;
@@ -58,6 +61,12 @@ export class RtmpServer {
     if (l.maxChunkSize > 0x7fffffff) throw new AppError('E_CONFIG_INVALID', 'RTMP limit maxChunkSize must be below 2^31');
     this.#opts = opts;
     this.#log = opts.logger;
+    this.#authLimiter = opts.authLimiter ?? new FailureLimiter(DEFAULT_AUTH_LIMIT);
+  }
+
+  /** Failures recorded and attempts refused by the auth limiter (shared with other surfaces when given). */
+  get authLimiterCounters(): Readonly<{ failures: number; refused: number }> {
+    return this.#authLimiter.counters;
   }
 
   async start(): Promise<{ port: number; tlsPort?: number }> {
@@ -118,9 +127,15 @@ export class RtmpServer {
       }
       return;
     }
+    const remoteAddress = socket.remoteAddress ?? 'unknown';
+    if (this.#authLimiter.check(remoteAddress).refused) {
+      // A source guessing keys is cut off before the handshake; logged once, when it reached the limit.
+      this.counters.authRefused++;
+      socket.destroy();
+      return;
+    }
     this.counters.activeConnections++;
     socket.setNoDelay(true);
-    const remoteAddress = socket.remoteAddress ?? 'unknown';
     let linger: NodeJS.Timeout | undefined;
     const transport: SessionTransport = {
       remoteAddress,
@@ -154,6 +169,7 @@ export class RtmpServer {
       limits: o.limits,
       counters: this.counters,
       authorize: o.authorize,
+      authLimiter: this.#authLimiter,
       hub: o.hub,
       logger: this.#log,
       onHandshake: () => clearTimeout(handshakeTimer),

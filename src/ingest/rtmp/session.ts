@@ -2,7 +2,15 @@ import { AppError, isAppError, newId, type Logger } from '../../core/index.js';
 import type { Publisher } from '../../stream/index.js';
 import { ChunkParser, encodeMessage, MessageType, type RtmpMessage } from './chunk.js';
 import { Handshake } from './handshake.js';
-import { decodeAmf0, DEFAULT_ASSEMBLER_OPTIONS, isAmfObject, MediaAssembler, parseAggregate, type AmfValue } from '../../flv/index.js';
+import {
+  decodeAmf0,
+  DEFAULT_ASSEMBLER_OPTIONS,
+  isAmfObject,
+  MediaAssembler,
+  parseAggregate,
+  type AmfValue,
+  type MediaSink,
+} from '../../flv/index.js';
 import * as m from './messages.js';
 import type { SessionOptions } from './types.js';
 
@@ -45,6 +53,10 @@ export class RtmpSession {
   #peerWindow = 0;
   /** Message stream id the client publishes on (from createStream). */
   #msgStream = 1;
+  /** Frames handed to the hub, and when the last one was (or the publish started): the media timeout. */
+  #frames = 0;
+  #lastFrameAt = 0;
+  #mediaTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: SessionOptions) {
     this.#o = opts;
@@ -95,6 +107,7 @@ export class RtmpSession {
   close(reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#mediaTimer);
     if (this.#state === 'live') this.#log.info({ reason }, 'rtmp publish ended');
     this.#state = 'ended';
     try {
@@ -241,6 +254,7 @@ export class RtmpSession {
       case 'closeStream':
         if (this.#state === 'live') {
           this.#state = 'ended';
+          clearTimeout(this.#mediaTimer);
           this.#publisher?.close('unpublished', 'unpublished');
           this.#log.info({ reason: 'unpublished' }, 'rtmp publish ended');
         }
@@ -261,7 +275,7 @@ export class RtmpSession {
     const app = m.appName(cmd);
     this.#app = app;
     if (app !== ACCEPTED_APP) {
-      this.#o.counters.authFailures++;
+      this.#authFailed();
       this.#log.warn({ app: app.slice(0, 64) }, 'rtmp connect refused: unknown app');
       this.#send(m.connectRejectedMessage(txn, 'Unknown application.'));
       return this.close('unknown app');
@@ -273,11 +287,17 @@ export class RtmpSession {
     if (this.#app === undefined) throw new AppError('E_PROTOCOL', 'publish before connect');
     if (this.#state !== 'idle') throw new AppError('E_PROTOCOL', 'second publish on one connection');
     const key = m.streamKey(nameValue);
-    this.#state = 'authorizing';
     this.#msgStream = streamId;
+    const remote = this.#o.transport.remoteAddress;
+    if (this.#o.authLimiter?.check(remote).refused) {
+      // Counted, not logged: the source's refusal was logged once when it reached the limit.
+      this.#o.counters.authRefused++;
+      this.#status({ level: 'error', code: 'NetStream.Publish.BadName', description: 'Too many failed attempts; try again later.' });
+      return this.close('too many failed publishes');
+    }
+    this.#state = 'authorizing';
     this.#o.transport.pause();
     const app = this.#app;
-    const remote = this.#o.transport.remoteAddress;
     // Taken before the key check, so a key revoked while the check runs cannot go live afterwards.
     const authorizedAt = Date.now();
     const run = async (): Promise<string> => {
@@ -293,7 +313,7 @@ export class RtmpSession {
   #refused(err: unknown): void {
     if (this.#closed) return;
     if (isAppError(err) && err.code === 'E_STREAM_KEY_INVALID') {
-      this.#o.counters.authFailures++;
+      this.#authFailed();
       this.#log.warn({ app: this.#app, reason: err.message }, 'rtmp publish refused: invalid stream key');
       this.#status({ level: 'error', code: 'NetStream.Publish.BadName', description: 'Invalid stream key.' });
       return this.close('invalid stream key');
@@ -301,6 +321,43 @@ export class RtmpSession {
     this.#log.error({ err }, 'rtmp publish failed');
     this.#status({ level: 'error', code: 'NetStream.Publish.Failed', description: 'Publish failed.' });
     this.close('authorize failed');
+  }
+
+  /** A wrong app or key: counted, and the source's failure recorded; logged once when it reaches the limit. */
+  #authFailed(): void {
+    this.#o.counters.authFailures++;
+    const verdict = this.#o.authLimiter?.fail(this.#o.transport.remoteAddress);
+    if (verdict?.justRefused) {
+      this.#log.warn({ retryAfterSeconds: verdict.retryAfterSeconds }, 'rtmp source refused: too many failed publishes');
+    }
+  }
+
+  /** What the assembler feeds: the publisher, with each frame noted for the media timeout. */
+  #sink(publisher: Publisher): MediaSink {
+    return {
+      setTracks: (tracks) => publisher.setTracks(tracks),
+      write: (frame) => {
+        this.#frames++;
+        this.#lastFrameAt = Date.now();
+        publisher.write(frame);
+      },
+    };
+  }
+
+  /** Closes the publish when no frame has come for mediaTimeoutMs (the first one counted from publish). */
+  #watchMedia(): void {
+    const limit = this.#o.limits.mediaTimeoutMs;
+    const quiet = Date.now() - this.#lastFrameAt;
+    if (quiet < limit) {
+      this.#mediaTimer = setTimeout(() => this.#watchMedia(), limit - quiet);
+      this.#mediaTimer.unref();
+      return;
+    }
+    if (this.#closed || this.#state !== 'live') return;
+    this.#o.counters.timeouts++;
+    const what = this.#frames === 0 ? `no media within ${limit} ms of publish` : `no media for ${limit} ms`;
+    this.#log.info({ frames: this.#frames }, `rtmp publish closed: ${what}`);
+    this.close(what);
   }
 
   #started(id: string, authorizedAt: number): void {
@@ -315,9 +372,11 @@ export class RtmpSession {
     }
     this.#publisher = publisher;
     try {
-      this.#media = new MediaAssembler(publisher, DEFAULT_ASSEMBLER_OPTIONS);
+      this.#media = new MediaAssembler(this.#sink(publisher), DEFAULT_ASSEMBLER_OPTIONS);
       if (this.#metadata !== undefined) this.#media.metadata(this.#metadata);
       this.#state = 'live';
+      this.#lastFrameAt = Date.now();
+      this.#watchMedia();
       this.#log.info({ app: this.#app, protocol: this.#o.protocol }, 'rtmp publish started');
       this.#send(m.userControlMessage(m.UserControl.streamBegin, this.#msgStream));
       this.#status({ level: 'status', code: 'NetStream.Publish.Start', description: 'Publishing.' });

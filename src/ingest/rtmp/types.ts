@@ -1,4 +1,4 @@
-import type { Logger } from '../../core/index.js';
+import type { FailureLimiter, Logger } from '../../core/index.js';
 import type { IngestProtocol, StreamHub } from '../../stream/index.js';
 
 export interface RtmpLimits {
@@ -12,6 +12,12 @@ export interface RtmpLimits {
   maxChunkSize: number;
   /** Largest RTMP message (a whole video frame) a peer may send. */
   maxMessageSize: number;
+  /**
+   * A publish must deliver its first frame within this long of `publish`, and then a frame at least this
+   * often; otherwise it is closed as a dropped publisher. The idle timeout does not catch this: a peer that
+   * sends only acknowledgements or pings is not idle, but its viewers see a frozen stream.
+   */
+  mediaTimeoutMs: number;
 }
 
 /**
@@ -22,6 +28,9 @@ export interface RtmpLimits {
  * - 30 s idle: encoders send media continuously; OBS's own send timeout is 30 s as well.
  * - 64 KiB chunks: OBS and FFmpeg use 4096, GStreamer 128; the RTMP maximum (2^31-1) is never needed.
  * - 8 MiB messages: a 4K intra frame at a high bitrate is 1-3 MiB; the 24-bit length field allows 16 MiB.
+ * - 10 s media: OBS sends its first frame at once after publish (it encodes before it connects), FFmpeg and
+ *   GStreamer after the encoder's lookahead (x264 slow presets, SVT-AV1: 2-4 s at 24-30 fps); 10 s leaves
+ *   room for that and for a slow link, and bounds a frozen playlist to 10 s plus the reconnect grace.
  */
 export const DEFAULT_RTMP_LIMITS: RtmpLimits = Object.freeze({
   maxConnections: 500,
@@ -29,6 +38,7 @@ export const DEFAULT_RTMP_LIMITS: RtmpLimits = Object.freeze({
   idleTimeoutMs: 30_000,
   maxChunkSize: 65_536,
   maxMessageSize: 8 * 1024 * 1024,
+  mediaTimeoutMs: 10_000,
 });
 
 export interface RtmpAuthResult {
@@ -45,6 +55,11 @@ export interface RtmpServerOptions {
   /** Resolves the stream for app + key, or throws AppError('E_STREAM_KEY_INVALID'). Only app "live" is accepted. */
   authorize: (app: string, streamKey: string, remoteAddress: string) => Promise<RtmpAuthResult>;
   hub: Pick<StreamHub, 'publish'>;
+  /**
+   * Failed publishes (wrong app or stream key) per source address; a source over its limit is refused at
+   * once, before any key lookup. Default: 10 failures in 60 s. Pass one to share it with other surfaces.
+   */
+  authLimiter?: FailureLimiter;
   logger: Logger;
 }
 
@@ -56,15 +71,26 @@ export interface RtmpCounters {
   badInput: number;
   /** Publishes refused for a wrong app or stream key. */
   authFailures: number;
+  /** Connections and publishes refused untried: their source had too many auth failures. */
+  authRefused: number;
   /** Publishes refused for a codec we do not take. */
   unsupportedCodec: number;
-  /** Connections closed by the handshake or idle timeout. */
+  /** Connections closed by the handshake, idle or media timeout. */
   timeouts: number;
   bytesIn: number;
 }
 
 export function newCounters(): RtmpCounters {
-  return { connections: 0, activeConnections: 0, badInput: 0, authFailures: 0, unsupportedCodec: 0, timeouts: 0, bytesIn: 0 };
+  return {
+    connections: 0,
+    activeConnections: 0,
+    badInput: 0,
+    authFailures: 0,
+    authRefused: 0,
+    unsupportedCodec: 0,
+    timeouts: 0,
+    bytesIn: 0,
+  };
 }
 
 /** The socket as a session sees it; the server adapts a net/tls socket, tests a fake. */
@@ -80,6 +106,8 @@ export interface SessionTransport {
 }
 
 export interface SessionOptions extends Pick<RtmpServerOptions, 'authorize' | 'hub'> {
+  /** The server's limiter; absent (tests of one session): no limit. */
+  readonly authLimiter?: Pick<FailureLimiter, 'check' | 'fail'>;
   readonly transport: SessionTransport;
   readonly protocol: Extract<IngestProtocol, 'rtmp' | 'rtmps'>;
   readonly limits: RtmpLimits;

@@ -5,6 +5,8 @@
  */
 export { WebRtcIngest } from './ingest.js';
 export type { CreatedSession, PatchOutcome } from './ingest.js';
+export { DEFAULT_AUTH_FAILURES, RetryLaterError } from './admission.js';
+export type { Admission } from './admission.js';
 export { DEFAULT_WEBRTC_LIMITS } from './types.js';
 export type {
   StreamStats,

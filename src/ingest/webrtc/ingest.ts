@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import ndc from 'node-datachannel';
-import { AppError, isAppError, newId, type Logger } from '../../core/index.js';
+import { AppError, isAppError, newId, type FailureLimiter, type Logger } from '../../core/index.js';
+import { WhipAdmission, type Admission } from './admission.js';
 import { negotiate, parseOffer, parseTrickleFragment, candidateAddress } from './sdp.js';
 import { WhipSession } from './session.js';
 import { newWebRtcCounters, type WebRtcCounters, type WebRtcIngestOptions, type WhipSessionStats } from './types.js';
@@ -19,6 +20,9 @@ export interface CreatedSession {
 export type PatchOutcome =
   { readonly kind: 'trickle'; readonly added: number } | { readonly kind: 'restart-unsupported' } | { readonly kind: 'etag-mismatch' };
 
+/** Why a pending session was closed by a newer offer for its stream. */
+const REPLACED = 'replaced by a newer offer for the stream';
+
 interface Entry {
   readonly session: WhipSession;
   readonly etag: string;
@@ -35,6 +39,7 @@ export class WebRtcIngest {
   readonly #o: WebRtcIngestOptions;
   readonly #log: Logger;
   readonly #sessions = new Map<string, Entry>();
+  readonly #admission: WhipAdmission;
   #dropEvery = 0;
   #closed = false;
 
@@ -48,6 +53,13 @@ export class WebRtcIngest {
     }
     this.#o = opts;
     this.#log = opts.logger;
+    this.#admission = new WhipAdmission({
+      authorize: (key, remote) => opts.authorize(key, remote),
+      offersPerMinute: opts.limits.offersPerStreamPerMinute,
+      authFailures: opts.authFailures,
+      counters: this.counters,
+      logger: opts.logger,
+    });
     // libdatachannel logs to stderr by default; route its warnings into ours.
     ndc.initLogger('Warning', (level, message) => this.#log.debug({ level, message }, 'libdatachannel'));
   }
@@ -71,25 +83,27 @@ export class WebRtcIngest {
   }
 
   /**
-   * Checks the key, negotiates the offer and answers. Throws AppError: E_UNAUTHORIZED (wrong key; no session
-   * is created), E_VALIDATION / E_LIMIT_EXCEEDED / E_UNSUPPORTED_CODEC (bad offer), E_LIMIT_EXCEEDED (too
-   * many sessions), E_CLOSED.
+   * Checks what can be checked before the offer is read (signaling calls this from the request's headers):
+   * the address is not held for wrong keys, the key names a stream, the stream is within its offer rate.
+   * Throws E_UNAUTHORIZED (wrong key), RetryLaterError (429 with Retry-After), E_CLOSED.
    */
-  async create(offerSdp: string, streamKey: string | undefined, remoteAddress: string): Promise<CreatedSession> {
+  async admit(streamKey: string, remoteAddress: string): Promise<Admission> {
     if (this.#closed) throw new AppError('E_CLOSED', 'WebRTC ingest closed');
-    const authorizedAt = Date.now();
-    let streamId: string;
-    try {
-      if (!streamKey) throw new AppError('E_STREAM_KEY_INVALID', 'no stream key');
-      streamId = (await this.#o.authorize(streamKey, remoteAddress)).streamId;
-    } catch (err) {
-      if (isAppError(err) && err.code === 'E_STREAM_KEY_INVALID') {
-        this.counters.authFailures++;
-        this.#log.warn({ remote: remoteAddress, reason: err.message }, 'whip publish refused: invalid stream key');
-        throw new AppError('E_UNAUTHORIZED', 'invalid stream key', { cause: err });
-      }
-      throw err;
-    }
+    return this.#admission.admit(streamKey, remoteAddress);
+  }
+
+  /** The wrong-key limiter per source address (its counters are for /metrics). */
+  get authFailures(): FailureLimiter {
+    return this.#admission.authFailures;
+  }
+
+  /**
+   * Negotiates the offer of an admitted publisher and answers. Throws AppError: E_VALIDATION /
+   * E_LIMIT_EXCEEDED / E_UNSUPPORTED_CODEC (bad offer), E_LIMIT_EXCEEDED (too many sessions), E_CLOSED.
+   */
+  async create(offerSdp: string, admission: Admission, remoteAddress: string): Promise<CreatedSession> {
+    if (this.#closed) throw new AppError('E_CLOSED', 'WebRTC ingest closed');
+    const { streamId, authorizedAt } = admission;
     let offer;
     let negotiated;
     try {
@@ -101,6 +115,7 @@ export class WebRtcIngest {
       this.#log.warn({ remote: remoteAddress, stream: streamId, reason: (err as Error).message }, 'whip offer refused');
       throw err;
     }
+    this.#replacePending(streamId);
     if (this.#sessions.size >= this.#o.limits.maxSessions) {
       this.counters.overLimit++;
       throw new AppError('E_LIMIT_EXCEEDED', `too many WebRTC sessions (${this.#o.limits.maxSessions})`);
@@ -149,9 +164,27 @@ export class WebRtcIngest {
       log.info({ audio: Boolean(negotiated.audio), sprop: negotiated.video.sprop.length > 0 }, 'whip session created');
       return { sessionId: id, answer, etag };
     } catch (err) {
+      // Two offers for one stream at once: the newer one replaced this one while it was being answered.
+      if (session.closeReason === REPLACED)
+        throw new AppError('E_CONFLICT', 'a newer offer for this stream replaced this one', { cause: err });
       session.close('answer failed');
       if (isAppError(err)) throw err;
       throw new AppError('E_VALIDATION', `the offer could not be answered: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /**
+   * One pending (not yet connected) session per stream, as MediaMTX and SRS allow one publisher per path: a
+   * new offer replaces the one still connecting, so offers with one key never fill WEBRTC_MAX_SESSIONS for
+   * every other stream. A live session is left alone: the hub hands the stream over when the new session
+   * connects (a reconnect after a drop, or a second client, takes over without a gap), and an offer that
+   * never connects cannot end it. A stream thus holds at most two sessions: one live, one connecting.
+   */
+  #replacePending(streamId: string): void {
+    for (const e of this.#sessions.values()) {
+      if (e.session.streamId !== streamId || e.session.state !== 'connecting') continue;
+      this.counters.pendingReplaced++;
+      e.session.close(REPLACED);
     }
   }
 

@@ -12,6 +12,16 @@ const MAX_MEDIA = 16;
 const MAX_FORMATS = 64;
 const MAX_CANDIDATES = 64;
 const MAX_SPROP_BYTES = 1024;
+/**
+ * RFC 8839 5.4: `ice-ufrag = "ice-ufrag:" ufrag` with `ufrag = 4*256ice-char`, and `ice-pwd` 22 to 256
+ * ice-chars. Browsers send 4 and 24, libnice and FFmpeg 8 and 32; anything longer is not a WebRTC offer.
+ * The characters are only held to printable ASCII: the grammar's ALPHA / DIGIT / "+" / "/" is what every
+ * client we know sends, but refusing a publisher for a "-" would help nobody.
+ */
+const ICE_UFRAG = { min: 4, max: 256 } as const;
+const ICE_PWD = { min: 22, max: 256 } as const;
+/** A mid is "0", "1" in every client; RFC 8285's one-byte header extension that carries it holds 16 bytes. */
+const MAX_MID_CHARS = 32;
 
 export interface SdpFormat {
   readonly pt: number;
@@ -62,6 +72,16 @@ export interface Negotiated {
 }
 
 const bad = (why: string) => new AppError('E_VALIDATION', `bad SDP offer: ${why}`);
+
+/** An ICE ufrag or password as RFC 8839 5.4 bounds it; throws E_VALIDATION naming the attribute. */
+function iceCredential(attr: 'ice-ufrag' | 'ice-pwd', value: string, what = 'SDP offer'): string {
+  const { min, max } = attr === 'ice-ufrag' ? ICE_UFRAG : ICE_PWD;
+  if (value.length < min || value.length > max || !/^[\x21-\x7e]+$/.test(value)) {
+    const shown = value.length > 16 ? `${value.length} characters` : `"${value.replace(/[^\x21-\x7e]/g, '?')}"`;
+    throw new AppError('E_VALIDATION', `bad ${what}: a=${attr} must be ${min} to ${max} printable characters (RFC 8839), got ${shown}`);
+  }
+  return value;
+}
 
 function fmtpParams(fmtp: string): Map<string, string> {
   const out = new Map<string, string>();
@@ -126,12 +146,13 @@ export function parseOffer(text: string): SdpOffer {
     const value = colon < 0 ? '' : line.slice(colon + 1);
     if (name === 'fingerprint') fingerprint = true;
     if (!cur) {
-      if (name === 'ice-ufrag') sessionUfrag = value;
-      else if (name === 'ice-pwd') sessionPwd = value;
+      if (name === 'ice-ufrag') sessionUfrag = iceCredential(name, value);
+      else if (name === 'ice-pwd') sessionPwd = iceCredential(name, value);
       continue;
     }
     switch (name) {
       case 'mid':
+        if (value.length > MAX_MID_CHARS) throw bad(`a=mid longer than ${MAX_MID_CHARS} characters`);
         cur.mid = value;
         break;
       case 'sendrecv':
@@ -141,10 +162,10 @@ export function parseOffer(text: string): SdpOffer {
         cur.direction = name;
         break;
       case 'ice-ufrag':
-        cur.ufrag = value;
+        cur.ufrag = iceCredential(name, value);
         break;
       case 'ice-pwd':
-        cur.pwd = value;
+        cur.pwd = iceCredential(name, value);
         break;
       case 'candidate':
         if (cur.candidates.length >= MAX_CANDIDATES) throw bad(`more than ${MAX_CANDIDATES} candidates in one m-section`);
@@ -310,8 +331,8 @@ export function parseTrickleFragment(text: string): TrickleFragment {
   const candidates: TrickleCandidate[] = [];
   for (const raw of lines) {
     const l = raw.trim();
-    if (l.startsWith('a=ice-ufrag:')) ufrag = l.slice(12);
-    else if (l.startsWith('a=ice-pwd:')) pwd = l.slice(10);
+    if (l.startsWith('a=ice-ufrag:')) ufrag = iceCredential('ice-ufrag', l.slice(12), 'SDP fragment');
+    else if (l.startsWith('a=ice-pwd:')) pwd = iceCredential('ice-pwd', l.slice(10), 'SDP fragment');
     else if (l.startsWith('a=mid:')) mid = l.slice(6);
     else if (l === 'a=end-of-candidates') end = true;
     else if (l.startsWith('a=candidate:')) {

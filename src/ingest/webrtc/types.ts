@@ -1,4 +1,4 @@
-import type { Logger } from '../../core/index.js';
+import type { FailureLimiter, Logger } from '../../core/index.js';
 import type { StreamHub } from '../../stream/index.js';
 
 /** Network settings for real deployments (documented in README "WebRTC network"). */
@@ -31,6 +31,11 @@ export interface WebRtcLimits {
    * target: the keyframe then comes just after it, where the segmenter cuts.
    */
   readonly keyframeIntervalMs: number;
+  /**
+   * Offers one stream may make per minute (WEBRTC_OFFERS_PER_KEY_PER_MINUTE). A publisher that reconnects
+   * makes one every few seconds at most; more is a loop or someone holding the key.
+   */
+  readonly offersPerStreamPerMinute: number;
 }
 
 export const DEFAULT_WEBRTC_LIMITS: WebRtcLimits = Object.freeze({
@@ -40,6 +45,7 @@ export const DEFAULT_WEBRTC_LIMITS: WebRtcLimits = Object.freeze({
   jitterBufferMs: 150,
   maxBitrateKbps: 8000,
   keyframeIntervalMs: 2000,
+  offersPerStreamPerMinute: 30,
 });
 
 export interface WebRtcAuthResult {
@@ -56,6 +62,11 @@ export interface WebRtcIngestOptions {
   readonly ffmpegPath: string | undefined;
   /** AAC bitrate of the transcoded audio. */
   readonly aacBitrateKbps?: number;
+  /**
+   * Wrong stream keys per source address (AUTH_FAILURE_LIMIT in AUTH_FAILURE_WINDOW_SECONDS); may be the
+   * limiter the other surfaces share. Default: 10 a minute, WHIP's own.
+   */
+  readonly authFailures?: FailureLimiter;
   readonly logger: Logger;
 }
 
@@ -64,6 +75,12 @@ export interface WebRtcCounters {
   sessions: number;
   activeSessions: number;
   authFailures: number;
+  /** Offers refused without a key lookup: their address made too many wrong ones (429). */
+  authRefused: number;
+  /** Offers refused because their stream made too many this minute (429). */
+  offersRateLimited: number;
+  /** Sessions still connecting that a newer offer for their stream replaced. */
+  pendingReplaced: number;
   /** Offers refused: malformed, too large, or without a codec we take. */
   badOffers: number;
   unsupportedCodec: number;
@@ -91,6 +108,9 @@ export function newWebRtcCounters(): WebRtcCounters {
     sessions: 0,
     activeSessions: 0,
     authFailures: 0,
+    authRefused: 0,
+    offersRateLimited: 0,
+    pendingReplaced: 0,
     badOffers: 0,
     unsupportedCodec: 0,
     overLimit: 0,

@@ -16,7 +16,7 @@
  * the run left (its stream ended when the other took it) and any sweep leave an adopted video to its
  * adopter, which finalizes it when the run really ends.
  */
-import { describeTracks, type Logger, type TrackSet } from '../../core/index.js';
+import { describeTracks, isAppError, type Logger, type TrackSet } from '../../core/index.js';
 import type { Catalog, RenditionInfo, VideoRecord, VideoSegmentRecord } from '../../catalog/index.js';
 import type { CompletedSegment, PackageObserver } from '../../packager/index.js';
 import type { ObjectStore } from '../../storage/index.js';
@@ -96,6 +96,13 @@ const DEFAULT_WRITE_ATTEMPTS = 3;
  * in the server's thread, a three-row one about 0.8 ms).
  */
 const JOURNAL_BATCH_MS = 200;
+/**
+ * Journal rows wait for a catalog that is away (E_UNAVAILABLE) and are inserted when it is back, tried
+ * again after 250 ms, doubling up to this: the stream's segments wait meanwhile in their write chains,
+ * bounded by maxPendingBytes (past it they become counted gaps). The insert is idempotent (ON CONFLICT
+ * DO NOTHING), so a row whose insert was cut after it was made is not doubled.
+ */
+const JOURNAL_RETRY_MAX_MS = 2000;
 
 interface JournalEntry {
   readonly videoId: string;
@@ -342,10 +349,28 @@ export class Recorder implements PackageObserver {
     this.#journalTimer = undefined;
     const batch = this.#journalBatch;
     this.#journalBatch = [];
-    this.#opts.catalog.videos.addSegments(batch).then(
-      () => batch.forEach((e) => e.done()),
-      (err: unknown) => batch.forEach((e) => e.done(err instanceof Error ? err : new Error('journal insert failed', { cause: err }))),
-    );
+    void this.#insertJournal(batch);
+  }
+
+  /** Inserts one batch of rows; while the catalog is away, again until it is back (or the recorder closes). */
+  async #insertJournal(batch: JournalEntry[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#opts.catalog.videos.addSegments(batch);
+        if (attempt > 0)
+          this.#log.info({ rows: batch.length, attempts: attempt + 1 }, 'recording: the catalog is back; journal rows written');
+        batch.forEach((e) => e.done());
+        return;
+      } catch (err) {
+        const away = isAppError(err) && err.code === 'E_UNAVAILABLE';
+        if (!away || this.#closed) {
+          batch.forEach((e) => e.done(err instanceof Error ? err : new Error('journal insert failed', { cause: err })));
+          return;
+        }
+        if (attempt === 0) this.#log.warn({ err, rows: batch.length }, 'recording: the catalog is unavailable; journal rows wait for it');
+        await sleep(Math.min(JOURNAL_RETRY_MAX_MS, 250 * 2 ** attempt));
+      }
+    }
   }
 
   async #put(key: string, body: Buffer, contentType: string): Promise<void> {

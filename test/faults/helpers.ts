@@ -1,0 +1,70 @@
+/**
+ * What every fault test checks while its dependency is away: a live viewer's media playlist keeps
+ * advancing, and, once it is back, a recorded run's VOD playlists and counters.
+ */
+import { parseMediaPlaylist, until, type TestServer } from '../helpers/server.js';
+
+/** The next media sequence number of a stream's source rendition (what a viewer polling it sees). */
+export async function liveNextMsn(srv: TestServer, streamId: string): Promise<number> {
+  const res = await fetch(`${srv.base}/live/${streamId}/source/index.m3u8`);
+  if (res.status !== 200) throw new Error(`live playlist answered ${res.status}: ${await res.text()}`);
+  return parseMediaPlaylist(await res.text()).nextMsn;
+}
+
+/**
+ * Polls a stream's live playlist for `ms` as a viewer does (every 500 ms) and returns every answer: each
+ * must be 200 and the playlist must advance.
+ */
+export async function watchLive(
+  srv: TestServer,
+  streamId: string,
+  ms: number,
+): Promise<{ statuses: number[]; first: number; last: number }> {
+  const statuses: number[] = [];
+  let first = -1;
+  let last = -1;
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const t0 = Date.now();
+    const res = await fetch(`${srv.base}/live/${streamId}/source/index.m3u8`, { signal: AbortSignal.timeout(5000) }).catch(() => undefined);
+    statuses.push(res?.status ?? 0);
+    if (res?.status === 200) {
+      const msn = parseMediaPlaylist(await res.text()).nextMsn;
+      if (first < 0) first = msn;
+      last = msn;
+    } else await res?.text();
+    await new Promise((r) => setTimeout(r, Math.max(0, 500 - (Date.now() - t0))));
+  }
+  return { statuses, first, last };
+}
+
+/** Waits for the stream's run to be a ready VOD asset. */
+export async function readyVideo(srv: TestServer, streamId: string, timeoutMs = 20_000): Promise<any> {
+  return until(async () => {
+    const { json } = await srv.api('GET', `/api/v1/videos?streamId=${streamId}&type=vod`);
+    const v = json?.items?.[0];
+    return v?.status === 'ready' ? v : undefined;
+  }, timeoutMs);
+}
+
+/** A VOD rendition's media playlist: its segments, and those marked EXT-X-GAP. */
+export async function vodSegments(srv: TestServer, videoId: string, rendition = 'source') {
+  const text = await (await fetch(`${srv.base}/vod/${videoId}/${rendition}/index.m3u8`)).text();
+  const segments = parseMediaPlaylist(text).segments;
+  return { segments, gaps: segments.filter((s) => s.gap).length, text };
+}
+
+/** A counter (or gauge) from /metrics, summed over its label sets. */
+export async function metric(srv: TestServer, name: string): Promise<number> {
+  const text = await (await fetch(`${srv.base}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(name + ' ') || line.startsWith(name + '{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** /healthz's body. */
+export async function health(srv: TestServer): Promise<any> {
+  return (await fetch(`${srv.base}/healthz`, { signal: AbortSignal.timeout(5000) })).json();
+}
