@@ -342,7 +342,8 @@ export class LiveRendition implements SegmenterSink {
   async file(name: string, holdMs: number, signal?: AbortSignal): Promise<{ kind: FileKind; bytes: Uint8Array } | undefined> {
     const found = this.#files.lookup(name);
     if (found) return found;
-    const seeded = await this.#seeded?.read(name);
+    // Only a seeded window waits here: a request for the hinted part must be held at once (counted, limited).
+    const seeded = this.#seeded && (await this.#seeded.read(name));
     if (seeded) return seeded;
     if (this.#ended || this.#closed || this.#session === 0 || name !== this.#hintUri()) return undefined;
     const bytes = await this.#held.file(name, holdMs, signal);
