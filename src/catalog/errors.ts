@@ -1,4 +1,4 @@
-import { AppError, isAppError } from '../core/index.js';
+import { AppError, isAppError, NETWORK_ERROR_CODES } from '../core/index.js';
 import type { ErrorCode } from '../core/index.js';
 
 /** SQLSTATE classes we turn into stable codes (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
@@ -35,18 +35,6 @@ export class CatalogUnavailableError extends AppError {
   }
 }
 
-/** Socket errors of Node (pg's connect and reads): the server is down or unreachable, not the query wrong. */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EPIPE',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
 /**
  * pg's own errors for a connection lost or never made carry no code, only these messages (pg 8:
  * client.js, pg-pool's index.js).
@@ -60,7 +48,7 @@ const LOST_CONNECTION =
  */
 function isUnavailable(e: PgLikeError, sqlstate: string | undefined, err: unknown): boolean {
   if (sqlstate !== undefined && (sqlstate.startsWith('08') || /^57P0[123]$/.test(sqlstate) || sqlstate === '53300')) return true;
-  if (sqlstate !== undefined && NETWORK_CODES.has(sqlstate)) return true;
+  if (sqlstate !== undefined && NETWORK_ERROR_CODES.has(sqlstate)) return true;
   return err instanceof Error && LOST_CONNECTION.test(err.message);
 }
 

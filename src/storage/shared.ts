@@ -1,6 +1,6 @@
 /** What FsStorage and S3Storage share: call bookkeeping, error wrapping, limits on what is read into memory. */
 import { Readable } from 'node:stream';
-import { AppError, ClosedError, isAppError } from '../core/index.js';
+import { AppError, ClosedError, isAppError, NETWORK_ERROR_CODES } from '../core/index.js';
 import type { ObjectBody } from './types.js';
 
 /** The most keys list() gathers in memory; past that the caller must narrow the prefix. */
@@ -61,18 +61,6 @@ export class StorageUnavailableError extends AppError {
   }
 }
 
-/** Socket errors of Node: the service is down or unreachable. */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EPIPE',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
 /** The SDK's names for S3 being overloaded or timing out (it also answers 5xx for them). */
 const S3_AWAY = new Set(['ServiceUnavailable', 'SlowDown', 'InternalError', 'RequestTimeout', 'TimeoutError', 'RequestTimeTooSkewed']);
 
@@ -81,7 +69,7 @@ function unavailableReason(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
   const e = err as { code?: unknown; name?: unknown; $metadata?: { httpStatusCode?: unknown } };
   if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return 'the disk is full';
-  if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return 'the object store does not answer';
+  if (typeof e.code === 'string' && NETWORK_ERROR_CODES.has(e.code)) return 'the object store does not answer';
   if (typeof e.name === 'string' && S3_AWAY.has(e.name)) return `the object store is unavailable (${e.name})`;
   const status = e.$metadata?.httpStatusCode;
   if (typeof status === 'number' && status >= 500) return `the object store is unavailable (HTTP ${status})`;
