@@ -73,6 +73,8 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
       DATABASE_URL: o.databaseUrl,
       PLAYBACK_TOKEN_SECRET: o.playbackTokenSecret,
       STORAGE_SHARED: 'true',
+      // nginx on loopback forwards the client's address (deploy/nginx.conf).
+      TRUST_PROXY: '127.0.0.1',
       LOG_LEVEL: 'info',
       ...o.env,
     };

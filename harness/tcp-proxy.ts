@@ -2,7 +2,9 @@
  * A TCP proxy on loopback that a test can cut: between the server and a real dependency (PostgreSQL, an S3
  * server), so that the dependency stops answering for the server alone while it keeps running for the
  * test. cut() destroys every connection and refuses new ones (closed port: ECONNREFUSED at once, as a
- * stopped server or a dead host's RST gives); restore() listens again on the same port.
+ * stopped server or a dead host's RST gives); hold() destroys every connection and accepts new ones that
+ * then never answer (a hung server, or a firewall that drops: only a client's timeout ends them);
+ * restore() forwards again on the same port.
  */
 import net from 'node:net';
 
@@ -14,6 +16,7 @@ export interface TcpProxy {
   /** Connections accepted since it started. */
   readonly accepted: number;
   cut(): Promise<void>;
+  hold(): Promise<void>;
   restore(): Promise<void>;
   close(): Promise<void>;
 }
@@ -32,8 +35,17 @@ function listen(server: net.Server, port: number): Promise<number> {
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   const sockets = new Set<net.Socket>();
   let accepted = 0;
+  let holding = false;
   const onConnection = (client: net.Socket) => {
     accepted++;
+    if (holding) {
+      // Read and drop whatever comes; never answer, never close.
+      sockets.add(client);
+      client.once('close', () => sockets.delete(client));
+      client.on('error', () => client.destroy());
+      client.resume();
+      return;
+    }
     const upstream = net.connect(target.port, target.host);
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -63,13 +75,22 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   return {
     port,
     get up() {
-      return server !== undefined;
+      return server !== undefined && !holding;
     },
     get accepted() {
       return accepted;
     },
     cut,
+    async hold() {
+      await cut();
+      holding = true;
+      const s = net.createServer(onConnection);
+      await listen(s, port);
+      server = s;
+    },
     async restore() {
+      if (holding) await cut();
+      holding = false;
       if (server) return;
       const s = net.createServer(onConnection);
       await listen(s, port);

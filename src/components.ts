@@ -9,7 +9,7 @@ import type { Catalog } from './catalog/index.js';
 import { LocalFirstPackages, RemotePackages, storedSeeds, StreamOwnership, WindowMirror } from './cluster/index.js';
 import type { Config } from './config/index.js';
 import type { Coordination, LiveWindowStore } from './coord/index.js';
-import { AppError, DEFAULT_LADDER, FailureLimiter, hashSecret } from './core/index.js';
+import { AppError, DEFAULT_LADDER, FailureLimiter, hashSecret, type Clock } from './core/index.js';
 import { RtmpServer } from './ingest/rtmp/index.js';
 import type { Lifecycle } from './lifecycle.js';
 import { DEFAULT_WEBRTC_LIMITS, WebRtcIngest } from './ingest/webrtc/index.js';
@@ -112,10 +112,15 @@ export function newTranscoder(
  * The hub of live streams, and the one of transcoded rungs: nothing that lists or records streams sees
  * those as streams. Their grace period covers an FFmpeg restart with backoff.
  */
-export function newHubs(config: Config, log: pino.Logger): { hub: StreamHub; rungHub: StreamHub } {
+export function newHubs(config: Config, log: pino.Logger, clock?: Clock): { hub: StreamHub; rungHub: StreamHub } {
   return {
-    hub: new StreamHub({ ...config.stream, logger: log.child({ module: 'hub' }) }),
-    rungHub: new StreamHub({ ...config.stream, graceMs: Math.max(config.stream.graceMs, 30_000), logger: log.child({ module: 'rungs' }) }),
+    hub: new StreamHub({ ...config.stream, clock, logger: log.child({ module: 'hub' }) }),
+    rungHub: new StreamHub({
+      ...config.stream,
+      clock,
+      graceMs: Math.max(config.stream.graceMs, 30_000),
+      logger: log.child({ module: 'rungs' }),
+    }),
   };
 }
 

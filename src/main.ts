@@ -29,7 +29,16 @@ import {
 } from './components.js';
 import { loadConfig, NODE_ROLES, type Config } from './config/index.js';
 import { createCoordination, type Coordination, type LiveWindowStore } from './coord/index.js';
-import { hashSecret, isAppError, newStreamKey, redactingLogger, redactMessages, type Logger } from './core/index.js';
+import {
+  hashSecret,
+  isAppError,
+  newStreamKey,
+  redactingLogger,
+  redactMessages,
+  systemClock,
+  type Clock,
+  type Logger,
+} from './core/index.js';
 import type { WebRtcIngest } from './ingest/webrtc/index.js';
 import { Lifecycle } from './lifecycle.js';
 import { LivePackager } from './packager/index.js';
@@ -42,6 +51,15 @@ import { Recorder, type VodWorker } from './vod/index.js';
 const SHUTDOWN_STEP_MS = 5000;
 /** A node that stopped heartbeating (killed) is gone from the node registry after this long. */
 const NODE_TTL_MS = 15_000;
+
+/** What startServer takes besides the configuration: parts tests replace (docs/OPERATIONS.md, "Clock"). */
+export interface ServerDeps {
+  /**
+   * The wall clock of dates: PROGRAM-DATE-TIME anchors of publish sessions, playback token expiry, the node's
+   * start. Default the system's. Elapsed time (timeouts, rates, backoff) is monotonic and not taken from it.
+   */
+  readonly clock?: Clock;
+}
 
 export interface RunningServer {
   /** 'running', the shutdown step in progress, or 'stopped'. */
@@ -151,7 +169,8 @@ function buildLogger(config: Config): pino.Logger {
   return pino(options, pinoPretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
 }
 
-export async function startServer(config: Config, logger?: pino.Logger): Promise<RunningServer> {
+export async function startServer(config: Config, logger?: pino.Logger, deps: ServerDeps = {}): Promise<RunningServer> {
+  const clock = deps.clock ?? systemClock;
   restrictFileModes();
   // Every module logs through this one: request URLs, errors and logged fields lose their secrets (SECURITY.md).
   const log = redactingLogger(logger ?? buildLogger(config));
@@ -161,7 +180,10 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
   const apiToken = resolveApiToken(config, log);
   // Before anything is opened: a wrong FFMPEG_PATH is a configuration error.
   const ffmpegPath = resolveFfmpeg(config);
-  const playbackTokens = new PlaybackTokens(config.vod.playbackTokenSecret || keptInDataDir(config, 'playback-secret', 32, 0o600).value);
+  const playbackTokens = new PlaybackTokens(
+    config.vod.playbackTokenSecret || keptInDataDir(config, 'playback-secret', 32, 0o600).value,
+    clock,
+  );
   const nodeId = config.node.id ?? keptInDataDir(config, 'node-id', 9, 0o600).value;
   if (config.coord.redisUrl && !config.catalog.databaseUrl)
     log.warn("REDIS_URL is set but the catalog is the embedded one: other nodes do not see this node's streams (set DATABASE_URL)");
@@ -193,7 +215,7 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     life.push('http', () => http.app?.close(), { onLate: () => http.app?.server.closeAllConnections() });
 
     // The publishers of this node (none without the ingest role: the stream API then sees nothing live here).
-    const { hub, rungHub } = newHubs(config, log);
+    const { hub, rungHub } = newHubs(config, log, clock);
     life.push('hub', () => {
       hub.close();
       rungHub.close();
@@ -209,7 +231,7 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     jobs.worker = worker;
     if (worker) life.push('vod-worker', () => worker.close());
 
-    const probes = { catalog: catalogProbe(catalog), redis: coord.kind === 'redis' ? coord : undefined };
+    const probes = { catalog: catalogProbe(catalog), redis: coord.kind === 'redis' ? coord : undefined, storage: store };
     const origin = roles.has('origin') ? liveOrigin(config, ingest?.packager, cluster?.window, ingest?.owns, log, life) : undefined;
     const parts = { catalog, hub, store, playbackTokens, uploads, probes, ...ingest, origin: origin ?? NOT_LIVE_HERE };
     const more = {
@@ -232,7 +254,7 @@ export async function startServer(config: Config, logger?: pino.Logger): Promise
     if (roles.has('origin')) await createDefaultStream(catalog, config);
 
     const httpPort = boundPort(app, config.server.httpPort);
-    const node = { nodeId, roles: config.node.roles, httpUrl: nodeHttpUrl(config.server.host, httpPort), startedAt: Date.now() };
+    const node = { nodeId, roles: config.node.roles, httpUrl: nodeHttpUrl(config.server.host, httpPort), startedAt: clock.now() };
     // Not awaited: a Redis that does not answer yet is reported by /healthz, and must not hold the start-up.
     coord.registerNode(node, NODE_TTL_MS).catch((err: unknown) => log.warn({ err }, 'coordination: could not register this node yet'));
     const facts = {
@@ -273,7 +295,14 @@ interface IngestContext {
  */
 async function startIngest(c: IngestContext) {
   const { config, log, life, catalog, store, hub, rungHub, ffmpegPath, nodeId, cluster } = c;
-  const recorder = new Recorder({ catalog, store, ffmpegPath, nodeId, logger: log.child({ module: 'recorder' }) });
+  const recorder = new Recorder({
+    catalog,
+    store,
+    ffmpegPath,
+    nodeId,
+    storeRetryMs: config.vod.recordingStoreRetryMs,
+    logger: log.child({ module: 'recorder' }),
+  });
   life.push('recorder', () => recorder.close(), { limitMs: 2 * SHUTDOWN_STEP_MS });
   // Runs a crash left open are listed before any new run can start.
   const leftOpen = await recorder.recover();

@@ -233,7 +233,9 @@ export async function openLatencyPage(
   browser: Browser,
   opts: { kind: PlayerKind; base: string; streamId: string; sampleEveryMs: number; hlsConfig: Record<string, unknown> },
 ): Promise<LatencyPage> {
-  const context: BrowserContext = await browser.newContext();
+  // The stock page is a third-party document of our own: the server's CSP (for its own pages and answers)
+  // is not that page's. Our page (/watch) keeps the server's CSP.
+  const context: BrowserContext = await browser.newContext(opts.kind === 'stock' ? { bypassCSP: true } : {});
   const page = await context.newPage();
   const every = opts.sampleEveryMs;
   if (opts.kind === 'ours') {

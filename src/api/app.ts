@@ -26,6 +26,7 @@ import {
   type WebRtcMetricsSource,
 } from './metrics.js';
 import { registerPlayerRoutes } from './player.js';
+import { installSecurityHeaders } from './security-headers.js';
 import { registerStreamRoutes, type LiveStreamControl, type StreamCatalog, type TranscodeStatusSource } from './streams.js';
 import { registerUploadRoutes, type UploadHandler } from './uploads.js';
 import { PlaybackAccess, registerVodRoutes, type PlaybackCatalog } from './playback.js';
@@ -49,7 +50,7 @@ export type AppCatalog = StreamCatalog &
 export type AppHub = LiveStreamControl & HubMetricsSource;
 
 /** The live transcoder: a stream's ladder status for the stream routes, figures for /metrics. */
-export type AppTranscoder = TranscodeStatusSource & TranscoderMetricsSource;
+export type AppTranscoder = TranscodeStatusSource & TranscoderMetricsSource & { ffmpegWorks?(): boolean };
 
 /** The recorder: its counters for /metrics, and the runs it holds (their videos cannot be deleted meanwhile). */
 export interface RecordingRuns {
@@ -82,8 +83,11 @@ export interface AppDeps {
   readonly roles: readonly string[];
   /** Every role there is (for livepack_node_role). */
   readonly allRoles: readonly string[];
-  /** What /healthz and /readyz probe: the catalog, and Redis when REDIS_URL is set (absent: in-process). */
-  readonly probes: { readonly catalog: DependencyProbe; readonly redis?: DependencyProbe };
+  /**
+   * What /healthz and /readyz probe: the catalog, Redis when REDIS_URL is set (absent: in-process), and
+   * media storage (absent: not reported).
+   */
+  readonly probes: { readonly catalog: DependencyProbe; readonly redis?: DependencyProbe; readonly storage?: DependencyProbe };
   readonly catalog: AppCatalog;
   /** The publishers on this node (none without the ingest role: the stream routes see nothing live here). */
   readonly hub: AppHub;
@@ -124,6 +128,12 @@ export interface AppDeps {
   readonly authLimiters?: () => readonly AuthLimiterSource[];
 }
 
+/** Fastify's trustProxy from TRUST_PROXY: absent, nobody's X-Forwarded-For is believed. */
+function trustProxyOption(t: HttpLimits['trustProxy']): { trustProxy?: true | string[] } {
+  if (t === undefined) return {};
+  return { trustProxy: t === true ? true : [...t] };
+}
+
 /** The HTTP face of the server: control API, origin, player, health, metrics, OpenAPI docs. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const limits = deps.http ?? DEFAULT_HTTP_LIMITS;
@@ -136,6 +146,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         apiAuth.quiet(req.ip ?? req.socket?.remoteAddress),
     }),
     bodyLimit: 1024 * 1024,
+    // Behind nginx every client has nginx's address unless its X-Forwarded-For is believed (TRUST_PROXY).
+    ...trustProxyOption(deps.http?.trustProxy),
     // Blocking playlist requests are held for seconds; keep connections open between them.
     keepAliveTimeout: 65_000,
     // Headers and body timeouts, and why: http-limits.ts. A connection silent for connectionTimeout is closed.
@@ -150,6 +162,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const httpCounters = applyHttpLimits(app.server, limits);
   installErrorShape(app);
   installJsonParser(app);
+  // nosniff, Referrer-Policy, CSP and Permissions-Policy on every answer; before any route or plugin (hooks are encapsulated).
+  installSecurityHeaders(app, { publicBaseUrl: deps.publicBaseUrl });
   // A playback token has one spelling: /t/<token>/ percent-encoded is refused (playback-tokens.ts).
   app.addHook('onRequest', refuseEncodedTokens);
   installAuthGuard(app, apiAuth);
@@ -164,7 +178,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   const access = new PlaybackAccess(deps.catalog, deps.playbackTokens);
-  const dependencies = dependencyProber(deps.probes);
+  // FFmpeg is a dependency of a node that transcodes: /healthz says whether its last start worked.
+  const works = deps.transcoder?.ffmpegWorks?.bind(deps.transcoder);
+  const dependencies = dependencyProber(works ? { ...deps.probes, ffmpeg: { ping: async () => works() } } : deps.probes);
   const { packager, ingestCounters } = deps;
   const registry = buildMetrics({
     node: { roles: deps.roles, allRoles: deps.allRoles, dependencies },
@@ -272,7 +288,7 @@ function registerMetricsRoute(app: FastifyInstance, registry: Registry, deps: Ap
   const known = new Map<string, { open: boolean; until: number }>();
   const publicOf = async (ids: readonly string[]): Promise<ReadonlySet<string>> => {
     const open = new Set<string>();
-    const now = Date.now();
+    const now = performance.now();
     await Promise.all(
       ids.map(async (id) => {
         let hit = known.get(id);

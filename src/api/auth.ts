@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AppError, safeEqual, type FailureLimiter } from '../core/index.js';
+import { AppError, monotonicNow, safeEqual, type FailureLimiter } from '../core/index.js';
 
 /*
  * The operator token (API_TOKEN) and the limit on wrong guesses of it.
@@ -46,7 +46,7 @@ export class ApiAuthGuard {
   quiet(source: string | undefined): boolean {
     const until = source === undefined ? undefined : this.#quietUntil.get(source);
     if (until === undefined) return false;
-    if (until > Date.now()) return true;
+    if (until > monotonicNow()) return true;
     this.#quietUntil.delete(source!);
     return false;
   }
@@ -63,7 +63,7 @@ export class ApiAuthGuard {
     if (!v.refused) return;
     if (v.justRefused) this.#onRefused(source, v.retryAfterSeconds);
     this.#quietUntil.delete(source);
-    this.#quietUntil.set(source, Date.now() + v.retryAfterSeconds * 1000);
+    this.#quietUntil.set(source, monotonicNow() + v.retryAfterSeconds * 1000);
     if (this.#quietUntil.size > QUIET_MAX) this.#quietUntil.delete(this.#quietUntil.keys().next().value!);
     throw new RateLimitedError(v.retryAfterSeconds);
   }

@@ -4,7 +4,7 @@
  * together, may open on one video. Everything is in memory, per node, and bounded in entries: a flood of
  * distinct addresses or ids forgets old records, it does not grow memory.
  */
-import { systemClock, type Clock } from '../core/index.js';
+import { monotonicClock, type Clock } from '../core/index.js';
 
 export interface BeaconLimitOptions {
   /** Beacons one address may send at once (the bucket's size). */
@@ -18,6 +18,7 @@ export interface BeaconLimitOptions {
   readonly windowMs: number;
   /** Addresses, (video, address) pairs and videos tracked at once, each. */
   readonly maxEntries: number;
+  /** Measures windows and refills; default monotonicClock. */
   readonly clock?: Clock;
 }
 
@@ -97,7 +98,7 @@ export class BeaconLimits {
   readonly counters = { rateRefused: 0, sessionsRefused: 0 };
 
   constructor(opts: Partial<BeaconLimitOptions> = {}) {
-    this.#opts = { clock: systemClock, ...DEFAULT_BEACON_LIMITS, ...opts };
+    this.#opts = { clock: monotonicClock, ...DEFAULT_BEACON_LIMITS, ...opts };
     const o = this.#opts;
     if (!(o.burst >= 1 && o.perSecond > 0 && o.sessionsPerAddress >= 1 && o.sessionsPerVideo >= 1 && o.windowMs >= 1 && o.maxEntries >= 1))
       throw new RangeError('BeaconLimits: every limit must be positive');

@@ -11,7 +11,8 @@ import type { FastifyInstance } from 'fastify';
 
 /** A service reached over the network (or in process): whether it answers now. */
 export interface DependencyProbe {
-  ping(): Promise<boolean>;
+  /** `timeoutMs`: how long the caller waits; a probe that can gives its request up then (S3). */
+  ping(timeoutMs?: number): Promise<boolean>;
 }
 
 export type DependencyState = 'ok' | 'down' | 'in-process';
@@ -21,6 +22,10 @@ export type DependencyStates = {
   readonly catalog: 'ok' | 'down';
   /** 'in-process' without REDIS_URL: there is no Redis to reach. */
   readonly redis: DependencyState;
+  /** The live ladders' FFmpeg ('down' while its last start failed); absent on a node without ingest. */
+  readonly ffmpeg?: 'ok' | 'down';
+  /** Media storage: S3 answers a HeadBucket, or the media folder is writable; absent without a probe. */
+  readonly storage?: 'ok' | 'down';
 };
 
 export interface HealthDeps {
@@ -29,7 +34,12 @@ export interface HealthDeps {
   readonly catalogKind: string;
   /** Streams with a publisher on this node. */
   liveStreams(): number;
-  readonly probes: { readonly catalog: DependencyProbe; readonly redis?: DependencyProbe };
+  readonly probes: {
+    readonly catalog: DependencyProbe;
+    readonly redis?: DependencyProbe;
+    readonly ffmpeg?: DependencyProbe;
+    readonly storage?: DependencyProbe;
+  };
 }
 
 /** Longest a probe may take before its dependency counts as down (a hung connection answers nothing). */
@@ -41,7 +51,7 @@ async function probe(p: DependencyProbe, timeoutMs: number): Promise<'ok' | 'dow
     timer = setTimeout(() => resolve(false), timeoutMs);
   });
   try {
-    return (await Promise.race([p.ping().catch(() => false), late])) ? 'ok' : 'down';
+    return (await Promise.race([p.ping(timeoutMs).catch(() => false), late])) ? 'ok' : 'down';
   } finally {
     clearTimeout(timer);
   }
@@ -54,11 +64,15 @@ async function probe(p: DependencyProbe, timeoutMs: number): Promise<'ok' | 'dow
 export function dependencyProber(probes: HealthDeps['probes'], timeoutMs = PROBE_TIMEOUT_MS): () => Promise<DependencyStates> {
   let inFlight: Promise<DependencyStates> | undefined;
   const run = async (): Promise<DependencyStates> => {
+    // Storage's probe is one bounded request (S3 HeadBucket, given up with the probe) or an access(2).
+    const storage = probes.storage && probe(probes.storage, timeoutMs);
     const [catalog, redis] = await Promise.all([
       probe(probes.catalog, timeoutMs),
       probes.redis ? probe(probes.redis, timeoutMs) : Promise.resolve('in-process' as const),
     ]);
-    return { catalog, redis };
+    // FFmpeg's probe reads what the last spawn did (no process per probe).
+    const states: DependencyStates = probes.ffmpeg ? { catalog, redis, ffmpeg: await probe(probes.ffmpeg, timeoutMs) } : { catalog, redis };
+    return storage ? { ...states, storage: await storage } : states;
   };
   return () => (inFlight ??= run().finally(() => (inFlight = undefined)));
 }

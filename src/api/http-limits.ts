@@ -25,6 +25,8 @@ export interface HttpLimits {
   /** A body must bring at least this many bytes in each period while it is read. */
   readonly minBodyBytes?: number;
   readonly bodyPeriodMs?: number;
+  /** TRUST_PROXY: whose X-Forwarded-For gives req.ip (the address every per-address limit counts); absent: nobody's. */
+  readonly trustProxy?: true | readonly string[] | undefined;
 }
 
 export const DEFAULT_HTTP_LIMITS = {
@@ -32,7 +34,7 @@ export const DEFAULT_HTTP_LIMITS = {
   headersTimeoutMs: 10_000,
   minBodyBytes: 16 * 1024,
   bodyPeriodMs: 10_000,
-} as const satisfies Required<HttpLimits>;
+} as const satisfies Required<Omit<HttpLimits, 'trustProxy'>>;
 
 /** Longest time to receive one request (a tus PATCH of a chunk of an upload): 15 minutes. */
 export const UPLOAD_REQUEST_TIMEOUT_MS = 15 * 60_000;

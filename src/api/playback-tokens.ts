@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import { AppError } from '../core/index.js';
+import { AppError, systemClock, type Clock } from '../core/index.js';
 import { ID_RE } from './schemas.js';
 
 /** What a token opens: one VOD asset ('v') or one live stream ('s'), by id. */
@@ -23,10 +23,18 @@ export const MAX_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
  */
 export class PlaybackTokens {
   readonly #key: Buffer;
+  readonly #clock: Clock;
 
-  constructor(secret: string) {
+  /** Expiry is a date: judged by the wall clock `clock` (a jump of it ages or rejuvenates every token). */
+  constructor(secret: string, clock: Clock = systemClock) {
     if (secret.length < 32) throw new AppError('E_CONFIG_INVALID', 'the playback token secret must be at least 32 characters');
     this.#key = Buffer.from(secret, 'utf8');
+    this.#clock = clock;
+  }
+
+  /** The wall clock tokens are minted and judged by (ms since epoch). */
+  now(): number {
+    return this.#clock.now();
   }
 
   #mac(body: string): Buffer {
@@ -44,7 +52,11 @@ export class PlaybackTokens {
    * Why `token` does not open `subject` at `now` ('malformed', 'bad-signature', 'wrong-subject',
    * 'expired'), or undefined when it does. The signature is checked before anything it covers is believed.
    */
-  check(token: string, subject: TokenSubject, now = Date.now()): 'malformed' | 'bad-signature' | 'wrong-subject' | 'expired' | undefined {
+  check(
+    token: string,
+    subject: TokenSubject,
+    now = this.#clock.now(),
+  ): 'malformed' | 'bad-signature' | 'wrong-subject' | 'expired' | undefined {
     if (token.length > 256) return 'malformed';
     const parts = token.split('.');
     if (parts.length !== 4) return 'malformed';

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, isAppError } from '../core/index.js';
+import { AppError, isAppError, monotonicNow } from '../core/index.js';
 import type { Catalog, VideoRecord, Visibility } from '../catalog/index.js';
 import type { ByteRange, ObjectInfo, ObjectStore } from '../storage/index.js';
 import { validateKey } from '../storage/index.js';
@@ -19,7 +19,7 @@ class TtlCache<T> {
   /** `keep` says whether a loaded value may be cached (a value about to change must not be). */
   async get(key: string, load: () => Promise<T>, keep: (value: T) => boolean = () => true): Promise<T> {
     const hit = this.#map.get(key);
-    if (hit && hit.until > Date.now()) return hit.value;
+    if (hit && hit.until > monotonicNow()) return hit.value;
     let p = this.#inflight.get(key);
     if (!p) {
       // One load per key at a time: a burst of segment requests for one asset makes one query.
@@ -37,7 +37,7 @@ class TtlCache<T> {
         (value) => {
           this.#map.delete(key);
           if (!keep(value)) return;
-          this.#map.set(key, { value, until: Date.now() + CACHE_MS });
+          this.#map.set(key, { value, until: monotonicNow() + CACHE_MS });
           if (this.#map.size > CACHE_MAX) this.#map.delete(this.#map.keys().next().value!);
         },
         () => {},
@@ -111,7 +111,7 @@ export class PlaybackAccess {
       throw new AppError('E_FORBIDDEN', 'this content is private: play it through a playback token URL (/t/<token>/...)');
     const why = this.#tokens.check(token, subject);
     if (why) throw new AppError('E_FORBIDDEN', `playback token refused: ${why.replace('-', ' ')}`);
-    return Math.max(0, Math.floor((this.#tokens.expiryOf(token) - Date.now()) / 1000));
+    return Math.max(0, Math.floor((this.#tokens.expiryOf(token) - this.#tokens.now()) / 1000));
   }
 
   /** For /live/<id>/...: a stream nobody knows is let through (the origin answers 404 itself). */

@@ -18,6 +18,9 @@ function loadAssets(): Map<string, { type: string; body: Buffer }> {
       'index.html': { type: 'text/html; charset=utf-8', body: readFileSync(join(playerDir, 'index.html')) },
       'player.js': { type: 'text/javascript; charset=utf-8', body: readFileSync(join(playerDir, 'player.js')) },
       'player.css': { type: 'text/css; charset=utf-8', body: readFileSync(join(playerDir, 'player.css')) },
+      // The home page's script and the publish page's styles: files, not inline (security-headers.ts: CSP).
+      'home.js': { type: 'text/javascript; charset=utf-8', body: readFileSync(join(playerDir, 'home.js')) },
+      'publish.css': { type: 'text/css; charset=utf-8', body: readFileSync(join(playerDir, 'publish.css')) },
       'hls.min.js': { type: 'text/javascript; charset=utf-8', body: readFileSync(hlsPath) },
       'publish.html': { type: 'text/html; charset=utf-8', body: readFileSync(join(playerDir, 'publish.html')) },
       'publish.js': { type: 'text/javascript; charset=utf-8', body: readFileSync(join(playerDir, 'publish.js')) },

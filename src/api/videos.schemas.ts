@@ -30,6 +30,11 @@ const videoSchema = {
           bandwidth: { type: 'integer' },
           averageBandwidth: { type: 'integer' },
           codecs: { type: 'string' },
+          gaps: {
+            type: 'integer',
+            description:
+              'Recordings: segments of this rendition listed as EXT-X-GAP (storage failed or fell behind, or the rendition was restarting)',
+          },
         },
       },
     },

@@ -199,7 +199,7 @@ export function registerVideoRoutes(app: FastifyInstance, deps: VideoRoutesDeps)
       const v = await catalog.videos.get(req.params.id);
       if (!v) throw new AppError('E_NOT_FOUND', `no video ${req.params.id}`);
       const ttl = req.body?.ttlSeconds ?? deps.tokenTtlSeconds;
-      const expiresAt = Date.now() + ttl * 1000;
+      const expiresAt = access.tokens.now() + ttl * 1000;
       const live = v.type === 'live' && v.streamId !== null;
       const token = access.tokens.sign(live ? { kind: 's', id: v.streamId! } : { kind: 'v', id: v.id }, expiresAt);
       const hls = live ? `${base}/t/${token}/live/${v.streamId}/master.m3u8` : `${base}/t/${token}/vod/${v.id}/master.m3u8`;

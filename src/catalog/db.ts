@@ -178,6 +178,19 @@ export interface PostgresOptions {
   max?: number;
 }
 
+/** Longest a new PostgreSQL connection may take to open (a server that accepts and never answers). */
+export const PG_CONNECT_TIMEOUT_MS = 10_000;
+/** Longest one statement may run on the server (statement_timeout): it is cancelled there past it. */
+export const PG_STATEMENT_TIMEOUT_MS = 15_000;
+/**
+ * Longest the client waits for one query's answer (query_timeout): a little over the statement timeout,
+ * so the server's own cancel is what normally ends a slow statement; past it the connection itself is
+ * taken as lost (a server that stopped answering without closing it).
+ */
+export const PG_QUERY_TIMEOUT_MS = 20_000;
+/** Scripts (migrations) may run longer than one statement may: both limits are this for them. */
+const PG_SCRIPT_TIMEOUT_MS = 600_000;
+
 /** A `pg` Pool against a real PostgreSQL server. */
 export async function openPostgres(opts: PostgresOptions): Promise<Db> {
   const { url, logger, schema } = opts;
@@ -185,8 +198,10 @@ export async function openPostgres(opts: PostgresOptions): Promise<Db> {
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.max ?? 10,
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
     idleTimeoutMillis: 30_000,
+    statement_timeout: PG_STATEMENT_TIMEOUT_MS,
+    query_timeout: PG_QUERY_TIMEOUT_MS,
     // Every pooled connection starts with the schema on its search_path; no per-checkout SET needed.
     ...(schema !== undefined ? { options: `-c search_path=${schema}` } : {}),
   });
@@ -199,8 +214,14 @@ export async function openPostgres(opts: PostgresOptions): Promise<Db> {
       return { rows: res.rows as T[] };
     },
     exec: async (sql: string) => {
-      // Without parameters pg uses the simple protocol, which accepts several statements.
-      await q.query(sql);
+      // Without parameters pg uses the simple protocol, which accepts several statements; they run as one
+      // transaction block, in which SET LOCAL lifts the statement timeout for this script alone.
+      // (query_timeout per query is read by pg, not in its types.)
+      const script: pg.QueryConfig & { query_timeout: number } = {
+        text: `SET LOCAL statement_timeout = ${PG_SCRIPT_TIMEOUT_MS};\n${sql}`,
+        query_timeout: PG_SCRIPT_TIMEOUT_MS,
+      };
+      await q.query(script);
     },
   });
 

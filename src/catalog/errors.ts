@@ -40,14 +40,16 @@ export class CatalogUnavailableError extends AppError {
  * client.js, pg-pool's index.js).
  */
 const LOST_CONNECTION =
-  /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect|Connection closed/i;
+  /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect|Connection closed|Query read timeout/i;
 
 /**
  * Whether `sqlstate` or the error says the server is away: SQLSTATE class 08 (connection exception),
- * 57P01-57P03 (the server shutting down or not accepting connections yet), 53300 (too many connections).
+ * 57P01-57P03 (the server shutting down or not accepting connections yet), 53300 (too many connections),
+ * 57014 (a statement cancelled by statement_timeout: the server is too slow to answer now; see db.ts).
  */
 function isUnavailable(e: PgLikeError, sqlstate: string | undefined, err: unknown): boolean {
-  if (sqlstate !== undefined && (sqlstate.startsWith('08') || /^57P0[123]$/.test(sqlstate) || sqlstate === '53300')) return true;
+  if (sqlstate !== undefined && (sqlstate.startsWith('08') || /^57P0[123]$/.test(sqlstate) || sqlstate === '53300' || sqlstate === '57014'))
+    return true;
   if (sqlstate !== undefined && NETWORK_ERROR_CODES.has(sqlstate)) return true;
   return err instanceof Error && LOST_CONNECTION.test(err.message);
 }

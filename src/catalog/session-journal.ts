@@ -1,4 +1,4 @@
-import { isAppError, type Logger } from '../core/index.js';
+import { isAppError, monotonicNow, type Logger } from '../core/index.js';
 
 /** The part of the catalog the journal writes to. */
 export interface SessionWriter {
@@ -57,12 +57,12 @@ export class SessionJournal {
 
   /** `write`, again while the catalog is away, until it succeeds or SESSION_RETRY_FOR_MS have passed. */
   async #write(write: () => Promise<void>): Promise<void> {
-    const giveUpAt = Date.now() + this.#retryForMs;
+    const giveUpAt = monotonicNow() + this.#retryForMs;
     for (let wait = SESSION_RETRY_FIRST_MS; ; wait = Math.min(2 * wait, SESSION_RETRY_MAX_DELAY_MS)) {
       try {
         return await write();
       } catch (err) {
-        if (!(isAppError(err) && err.code === 'E_UNAVAILABLE') || Date.now() + wait > giveUpAt) throw err;
+        if (!(isAppError(err) && err.code === 'E_UNAVAILABLE') || monotonicNow() + wait > giveUpAt) throw err;
         await delay(wait);
       }
     }

@@ -18,6 +18,8 @@ export interface RenditionInfo {
   width?: number;
   height?: number;
   frameRate?: number;
+  /** Recordings: segments listed as EXT-X-GAP (not stored in time, or the rendition restarting). */
+  gaps?: number;
 }
 
 export interface VideoRecord {
@@ -203,6 +205,28 @@ function decodeCursor(cursor: string): { t: Date; id: string } {
 }
 
 /** Videos, their recorded segments and their viewing history. */
+/** The types of a video_segments row's values, in the column order addSegments writes them. */
+const SEGMENT_CASTS = [
+  'text',
+  'text',
+  'integer',
+  'text',
+  'text',
+  'double precision',
+  'boolean',
+  'boolean',
+  'integer',
+  'timestamptz',
+  'boolean',
+];
+
+/** A heartbeat older than this is stale: a date, or `{ msAgo }` before the catalog's clock (now()). */
+export type StaleBefore = Date | { readonly msAgo: number };
+
+/** The SQL of a StaleBefore whose two parameters start at $n (a date, or null and the ms before now()). */
+const STALE_SQL = (n: number) => `COALESCE($${n}::timestamptz, now() - $${n + 1}::double precision * interval '1 millisecond')`;
+const staleParams = (s: StaleBefore): [Date | null, number] => (s instanceof Date ? [s, 0] : [null, s.msAgo]);
+
 export class VideoStore {
   readonly #q: Queryable;
 
@@ -352,15 +376,17 @@ export class VideoStore {
   /**
    * Recorded live runs left open by an origin that is gone: live or being finalized, and either recorded
    * by `nodeId` (this origin, just started: whatever it had open died with its last process) or not
-   * heartbeated since `staleBefore` (another origin that stopped without finishing them).
+   * heartbeated since `staleBefore` (another origin that stopped without finishing them): a date, or ms before
+   * the catalog's own clock (what nodes should use: heartbeats are the catalog's time too, so the hosts'
+   * clocks, which may disagree, never compare with each other).
    */
-  async abandonedRuns(nodeId: string, staleBefore: Date): Promise<VideoRecord[]> {
+  async abandonedRuns(nodeId: string, staleBefore: StaleBefore): Promise<VideoRecord[]> {
     const { rows } = await this.#q.query<VideoRow>(
       `SELECT ${COLUMNS} FROM videos
         WHERE source = 'recording' AND status IN ('live', 'processing')
-          AND (node_id IS NULL OR node_id = $1 OR heartbeat_at IS NULL OR heartbeat_at < $2)
+          AND (node_id IS NULL OR node_id = $1 OR heartbeat_at IS NULL OR heartbeat_at < ${STALE_SQL(2)})
         ORDER BY created_at`,
-      [nodeId, staleBefore],
+      [nodeId, ...staleParams(staleBefore)],
     );
     return rows.map(toVideo);
   }
@@ -370,13 +396,13 @@ export class VideoStore {
    * same test, made atomically with the change of owner, so a run another origin adopted meanwhile (its
    * node id changed, its heartbeat is fresh) is not taken. Undefined: it is no longer abandoned.
    */
-  async claimAbandoned(id: string, nodeId: string, staleBefore: Date, at = new Date()): Promise<VideoRecord | undefined> {
+  async claimAbandoned(id: string, nodeId: string, staleBefore: StaleBefore, at?: Date): Promise<VideoRecord | undefined> {
     const { rows } = await this.#q.query<VideoRow>(
-      `UPDATE videos SET node_id = $2, heartbeat_at = $4
+      `UPDATE videos SET node_id = $2, heartbeat_at = COALESCE($5::timestamptz, now())
         WHERE id = $1 AND source = 'recording' AND status IN ('live', 'processing')
-          AND (node_id IS NULL OR node_id = $2 OR heartbeat_at IS NULL OR heartbeat_at < $3)
+          AND (node_id IS NULL OR node_id = $2 OR heartbeat_at IS NULL OR heartbeat_at < ${STALE_SQL(3)})
         RETURNING ${COLUMNS}`,
-      [id, nodeId, staleBefore, at],
+      [id, nodeId, ...staleParams(staleBefore), at ?? null],
     );
     return rows.length > 0 ? toVideo(rows[0]) : undefined;
   }
@@ -400,14 +426,22 @@ export class VideoStore {
     return rows.length > 0 ? toVideo(rows[0]) : undefined;
   }
 
-  /** This origin still records these runs (with `nodeId`: only those still its own). */
-  async heartbeat(ids: readonly string[], at = new Date(), nodeId?: string): Promise<void> {
+  /**
+   * This origin still records these runs (with `nodeId`: only those still its own), at `at` or, by default,
+   * the catalog's clock (see abandonedRuns).
+   */
+  async heartbeat(ids: readonly string[], at?: Date, nodeId?: string): Promise<void> {
     if (ids.length === 0) return;
+    const when = at ?? null;
     if (nodeId === undefined) {
-      await this.#q.query('UPDATE videos SET heartbeat_at = $2 WHERE id = ANY($1::text[])', [[...ids], at]);
+      await this.#q.query('UPDATE videos SET heartbeat_at = COALESCE($2::timestamptz, now()) WHERE id = ANY($1::text[])', [[...ids], when]);
       return;
     }
-    await this.#q.query('UPDATE videos SET heartbeat_at = $2 WHERE id = ANY($1::text[]) AND node_id = $3', [[...ids], at, nodeId]);
+    await this.#q.query('UPDATE videos SET heartbeat_at = COALESCE($2::timestamptz, now()) WHERE id = ANY($1::text[]) AND node_id = $3', [
+      [...ids],
+      when,
+      nodeId,
+    ]);
   }
 
   /** A stream's visibility changed: its live runs (listed now, VOD later) follow it. */
@@ -424,11 +458,24 @@ export class VideoStore {
     await this.addSegments([{ videoId, segment: s }]);
   }
 
-  /** Journal several segments (of one or several videos) in one statement; one already journaled is kept. */
-  async addSegments(entries: ReadonlyArray<{ readonly videoId: string; readonly segment: VideoSegmentRecord }>): Promise<void> {
+  /**
+   * Journal several segments (of one or several videos) in one statement.
+   *
+   * Without `nodeId`, a segment already journaled is kept. With it, the rows are fenced by ownership: a row
+   * for a video that is no longer this node's (another ingest node continued the run: recording-handover)
+   * is dropped, and a row of a video that is this node's replaces one already there. That is the old
+   * owner's: at a handover the node that lost the stream closes its segment in progress under the next
+   * media sequence number, which the new owner's first segment (with the seam's discontinuity) also takes.
+   */
+  async addSegments(
+    entries: ReadonlyArray<{ readonly videoId: string; readonly segment: VideoSegmentRecord }>,
+    nodeId?: string,
+  ): Promise<void> {
     if (entries.length === 0) return;
+    // One row per key (the last): an upsert may not touch a row twice in one statement.
+    const unique = [...new Map(entries.map((e) => [`${e.videoId}\n${e.segment.rendition}\n${e.segment.msn}`, e])).values()];
     const values: unknown[] = [];
-    const rows = entries.map(({ videoId, segment: s }) => {
+    const rows = unique.map(({ videoId, segment: s }) => {
       const at = values.length;
       values.push(
         videoId,
@@ -443,11 +490,21 @@ export class VideoStore {
         s.programDateTime,
         s.independent ?? true,
       );
-      return `(${Array.from({ length: 11 }, (_, i) => `$${at + i + 1}`).join(', ')})`;
+      return `(${SEGMENT_CASTS.map((cast, i) => `$${at + i + 1}::${cast}`).join(', ')})`;
     });
+    const columns = 'video_id, rendition, msn, uri, init_uri, duration, discontinuity, gap, bytes, program_date_time, independent';
+    if (nodeId === undefined) {
+      await this.#q.query(`INSERT INTO video_segments (${columns}) VALUES ${rows.join(', ')} ON CONFLICT DO NOTHING`, values);
+      return;
+    }
+    values.push(nodeId);
     await this.#q.query(
-      `INSERT INTO video_segments (video_id, rendition, msn, uri, init_uri, duration, discontinuity, gap, bytes, program_date_time, independent)
-       VALUES ${rows.join(', ')} ON CONFLICT DO NOTHING`,
+      `INSERT INTO video_segments (${columns})
+       SELECT v.* FROM (VALUES ${rows.join(', ')}) AS v (${columns})
+        WHERE EXISTS (SELECT 1 FROM videos WHERE videos.id = v.video_id AND videos.node_id = $${values.length})
+       ON CONFLICT (video_id, rendition, msn) DO UPDATE SET
+         uri = EXCLUDED.uri, init_uri = EXCLUDED.init_uri, duration = EXCLUDED.duration, discontinuity = EXCLUDED.discontinuity,
+         gap = EXCLUDED.gap, bytes = EXCLUDED.bytes, program_date_time = EXCLUDED.program_date_time, independent = EXCLUDED.independent`,
       values,
     );
   }

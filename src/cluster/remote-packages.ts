@@ -3,7 +3,7 @@
  * OriginPackages interface), for a node that does not ingest them. One view per stream in use, forgotten
  * when nobody asked for it for a while; one LRU of immutable files for all of them.
  */
-import type { Logger } from '../core/index.js';
+import { monotonicNow, type Logger } from '../core/index.js';
 import type { LiveWindowStore } from '../coord/index.js';
 import type { OriginPackage, OriginPackages } from '../packager/index.js';
 import { FileCache, type FileCacheCounters } from './file-cache.js';
@@ -68,7 +68,7 @@ export class RemotePackages implements OriginPackages {
       view = this.#view(streamId);
       this.#views.set(streamId, view);
     }
-    view.lastUsed = Date.now();
+    view.lastUsed = monotonicNow();
     const found = await unavailableOnFailure(view.load(this.#opts.docMaxAgeMs ?? 1000));
     if (found) return view;
     if (this.#views.get(streamId) === view) this.#forget(view);
@@ -103,7 +103,7 @@ export class RemotePackages implements OriginPackages {
   }
 
   #forgetIdle(): void {
-    const cutoff = Date.now() - this.#idleMs;
+    const cutoff = monotonicNow() - this.#idleMs;
     for (const v of [...this.#views.values()]) if (v.gone || (v.held === 0 && v.lastUsed < cutoff)) this.#forget(v);
   }
 }

@@ -3,7 +3,7 @@
  * document and rendition states, kept fresh by announcements and, while requests are held, by a short
  * re-check timer), answering as the ingesting node's StreamPackage and LiveRendition would.
  */
-import { AppError, ClosedError, type Logger } from '../core/index.js';
+import { AppError, ClosedError, monotonicNow, type Logger } from '../core/index.js';
 import type { LiveWindowStore, WindowAnnouncement } from '../coord/index.js';
 import type { OriginPackage, RenditionReport } from '../packager/index.js';
 import { Refresh } from './refresh.js';
@@ -53,7 +53,7 @@ export class RemoteStream implements OriginPackage {
   #failing = false;
   /** The stream's document is gone from the store (deleted, expired), or the view was closed. */
   gone = false;
-  lastUsed = Date.now();
+  lastUsed = monotonicNow();
 
   constructor(streamId: string, deps: RemoteStreamDeps) {
     this.streamId = streamId;
@@ -63,7 +63,7 @@ export class RemoteStream implements OriginPackage {
 
   /** Reads the document if older than maxAgeMs (the first time, every state too); false: not in the store. */
   async load(maxAgeMs: number): Promise<boolean> {
-    if (this.#doc && Date.now() - this.#docAt < maxAgeMs) return !this.gone;
+    if (this.#doc && monotonicNow() - this.#docAt < maxAgeMs) return !this.gone;
     const first = this.#doc === undefined;
     await this.#docRefresh.run();
     if (!this.#doc || this.gone) return false;
@@ -237,7 +237,7 @@ export class RemoteStream implements OriginPackage {
       return;
     }
     this.#doc = doc;
-    this.#docAt = Date.now();
+    this.#docAt = monotonicNow();
   }
 
   async #readState(rendition: string): Promise<void> {

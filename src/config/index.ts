@@ -33,6 +33,8 @@ export interface RtmpConfig {
 
 export interface HlsConfig {
   readonly partTargetMs: number;
+  /** PART-HOLD-BACK as a multiple of PART-TARGET. */
+  readonly partHoldBackParts: number;
   readonly segmentTargetMs: number;
   readonly windowSeconds: number;
   readonly holdMs: number;
@@ -78,6 +80,8 @@ export interface WebRtcConfig {
 export interface HttpConfig {
   readonly maxConnections: number;
   readonly headersTimeoutMs: number;
+  /** TRUST_PROXY: true (any hop), the proxies' addresses and ranges, or undefined (the socket's address is the client). */
+  readonly trustProxy: true | readonly string[] | undefined;
   /** METRICS_TOKEN; undefined: /metrics is open (private streams hashed). */
   readonly metricsToken: string | undefined;
 }
@@ -124,6 +128,8 @@ export interface VodConfig {
   readonly playbackTokenTtlSeconds: number;
   /** LIVE_THUMBNAIL_INTERVAL_MS; undefined: the thumbnailer's default (10 s); 0: no live thumbnails. */
   readonly liveThumbnailIntervalMs: number | undefined;
+  /** RECORDING_STORE_RETRY_MS: how long the recorder tries again a write storage failed. */
+  readonly recordingStoreRetryMs: number;
 }
 
 export interface Config {
@@ -204,6 +210,12 @@ export function loadConfig(env: Raw = process.env): Config {
 }
 
 /** Each module's section, from values already read and checked. */
+/** TRUST_PROXY as Fastify's trustProxy takes it (already checked by its rule). */
+function trustProxy(v: string | undefined): true | readonly string[] | undefined {
+  if (v === undefined) return undefined;
+  return v === 'true' ? true : listOf(v);
+}
+
 function toConfig(v: Record<string, SettingValue>): Config {
   const str = (k: string) => v[k] as string | undefined;
   const num = (k: string) => v[k] as number;
@@ -239,6 +251,7 @@ function toConfig(v: Record<string, SettingValue>): Config {
     },
     hls: {
       partTargetMs: num('HLS_PART_TARGET_MS'),
+      partHoldBackParts: num('HLS_PART_HOLD_BACK_PARTS'),
       segmentTargetMs: num('HLS_SEGMENT_TARGET_MS'),
       windowSeconds: num('HLS_WINDOW_SECONDS'),
       holdMs: num('HLS_HOLD_MS'),
@@ -264,7 +277,13 @@ function toConfig(v: Record<string, SettingValue>): Config {
     storage: {
       dataDir,
       s3: bucket
-        ? { bucket, endpoint: str('S3_ENDPOINT'), region: str('S3_REGION')!, forcePathStyle: v.S3_FORCE_PATH_STYLE as boolean }
+        ? {
+            bucket,
+            endpoint: str('S3_ENDPOINT'),
+            region: str('S3_REGION')!,
+            forcePathStyle: v.S3_FORCE_PATH_STYLE as boolean,
+            requestTimeoutMs: num('S3_REQUEST_TIMEOUT_MS'),
+          }
         : undefined,
       shared: v.STORAGE_SHARED as boolean,
     },
@@ -277,6 +296,7 @@ function toConfig(v: Record<string, SettingValue>): Config {
       playbackTokenSecret: str('PLAYBACK_TOKEN_SECRET'),
       playbackTokenTtlSeconds: num('PLAYBACK_TOKEN_TTL_SECONDS'),
       liveThumbnailIntervalMs: v.LIVE_THUMBNAIL_INTERVAL_MS as number | undefined,
+      recordingStoreRetryMs: num('RECORDING_STORE_RETRY_MS'),
     },
     webrtc: {
       enabled: v.WEBRTC_ENABLED as boolean,
@@ -296,6 +316,7 @@ function toConfig(v: Record<string, SettingValue>): Config {
     http: {
       maxConnections: num('HTTP_MAX_CONNECTIONS'),
       headersTimeoutMs: num('HTTP_HEADERS_TIMEOUT_MS'),
+      trustProxy: trustProxy(str('TRUST_PROXY')),
       metricsToken: str('METRICS_TOKEN'),
     },
     auth: { failureLimit: num('AUTH_FAILURE_LIMIT'), failureWindowMs: num('AUTH_FAILURE_WINDOW_SECONDS') * 1000 },

@@ -129,6 +129,16 @@ export const SETTINGS = [
     doc: 'HTTP connections open at once (idle keep-alive ones included); further connections are closed at once, without an answer, and counted in /metrics. Keep the open-files limit (ulimit -n) above it.',
   },
   {
+    env: 'TRUST_PROXY',
+    type: 'string',
+    doc: "Reverse proxies (nginx, a load balancer) whose X-Forwarded-For names the client: comma-separated addresses or CIDR ranges (e.g. 127.0.0.1,10.0.0.0/8), or true for any hop (only when nothing else can reach the port). Unset: the socket's address is the client, so behind a proxy every per-address limit (failed auth, beacons, WHIP) sees the proxy.",
+    check: ifSet((v, { env }) =>
+      v === 'true' || listOf(v).every((a) => IP_LIKE.test(a.replace(/\/\d{1,3}$/, '')))
+        ? undefined
+        : `${env}=${shown(v)} must be true or a comma-separated list of IP addresses or CIDR ranges`,
+    ),
+  },
+  {
     env: 'HTTP_HEADERS_TIMEOUT_MS',
     type: 'int',
     default: 10000,
@@ -188,6 +198,14 @@ export const SETTINGS = [
     type: 'bool',
     default: false,
     doc: 'Address the bucket in the URL path (http://host/bucket/key) rather than the host name; MinIO needs it.',
+  },
+  {
+    env: 'S3_REQUEST_TIMEOUT_MS',
+    type: 'int',
+    default: 10000,
+    min: 500,
+    max: 600000,
+    doc: 'An S3 request whose connection carries no byte either way for this long is given up (opening a connection may take 3 s); the SDK tries a request twice. A VOD read then answers 503 E_UNAVAILABLE; the recorder tries its writes again (RECORDING_STORE_RETRY_MS).',
   },
   {
     env: 'NODE_ROLES',
@@ -269,6 +287,14 @@ export const SETTINGS = [
     min: 50,
     max: 2000,
     doc: 'LL-HLS part target; fitted to whole frames (29.97 fps gives 0.201 s).',
+  },
+  {
+    env: 'HLS_PART_HOLD_BACK_PARTS',
+    type: 'int',
+    default: 3,
+    min: 2,
+    max: 10,
+    doc: 'PART-HOLD-BACK in parts: how far behind the live edge players start (RFC 8216bis: at least 2, should be 3). 2 starts stock hls.js one part closer to the edge, with one part less of buffer against a late part.',
   },
   {
     env: 'HLS_SEGMENT_TARGET_MS',
@@ -533,6 +559,14 @@ export const SETTINGS = [
     min: 2000,
     max: 3600000,
     doc: 'Lease of a running upload job; its worker renews it every third of this, and a job whose worker died is taken again once the lease ran out.',
+  },
+  {
+    env: 'RECORDING_STORE_RETRY_MS',
+    type: 'int',
+    default: 300000,
+    min: 1000,
+    max: 86400000,
+    doc: "How long the recorder keeps trying to store a live run's segments while storage fails (backoff from 250 ms to 5 s; meanwhile they wait in memory, at most 256 MiB a run). Past it, and for what does not fit in those 256 MiB, a segment is a counted gap (EXT-X-GAP). A run that ends waits for its segments at most this long before it is finalized.",
   },
   {
     env: 'PLAYBACK_TOKEN_SECRET',

@@ -5,7 +5,7 @@
  * also swept on writes so a stream that nobody reads does not grow.
  */
 import { EventEmitter } from 'node:events';
-import { systemClock, type Clock, type Logger } from '../core/index.js';
+import { monotonicClock, type Clock, type Logger } from '../core/index.js';
 import type {
   Coordination,
   Lease,
@@ -69,7 +69,7 @@ export class MemoryCoordination implements Coordination {
   readonly #bus = new EventEmitter();
 
   constructor(opts: MemoryCoordinationOptions = {}) {
-    this.#clock = opts.clock ?? systemClock;
+    this.#clock = opts.clock ?? monotonicClock;
     this.#logger = opts.logger;
     this.#bus.setMaxListeners(0);
   }
@@ -207,7 +207,7 @@ export class MemoryWindowStore implements LiveWindowStore {
 
   constructor(opts: MemoryWindowStoreOptions = {}) {
     this.#coord = opts.coord;
-    this.#clock = opts.clock ?? systemClock;
+    this.#clock = opts.clock ?? monotonicClock;
     this.#logger = opts.logger;
     this.#bus.setMaxListeners(0);
   }

@@ -4,7 +4,7 @@ export type { Logger } from './logger.js';
 export { silentLogger } from './logger.js';
 export * from './ids.js';
 export type { Clock } from './clock.js';
-export { systemClock } from './clock.js';
+export { anchoredClock, monotonicClock, monotonicNow, systemClock } from './clock.js';
 export * from './codecs/index.js';
 export * from './ladder.js';
 export type { StorageSettings } from './storage-settings.js';

@@ -1,4 +1,4 @@
-import { systemClock, type Clock } from './clock.js';
+import { monotonicClock, type Clock } from './clock.js';
 
 /**
  * Failed attempts per source (an address, a stream key) in a fixed window. A source with `max` failures in
@@ -15,6 +15,7 @@ export interface FailureLimiterOptions {
   readonly windowMs: number;
   /** Sources tracked at once (default 10,000). */
   readonly maxSources?: number;
+  /** Measures the windows; default monotonicClock (a wall-clock jump neither ends nor stretches one). */
   readonly clock?: Clock;
 }
 
@@ -40,7 +41,7 @@ export class FailureLimiter {
 
   constructor(opts: FailureLimiterOptions) {
     if (!(opts.max >= 1) || !(opts.windowMs >= 1)) throw new RangeError('FailureLimiter needs max >= 1 and windowMs >= 1');
-    this.#opts = { maxSources: 10_000, clock: systemClock, ...opts };
+    this.#opts = { maxSources: 10_000, clock: monotonicClock, ...opts };
   }
 
   /** Whether `source` is refused now; an attempt refused here is counted and must not be tried. */

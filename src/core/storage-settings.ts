@@ -12,6 +12,8 @@ export interface StorageSettings {
         readonly endpoint: string | undefined;
         readonly region: string;
         readonly forcePathStyle: boolean;
+        /** S3_REQUEST_TIMEOUT_MS; absent: the store's default (10 s). */
+        readonly requestTimeoutMs?: number;
       }
     | undefined;
 }

@@ -70,7 +70,7 @@ export function openRun(sup: Supervisor, handle: ChildHandle, rungs: readonly La
     needKeyframe: true,
     lastWrittenMs: 0,
     backlogUntilMs: 0,
-    lastProgressAt: Date.now(),
+    lastProgressAt: performance.now(),
     lastWriteAt: 0,
     recentAudio: [],
     audioFed: new Set(),
@@ -136,7 +136,7 @@ export async function writeVideo(run: Run, frame: MediaFrame, codec: VideoCodec)
   }
   const tag = run.writer.frame(frame, codec);
   run.lastWrittenMs = Math.max(run.lastWrittenMs, (frame.dts - (run.writer.base ?? frame.dts)) / 90);
-  run.lastWriteAt = Date.now();
+  run.lastWriteAt = performance.now();
   if (stdin.write(tag)) return;
   // FFmpeg is not taking input as fast as it comes: wait (the hub reader queues, then drops to the next
   // keyframe) rather than buffer without bound here.

@@ -25,10 +25,20 @@ export interface StreamLadderOptions {
   readonly cpuIdle: () => number | undefined;
   /** Whether this stream may run an FFmpeg now (TRANSCODE_MAX_STREAMS counts the ones running). */
   readonly admit: (self: StreamLadder) => boolean;
+  /** Each FFmpeg start's outcome: it works (every rung produces), or it never started (and why). */
+  readonly onFfmpeg?: (works: boolean, reason?: string) => void;
 }
 
 /** FFmpeg that reports no progress for this long is judged as not keeping up. */
 const STALL_MS = 2000;
+/**
+ * After the supervisor gave up (FFmpeg never started, repeatedly), a new one is tried this long later, then
+ * twice as long each time up to FAILED_RETRY_MAX_MS: an FFmpeg that was removed or broken and is back (a
+ * package upgrade) brings the rungs back without a republish, and one that stays broken costs three
+ * spawns per retry, not a crash loop.
+ */
+const FAILED_RETRY_MS = 10_000;
+const FAILED_RETRY_MAX_MS = 300_000;
 
 /**
  * The ladder of one live stream: reads the source from the hub, feeds one supervised FFmpeg (FLV on
@@ -60,6 +70,9 @@ export class StreamLadder {
   #state: TranscodeState = 'idle';
   #lastError: string | undefined;
   #restarts = 0;
+  /** When the supervisor last gave up, and how many retries since ('failed' state only). */
+  #failedAt = 0;
+  #failedRetries = 0;
   /** A source session is running (FFmpeg has something to transcode). */
   #inSession = false;
   /** The event loop is stopping a child: nothing else may start one meanwhile. */
@@ -95,6 +108,7 @@ export class StreamLadder {
           this.#tracks = ev.tracks;
           this.#sourceSession = ev.sessionId;
           this.#dropped = [];
+          this.#failedRetries = 0;
           this.#inSession = true;
           this.#beginSession();
         } else if (ev.type === 'frame') {
@@ -340,6 +354,8 @@ export class StreamLadder {
       allProducing: () => {
         handle.markReady();
         this.#state = 'running';
+        this.#failedRetries = 0;
+        this.#o.onFfmpeg?.(true);
       },
       unreadable: (err, rung) => {
         // Our own FFmpeg wrote something we cannot read: kill it (it counts as a crash, so restarts back
@@ -350,13 +366,13 @@ export class StreamLadder {
       },
     });
     this.#run = run;
-    this.#governor.runStarted(Date.now());
+    this.#governor.runStarted(performance.now());
     this.#meter.reset();
   }
 
   #onProgress(run: Run, outTimeUs: number | undefined): void {
     if (outTimeUs === undefined || run !== this.#run) return;
-    const now = Date.now();
+    const now = performance.now();
     run.lastProgressAt = now;
     // FFmpeg's out_time has an arbitrary origin with -copyts: only its rate of change is used.
     this.#meter.add(now, outTimeUs);
@@ -390,6 +406,17 @@ export class StreamLadder {
       this.#judge(now, { speed: 0, lagMs: judgedLag(run) });
     }
     if (this.#closed || !this.#inSession || this.#busy) return;
+    if (this.#state === 'failed') {
+      const wait = Math.min(FAILED_RETRY_MS * 2 ** this.#failedRetries, FAILED_RETRY_MAX_MS);
+      if (now - this.#failedAt < wait) return;
+      this.#failedRetries++;
+      this.#log.info({ retry: this.#failedRetries, afterMs: wait }, 'trying FFmpeg again after it failed to start');
+      const why = this.#lastError;
+      this.#startChild();
+      // Until this try works, the status keeps saying why the last one did not.
+      this.#lastError ??= why;
+      return;
+    }
     if (this.#waitingForSlot) return this.#startChild();
     if (this.#dropped.length === 0) return;
     if (!this.#governor.canRestore(now, this.#o.cpuIdle(), this.#run !== undefined)) return;
@@ -420,6 +447,7 @@ export class StreamLadder {
       .join(' | ');
     this.#lastError = `${info.reason}${last ? `: ${last}` : ''}`;
     if (info.kind === 'died') this.#o.counters.crashes++;
+    if (info.kind === 'never-started') this.#o.onFfmpeg?.(false, this.#lastError);
     // The supervisor restarts with backoff, or gives up after repeated start failures.
     queueMicrotask(() => {
       if (sup !== this.#supervisor) return;
@@ -430,6 +458,7 @@ export class StreamLadder {
       // It will not start: the stream is its source alone. The rungs' streams end, so players are not
       // kept waiting for them (they stay out of the multivariant playlist).
       this.#state = 'failed';
+      this.#failedAt = performance.now();
       this.#supervisor = undefined; // no child, no slot
       this.#log.error({ reason: this.#lastError }, 'FFmpeg failed to start repeatedly: serving the source only');
       for (const name of this.#everPublished) this.#o.rungHub.end(this.#rungId(name), 'transcoder failed');

@@ -26,6 +26,9 @@ export interface LiveTranscoderOptions {
   readonly resolveLadder: (streamId: string) => Promise<readonly LadderRung[] | undefined>;
 }
 
+/** How long a failed FFmpeg start keeps /healthz saying FFmpeg is down when nothing tries it again. */
+const FFMPEG_FAILURE_MEMORY_MS = 10 * 60_000;
+
 /** Samples the machine's CPU idle fraction (all cores) between ticks. */
 class CpuIdle {
   #last = cpus().map((c) => c.times);
@@ -62,6 +65,8 @@ export class LiveTranscoder {
   readonly #onStart = (streamId: string) => void this.#startStream(streamId);
   #timer: NodeJS.Timeout | undefined;
   #warnedNoFfmpeg = false;
+  /** The last FFmpeg start that failed, cleared by the next one that works. */
+  #ffmpegFailure: { at: number; reason: string } | undefined;
   #closed = false;
 
   constructor(opts: LiveTranscoderOptions) {
@@ -73,7 +78,7 @@ export class LiveTranscoder {
     this.#o.hub.on('stream-start', this.#onStart);
     this.#timer = setInterval(() => {
       this.#cpu.sample();
-      const now = Date.now();
+      const now = performance.now();
       for (const s of this.#streams.values()) s.tick(now);
     }, 1000);
     this.#timer.unref();
@@ -102,6 +107,7 @@ export class LiveTranscoder {
       return reader.close();
     }
     if (!this.#o.ffmpegPath) {
+      this.#ffmpegFailure = { at: performance.now(), reason: 'no FFmpeg found' };
       if (!this.#warnedNoFfmpeg) this.#log.warn('no FFmpeg found (set FFMPEG_PATH): ABR streams are served as passthrough');
       this.#warnedNoFfmpeg = true;
       return reader.close();
@@ -123,11 +129,22 @@ export class LiveTranscoder {
       cpuIdle: () => this.#cpu.value,
       // Only streams with an FFmpeg take a slot: one at or below the lowest rung, or failed, does not.
       admit: (self) => [...this.#streams.values()].filter((s) => s !== self && s.hasChild).length < this.#o.maxStreams,
+      onFfmpeg: (works, reason) => (this.#ffmpegFailure = works ? undefined : { at: performance.now(), reason: reason ?? 'did not start' }),
     });
     this.#streams.set(streamId, t);
     void t.done.finally(() => {
       if (this.#streams.get(streamId) === t) this.#streams.delete(streamId);
     });
+  }
+
+  /**
+   * Whether the live ladders' FFmpeg works, as far as this node saw: false while its last start failed
+   * (within FFMPEG_FAILURE_MEMORY_MS) or an ABR stream found no FFmpeg at all. Spawns nothing: it is read
+   * by /healthz on every probe.
+   */
+  ffmpegWorks(): boolean {
+    const f = this.#ffmpegFailure;
+    return !f || performance.now() - f.at > FFMPEG_FAILURE_MEMORY_MS;
   }
 
   status(streamId: string): TranscodeStatus | undefined {

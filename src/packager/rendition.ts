@@ -32,6 +32,11 @@ export interface WindowOptions {
   readonly segmentTargetMs: number;
   /** Advertised PART-TARGET in seconds, read when a playlist is rendered (fitted to frames after the first part). */
   readonly partTarget: () => number;
+  /**
+   * PART-HOLD-BACK in parts. RFC 8216bis 4.4.3.8: it "MUST be at least twice the Part Target Duration" and
+   * "SHOULD be at least three times"; 3 unless the operator chose 2 (HLS_PART_HOLD_BACK_PARTS).
+   */
+  readonly partHoldBackParts: number;
   /** EXT-X-TARGETDURATION in seconds (fixed by the segmenter at the first segment). */
   readonly targetDuration: () => number;
   /** Requests (blocking playlist reloads and preload-hint parts) held at once; more are refused. */
@@ -286,7 +291,7 @@ export class LiveRendition implements SegmenterSink {
       version: 9,
       targetDuration: target,
       partTarget,
-      partHoldBack: 3 * partTarget,
+      partHoldBack: this.#opts.partHoldBackParts * partTarget,
       canSkipUntil: 6 * target,
       ...this.#window.state(),
       preloadHint: !this.#ended && !this.#closed && this.#session > 0 ? this.#hintUri() : undefined,

@@ -3,7 +3,7 @@
  * fed from a hub reader through its segmenter into its live window, and the multivariant playlist over them.
  */
 import { randomBytes } from 'node:crypto';
-import { describeTracks, type Logger } from '../core/index.js';
+import { describeTracks, monotonicNow, type Logger } from '../core/index.js';
 import type { Reader } from '../stream/index.js';
 import { Alignment, type AlignmentRole } from './alignment.js';
 import { feedSink, type PackagerCounters, type Pump, type RenditionFeed } from './feed.js';
@@ -18,6 +18,8 @@ import type { SegmentTimeline } from './timeline.js';
 export interface StreamPackageOptions {
   readonly logger: Logger;
   readonly partTargetMs: number;
+  /** PART-HOLD-BACK in parts (HLS_PART_HOLD_BACK_PARTS); absent: 3, the spec's SHOULD. */
+  readonly partHoldBackParts?: number;
   readonly segmentTargetMs: number;
   /** Seconds of complete segments in each media playlist. */
   readonly windowSeconds: number;
@@ -108,6 +110,7 @@ export class StreamPackage {
       retainSegments: 3,
       segmentTargetMs: this.#opts.segmentTargetMs,
       partTarget: () => segmenter?.partTargetSeconds ?? this.#opts.partTargetMs / 1000,
+      partHoldBackParts: this.#opts.partHoldBackParts ?? 3,
       // Every rung of a stream has the source's TARGETDURATION: their segments are the source's.
       targetDuration: () => (source ?? { segmenter }).segmenter?.targetDurationSeconds ?? Math.ceil(this.#opts.segmentTargetMs / 1000),
       maxHeldRequests: this.#opts.maxHeldRequests,
@@ -137,7 +140,7 @@ export class StreamPackage {
       wake: () => this.#wakeStartWaiters(),
     });
     segmenter = new Segmenter(segOpts, sink, role);
-    const feed: RenditionFeed = { rendition, segmenter, follower, reader, addedAt: Date.now(), retired: false, pushing };
+    const feed: RenditionFeed = { rendition, segmenter, follower, reader, addedAt: monotonicNow(), retired: false, pushing };
     if (follower) this.#alignment.follow(rendition);
     else this.#source = feed;
     this.#feeds.set(name, feed);
@@ -255,7 +258,7 @@ export class StreamPackage {
     if (!source) return false;
     if (source.ended) return true;
     if (!source.offerable) return false;
-    const now = Date.now();
+    const now = monotonicNow();
     return [...this.#feeds.values()].every(
       (r) => !r.follower || r.rendition.offerable || r.rendition.ended || r.retired || now - r.addedAt > RUNG_STARTUP_MS,
     );

@@ -28,7 +28,7 @@ export class StderrLog {
   readonly closed: Promise<void>;
   readonly #opts: StderrLogOptions;
   #tail: string[] = [];
-  #windowStart = 0;
+  #windowStart = -Infinity;
   #loggedInWindow = 0;
   #suppressed = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -61,7 +61,7 @@ export class StderrLog {
     this.#tail.push(line);
     if (this.#tail.length > tailLines) this.#tail.shift();
     if (this.#done) return;
-    const now = Date.now();
+    const now = performance.now();
     if (now - this.#windowStart >= WINDOW_MS) {
       this.#flush();
       this.#windowStart = now;

@@ -213,7 +213,7 @@ export class Supervisor {
     const run: Run = {
       attempt,
       pid,
-      startedAt: Date.now(),
+      startedAt: performance.now(),
       log,
       stderr,
       ready: false,
@@ -234,7 +234,7 @@ export class Supervisor {
     run.ready = true;
     clearTimeout(run.readyTimer);
     this.#startFailures = 0;
-    run.log.info({ readyMs: Date.now() - run.startedAt }, 'ready');
+    run.log.info({ readyMs: Math.round(performance.now() - run.startedAt) }, 'ready');
     if (run.exited) return;
     this.#state = 'running';
     run.timers.push(setTimeout(() => (this.#delayMs = this.#opts.backoff.initialMs), this.#opts.stableAfterMs ?? 30_000));
@@ -296,7 +296,7 @@ export class Supervisor {
       kind,
       reason,
       stderrTail,
-      ranMs: Date.now() - run.startedAt,
+      ranMs: Math.round(performance.now() - run.startedAt),
     };
     this.#run = undefined;
     this.#lastExit = info;

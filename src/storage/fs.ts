@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Dirent } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { constants, type Dirent } from 'node:fs';
+import { access, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -40,6 +40,8 @@ const DELETE_BATCH = 1000;
  * hold whatever the process umask (main.ts sets 0077; a library user may not).
  */
 const FILE_MODE = 0o600;
+/** Free space below which ping() says the store is down (a few segments' worth). */
+const PING_MIN_FREE_BYTES = 4 << 20;
 const DIR_MODE = 0o700;
 
 const isCode = (err: unknown, ...codes: string[]) => codes.includes((err as NodeJS.ErrnoException | null | undefined)?.code ?? '');
@@ -64,6 +66,20 @@ export class FsStorage implements ObjectStore {
 
   constructor(root: string) {
     this.root = resolve(root);
+  }
+
+  /**
+   * Whether the media folder is there and writable now (for /healthz): one access(2) and one statfs(2), no
+   * write. A disk with less than PING_MIN_FREE_BYTES free cannot take a segment: that is down too.
+   */
+  async ping(): Promise<boolean> {
+    try {
+      await access(this.root, constants.W_OK | constants.X_OK);
+      const fs = await statfs(this.root);
+      return fs.bavail * fs.bsize >= PING_MIN_FREE_BYTES;
+    } catch {
+      return false;
+    }
   }
 
   async put(key: string, body: Buffer | Readable, opts?: PutOptions): Promise<{ size: number }> {

@@ -10,7 +10,7 @@ export { DEFAULT_CONTENT_TYPE } from './types.js';
 export { MAX_KEY_LENGTH, MAX_SEGMENT_LENGTH, validateKey, validatePrefix } from './keys.js';
 export { MAX_LIST_KEYS } from './shared.js';
 export { FsStorage } from './fs.js';
-export { MIN_PART_SIZE, S3Storage } from './s3.js';
+export { DEFAULT_S3_REQUEST_TIMEOUT_MS, MIN_PART_SIZE, S3_CONNECT_TIMEOUT_MS, S3Storage } from './s3.js';
 export type { S3StorageOptions } from './s3.js';
 /** The settings createStorage reads (the config's `storage` section). */
 export type { StorageSettings };
@@ -22,8 +22,8 @@ export type { StorageSettings };
 export async function createStorage(settings: StorageSettings, logger: Logger): Promise<ObjectStore> {
   const log = logger.child({ module: 'storage' });
   if (settings.s3) {
-    const { bucket, endpoint, region, forcePathStyle } = settings.s3;
-    const store = new S3Storage({ bucket, region, forcePathStyle, ...(endpoint ? { endpoint } : {}) });
+    const { bucket, endpoint, region, forcePathStyle, requestTimeoutMs } = settings.s3;
+    const store = new S3Storage({ bucket, region, forcePathStyle, requestTimeoutMs, ...(endpoint ? { endpoint } : {}) });
     try {
       await store.checkBucket();
     } catch (err) {

@@ -32,6 +32,16 @@ const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 const MAX_PAGE_SIZE = 1000;
 /** Parts of one multipart upload sent at once. */
 const UPLOAD_CONCURRENCY = 4;
+/** Longest a TCP (and TLS) connection to S3 may take to open. */
+export const S3_CONNECT_TIMEOUT_MS = 3000;
+/** Default of requestTimeoutMs: S3 silent this long (no byte either way) on a request is given up. */
+export const DEFAULT_S3_REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * Tries of one request by the SDK (its standard retry strategy: throttling, 5xx, timeouts), so a request
+ * that times out costs at most about 2 x requestTimeoutMs. Callers that must not lose a write (the
+ * recorder) retry on their own, with their own backoff and bounds.
+ */
+const SDK_MAX_ATTEMPTS = 2;
 
 export interface S3StorageOptions {
   bucket: string;
@@ -48,6 +58,12 @@ export interface S3StorageOptions {
   pageSize?: number;
   /** Streams and buffers larger than this go up as a multipart upload in parts of this size (>= 5 MiB, default 8 MiB). */
   partSize?: number;
+  /**
+   * A request whose connection carries no byte either way for this long fails with TimeoutError
+   * (E_UNAVAILABLE): a service that accepts connections and never answers cannot hold a caller. Default
+   * 10 s; opening a connection may take S3_CONNECT_TIMEOUT_MS.
+   */
+  requestTimeoutMs?: number;
 }
 
 /** The S3 error names that mean "no such object"; HeadObject has no body, so the SDK names its 404 NotFound. */
@@ -77,6 +93,13 @@ export class S3Storage implements ObjectStore {
     const config: S3ClientConfig = {
       region: opts.region,
       forcePathStyle: opts.forcePathStyle ?? false,
+      maxAttempts: SDK_MAX_ATTEMPTS,
+      // socketTimeout is the inactivity bound (it also covers a body that stops half way); the handler's
+      // requestTimeout would bound the whole of an upload, which a large part on a slow link may exceed.
+      requestHandler: {
+        connectionTimeout: S3_CONNECT_TIMEOUT_MS,
+        socketTimeout: checkWhole('requestTimeoutMs', opts.requestTimeoutMs ?? DEFAULT_S3_REQUEST_TIMEOUT_MS, 100, 600_000),
+      },
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
     };
     if (opts.endpoint) {
@@ -105,6 +128,19 @@ export class S3Storage implements ObjectStore {
         throw new AppError('E_CONFIG_INVALID', `storage: S3 bucket ${JSON.stringify(this.bucket)} ${why}`, { cause: err });
       }
     });
+  }
+
+  /**
+   * Whether the bucket answers now (for /healthz): one HeadBucket, abandoned after `timeoutMs`. Any answer
+   * but a success (no bucket, refused credentials, 5xx, no connection) is false.
+   */
+  async ping(timeoutMs = 1000): Promise<boolean> {
+    try {
+      await this.#client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(timeoutMs) });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   async put(key: string, body: Buffer | Readable, opts?: PutOptions): Promise<{ size: number }> {

@@ -53,6 +53,11 @@ export interface ObjectStore {
   deletePrefix(prefix: string): Promise<number>;
   /** Every key that starts with `prefix` ('' for all), in byte order. */
   list(prefix: string): Promise<string[]>;
+  /**
+   * Whether storage answers now, for /healthz: S3 a HeadBucket abandoned after `timeoutMs` (default 1 s),
+   * files an access(2) of the media folder (writable). Never throws.
+   */
+  ping(timeoutMs?: number): Promise<boolean>;
   /** Waits for writes in flight, then releases the client. Idempotent. */
   close(): Promise<void>;
 }

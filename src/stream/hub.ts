@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { AppError, systemClock, type Clock, type Logger, type MediaFrame, type TrackSet } from '../core/index.js';
+import { AppError, monotonicNow, systemClock, type Clock, type Logger, type MediaFrame, type TrackSet } from '../core/index.js';
 import { Reader, type StreamEvent } from './reader.js';
 import { TimestampRepair } from './timestamps.js';
 
@@ -10,7 +10,7 @@ export interface PublishInfo {
   readonly sessionId: string;
   readonly protocol: IngestProtocol;
   readonly remoteAddress: string;
-  /** When the stream key check for this publish began (ms since epoch, the hub's clock). */
+  /** When the stream key check for this publish began (the hub's monotonic clock, as its revocations). */
   readonly authorizedAt?: number;
   /** A transcoded rung: the source publish session its frames (and timestamps) come from. */
   readonly sourceSessionId?: string;
@@ -49,7 +49,10 @@ export interface HubOptions {
   /** Frames a reader may have queued before it starts dropping. */
   readonly readerQueueFrames: number;
   readonly logger: Logger;
+  /** Wall clock: session-start stamps (the PDT anchor of a transcoded rung), liveSince. */
   readonly clock?: Clock;
+  /** Elapsed time (grace deadlines, revocations, rates); default monotonicNow. Tests may drive it. */
+  readonly monotonic?: () => number;
 }
 
 /** What one publish session delivered. */
@@ -96,6 +99,7 @@ class LiveStream {
    * When the wait that began as the last publisher that delivered frames left (dropped, stopped or taken
    * over) runs out, and what the stream ends with then. A publisher that leaves without a frame returns the
    * stream to this wait instead of starting a new one, so silent publishers cannot keep a stream alive.
+   * The hub's monotonic clock.
    */
   graceDeadline: number | undefined;
   graceWhy = 'publisher did not return';
@@ -118,9 +122,10 @@ class LiveStream {
   constructor(
     readonly id: string,
     now: number,
+    tick: number,
   ) {
     this.liveSince = now;
-    this.#lastTick = now;
+    this.#lastTick = tick;
   }
 
   broadcast(ev: StreamEvent): void {
@@ -207,13 +212,14 @@ class PublisherImpl implements Publisher {
  */
 export class StreamHub extends EventEmitter<HubEvents> {
   readonly clock: Clock;
+  readonly monotonic: () => number;
   readonly counters = { frames: 0, bytes: 0, timestampRepairs: 0, takeovers: 0, sessions: 0, readerDrops: 0 };
   /** Drops of each reader already counted and logged. */
   readonly #reportedDrops = new WeakMap<Reader, number>();
   readonly #opts: HubOptions;
   readonly #log: Logger;
   readonly #streams = new Map<string, LiveStream>();
-  /** Stream id -> when its key was last revoked (rotated, or the stream deleted). */
+  /** Stream id -> when its key was last revoked (rotated, or the stream deleted), the hub's monotonic clock. */
   readonly #revoked = new Map<string, number>();
   readonly #timer: NodeJS.Timeout;
   #closed = false;
@@ -223,8 +229,9 @@ export class StreamHub extends EventEmitter<HubEvents> {
     this.#opts = opts;
     this.#log = opts.logger;
     this.clock = opts.clock ?? systemClock;
+    this.monotonic = opts.monotonic ?? monotonicNow;
     this.#timer = setInterval(() => {
-      const now = this.clock.now();
+      const now = this.monotonic();
       for (const s of this.#streams.values()) {
         s.measure(now);
         for (const r of s.readers) this.#reportDrops(s.id, r);
@@ -245,10 +252,12 @@ export class StreamHub extends EventEmitter<HubEvents> {
       throw new AppError('E_STREAM_KEY_INVALID', 'the stream key was revoked while the publish was being authorized');
     }
     const now = this.clock.now();
+    // Deadlines are monotonic: a jump of the wall clock neither ends a waiting stream nor keeps it waiting.
+    const at = this.monotonic();
     let stream = this.#streams.get(streamId);
     let fresh = false;
     if (!stream) {
-      stream = new LiveStream(streamId, now);
+      stream = new LiveStream(streamId, now, at);
       this.#streams.set(streamId, stream);
       fresh = true;
     }
@@ -258,7 +267,7 @@ export class StreamHub extends EventEmitter<HubEvents> {
       this.#log.info({ stream: streamId, session: old.sessionId, by: info.sessionId }, 'publisher taken over');
       old.closed = true;
       // From here the stream waits on the newcomer as it would on a dropped publisher (see onPublisherClosed).
-      if (old.stats().frames > 0) this.#remember(stream, now + this.#opts.graceMs, 'publisher did not return');
+      if (old.stats().frames > 0) this.#remember(stream, at + this.#opts.graceMs, 'publisher did not return');
       stream.broadcast({ type: 'session-end', sessionId: old.sessionId, reason: 'takeover' });
       this.emit('session-end', streamId, old.info, 'takeover', old.stats());
       old.kick('taken over by a new publisher');
@@ -284,7 +293,7 @@ export class StreamHub extends EventEmitter<HubEvents> {
     if (stream.publisher !== pub) return; // already replaced (takeover)
     stream.broadcast({ type: 'session-end', sessionId: pub.sessionId, reason });
     this.emit('session-end', stream.id, pub.info, reason, pub.stats());
-    const now = this.clock.now();
+    const now = this.monotonic();
     if (pub.stats().frames === 0 && stream.graceDeadline !== undefined) {
       // It never sent a frame (a takeover that stalled, a reconnect that failed): the stream goes back to
       // the wait it was in, counted from when its media stopped, not from now.
@@ -348,7 +357,7 @@ export class StreamHub extends EventEmitter<HubEvents> {
    * before now are refused. With `kick`, the current publisher is also disconnected.
    */
   revoke(streamId: string, opts: { kick: boolean; reason: string }): void {
-    const now = this.clock.now();
+    const now = this.monotonic();
     for (const [id, at] of this.#revoked) if (now - at > REVOCATION_MEMORY_MS) this.#revoked.delete(id);
     this.#revoked.set(streamId, now);
     if (opts.kick) this.kick(streamId, opts.reason);

@@ -68,3 +68,51 @@ export async function metric(srv: TestServer, name: string): Promise<number> {
 export async function health(srv: TestServer): Promise<any> {
   return (await fetch(`${srv.base}/healthz`, { signal: AbortSignal.timeout(5000) })).json();
 }
+
+/** A short H.264/AAC MP4 of test pattern and tone, made with the real FFmpeg on PATH. */
+export async function makeClip(path: string, seconds: number): Promise<Buffer> {
+  const { execFile } = await import('node:child_process');
+  const { readFile } = await import('node:fs/promises');
+  const args = ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=320x180:rate=30', '-f', 'lavfi'];
+  args.push('-i', 'sine=frequency=440:sample_rate=48000', '-t', String(seconds), '-c:v', 'libx264', '-preset', 'ultrafast');
+  args.push('-pix_fmt', 'yuv420p', '-c:a', 'aac', path);
+  await new Promise<void>((resolve, reject) =>
+    execFile('ffmpeg', args, { timeout: 60_000 }, (err, _out, stderr) =>
+      err ? reject(new Error(`ffmpeg: ${stderr || err.message}`)) : resolve(),
+    ),
+  );
+  return readFile(path);
+}
+
+/** Initiates an upload (tus, one PATCH): the initiate answer, and the PATCH's when initiate succeeded. */
+export async function upload(
+  srv: TestServer,
+  file: Buffer,
+  filename: string,
+): Promise<{ initiate: { status: number; json: any; retryAfter: string | null }; patch?: { status: number; body: string } }> {
+  const res = await fetch(`${srv.base}/api/v1/videos/upload/initiate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${srv.apiToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ title: filename, size: file.length, filename }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const initiate = { status: res.status, json: await res.json(), retryAfter: res.headers.get('retry-after') };
+  if (res.status !== 201) return { initiate };
+  const put = await fetch(uploadUrlOf(srv, initiate.json.uploadUrl), {
+    method: 'PATCH',
+    headers: {
+      authorization: `Bearer ${srv.apiToken}`,
+      'tus-resumable': '1.0.0',
+      'upload-offset': '0',
+      'content-type': 'application/offset+octet-stream',
+    },
+    body: new Uint8Array(file),
+    signal: AbortSignal.timeout(15_000),
+  });
+  return { initiate, patch: { status: put.status, body: await put.text() } };
+}
+
+/** The tus URL initiate answered, on the test server's own address (PUBLIC_BASE_URL is not set in tests). */
+export function uploadUrlOf(srv: TestServer, uploadUrl: string): string {
+  return `${srv.base}${new URL(uploadUrl).pathname}`;
+}

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { loadConfig } from '../../src/config/index.js';
-import { startServer, type RunningServer } from '../../src/main.js';
+import { startServer, type RunningServer, type ServerDeps } from '../../src/main.js';
 import { pino, type DestinationStream } from 'pino';
 
 export interface TestServer extends RunningServer {
@@ -16,9 +16,13 @@ export interface TestServer extends RunningServer {
 
 /**
  * A whole server on 127.0.0.1 with ports chosen by the OS and a fresh DATA_DIR. `opts.log` receives the
- * server's log lines (JSON, from level TEST_LOG_LEVEL, else info) instead of stdout.
+ * server's log lines (JSON, from level TEST_LOG_LEVEL, else info) instead of stdout; `opts.deps` replaces
+ * parts of the server (its wall clock).
  */
-export async function startTestServer(env: Record<string, string> = {}, opts: { log?: DestinationStream } = {}): Promise<TestServer> {
+export async function startTestServer(
+  env: Record<string, string> = {},
+  opts: { log?: DestinationStream; deps?: ServerDeps } = {},
+): Promise<TestServer> {
   const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'livepack-test-'));
   const config = loadConfig({
     HOST: '127.0.0.1',
@@ -33,7 +37,7 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
   // TEST_LOG_LEVEL (in the environment, or in `env` for one server) shows the server's log.
   const level = env.TEST_LOG_LEVEL ?? process.env.TEST_LOG_LEVEL ?? (opts.log ? 'info' : 'silent');
   const logger = opts.log ? pino({ level }, opts.log) : pino({ level });
-  const server = await startServer(config, logger);
+  const server = await startServer(config, logger, opts.deps);
   const base = `http://127.0.0.1:${server.httpPort}`;
   return {
     ...server,

@@ -63,7 +63,7 @@ describe('NODE_ROLES=origin', () => {
       roles: ['origin'],
       liveStreams: 0,
       catalog: 'pglite',
-      dependencies: { catalog: 'ok', redis: 'in-process' },
+      dependencies: { catalog: 'ok', redis: 'in-process', storage: 'ok' },
     });
     expect((await health(srv, '/readyz')).status).toBe(200);
     const m = await metrics(srv);
@@ -71,6 +71,7 @@ describe('NODE_ROLES=origin', () => {
     expect(m).toContain('livepack_node_role{role="ingest"} 0');
     expect(m).toContain('livepack_node_role{role="worker"} 0');
     expect(m).toContain('livepack_dependency_up{dependency="catalog"} 1');
+    expect(m).toContain('livepack_dependency_up{dependency="storage"} 1');
     expect(m).not.toContain('livepack_dependency_up{dependency="redis"}');
     expect(m).not.toContain('livepack_hls_parts_total');
     expect(m).not.toContain('livepack_vod_jobs_ready_total');

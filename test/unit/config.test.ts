@@ -54,7 +54,15 @@ describe('loadConfig', () => {
           mediaTimeoutMs: 10_000,
         },
       },
-      hls: { partTargetMs: 200, segmentTargetMs: 2000, windowSeconds: 24, holdMs: 6000, endedRetentionMs: 60_000, maxHeldRequests: 5000 },
+      hls: {
+        partTargetMs: 200,
+        partHoldBackParts: 3,
+        segmentTargetMs: 2000,
+        windowSeconds: 24,
+        holdMs: 6000,
+        endedRetentionMs: 60_000,
+        maxHeldRequests: 5000,
+      },
       stream: { graceMs: 30_000, unpublishGraceMs: 0, readerQueueFrames: 600 },
       catalog: { databaseUrl: undefined, dataDir: './data' },
       transcode: {
@@ -76,6 +84,7 @@ describe('loadConfig', () => {
         jobLeaseMs: 30_000,
         playbackTokenSecret: undefined,
         playbackTokenTtlSeconds: 3600,
+        recordingStoreRetryMs: 300_000,
       },
       webrtc: {
         enabled: true,
@@ -91,7 +100,7 @@ describe('loadConfig', () => {
       },
       node: { roles: ['ingest', 'origin', 'worker'], id: undefined },
       coord: { redisUrl: undefined, prefix: 'livepack:' },
-      http: { maxConnections: 10000, headersTimeoutMs: 10000, metricsToken: undefined },
+      http: { maxConnections: 10000, headersTimeoutMs: 10000, trustProxy: undefined, metricsToken: undefined },
       auth: { failureLimit: 10, failureWindowMs: 60000 },
     });
   });
@@ -107,6 +116,7 @@ describe('loadConfig', () => {
       endpoint: 'http://minio:9000',
       region: 'us-east-1',
       forcePathStyle: true,
+      requestTimeoutMs: 10_000,
     });
     expect(() => loadConfig({ S3_BUCKET: 'Bad_Bucket' })).toThrow(/S3_BUCKET="Bad_Bucket" is not a bucket name/);
     expect(() => loadConfig({ S3_ENDPOINT: 'http://minio:9000' })).toThrow(/S3_ENDPOINT is set but S3_BUCKET is not/);

@@ -517,7 +517,7 @@ describe('TimestampRepair', () => {
 describe('StreamHub: key revocation', () => {
   it('refuses a publish whose key check began before the key was revoked, and accepts later ones', () => {
     let now = 1_000;
-    const hub = new StreamHub({ graceMs: 50, readerQueueFrames: 16, logger: silentLogger, clock: { now: () => now } });
+    const hub = new StreamHub({ graceMs: 50, readerQueueFrames: 16, logger: silentLogger, monotonic: () => now });
     hubs.push(hub);
     const kick = vi.fn();
     const a = hub.publish('s1', { ...info('a'), authorizedAt: 990 }, kick);

@@ -337,12 +337,21 @@ const INIT1 = Uint8Array.from([0xaa, 1]);
 const INIT2 = Uint8Array.from([0xaa, 2]);
 const noReports = () => [];
 
-function rendition(o: { windowSegments?: number; retainSegments?: number; maxHeldRequests?: number; targetDuration?: number } = {}) {
+function rendition(
+  o: {
+    windowSegments?: number;
+    retainSegments?: number;
+    maxHeldRequests?: number;
+    targetDuration?: number;
+    partHoldBackParts?: number;
+  } = {},
+) {
   return new LiveRendition('source', 'run1', {
     windowSegments: o.windowSegments ?? 3,
     retainSegments: o.retainSegments ?? 2,
     segmentTargetMs: 2000,
     partTarget: () => 0.5,
+    partHoldBackParts: o.partHoldBackParts ?? 3,
     targetDuration: () => o.targetDuration ?? 2,
     maxHeldRequests: o.maxHeldRequests ?? 1000,
   });
@@ -399,6 +408,18 @@ describe('LiveRendition: blocking playlist reload', () => {
     expect(await r.playlist({ msn: 1, part: 0 }, noReports, 5000)).toBe(now);
     expect(await r.playlist({ msn: 0 }, noReports, 5000)).toBe(now);
     expect(r.heldRequests).toBe(0);
+  });
+
+  it('says PART-HOLD-BACK in the parts it was given (3 by default, 2 when the operator chose it)', async () => {
+    for (const [parts, said] of [
+      [3, 'PART-HOLD-BACK=1.5'],
+      [2, 'PART-HOLD-BACK=1.0'],
+    ] as const) {
+      const r = rendition({ partHoldBackParts: parts });
+      r.init(INIT1, TRACKS, false);
+      new Feeder(r).part();
+      expect(await r.playlist({}, noReports, 5000)).toContain(`CAN-SKIP-UNTIL=12.0,${said}\n`);
+    }
   });
 
   it('holds a request for a future part until part() delivers it', async () => {

@@ -25,7 +25,7 @@ export class Handshake {
   #buf: Buffer = Buffer.alloc(0);
   readonly #epoch: number;
 
-  constructor(epoch = Date.now()) {
+  constructor(epoch = performance.now()) {
     this.#epoch = epoch;
   }
 
@@ -48,7 +48,7 @@ export class Handshake {
       if (this.#buf.byteLength < 1 + HANDSHAKE_SIZE) return { done: false };
       const c1 = this.#buf.subarray(1, 1 + HANDSHAKE_SIZE);
       const s1 = randomBytes(HANDSHAKE_SIZE);
-      s1.writeUInt32BE((Date.now() - this.#epoch) >>> 0, 0);
+      s1.writeUInt32BE((performance.now() - this.#epoch) >>> 0, 0);
       s1.writeUInt32BE(0, 4); // "Zero (4 bytes): This field MUST be all 0s."
       reply = Buffer.concat([Buffer.of(RTMP_VERSION), s1, c1]);
       this.#buf = this.#buf.subarray(1 + HANDSHAKE_SIZE);

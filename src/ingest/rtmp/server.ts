@@ -1,6 +1,6 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { AppError, FailureLimiter, type Logger } from '../../core/index.js';
+import { AppError, FailureLimiter, monotonicNow, type Logger } from '../../core/index.js';
 import { RtmpSession, type SessionTransport } from './session.js';
 import { newCounters, type RtmpCounters, type RtmpServerOptions } from './types.js';
 
@@ -49,7 +49,7 @@ export class RtmpServer {
   #started = false;
   #closed = false;
   #closing: Promise<void> | undefined;
-  #refusedLogAt = 0;
+  #refusedLogAt = -Infinity;
   /** TCP sockets under the TLS server, so close() can end handshakes still in progress. */
   readonly #tlsRaw = new Set<net.Socket>();
 
@@ -120,7 +120,7 @@ export class RtmpServer {
     socket.on('error', (err) => (socketError ??= `socket error: ${err.message}`));
     if (this.#closed || this.#connections.size >= o.limits.maxConnections) {
       socket.destroy();
-      const now = Date.now();
+      const now = monotonicNow();
       if (!this.#closed && now - this.#refusedLogAt > REFUSED_LOG_INTERVAL_MS) {
         this.#refusedLogAt = now;
         this.#log.warn({ maxConnections: o.limits.maxConnections }, 'rtmp connection refused: too many connections');

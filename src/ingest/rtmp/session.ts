@@ -1,4 +1,4 @@
-import { AppError, isAppError, newId, type Logger } from '../../core/index.js';
+import { anchoredClock, AppError, isAppError, monotonicNow, newId, type Logger } from '../../core/index.js';
 import type { Publisher } from '../../stream/index.js';
 import { ChunkParser, encodeMessage, MessageType, type RtmpMessage } from './chunk.js';
 import { Handshake } from './handshake.js';
@@ -299,7 +299,7 @@ export class RtmpSession {
     this.#o.transport.pause();
     const app = this.#app;
     // Taken before the key check, so a key revoked while the check runs cannot go live afterwards.
-    const authorizedAt = Date.now();
+    const authorizedAt = monotonicNow();
     const run = async (): Promise<string> => {
       if (key === '') throw new AppError('E_STREAM_KEY_INVALID', 'empty stream key');
       return (await this.#o.authorize(app, key, remote)).streamId;
@@ -338,7 +338,7 @@ export class RtmpSession {
       setTracks: (tracks) => publisher.setTracks(tracks),
       write: (frame) => {
         this.#frames++;
-        this.#lastFrameAt = Date.now();
+        this.#lastFrameAt = monotonicNow();
         publisher.write(frame);
       },
     };
@@ -347,7 +347,7 @@ export class RtmpSession {
   /** Closes the publish when no frame has come for mediaTimeoutMs (the first one counted from publish). */
   #watchMedia(): void {
     const limit = this.#o.limits.mediaTimeoutMs;
-    const quiet = Date.now() - this.#lastFrameAt;
+    const quiet = monotonicNow() - this.#lastFrameAt;
     if (quiet < limit) {
       this.#mediaTimer = setTimeout(() => this.#watchMedia(), limit - quiet);
       this.#mediaTimer.unref();
@@ -372,10 +372,12 @@ export class RtmpSession {
     }
     this.#publisher = publisher;
     try {
-      this.#media = new MediaAssembler(this.#sink(publisher), DEFAULT_ASSEMBLER_OPTIONS);
+      // Arrivals on the wall clock of the publish's start plus monotonic time: PDTs that never jump.
+      const wall = anchoredClock(this.#o.hub.clock);
+      this.#media = new MediaAssembler(this.#sink(publisher), { ...DEFAULT_ASSEMBLER_OPTIONS, now: () => wall.now() });
       if (this.#metadata !== undefined) this.#media.metadata(this.#metadata);
       this.#state = 'live';
-      this.#lastFrameAt = Date.now();
+      this.#lastFrameAt = monotonicNow();
       this.#watchMedia();
       this.#log.info({ app: this.#app, protocol: this.#o.protocol }, 'rtmp publish started');
       this.#send(m.userControlMessage(m.UserControl.streamBegin, this.#msgStream));

@@ -54,7 +54,8 @@ export interface RtmpServerOptions {
   limits: RtmpLimits;
   /** Resolves the stream for app + key, or throws AppError('E_STREAM_KEY_INVALID'). Only app "live" is accepted. */
   authorize: (app: string, streamKey: string, remoteAddress: string) => Promise<RtmpAuthResult>;
-  hub: Pick<StreamHub, 'publish'>;
+  /** Its wall clock (default the system's) dates the frames of a publish, from which PDT follows. */
+  hub: Pick<StreamHub, 'publish'> & Partial<Pick<StreamHub, 'clock'>>;
   /**
    * Failed publishes (wrong app or stream key) per source address; a source over its limit is refused at
    * once, before any key lookup. Default: 10 failures in 60 s. Pass one to share it with other surfaces.

@@ -3,7 +3,7 @@
  * SDP body): the source address must not be held for wrong stream keys, the key must name a stream, and that
  * stream must not be making offers faster than a publisher that reconnects ever does.
  */
-import { AppError, FailureLimiter, isAppError, type Logger } from '../../core/index.js';
+import { AppError, FailureLimiter, isAppError, monotonicNow, type Logger } from '../../core/index.js';
 import type { WebRtcCounters, WebRtcIngestOptions } from './types.js';
 
 /** A 429 that says when to come back; the HTTP side puts `retryAfterSeconds` in Retry-After. */
@@ -68,7 +68,7 @@ export class WhipAdmission {
         held.retryAfterSeconds,
       );
     }
-    const authorizedAt = Date.now();
+    const authorizedAt = monotonicNow();
     let streamId: string;
     try {
       streamId = (await this.#o.authorize(streamKey, remoteAddress)).streamId;

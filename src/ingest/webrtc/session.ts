@@ -5,7 +5,16 @@
  * (malformed packets, loss, a dead FFmpeg) stays inside this session.
  */
 import ndc from 'node-datachannel';
-import { AppError, TIMESCALE, type AudioTrackInfo, type Logger, type TrackSet, type VideoTrackInfo } from '../../core/index.js';
+import {
+  anchoredClock,
+  AppError,
+  TIMESCALE,
+  type AudioTrackInfo,
+  type Clock,
+  type Logger,
+  type TrackSet,
+  type VideoTrackInfo,
+} from '../../core/index.js';
 import type { Publisher, SessionEnd } from '../../stream/index.js';
 import { AacTranscoder } from './aac.js';
 import { SessionTimeline, StreamClock } from './clock.js';
@@ -106,6 +115,11 @@ export class WhipSession {
   readonly streamId: string;
   readonly startedAt = Date.now();
   readonly #o: WhipSessionOptions;
+  /**
+   * The hub's wall clock at the session's start, advanced by the monotonic clock: the idle timeout, keyframe
+   * intervals, jitter buffer and RTCP never see a wall-clock jump, and the PDTs of the session stay continuous.
+   */
+  readonly #clock: Clock;
   readonly #log: Logger;
   readonly #pc: ndc.PeerConnection;
   readonly #video: Receiver;
@@ -128,6 +142,7 @@ export class WhipSession {
 
   constructor(opts: WhipSessionOptions) {
     this.#o = opts;
+    this.#clock = anchoredClock(opts.ingest.hub.clock);
     this.id = opts.id;
     this.streamId = opts.streamId;
     this.#log = opts.logger;
@@ -217,8 +232,8 @@ export class WhipSession {
   #connected(): void {
     const o = this.#o;
     this.#state = 'live';
-    this.#connectedAt = Date.now();
-    this.#lastPacketAt = Date.now();
+    this.#connectedAt = this.#clock.now();
+    this.#lastPacketAt = this.#clock.now();
     const pair = this.#pc.getSelectedCandidatePair();
     try {
       this.#publisher = o.ingest.hub.publish(
@@ -250,13 +265,13 @@ export class WhipSession {
       setInterval(() => this.#report(), REPORT_MS),
     );
     // A sender starts with a keyframe, but ask anyway: its first one may have been lost before ICE settled.
-    this.#lastKeyframeAt = Date.now();
+    this.#lastKeyframeAt = this.#clock.now();
     this.#requestKeyframe('start');
   }
 
   #onMessage(r: Receiver, m: Buffer): void {
     if (this.#state === 'closed') return;
-    const now = Date.now();
+    const now = this.#clock.now();
     if (isRtcp(m)) return this.#onRtcp(m, now);
     const p = parseRtp(m);
     if (!p || p.payloadType !== r.pt) {
@@ -347,7 +362,14 @@ export class WhipSession {
     if (!pub || !this.#tracks?.audio || !this.#audio) return;
     const ticks = this.#timeline.ticks(this.#audio.clock, rtp);
     if (ticks === undefined) return;
-    pub.write({ track: 'audio', dts: ticks, pts: ticks, keyframe: true, data, wallClock: this.#timeline.wallClock(ticks, Date.now()) });
+    pub.write({
+      track: 'audio',
+      dts: ticks,
+      pts: ticks,
+      keyframe: true,
+      data,
+      wallClock: this.#timeline.wallClock(ticks, this.#clock.now()),
+    });
   }
 
   /**
@@ -355,7 +377,7 @@ export class WhipSession {
    * 'loss': a picture was lost (frames are dropped until the keyframe). 'interval': keyframes for HLS segments.
    */
   #requestKeyframe(why: 'start' | 'loss' | 'interval'): void {
-    const now = Date.now();
+    const now = this.#clock.now();
     if (why !== 'start' && now - this.#lastKeyframeRequest < KEYFRAME_REQUEST_INTERVAL_MS) return;
     const ssrc = this.#video.ssrc;
     if (ssrc === undefined) return;
@@ -385,7 +407,7 @@ export class WhipSession {
   }
 
   #poll(): void {
-    const now = Date.now();
+    const now = this.#clock.now();
     if (now - this.#lastPacketAt > this.#o.ingest.limits.idleTimeoutMs) return this.close('no media received (idle timeout)');
     if (now - this.#lastKeyframeAt >= this.#o.ingest.limits.keyframeIntervalMs) this.#requestKeyframe('interval');
     for (const r of [this.#video, this.#audio]) {
@@ -404,7 +426,7 @@ export class WhipSession {
   }
 
   #report(): void {
-    const now = Date.now();
+    const now = this.#clock.now();
     const blocks: ReportBlock[] = [];
     for (const r of [this.#video, this.#audio]) {
       if (!r || r.ssrc === undefined) continue;

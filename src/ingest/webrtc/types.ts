@@ -57,7 +57,8 @@ export interface WebRtcIngestOptions {
   readonly limits: WebRtcLimits;
   /** Resolves the stream of a key, or throws AppError('E_STREAM_KEY_INVALID'). Same lookup as RTMP. */
   authorize(streamKey: string, remoteAddress: string): Promise<WebRtcAuthResult>;
-  readonly hub: Pick<StreamHub, 'publish'>;
+  /** Its wall clock (default the system's) dates the frames of a publish, from which PDT follows. */
+  readonly hub: Pick<StreamHub, 'publish'> & Partial<Pick<StreamHub, 'clock'>>;
   /** FFmpeg for Opus -> AAC; without it sessions publish video only. */
   readonly ffmpegPath: string | undefined;
   /** AAC bitrate of the transcoded audio. */

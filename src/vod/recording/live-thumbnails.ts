@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AppError, type Logger } from '../../core/index.js';
+import { AppError, monotonicNow, type Logger } from '../../core/index.js';
 import { execTool } from '../../process/index.js';
 import type { KeyframeClip, LiveKeyframes } from './live-keyframes.js';
 
@@ -170,7 +170,7 @@ export class LiveThumbnails {
   }
 
   #tick(): void {
-    const now = Date.now();
+    const now = monotonicNow();
     const due = [...this.#entries].filter(([, e]) => !e.running && now >= e.dueAt);
     // Over the FFmpeg limit, the stream that has waited longest goes first: none is starved.
     due.sort((x, y) => x[1].dueAt - y[1].dueAt);
@@ -189,7 +189,7 @@ export class LiveThumbnails {
     const ac = new AbortController();
     e.running = ac;
     this.#active++;
-    const startedAt = Date.now();
+    const startedAt = monotonicNow();
     // Whatever happens below, not again before the interval (unless there is no keyframe yet).
     e.dueAt = startedAt + this.#intervalMs;
     try {

@@ -8,6 +8,10 @@
  * and a periodic sweep finish the runs an origin left open (this one's at once, another's when its
  * heartbeat is stale). Only the segment in progress (never completed) is lost.
  *
+ * Storage away: a segment's writes wait and are tried again (store-writer.ts) while the run's pending
+ * bytes fit in maxPendingBytes and for at most storeRetryMs; what cannot wait is a counted gap, listed as
+ * EXT-X-GAP in the asset and in its renditions' `gaps`.
+ *
  * Handover: a run that continues on another ingest node (the same run id, its window seeded there) stays
  * one video. The new node's runStart adopts the run's open video (catalog adoptRun: its node id becomes
  * this one's), journals its own segments into it (their media sequence numbers continue the old node's;
@@ -20,7 +24,8 @@ import { describeTracks, isAppError, type Logger, type TrackSet } from '../../co
 import type { Catalog, RenditionInfo, VideoRecord, VideoSegmentRecord } from '../../catalog/index.js';
 import type { CompletedSegment, PackageObserver } from '../../packager/index.js';
 import type { ObjectStore } from '../../storage/index.js';
-import { assetKey, CACHE_MEDIA, CONTENT_TYPES, makePoster, MAX_TITLE_LENGTH, publishVod, videoPrefix } from '../assets.js';
+import { assetKey, CONTENT_TYPES, makePoster, MAX_TITLE_LENGTH, publishVod, videoPrefix } from '../assets.js';
+import { DEFAULT_STORE_RETRY_MS, StoreWriter, type WriteRun } from './store-writer.js';
 
 export interface RecorderOptions {
   readonly catalog: Catalog;
@@ -30,8 +35,12 @@ export interface RecorderOptions {
   readonly logger: Logger;
   /** Segment bytes a run may have waiting for storage; past it, segments are skipped (a gap) and counted. */
   readonly maxPendingBytes?: number;
-  /** Tries of one object write before the segment is given up (a gap in the recording). */
-  readonly writeAttempts?: number;
+  /**
+   * While storage fails, how long a run's writes are tried again (backoff 250 ms to 5 s) before a
+   * segment is given up (a gap), and how long a run that ended waits for them (RECORDING_STORE_RETRY_MS;
+   * default 5 min). See store-writer.ts.
+   */
+  readonly storeRetryMs?: number;
   /** This origin's id (kept in DATA_DIR): its runs in the catalog carry it. */
   readonly nodeId: string;
   /** How often the runs recorded here are heartbeated, and others' runs looked at (ms). */
@@ -44,7 +53,7 @@ export interface RecorderCounters {
   /** Segments stored and journaled. */
   segments: number;
   bytes: number;
-  /** Segments not recorded: storage failed after every try, or too much was waiting for it. */
+  /** Segments not recorded (gaps): storage failed for longer than storeRetryMs, or too much was waiting for it. */
   failedSegments: number;
   /** Runs turned into VOD assets. */
   finalized: number;
@@ -64,7 +73,7 @@ export interface LiveRunInfo {
   readonly runId: string;
 }
 
-interface Run {
+interface Run extends WriteRun {
   readonly streamId: string;
   readonly runId: string;
   /** Resolves with the run's video, or undefined when it could not be created (nothing is recorded then). */
@@ -82,13 +91,14 @@ interface Run {
   ended: Promise<void> | undefined;
 }
 
+const EMPTY = new Uint8Array(0);
+
 /** #finalize(): the video was adopted by another node (a handover), which finishes it. */
 const ELSEWHERE = Symbol('elsewhere');
 
 const DEFAULT_MAX_PENDING_BYTES = 256 * 1024 * 1024;
 const DEFAULT_HEARTBEAT_MS = 10_000;
 const DEFAULT_STALE_AFTER_MS = 60_000;
-const DEFAULT_WRITE_ATTEMPTS = 3;
 /**
  * Journal rows wait this long for others and go to the catalog in one statement: the rungs complete a
  * segment a transcode delay after the source does, so one insert takes every rendition's row (a third of
@@ -134,6 +144,8 @@ export class Recorder implements PackageObserver {
   };
   readonly #opts: RecorderOptions;
   readonly #log: Logger;
+  /** Object writes, tried again while storage fails. */
+  readonly #writer: StoreWriter;
   readonly #runs = new Map<string, Run>();
   /** Finalizations in flight (stream ends, recovery), awaited by close(). */
   readonly #work = new Set<Promise<unknown>>();
@@ -147,6 +159,7 @@ export class Recorder implements PackageObserver {
   constructor(opts: RecorderOptions) {
     this.#opts = opts;
     this.#log = opts.logger;
+    this.#writer = new StoreWriter({ store: opts.store, retryMs: opts.storeRetryMs ?? DEFAULT_STORE_RETRY_MS, logger: opts.logger });
   }
 
   /**
@@ -169,7 +182,8 @@ export class Recorder implements PackageObserver {
   async #beat(): Promise<void> {
     const ids = [...this.#runs.values()].filter((r) => r.videoId && !r.ended).map((r) => r.videoId!);
     try {
-      await this.#opts.catalog.videos.heartbeat(ids, new Date(), this.#opts.nodeId);
+      // The catalog's clock, not this host's: nodes' clocks may disagree (and jump); the sweep reads the same one.
+      await this.#opts.catalog.videos.heartbeat(ids, undefined, this.#opts.nodeId);
       await this.recover();
     } catch (err) {
       this.#log.warn({ err }, 'recording: heartbeat or sweep failed');
@@ -192,6 +206,8 @@ export class Recorder implements PackageObserver {
       pendingBytes: 0,
       overflowLogged: false,
       ended: undefined,
+      failingSince: undefined,
+      endedAt: undefined,
     };
     void run.video.then((v) => {
       run.videoId = v?.id;
@@ -216,9 +232,12 @@ export class Recorder implements PackageObserver {
       );
     }
     if (!skip) run.pendingBytes += bytes;
+    // A skipped segment waits in the chain for its row only: it must not keep its media alive meanwhile
+    // (behind a write that waits for storage, that would be memory past the cap).
+    const held: CompletedSegment = skip ? { ...seg, init: undefined, parts: [], bytes: () => EMPTY } : seg;
     const previous = run.chains.get(rendition) ?? run.video.then(() => undefined);
     const next = previous
-      .then(() => this.#store(run, rendition, seg, bytes, skip))
+      .then(() => this.#store(run, rendition, held, bytes, skip))
       .finally(() => {
         if (!skip) run.pendingBytes -= bytes;
       });
@@ -229,6 +248,8 @@ export class Recorder implements PackageObserver {
     const run = this.#runs.get(runId);
     if (!run || run.ended) return;
     const endedAt = Date.now();
+    // The writes still waiting are tried again for at most storeRetryMs from now (store-writer.ts).
+    run.endedAt = endedAt;
     run.ended = this.#track(
       (async () => {
         await Promise.all(run.chains.values());
@@ -296,16 +317,16 @@ export class Recorder implements PackageObserver {
         if (!inits) run.inits.set(rendition, (inits = new Set()));
         if (!inits.has(seg.initUri)) {
           if (!seg.init) throw new Error(`init ${seg.initUri} is no longer in memory`);
-          await this.#put(assetKey(videoId, `${rendition}/${seg.initUri}`), toBuffer(seg.init), CONTENT_TYPES.mp4);
+          await this.#writer.put(run, assetKey(videoId, `${rendition}/${seg.initUri}`), toBuffer(seg.init), CONTENT_TYPES.mp4);
           inits.add(seg.initUri);
         }
-        await this.#put(assetKey(videoId, `${rendition}/${seg.uri}`), toBuffer(seg.bytes()), CONTENT_TYPES.m4s);
+        await this.#writer.put(run, assetKey(videoId, `${rendition}/${seg.uri}`), toBuffer(seg.bytes()), CONTENT_TYPES.m4s);
       }
     } catch (err) {
       this.counters.failedSegments++;
       this.#log.error(
         { err, stream: run.streamId, video: videoId, rendition, msn: seg.msn },
-        'recording: a segment could not be stored; it is a gap in the recording',
+        'recording: a segment could not be stored in time; it is a gap in the recording',
       );
       row.gap = true;
       row.bytes = 0;
@@ -356,7 +377,8 @@ export class Recorder implements PackageObserver {
   async #insertJournal(batch: JournalEntry[]): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.#opts.catalog.videos.addSegments(batch);
+        // Fenced by ownership: rows of a run another node continued are dropped (catalog/videos.ts).
+        await this.#opts.catalog.videos.addSegments(batch, this.#opts.nodeId);
         if (attempt > 0)
           this.#log.info({ rows: batch.length, attempts: attempt + 1 }, 'recording: the catalog is back; journal rows written');
         batch.forEach((e) => e.done());
@@ -369,19 +391,6 @@ export class Recorder implements PackageObserver {
         }
         if (attempt === 0) this.#log.warn({ err, rows: batch.length }, 'recording: the catalog is unavailable; journal rows wait for it');
         await sleep(Math.min(JOURNAL_RETRY_MAX_MS, 250 * 2 ** attempt));
-      }
-    }
-  }
-
-  async #put(key: string, body: Buffer, contentType: string): Promise<void> {
-    const attempts = this.#opts.writeAttempts ?? DEFAULT_WRITE_ATTEMPTS;
-    for (let i = 1; ; i++) {
-      try {
-        await this.#opts.store.put(key, body, { contentType, cacheControl: CACHE_MEDIA });
-        return;
-      } catch (err) {
-        if (i >= attempts || this.#closed) throw err;
-        await sleep(200 * 2 ** (i - 1));
       }
     }
   }
@@ -471,7 +480,9 @@ export class Recorder implements PackageObserver {
         status: 'ready',
         progress: 100,
         duration: published.duration,
-        renditions: published.renditions,
+        // Each rendition says how many of its segments are EXT-X-GAP (storage failed or fell behind, or
+        // the rendition was restarting), so the API shows what a recording is missing.
+        renditions: published.renditions.map((r) => ({ ...r, gaps: byRendition.get(r.name)!.filter((s) => s.gap).length })),
         thumbnail,
       },
       onlyNode,
@@ -514,7 +525,7 @@ export class Recorder implements PackageObserver {
    * Returns how many were found.
    */
   async recover(): Promise<number> {
-    const stale = new Date(Date.now() - (this.#opts.staleAfterMs ?? DEFAULT_STALE_AFTER_MS));
+    const stale = { msAgo: this.#opts.staleAfterMs ?? DEFAULT_STALE_AFTER_MS };
     const { catalog, nodeId } = this.#opts;
     // By run id too: a run whose video is being created or adopted here has no video id yet.
     const mine = new Set([...this.#runs.values()].map((r) => r.videoId));
@@ -556,6 +567,7 @@ export class Recorder implements PackageObserver {
   /** Waits for writes and finalizations in flight (the packager closes first, which ends every run). */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#writer.close();
     clearInterval(this.#timer);
     while (this.#work.size > 0) await Promise.allSettled([...this.#work]);
   }

@@ -12,7 +12,7 @@
  * server's disk, and any server can package it).
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat, statfs } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, extname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -107,6 +107,21 @@ interface TusError {
 }
 const tusError = (status_code: number, body: string): TusError => ({ status_code, body: `${body}\n` });
 
+/** Below this much free space where uploads are kept, a failed write is taken for a full disk. */
+const FULL_BELOW_BYTES = 1 << 20;
+const NO_SPACE = 'the server has no storage space left for uploads; try again later';
+
+/** No room where uploads are kept: 503 with Retry-After, so that the client comes back rather than gives up. */
+class NoUploadSpaceError extends AppError {
+  readonly retryAfterSeconds = 30;
+  constructor(cause: unknown) {
+    super('E_UNAVAILABLE', NO_SPACE, { cause });
+    this.name = 'NoUploadSpaceError';
+  }
+}
+
+const isNoSpace = (err: unknown) => ['ENOSPC', 'EDQUOT'].includes((err as NodeJS.ErrnoException | null)?.code ?? '');
+
 /**
  * Checks what initiate is given; E_VALIDATION, E_LIMIT_EXCEEDED (size over the limit) or
  * E_UNSUPPORTED_CODEC (not a video file name), each saying what is allowed.
@@ -174,7 +189,14 @@ export class Uploads {
         await this.#finished(this.#videoIdOf(upload.id), upload);
         return {};
       },
-      onResponseError: (_req, err) => {
+      onResponseError: async (_req, err) => {
+        // @tus/file-store answers any failed write with its own 500 and drops the cause (ENOSPC): whether
+        // the disk is full is asked of the disk. 507 Insufficient Storage; the bytes that were written stay,
+        // so the client resumes from HEAD's offset once there is room.
+        if (!this.#o.s3 && (isNoSpace(err) || ('status_code' in err && err.status_code === 500)) && (await this.#diskFull())) {
+          this.#log.warn('upload write failed: no space left where uploads are kept');
+          return tusError(507, `${NO_SPACE} (resume from the offset HEAD gives)`);
+        }
         if ('status_code' in err) return undefined; // tus' own answer (409 offset, 413 size...)
         this.#log.error({ err }, 'upload request failed');
         return tusError(500, 'upload failed on the server');
@@ -185,6 +207,12 @@ export class Uploads {
   /** Makes the folders; call once before serving. */
   async start(): Promise<void> {
     if (!this.#o.s3) await mkdir(this.#dir, { recursive: true });
+  }
+
+  /** Whether the folder uploads are written to is (about) full. */
+  async #diskFull(): Promise<boolean> {
+    const st = await statfs(this.#dir).catch(() => undefined);
+    return st !== undefined && st.bavail * st.bsize < FULL_BELOW_BYTES;
   }
 
   /** Creates the video and its upload; the client then sends the bytes to `<basePath>/<video.id>`. */
@@ -211,6 +239,10 @@ export class Uploads {
       await this.#datastore.create(upload);
     } catch (err) {
       await this.#o.catalog.videos.delete(video.id).catch(() => {});
+      if (isNoSpace(err)) {
+        this.#log.warn({ video: video.id }, 'upload refused: no space left where uploads are kept');
+        throw new NoUploadSpaceError(err);
+      }
       throw new AppError('E_INTERNAL', `could not create the upload: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     this.#log.info({ video: video.id, size: v.size, filename: v.filename }, 'upload initiated');

@@ -180,6 +180,9 @@ export class VodWorker {
     }
   }
 
+  /** The last claim failed (the catalog is away): the next failure is not logged again. */
+  #queueDown = false;
+
   /** Claims jobs while there is room, then again if nudged meanwhile. */
   async #fill(): Promise<void> {
     do {
@@ -189,9 +192,14 @@ export class VodWorker {
         try {
           job = await this.#o.catalog.jobs.claim(this.owner, this.#o.leaseMs, [PACKAGE_UPLOAD]);
         } catch (err) {
-          this.#log.warn({ err }, 'could not look at the job queue; trying again at the next poll');
+          // Once per outage, not at every poll: a catalog down for an hour would otherwise fill the log.
+          if (!this.#queueDown)
+            this.#log.warn({ err }, 'could not look at the job queue; trying again at every poll (logged once until it answers)');
+          this.#queueDown = true;
           return;
         }
+        if (this.#queueDown) this.#log.info('the job queue answers again');
+        this.#queueDown = false;
         if (!job) break;
         // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- close() may have run while claiming
         if (this.#closing) {
@@ -298,13 +306,13 @@ export class VodWorker {
   /** Progress to the catalog, at most once a second and in order; stop() ends it and waits for the last. */
   #progress(videoId: string, log: Logger): { report: (fraction: number) => void; stop: () => Promise<void> } {
     let chain = Promise.resolve();
-    let last = 0;
+    let last = -Infinity;
     let shown = -1;
     let stopped = false;
     return {
       report: (fraction) => {
         const pct = Math.floor(fraction * ENCODE_SHARE);
-        const now = Date.now();
+        const now = performance.now();
         if (stopped || pct === shown || now - last < PROGRESS_INTERVAL_MS) return;
         last = now;
         shown = pct;

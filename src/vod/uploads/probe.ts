@@ -13,7 +13,7 @@
 import { accessSync, constants } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { AppError } from '../../core/index.js';
-import { execTool } from '../../process/index.js';
+import { execTool, type ExecToolResult } from '../../process/index.js';
 
 /** The input cannot become a video (not media, truncated, no video...). Retrying does not help. */
 export class BadMediaError extends AppError {
@@ -224,8 +224,20 @@ export function fromFfmpegBanner(text: string): ProbeResult {
 }
 
 /**
+ * Whether the tool ran and judged the input: FFmpeg's tools exit with 1 after saying on stderr why they
+ * could not read it. Any other ending (a crash is a signal, which execTool rejects; 126/127 is a binary
+ * that cannot be run; 1 with nothing said) is the tool failing, not the upload: worth a retry, and never
+ * the uploader's fault.
+ */
+function judgedInput(tool: string, r: ExecToolResult): void {
+  if (r.code === 1 && r.stderr.trim() !== '') return;
+  const said = r.stderr.trim().split('\n').at(-1)?.slice(0, 200);
+  throw new AppError('E_INTERNAL', `${tool} failed: exited with code ${r.code}${said ? `: ${said}` : ' and said nothing'}`);
+}
+
+/**
  * Probes `input`. BadMediaError when the tools cannot read it as media; AppError E_INTERNAL when they
- * could not run at all (a fault of this server, worth a retry).
+ * could not run at all or failed themselves (a fault of this server, worth a retry).
  */
 export async function probeFile(input: string, ffmpegPath: string, signal?: AbortSignal): Promise<ProbeResult> {
   const ffprobe = ffprobeBeside(ffmpegPath);
@@ -236,7 +248,10 @@ export async function probeFile(input: string, ffmpegPath: string, signal?: Abor
       ['-v', 'error', ...INPUT_GUARD_ARGS, '-print_format', 'json', '-show_format', '-show_streams', input],
       opts,
     );
-    if (r.code !== 0) throw new BadMediaError(`not a media file: ffprobe: ${lastReason(r.stderr, input)}`);
+    if (r.code !== 0) {
+      judgedInput('ffprobe', r);
+      throw new BadMediaError(`not a media file: ffprobe: ${lastReason(r.stderr, input)}`);
+    }
     let json: FfprobeJson;
     try {
       json = JSON.parse(r.stdout) as FfprobeJson;
@@ -248,6 +263,9 @@ export async function probeFile(input: string, ffmpegPath: string, signal?: Abor
   }
   // `ffmpeg -i` alone always exits 1 ("At least one output file must be specified"): read its banner.
   const r = await execTool(ffmpegPath, ['-hide_banner', '-nostdin', ...INPUT_GUARD_ARGS, '-i', input], opts);
-  if (!/Stream #0:/.test(r.stderr)) throw new BadMediaError(`not a media file: ffmpeg: ${lastReason(r.stderr, input)}`);
+  if (!/Stream #0:/.test(r.stderr)) {
+    judgedInput('ffmpeg', r);
+    throw new BadMediaError(`not a media file: ffmpeg: ${lastReason(r.stderr, input)}`);
+  }
   return fromFfmpegBanner(r.stderr);
 }
