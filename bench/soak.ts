@@ -136,22 +136,28 @@ function metric(text: string, name: string): number {
   return m ? Number(m[1]) : Number.NaN;
 }
 
-/** CPU of a process tree between readings. */
+/**
+ * CPU of a process tree between readings, process by process: a child that exits (an ABR ladder's FFmpeg
+ * when its stream ends) takes its ticks with it, which a sum over the tree would read as negative CPU.
+ * A process new since the last reading counts all its ticks; one gone since loses its last interval.
+ */
 class CpuMeter {
-  #last: { ticks: number; at: number };
+  #last: { ticks: Map<string, number>; at: number };
   constructor(
     private readonly pid: number,
     private readonly hz: number,
   ) {
     this.#last = { ticks: this.#ticks(), at: performance.now() };
   }
-  #ticks(): number {
-    return treeOf(this.pid, allStats()).reduce((a, s) => a + s.ticks, 0);
+  #ticks(): Map<string, number> {
+    return new Map(treeOf(this.pid, allStats()).map((s) => [`${s.pid}:${s.starttime}`, s.ticks]));
   }
   /** % of one core used by the process tree since the previous call. */
   read(): number {
     const now = { ticks: this.#ticks(), at: performance.now() };
-    const pct = ((now.ticks - this.#last.ticks) / this.hz / ((now.at - this.#last.at) / 1000)) * 100;
+    let used = 0;
+    for (const [id, ticks] of now.ticks) used += ticks - (this.#last.ticks.get(id) ?? 0);
+    const pct = (used / this.hz / ((now.at - this.#last.at) / 1000)) * 100;
     this.#last = now;
     return r1(pct);
   }
