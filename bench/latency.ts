@@ -45,10 +45,14 @@ const SAMPLE_EVERY_MS = 250;
 
 const cli = parseBenchCli(
   'npm run bench:latency -- [--seconds N (default 60)] [--warmup N (default 10)] [--profile passthrough|abr (default passthrough)] ' +
-    '[--player ours|stock (default ours)] [--part-ms N (HLS_PART_TARGET_MS, default 200)] [--gop N (source keyframe interval in frames, default 30)] ' +
+    '[--player ours|stock (default ours)] [--part-ms N (HLS_PART_TARGET_MS, default 200)] [--hold-back-parts N (HLS_PART_HOLD_BACK_PARTS, default 3)] [--gop N (source keyframe interval in frames, default 30)] ' +
     "[--hls-config '{json}' (merged over the page's hls.js config)] [--startup measure|skip (default measure)]",
   { profile: ['passthrough', 'abr'], player: ['ours', 'stock'], startup: ['measure', 'skip'] },
-  { 'part-ms': { default: 200, min: 50, max: 1000 }, gop: { default: 30, min: 1, max: 300 } },
+  {
+    'part-ms': { default: 200, min: 50, max: 1000 },
+    'hold-back-parts': { default: 3, min: 2, max: 10 },
+    gop: { default: 30, min: 1, max: 300 },
+  },
   { 'hls-config': '{}' },
 );
 let hlsConfig: Record<string, unknown>;
@@ -134,6 +138,7 @@ async function startInProcess(dataDir: string) {
     CREATE_DEFAULT_STREAM: 'false',
     LOG_LEVEL: 'error',
     HLS_PART_TARGET_MS: String(opts.partMs),
+    HLS_PART_HOLD_BACK_PARTS: String(cli.integers['hold-back-parts']),
   });
   const logger = pino({ level: 'error' }, pino.destination(2));
   const t0 = performance.now();
@@ -291,7 +296,7 @@ async function reduce(m: Measured) {
     },
     setup: {
       source: `FFmpeg -re lavfi testsrc2 1280x720 30 fps, libx264 ultrafast zerolatency, GOP ${opts.gop} (${(opts.gop / 30).toFixed(2)} s), 3000 kb/s; AAC 48 kHz 96 kb/s; RTMP`,
-      server: `in-process, default settings but HLS_PART_TARGET_MS=${opts.partMs}, 127.0.0.1`,
+      server: `in-process, default settings but HLS_PART_TARGET_MS=${opts.partMs} HLS_PART_HOLD_BACK_PARTS=${cli.integers['hold-back-parts']}, 127.0.0.1`,
       profile: opts.profile,
       player:
         opts.player === 'ours'
