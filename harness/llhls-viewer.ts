@@ -35,6 +35,14 @@ export interface ViewerTotals {
   errors: number;
   /** Parts skipped over (never listed to this viewer) and EXT-X-GAP segments seen. */
   gaps: number;
+  /**
+   * Parts listed again with a PROGRAM-DATE-TIME more than TIME_HOLE_MS off the one first listed (the server
+   * corrects a session's first segment when its PDT anchor moves): not a gap, no media is missing, but
+   * counted, since a player that maps by PDT sees the move.
+   */
+  pdtCorrections: number;
+  /** The largest such correction, ms. */
+  pdtCorrectionMaxMs: number;
   partsFetched: number;
   bytes: number;
   /** A short description of the last few errors, for the report. */
@@ -42,7 +50,18 @@ export interface ViewerTotals {
 }
 
 export function newTotals(): ViewerTotals {
-  return { playlistDelaysMs: [], hintDelaysMs: [], requests: 0, errors: 0, gaps: 0, partsFetched: 0, bytes: 0, lastErrors: [] };
+  return {
+    playlistDelaysMs: [],
+    hintDelaysMs: [],
+    requests: 0,
+    errors: 0,
+    gaps: 0,
+    pdtCorrections: 0,
+    pdtCorrectionMaxMs: 0,
+    partsFetched: 0,
+    bytes: 0,
+    lastErrors: [],
+  };
 }
 
 export interface ListedPart {
@@ -258,8 +277,19 @@ export async function runViewer(playlistUrl: string, signal: AbortSignal, totals
         const wanted = fresh.at(0);
         if (wanted && Number.isFinite(wanted.availableAt) && sentAt < wanted.availableAt)
           totals.playlistDelaysMs.push(res.arrivedAt - wanted.availableAt);
-        // Every part between the last one consumed and the newest must be listed: a hole is a gap.
+        // Every part between the last one consumed and the newest must be listed: a hole is a gap. Times are
+        // compared within this one playlist: the last part as it lists it now (its PDT may have been corrected
+        // since it was first listed; that is a correction, counted apart, not missing media).
         let prev = last;
+        const relisted = at >= 0 ? pl.parts[at] : undefined;
+        if (relisted) {
+          const moved = Math.abs(relisted.availableAt - last.availableAt);
+          if (Number.isFinite(moved) && moved > TIME_HOLE_MS) {
+            totals.pdtCorrections++;
+            totals.pdtCorrectionMaxMs = Math.max(totals.pdtCorrectionMaxMs, moved);
+          }
+          prev = relisted;
+        }
         for (const p of fresh) {
           if (!follows(prev, p)) totals.gaps++;
           prev = p;

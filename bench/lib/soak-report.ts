@@ -215,6 +215,8 @@ export function soakResults(run: RunInfo, soak: Soak, load: LoadFigures, baselin
       requests: totals.requests,
       errors: totals.errors,
       gaps: totals.gaps,
+      pdtCorrections: totals.pdtCorrections,
+      pdtCorrectionMaxMs: r1(totals.pdtCorrectionMaxMs),
       partsFetched: totals.partsFetched,
       bytesMB: mb(totals.bytes),
       churns: soak.churns,
@@ -312,6 +314,10 @@ export function printSummary(
     `\ndelivery delay over the run: p50 ${r1(all.p50)} ms, p99 ${r1(all.p99)} ms, max ${r1(all.max)} ms (${all.n} held answers); ` +
       `hint p99 ${r1(summarize(load.allHintDelays).p99)} ms; ${totals.requests} requests, ${soak.churns} publisher reconnects, ` +
       `${soak.shortLivedDone} short-lived streams created, watched and deleted`,
+  );
+  console.log(
+    `PDT corrections seen by viewers (parts listed again with a PROGRAM-DATE-TIME moved by more than 20 ms; not gaps): ` +
+      `${totals.pdtCorrections}, largest ${r1(totals.pdtCorrectionMaxMs)} ms`,
   );
   console.log(
     `memory after a full GC: baseline heap ${mb(baseline.heapUsed)} MB / RSS ${mb(baseline.rss)} MB; after the streams stopped heap ${mb(after.heapUsed)} MB / RSS ${mb(after.rss)} MB`,

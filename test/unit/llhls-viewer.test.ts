@@ -131,6 +131,20 @@ describe('runViewer', () => {
     expect((await watch(session.url, 300)).gaps).toBe(0);
   });
 
+  it('counts a PDT correction of parts it already saw apart, not as a gap', async () => {
+    // The second answer lists the same parts 30 ms earlier (a session's first segment, its PDT anchor refined).
+    const earlier = (text: string) =>
+      text.replace(
+        /#EXT-X-PROGRAM-DATE-TIME:(\S+)/g,
+        (_m, d: string) => `#EXT-X-PROGRAM-DATE-TIME:${new Date(Date.parse(d) - 30).toISOString()}`,
+      );
+    const o = await origin([playlist(10, 2, 1), earlier(playlist(10, 2, 2)), earlier(playlist(10, 2, 3))]);
+    const totals = await watch(o.url, 300);
+    expect(totals.gaps).toBe(0);
+    expect(totals.pdtCorrections).toBe(1);
+    expect(totals.pdtCorrectionMaxMs).toBe(30);
+  });
+
   it('counts an EXT-X-GAP segment once', async () => {
     const o = await origin([playlist(10, 2, 1), playlist(10, 2, 2, { gapMsn: 11 }), playlist(10, 2, 3, { gapMsn: 11 })]);
     expect((await watch(o.url, 300)).gaps).toBe(1);
