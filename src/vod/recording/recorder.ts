@@ -20,7 +20,7 @@
  * the run left (its stream ended when the other took it) and any sweep leave an adopted video to its
  * adopter, which finalizes it when the run really ends.
  */
-import { describeTracks, isAppError, type Logger, type TrackSet } from '../../core/index.js';
+import { describeTracks, isAppError, monotonicNow, type Logger, type TrackSet } from '../../core/index.js';
 import type { Catalog, RenditionInfo, VideoRecord, VideoSegmentRecord } from '../../catalog/index.js';
 import type { CompletedSegment, PackageObserver } from '../../packager/index.js';
 import type { ObjectStore } from '../../storage/index.js';
@@ -247,7 +247,7 @@ export class Recorder implements PackageObserver {
   runEnd(_streamId: string, runId: string, why: 'ended' | 'closed'): void {
     const run = this.#runs.get(runId);
     if (!run || run.ended) return;
-    const endedAt = Date.now();
+    const endedAt = monotonicNow();
     // The writes still waiting are tried again for at most storeRetryMs from now (store-writer.ts).
     run.endedAt = endedAt;
     run.ended = this.#track(
@@ -403,10 +403,10 @@ export class Recorder implements PackageObserver {
       if (!(await this.#opts.catalog.videos.delete(video.id, { onlyNode: this.#opts.nodeId }))) this.#leftTo(video.id);
       return;
     }
-    const t0 = Date.now();
+    const t0 = monotonicNow();
     if ((await this.#finalize(video.id)) === ELSEWHERE) return;
-    this.counters.lastFinalizeWorkMs = Date.now() - t0;
-    this.counters.lastFinalizeMs = Date.now() - endedAt;
+    this.counters.lastFinalizeWorkMs = monotonicNow() - t0;
+    this.counters.lastFinalizeMs = monotonicNow() - endedAt;
     this.#log.info({ video: video.id, stream: video.streamId, why, ms: this.counters.lastFinalizeMs }, 'recording: VOD asset ready');
   }
 

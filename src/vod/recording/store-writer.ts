@@ -6,7 +6,7 @@
  * memory that waiting holds is bounded by the caller (the recorder's pending bytes per run; past them new
  * segments are gaps at once).
  */
-import { AppError, isAppError, type Logger } from '../../core/index.js';
+import { AppError, isAppError, monotonicNow, type Logger } from '../../core/index.js';
 import type { ObjectStore } from '../../storage/index.js';
 import { CACHE_MEDIA } from '../assets.js';
 
@@ -22,9 +22,9 @@ const FINAL_CODES = new Set(['E_VALIDATION', 'E_CLOSED', 'E_CONFLICT']);
 /** What the writer keeps per run (the recorder's Run carries these fields). */
 export interface WriteRun {
   readonly streamId: string;
-  /** When the run's writes began failing; undefined while the last one succeeded. */
+  /** When the run's writes began failing (monotonic ms); undefined while the last one succeeded. */
   failingSince: number | undefined;
-  /** When the run ended; its writes then wait at most retryMs longer. */
+  /** When the run ended (monotonic ms); its writes then wait at most retryMs longer. */
   endedAt: number | undefined;
 }
 
@@ -49,7 +49,7 @@ export class StoreWriter {
    * not tried at all (its finalizing must not wait a request per remaining segment).
    */
   async put(run: WriteRun, key: string, body: Buffer, contentType: string): Promise<void> {
-    if (run.failingSince !== undefined && run.endedAt !== undefined && !this.#mayWait(run, Date.now())) {
+    if (run.failingSince !== undefined && run.endedAt !== undefined && !this.#mayWait(run, monotonicNow())) {
       throw new AppError('E_UNAVAILABLE', `recording: storage has failed since the run's end; ${key} is given up`);
     }
     for (let attempt = 0; ; attempt++) {
@@ -57,7 +57,7 @@ export class StoreWriter {
         await this.#o.store.put(key, body, { contentType, cacheControl: CACHE_MEDIA });
         if (run.failingSince !== undefined) {
           this.#o.logger.info(
-            { stream: run.streamId, failedForMs: Date.now() - run.failingSince },
+            { stream: run.streamId, failedForMs: monotonicNow() - run.failingSince },
             'recording: storage is back; the segments that waited are being stored',
           );
           run.failingSince = undefined;
@@ -65,7 +65,7 @@ export class StoreWriter {
         return;
       } catch (err) {
         if (isAppError(err) && FINAL_CODES.has(err.code)) throw err;
-        const now = Date.now();
+        const now = monotonicNow();
         if (run.failingSince === undefined) {
           run.failingSince = now;
           this.#o.logger.warn(
