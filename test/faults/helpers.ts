@@ -2,6 +2,7 @@
  * What every fault test checks while its dependency is away: a live viewer's media playlist keeps
  * advancing, and, once it is back, a recorded run's VOD playlists and counters.
  */
+import { expect } from 'vitest';
 import { parseMediaPlaylist, until, type TestServer } from '../helpers/server.js';
 
 /** The next media sequence number of a stream's source rendition (what a viewer polling it sees). */
@@ -36,6 +37,15 @@ export async function watchLive(
     await new Promise((r) => setTimeout(r, Math.max(0, 500 - (Date.now() - t0))));
   }
   return { statuses, first, last };
+}
+
+/** What watchLive saw: every playlist answer 200, and the playlist moved on by at least `segments`. */
+export function expectKeptWatching(seen: { statuses: number[]; first: number; last: number }, segments: number): void {
+  expect(
+    seen.statuses.filter((s) => s !== 200),
+    `statuses ${seen.statuses.join(',')}`,
+  ).toEqual([]);
+  expect(seen.last - seen.first).toBeGreaterThanOrEqual(segments);
 }
 
 /** Waits for the stream's run to be a ready VOD asset. */

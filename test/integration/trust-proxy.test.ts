@@ -1,10 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { startServer, type RunningServer } from '../../src/main.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
 
 /**
  * TRUST_PROXY: behind nginx every request comes from nginx's address, so the per-address limits (failed
@@ -13,46 +9,29 @@ import { startServer, type RunningServer } from '../../src/main.js';
  * address to escape a limit).
  */
 const LIMIT = 3;
-const TOKEN = 'test-token-0123456789abcdef';
-
-async function server(trustProxy: string | undefined): Promise<{ srv: RunningServer; base: string; dataDir: string }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'livepack-test-'));
-  const config = loadConfig({
-    HOST: '127.0.0.1',
-    HTTP_PORT: '0',
-    RTMP_PORT: '0',
-    DATA_DIR: dataDir,
-    API_TOKEN: TOKEN,
-    CREATE_DEFAULT_STREAM: 'false',
-    AUTH_FAILURE_LIMIT: String(LIMIT),
-    ...(trustProxy !== undefined ? { TRUST_PROXY: trustProxy } : {}),
-  });
-  const srv = await startServer(config, pino({ level: 'silent' }));
-  return { srv, base: `http://127.0.0.1:${srv.httpPort}`, dataDir };
-}
 
 /** Makes one client (by X-Forwarded-For) fail LIMIT times, then asks with the right token as another client. */
-async function otherClientAfterOneIsLimited(base: string): Promise<{ limited: number; other: number }> {
+async function otherClientAfterOneIsLimited(srv: TestServer): Promise<{ limited: number; other: number }> {
   const get = (token: string, forwardedFor: string) =>
-    fetch(`${base}/api/v1/streams`, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': forwardedFor } });
+    fetch(`${srv.base}/api/v1/streams`, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': forwardedFor } });
   for (let i = 0; i < LIMIT; i++) await get(`wrong-token-${i}-0123456789`, '203.0.113.5');
-  const limited = (await get(TOKEN, '203.0.113.5')).status;
-  const other = (await get(TOKEN, '203.0.113.6')).status;
+  const limited = (await get(srv.apiToken, '203.0.113.5')).status;
+  const other = (await get(srv.apiToken, '203.0.113.6')).status;
   return { limited, other };
 }
 
 describe('TRUST_PROXY', () => {
-  const started: Array<{ srv: RunningServer; dataDir: string }> = [];
+  const started: TestServer[] = [];
   afterAll(async () => {
-    for (const s of started) {
-      await s.srv.close();
-      rmSync(s.dataDir, { recursive: true, force: true });
-    }
+    for (const s of started) await s.stop();
   });
   const start = async (trustProxy: string | undefined) => {
-    const s = await server(trustProxy);
+    const s = await startTestServer({
+      AUTH_FAILURE_LIMIT: String(LIMIT),
+      ...(trustProxy !== undefined ? { TRUST_PROXY: trustProxy } : {}),
+    });
     started.push(s);
-    return s.base;
+    return s;
   };
 
   it('behind a trusted proxy, limits count each forwarded client apart', async () => {
