@@ -374,6 +374,29 @@ describe.skipIf(skipPostgres)('stock hls.js through nginx across ingest handover
     }
   }
 
+  /** What a case has made so far, for its diagnostics on failure. */
+  interface Seen {
+    id?: string;
+    viewer?: StockPlayer;
+  }
+
+  /**
+   * The start of both handover cases: a stream published to ingest `nodeA`, a stock player on it through
+   * nginx, playing; the prefix of A's segment names, and a watcher of the media playlist through nginx.
+   */
+  async function playingOnA(name: string, nodeA: ServerProcess, seen: Seen) {
+    const s = await liveStream(name, nodeA);
+    seen.id = s.id;
+    const viewer = await player(`${cluster!.edge}/live/${s.id}/master.m3u8`);
+    seen.viewer = viewer;
+    await playing(viewer, 3);
+    const lastA = parseMediaPlaylist((await edgeText(s.media)).text).segments.at(-1)!;
+    const prefixA = fileName(lastA.uri).prefix;
+    const watch = watchPlaylist(s.media);
+    cleanups.push(() => watch.stop());
+    return { s, viewer, prefixA, watch };
+  }
+
   /**
    * Case 1: A publisher on ingest A, a stock player through nginx, a second publisher of the same key on
    * ingest B; asserts the player, the live playlist and the one VOD asset. Returns the asset's playlist and
@@ -381,21 +404,13 @@ describe.skipIf(skipPostgres)('stock hls.js through nginx across ingest handover
    */
   async function liveTakeover() {
     const [nodeA, nodeB] = cluster!.ingest;
-    let id: string | undefined;
-    let viewer: StockPlayer | undefined;
+    const seen: Seen = {};
     return diagnosed(
       'live takeover',
-      () => id,
-      () => (viewer ? [viewer] : []),
+      () => seen.id,
+      () => (seen.viewer ? [seen.viewer] : []),
       async () => {
-        const s = await liveStream('takeover', nodeA);
-        id = s.id;
-        viewer = await player(`${cluster!.edge}/live/${s.id}/master.m3u8`);
-        await playing(viewer, 3);
-        const lastA = parseMediaPlaylist((await edgeText(s.media)).text).segments.at(-1)!;
-        const prefixA = fileName(lastA.uri).prefix;
-        const watch = watchPlaylist(s.media);
-        cleanups.push(() => watch.stop());
+        const { s, viewer, prefixA, watch } = await playingOnA('takeover', nodeA, seen);
 
         const atSeam = (await viewer.snapshot()).currentTime;
         const startedB = Date.now();
@@ -432,21 +447,13 @@ describe.skipIf(skipPostgres)('stock hls.js through nginx across ingest handover
   it('ingest A SIGKILLed: the publisher comes back on B within the grace; the player plays through, one discontinuity, one VOD', async () => {
     const [nodeA, nodeB] = cluster!.ingest;
     expect(nodeA.alive(), 'ingest A runs').toBe(true);
-    let id: string | undefined;
-    let viewer: StockPlayer | undefined;
+    const seen: Seen = {};
     await diagnosed(
       'ingest A SIGKILLed',
-      () => id,
-      () => (viewer ? [viewer] : []),
+      () => seen.id,
+      () => (seen.viewer ? [seen.viewer] : []),
       async () => {
-        const s = await liveStream('a-dies', nodeA);
-        id = s.id;
-        viewer = await player(`${cluster!.edge}/live/${s.id}/master.m3u8`);
-        await playing(viewer, 3);
-        const lastA = parseMediaPlaylist((await edgeText(s.media)).text).segments.at(-1)!;
-        const prefixA = fileName(lastA.uri).prefix;
-        const watch = watchPlaylist(s.media);
-        cleanups.push(() => watch.stop());
+        const { s, viewer, prefixA, watch } = await playingOnA('a-dies', nodeA, seen);
 
         const atSeam = (await viewer.snapshot()).currentTime;
         const killedA = Date.now();
