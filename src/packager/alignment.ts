@@ -138,7 +138,7 @@ export class Alignment {
   /**
    * PROGRAM-DATE-TIME (ms) of a rung's timeline instant: the source's PDT of the segment's start (`boundary`,
    * starting at the rung's `segStart`), and from there the rung's own elapsed time; else the source session's
-   * clock. Read when needed, not when the segment began: the source refines its anchor during its first segment.
+   * clock. Read when needed, not when the segment began: the source refines its anchor until its first part.
    */
   rungPdt(boundary: Boundary | undefined, segStart: number, sessionKey: string, timelineDts: number): number | undefined {
     const start = boundary && this.timeline.pdt(boundary.sessionId, boundary.timelineDts);

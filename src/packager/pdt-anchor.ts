@@ -1,7 +1,7 @@
 /**
  * The PROGRAM-DATE-TIME anchor of a publish session: the wall clock of one timeline instant, from which
- * every PDT of the session follows. Refined to the earliest arrival until the session's first segment is
- * complete, then fixed.
+ * every PDT of the session follows. Refined to the earliest arrival until the session's first part is
+ * published, then fixed: a PDT in a playlist never changes.
  */
 import { TIMESCALE } from '../core/index.js';
 
@@ -9,7 +9,7 @@ export class PdtAnchor {
   /** Wall clock of timeline instant #dts: PROGRAM-DATE-TIME = #wall + (dts - #dts). */
   #wall = 0;
   #dts = 0;
-  /** The anchor is refined until the session's first segment is complete, then fixed. */
+  /** The anchor is refined until the session's first part is published, then fixed. */
   #open = false;
 
   get wallAnchor(): number {
@@ -46,7 +46,7 @@ export class PdtAnchor {
     return true;
   }
 
-  /** The session's first segment is complete: the anchor is fixed. */
+  /** The session's first part is about to be published: the anchor is fixed. */
   fix(): void {
     this.#open = false;
   }

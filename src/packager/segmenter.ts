@@ -28,7 +28,7 @@ export interface SegmenterSink {
   part(part: PartOut): void;
   /**
    * The segment holding the parts delivered since the last segmentEnd() is complete. `programDateTime` is
-   * its start on the final PDT anchor (the first segment of a session may have been announced earlier).
+   * its start on the session's PDT anchor, the same as its first part's (the anchor is fixed before that part).
    */
   segmentEnd(programDateTime: number): void;
   /** A segment begins (called before its first part). */
@@ -223,6 +223,8 @@ export class Segmenter {
     // this keyframe matches within the tolerance, a little before or after it): the same audio frames in the
     // same segment in every rendition. Audio of the source's segment still to come goes to the next one.
     const audioEnd = next ? Math.min(Math.max(next.timelineDts, this.#part.start), dts + this.#tolerance()) : dts;
+    // Fixed before the session's first part is published: a PDT a player has seen never moves.
+    if (role?.kind !== 'follower') this.#anchor.fix();
     this.#part.emit(dts, false, audioEnd);
     if (segment) {
       if (forced) this.forcedCuts++;
@@ -236,7 +238,6 @@ export class Segmenter {
       this.#segStart = dts;
       this.#segIndependent = role?.kind === 'follower' ? independent : !forced;
       if (role?.kind === 'follower') this.#segBoundary = next;
-      else this.#anchor.fix();
       this.#segmentStart(pts, next?.msn, false);
     }
     this.#part.start = dts;

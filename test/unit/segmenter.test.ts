@@ -405,28 +405,31 @@ describe('Segmenter PROGRAM-DATE-TIME anchor', () => {
     expect(second[0].programDateTime).toBeCloseTo(WALL_BASE + 20 + second[0].timelineDts / 90, 6);
   });
 
-  it("corrects the first segment's PDT when it completes", () => {
+  it('never moves a PDT it has published: the anchor is fixed with the first part', () => {
     const sink = new RecordingSink();
     const seg = new Segmenter({ partTargetMs: 200, segmentTargetMs: 2000 }, sink);
     seg.startSession({ video: videoTrack(30) });
-    // The first 11 frames arrive 70 ms after capture (a busy start), the rest 20 ms after.
+    // The first 11 frames arrive 70 ms after capture (a busy start), the rest 20 ms after. The first part
+    // (6 frames) went out on the late anchor; a player has seen that PDT, so it stays, and every later
+    // segment follows it by exactly the media time (a PDT that changes between reloads breaks players).
     const frames = makeFrames({ fps: 30, gop: 30, videoFrames: 150, audio: false, msRound: false });
     frames.forEach((f, i) => seg.push({ ...f, wallClock: f.wallClock + (i <= 10 ? 70 : 20) }));
-    // The first part went out with the late anchor; the segment's PDT is corrected when it completes, so
-    // consecutive segments' PDTs differ by exactly their durations.
     expect(sink.segments[0][0].programDateTime).toBeCloseTo(WALL_BASE + 70, 6);
-    expect(sink.segmentPdts[0]).toBeCloseTo(WALL_BASE + 20, 6);
+    expect(sink.segmentPdts[0]).toBeCloseTo(sink.segments[0][0].programDateTime, 6);
     expect(sink.segmentPdts[1] - sink.segmentPdts[0]).toBeCloseTo(2000, 6);
+    for (const p of sink.parts) expect(p.programDateTime).toBeCloseTo(WALL_BASE + 70 + p.timelineDts / 90, 6);
   });
 
-  it('is fixed once the first segment is complete', () => {
+  it('is fixed once the first part is published', () => {
     const sink = new RecordingSink();
     const seg = new Segmenter({ partTargetMs: 200, segmentTargetMs: 2000 }, sink);
     seg.startSession({ video: videoTrack(30) });
     const frames = makeFrames({ fps: 30, gop: 30, videoFrames: 180, audio: false, msRound: false });
-    // After 3 s the source suddenly arrives 500 ms early (a clock step): PDT must not jump back mid-session.
-    frames.forEach((f) => seg.push({ ...f, wallClock: f.wallClock + (f.dts >= 3 * TIMESCALE ? -500 : 0) }));
+    // From the 8th frame on (inside the first segment) the source arrives 30 ms earlier, and after 3 s
+    // 500 ms early (a clock step): PDT must not move back mid-session.
+    frames.forEach((f, i) => seg.push({ ...f, wallClock: f.wallClock + (f.dts >= 3 * TIMESCALE ? -500 : i >= 8 ? -30 : 0) }));
     for (const p of sink.parts) expect(p.programDateTime).toBeCloseTo(WALL_BASE + p.timelineDts / 90, 6);
+    for (const [i, pdt] of sink.segmentPdts.entries()) expect(pdt).toBeCloseTo(sink.segments[i][0].programDateTime, 6);
   });
 });
 
