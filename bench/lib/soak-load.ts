@@ -12,8 +12,12 @@ import type { BenchRun } from './run.js';
 import { dropPublisher, startPublisher, stopPublisher, type Publisher } from './synthetic.js';
 
 export const API_TOKEN = 'soak-token-0123456789abcdef';
-/** Server settings of the soak: a short grace and retention, so that stopped streams are released soon. */
-export const SERVER_ENV = { RECONNECT_GRACE_MS: '3000', HLS_ENDED_RETENTION_MS: '2000' };
+/**
+ * Server settings of the soak: a short retention, so that stopped streams are released soon, and a grace
+ * (10 s, the default is 30) that a dropped publisher's replacement meets even on a loaded machine: with 3 s,
+ * a replacement FFmpeg that took over 3 s to publish made a second run the soak did not expect.
+ */
+export const SERVER_ENV = { RECONNECT_GRACE_MS: '10000', HLS_ENDED_RETENTION_MS: '2000' };
 
 // ---- the server and its streams ----
 
