@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import { AppError, isAppError } from '../core/index.js';
+import { BASELINE_HEADERS } from './security-headers.js';
 
 /*
  * One error shape for every 4xx and 5xx the HTTP server sends, ours and the framework's:
@@ -73,9 +74,15 @@ export function frameworkErrors(err: { statusCode?: number; code?: string }, _re
   void reply.code(status).send(frameworkError(status, err.code));
 }
 
+/** The security headers every answer carries (security-headers.ts), as raw header lines. */
+const RAW_BASELINE = Object.entries(BASELINE_HEADERS)
+  .map(([name, value]) => `${name}: ${value}\r\n`)
+  .join('');
+
 /**
  * Errors Node's HTTP parser meets before there is a request (headers too large: 431; headers or body too
- * slow: 408; malformed: 400): answered in our shape on the raw socket, which is then closed.
+ * slow: 408; malformed: 400): answered in our shape, with the security headers, on the raw socket, which is
+ * then closed.
  */
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
@@ -84,7 +91,7 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
   if (!socket.writable) return void socket.destroy();
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+      `Content-Length: ${Buffer.byteLength(body)}\r\n${RAW_BASELINE}Connection: close\r\n\r\n${body}`,
   );
   // A client that never reads its answer must not keep the socket.
   setTimeout(() => socket.destroy(), 1000).unref();

@@ -63,8 +63,16 @@ describe('HTTP details: one error shape, no prototype lookups, strict JSON bodie
     const longUrl = await raw(port(), `GET /watch/${'u'.repeat(20_000)} HTTP/1.1\r\nHost: a\r\n\r\n`);
     expect(parse(longUrl).status).toBe(431);
     expect(longUrl).not.toContain('uuuu');
-    const garbage = parse(await raw(port(), 'HELLO\r\n\r\n'));
+    const garbageAnswer = await raw(port(), 'HELLO\r\n\r\n');
+    const garbage = parse(garbageAnswer);
     expect(garbage).toEqual({ status: 400, json: { error: { code: 'E_BAD_REQUEST', message: 'bad request' } } });
+    // Node's parser answers these before there is a request, on the raw socket: the security headers too.
+    for (const answer of [bigHeader, garbageAnswer]) {
+      const head = answer.split('\r\n\r\n', 1)[0].toLowerCase();
+      expect(head).toContain("content-security-policy: default-src 'none'; frame-ancestors 'none'");
+      expect(head).toContain('x-content-type-options: nosniff');
+      expect(head).toContain('referrer-policy: no-referrer');
+    }
     const tooLarge = await fetch(`${srv.base}/api/v1/streams`, {
       method: 'POST',
       headers: { authorization: `Bearer ${srv.apiToken}`, 'content-type': 'application/json' },
