@@ -29,7 +29,8 @@
  * delay p50/p99 (part complete -> held playlist answer), preload-hint delay p99, gaps and errors. It ends
  * with one verdict line (PASS or FAIL and why), writes soak-<date>.json and a PNG plot of CPU and RSS
  * over the run into --out (default bench/results), and exits 0 on PASS, 1 on FAIL. The verdict also judges the
- * heap's and RSS's growth (regression slope) after the warm-up on runs with 20 minutes of load after it.
+ * heap's and RSS's growth (regression slope) after the warm-up on runs with 20 minutes of load after it,
+ * from readings taken after a full GC at each report.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -211,7 +212,7 @@ async function startLoad(soak: Soak): Promise<Promise<void>[]> {
 }
 
 /** 2. The load measured for --minutes: CPU and RSS every SAMPLE_MS for the plot, a report line every --report-seconds. */
-async function measureLoad(soak: Soak, hz: number): Promise<LoadFigures & { shortLived: Promise<void>[] }> {
+async function measureLoad(soak: Soak, hz: number, ws: string): Promise<LoadFigures & { shortLived: Promise<void>[] }> {
   const { server, totals } = soak;
   const t0 = performance.now();
   const elapsedS = () => (performance.now() - t0) / 1000;
@@ -243,12 +244,16 @@ async function measureLoad(soak: Soak, hz: number): Promise<LoadFigures & { shor
     allDelays.push(...delays);
     allHintDelays.push(...hints);
     const d = summarize(delays);
+    // After the other readings: the collection's pause (tens of ms) shows in the next report's delays.
+    const gc = await memoryAfterGc(ws).catch(() => undefined);
     const now = performance.now();
     const r: Report = {
       t: Math.round((elapsedS() / 60) * 100) / 100,
       cpuPercent: cpuForReports.read(),
       rssMB: mb(rssOf(server.pid) ?? Number.NaN),
       heapUsedMB: mb(metric(metricsText, 'nodejs_heap_size_used_bytes')),
+      gcHeapMB: gc ? mb(gc.heapUsed) : Number.NaN,
+      gcRssMB: gc ? mb(gc.rss) : Number.NaN,
       eventLoopP99Ms: r1(metric(metricsText, 'nodejs_eventloop_lag_p99_seconds') * 1000),
       streamsLive: await liveCount(server).catch(() => -1),
       deliveryP50Ms: r1(d.p50),
@@ -338,7 +343,7 @@ async function main(): Promise<void> {
   const soak = new Soak(bench, server, file, opts.churnSeconds);
   const baseline = await warmUpAndBaseline(soak, ws, catalog);
   const viewerRuns = await startLoad(soak);
-  const load = await measureLoad(soak, hz);
+  const load = await measureLoad(soak, hz, ws);
   const after = await stopAndMeasureAfter(soak, viewerRuns, load.shortLived, ws);
   const runVods = await checkRunVods(server, soak.streams, waitFor);
 

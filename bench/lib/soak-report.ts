@@ -67,6 +67,13 @@ export interface Report {
   readonly cpuPercent: number;
   readonly rssMB: number;
   readonly heapUsedMB: number;
+  /**
+   * Heap used and RSS right after a full GC (over the inspector) at this report: what the growth slopes
+   * judge. Without the collection the heap swings by ±40 MB with the GC's timing (a slope's standard
+   * error of 3–4 MB per 10 min over an hour, above the 1 MB limit); NaN if the reading failed.
+   */
+  readonly gcHeapMB: number;
+  readonly gcRssMB: number;
   readonly eventLoopP99Ms: number;
   readonly streamsLive: number;
   readonly deliveryP50Ms: number;
@@ -109,6 +116,8 @@ export function printReportHeader(): void {
     'cpu%',
     'rssMB',
     'heapMB',
+    'gcHeap',
+    'gcRss',
     'loopP99',
     'live',
     'deliv p50',
@@ -120,7 +129,7 @@ export function printReportHeader(): void {
     'errors',
     'churns',
   ];
-  const w = [6, 7, 7, 7, 8, 5, 10, 7, 7, 9, 7, 5, 7, 7];
+  const w = [6, 7, 7, 7, 7, 7, 8, 5, 10, 7, 7, 9, 7, 5, 7, 7];
   console.log(h.map((x, i) => x.padStart(w[i])).join(''));
 }
 
@@ -131,6 +140,8 @@ export function printReport(r: Report): void {
     f(r.cpuPercent),
     f(r.rssMB),
     f(r.heapUsedMB),
+    f(r.gcHeapMB),
+    f(r.gcRssMB),
     f(r.eventLoopP99Ms),
     String(r.streamsLive),
     f(r.deliveryP50Ms, 0),
@@ -142,13 +153,16 @@ export function printReport(r: Report): void {
     String(r.errors),
     String(r.churns),
   ];
-  const w = [6, 7, 7, 7, 8, 5, 10, 7, 7, 9, 7, 5, 7, 7];
+  const w = [6, 7, 7, 7, 7, 7, 8, 5, 10, 7, 7, 9, 7, 5, 7, 7];
   console.log(cells.map((x, i) => x.padStart(w[i])).join(''));
 }
 
 // ---- the end ----
 
-/** 4. The verdict: no errors, no gaps, no publisher that died on its own, heap back near the baseline. */
+/**
+ * 4. The verdict: no errors, no gaps, no PROGRAM-DATE-TIME that moved between reloads (the anchor is fixed
+ * before a session's first part), no publisher that died on its own, heap back near the baseline.
+ */
 export function verdict(opts: SoakOptions, soak: Soak, load: LoadFigures, baseline: GcMemory, after: GcMemory, vods: VodFigures) {
   const { totals } = soak;
   const heapGrowth = after.heapUsed - baseline.heapUsed;
@@ -156,6 +170,7 @@ export function verdict(opts: SoakOptions, soak: Soak, load: LoadFigures, baseli
   const problems: string[] = [];
   if (totals.errors) problems.push(`${totals.errors} error(s) (last: ${totals.lastErrors.slice(-3).join(' | ')})`);
   if (totals.gaps) problems.push(`${totals.gaps} playlist gap(s)`);
+  if (totals.pdtCorrections) problems.push(`${totals.pdtCorrections} PROGRAM-DATE-TIME(s) moved between reloads`);
   if (soak.publisherFailures) problems.push(`${soak.publisherFailures} publisher(s) died on their own`);
   if (all.n === 0 && opts.viewers > 0) problems.push('no part delivery was measured');
   if (heapGrowth > HEAP_GROWTH_LIMIT_BYTES)
@@ -167,8 +182,11 @@ export function verdict(opts: SoakOptions, soak: Soak, load: LoadFigures, baseli
       problems.push(`an upload of ${UPLOAD_SECONDS} s became a VOD of ${u.durationS} s`);
   }
   const warm = warmUpMinutes(opts.minutes);
-  const heapSlope = slope(load.reports.filter((r) => r.t >= warm).map((r) => ({ x: r.t, y: r.heapUsedMB }))) * 10;
-  const rssSlope = slope(load.samples.filter((q) => q.t / 60 >= warm).map((q) => ({ x: q.t / 60, y: q.rssMB }))) * 10;
+  const judgedReports = load.reports.filter((r) => r.t >= warm);
+  const slopeOf = (y: (r: Report) => number) =>
+    slope(judgedReports.filter((r) => Number.isFinite(y(r))).map((r) => ({ x: r.t, y: y(r) }))) * 10;
+  const heapSlope = slopeOf((r) => r.gcHeapMB);
+  const rssSlope = slopeOf((r) => r.gcRssMB);
   const judged = opts.minutes - warm >= SLOPE_MIN_MINUTES;
   for (const [what, v] of [
     ['heap', heapSlope],
@@ -275,6 +293,8 @@ export async function plotSamples(opts: SoakOptions, startedAt: Date, commit: st
           series: [
             { label: 'RSS', color: '#2471a3', points: samples.map((s) => ({ x: s.t / 60, y: s.rssMB })) },
             { label: 'JS heap used', color: '#27ae60', points: reports.map((r) => ({ x: r.t, y: r.heapUsedMB })) },
+            { label: 'RSS after a full GC', color: '#1a5276', points: reports.map((r) => ({ x: r.t, y: r.gcRssMB })) },
+            { label: 'JS heap after a full GC', color: '#145a32', points: reports.map((r) => ({ x: r.t, y: r.gcHeapMB })) },
           ],
         },
         {
@@ -316,7 +336,7 @@ export function printSummary(
       `${soak.shortLivedDone} short-lived streams created, watched and deleted`,
   );
   console.log(
-    `PDT corrections seen by viewers (parts listed again with a PROGRAM-DATE-TIME moved by more than 20 ms; not gaps): ` +
+    `PDT corrections seen by viewers (parts listed again with a PROGRAM-DATE-TIME moved by more than 20 ms; not gaps, but a fault): ` +
       `${totals.pdtCorrections}, largest ${r1(totals.pdtCorrectionMaxMs)} ms`,
   );
   console.log(
