@@ -240,6 +240,7 @@ export async function startServer(config: Config, logger?: pino.Logger, deps: Se
       allRoles: NODE_ROLES,
       ingestCounters: ingest?.rtmpCounters,
       vodWorker: worker?.counters,
+      vodWorkerFfmpegWorks: worker && (() => worker.ffmpegWorks()),
       // The ingest surfaces' wrong-key limiters, for /metrics (buildApp adds the API token's).
       authLimiters: () => [
         ...(ingest?.webrtc ? [{ surface: 'whip', counters: ingest.webrtc.authFailures.counters }] : []),

@@ -110,6 +110,8 @@ export interface AppDeps {
   readonly uploads?: AppUploads;
   /** The upload packaging worker's counters (absent without FFmpeg). */
   readonly vodWorker?: MetricSources['vodWorker'];
+  /** False while the upload worker waits for FFmpeg to run again; absent without a worker. */
+  readonly vodWorkerFfmpegWorks?: () => boolean;
   /** Default lifetime of a playback token, seconds. */
   readonly playbackTokenTtlSeconds: number;
   /** Thumbnails of live streams; absent without FFmpeg or with LIVE_THUMBNAIL_INTERVAL_MS=0. */
@@ -178,9 +180,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   const access = new PlaybackAccess(deps.catalog, deps.playbackTokens);
-  // FFmpeg is a dependency of a node that transcodes: /healthz says whether its last start worked.
-  const works = deps.transcoder?.ffmpegWorks?.bind(deps.transcoder);
-  const dependencies = dependencyProber(works ? { ...deps.probes, ffmpeg: { ping: async () => works() } } : deps.probes);
+  // FFmpeg is a dependency of a node that transcodes or packages uploads: /healthz says whether the live
+  // ladder's last start worked and whether the upload worker waits for it.
+  const ffmpegChecks = [deps.transcoder?.ffmpegWorks?.bind(deps.transcoder), deps.vodWorkerFfmpegWorks].filter(
+    (check): check is () => boolean => check !== undefined,
+  );
+  const ffmpeg = { ping: async () => ffmpegChecks.every((works) => works()) };
+  const dependencies = dependencyProber(ffmpegChecks.length > 0 ? { ...deps.probes, ffmpeg } : deps.probes);
   const { packager, ingestCounters } = deps;
   const registry = buildMetrics({
     node: { roles: deps.roles, allRoles: deps.allRoles, dependencies },

@@ -4,8 +4,9 @@
  * out. Claiming is one UPDATE over a `SELECT ... FOR UPDATE SKIP LOCKED` (the pattern PostgreSQL documents
  * for queue tables), so two claimers never get the same job and never wait on each other.
  *
- * Times are the application's clock (like every other timestamp in the catalog); servers sharing a queue
- * are expected to run NTP, and leases are long (tens of seconds) next to any skew that leaves.
+ * Times are the database's clock (now()), the one clock every server sharing the queue reads, as for the
+ * recorder's heartbeats: a worker whose host clock is off does not take live leases or wait out backoffs
+ * that others see due. Tests inject a clock (JobQueueOptions.now), which then stands in for now().
  *
  * A job's video says what the job is up to ('queued', 'processing', 'failed'...). Where the two must change
  * together (an upload is 'queued' exactly when its job exists; a failed attempt re-queues or fails both),
@@ -67,13 +68,19 @@ export interface FailedVideo {
 }
 
 export interface JobQueueOptions {
-  /** Milliseconds since the epoch; tests move it to expire leases and backoffs without sleeping. */
+  /**
+   * Milliseconds since the epoch, in place of the database's now(); tests move it to expire leases and
+   * backoffs without sleeping.
+   */
   now?: () => number;
   /** First retry after this long, doubling with each attempt. Default 2000. */
   backoffBaseMs?: number;
   /** Longest wait before a retry. Default 300000 (5 min). */
   backoffMaxMs?: number;
 }
+
+/** The SQL of "now" for a query whose parameter $n is the injected clock's date, or null for now(). */
+const NOW = (n: number) => `COALESCE($${n}::timestamptz, now())`;
 
 interface JobRow {
   id: string;
@@ -121,15 +128,20 @@ function checkLease(leaseMs: number): void {
 
 export class JobQueue {
   readonly #q: Queryable;
-  readonly #now: () => number;
+  readonly #now: (() => number) | undefined;
   readonly #baseMs: number;
   readonly #maxMs: number;
 
   constructor(q: Queryable, opts: JobQueueOptions = {}) {
     this.#q = q;
-    this.#now = opts.now ?? Date.now;
+    this.#now = opts.now;
     this.#baseMs = opts.backoffBaseMs ?? 2000;
     this.#maxMs = opts.backoffMaxMs ?? 300_000;
+  }
+
+  /** The injected clock's date, or null: the query then reads the database's now(). */
+  #at(): Date | null {
+    return this.#now ? new Date(this.#now()) : null;
   }
 
   /**
@@ -142,16 +154,16 @@ export class JobQueue {
     if (!Number.isInteger(maxAttempts) || maxAttempts < 1)
       throw new AppError('E_VALIDATION', 'jobs: maxAttempts must be a whole number >= 1');
     if (opts.video && !job.videoId) throw new AppError('E_VALIDATION', 'jobs: a video transition needs the job to name its video');
-    const now = new Date(this.#now());
+    const now = this.#at();
     const id = job.id ?? newId();
     // Every part of a WITH runs to completion once, whether or not the outer SELECT reads it.
     const { rows } = await this.#q.query<JobRow>(
       `WITH job AS (
          INSERT INTO jobs (id, kind, video_id, payload, state, attempts, max_attempts, run_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4::jsonb, 'queued', 0, $5, $6, $7, $7)
+         VALUES ($1, $2, $3, $4::jsonb, 'queued', 0, $5, COALESCE($6::timestamptz, ${NOW(7)}), ${NOW(7)}, ${NOW(7)})
          ON CONFLICT (id) DO NOTHING RETURNING ${COLUMNS}
        ), video AS (
-         UPDATE videos SET status = $9, progress = 0, error = NULL, updated_at = $7
+         UPDATE videos SET status = $9, progress = 0, error = NULL, updated_at = ${NOW(7)}
           WHERE $9::text IS NOT NULL AND id = $3 AND status = ANY($8::text[])
        )
        SELECT ${COLUMNS} FROM job`,
@@ -161,7 +173,7 @@ export class JobQueue {
         job.videoId ?? null,
         JSON.stringify(job.payload ?? {}),
         maxAttempts,
-        job.runAt ?? now,
+        job.runAt ?? null,
         now,
         opts.video ? [...opts.video.from] : [],
         opts.video?.to ?? null,
@@ -192,22 +204,22 @@ export class JobQueue {
    */
   async claim(owner: string, leaseMs: number, kinds?: readonly string[]): Promise<JobRecord | undefined> {
     checkLease(leaseMs);
-    const now = this.#now();
     // SKIP LOCKED: a row another transaction is claiming is passed over, not waited for. Should that other
     // claim commit first, PostgreSQL rechecks the row against the WHERE clause (READ COMMITTED re-evaluation)
     // and, being 'running' with a fresh lease now, it no longer qualifies.
     const { rows } = await this.#q.query<JobRow>(
-      `UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, lease_until = $2, updated_at = $3
+      `UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1,
+              lease_until = ${NOW(3)} + $2::double precision * interval '1 millisecond', updated_at = ${NOW(3)}
         WHERE id = (
           SELECT id FROM jobs
-           WHERE ((state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until < $3))
+           WHERE ((state = 'queued' AND run_at <= ${NOW(3)}) OR (state = 'running' AND lease_until < ${NOW(3)}))
              AND ($4::text[] IS NULL OR kind = ANY($4::text[]))
            ORDER BY run_at, id
            LIMIT 1
            FOR UPDATE SKIP LOCKED
         )
         RETURNING ${COLUMNS}`,
-      [owner, new Date(now + leaseMs), new Date(now), kinds ? [...kinds] : null],
+      [owner, leaseMs, this.#at(), kinds ? [...kinds] : null],
     );
     return rows.length > 0 ? toJob(rows[0]) : undefined;
   }
@@ -215,10 +227,10 @@ export class JobQueue {
   /** Extends the lease of a job `owner` still holds; false when it lost it (expired and retaken, or deleted). */
   async heartbeat(id: string, owner: string, leaseMs: number): Promise<boolean> {
     checkLease(leaseMs);
-    const now = this.#now();
     const { rows } = await this.#q.query<{ id: string }>(
-      `UPDATE jobs SET lease_until = $3, updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND state = 'running' RETURNING id`,
-      [id, owner, new Date(now + leaseMs), new Date(now)],
+      `UPDATE jobs SET lease_until = ${NOW(4)} + $3::double precision * interval '1 millisecond', updated_at = ${NOW(4)}
+        WHERE id = $1 AND lease_owner = $2 AND state = 'running' RETURNING id`,
+      [id, owner, leaseMs, this.#at()],
     );
     return rows.length > 0;
   }
@@ -226,37 +238,45 @@ export class JobQueue {
   /** The job is done; false when `owner` no longer held it (someone else may be running it). */
   async complete(id: string, owner: string): Promise<boolean> {
     const { rows } = await this.#q.query<{ id: string }>(
-      `UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, updated_at = $3
+      `UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, updated_at = ${NOW(3)}
         WHERE id = $1 AND lease_owner = $2 AND state = 'running' RETURNING id`,
-      [id, owner, new Date(this.#now())],
+      [id, owner, this.#at()],
     );
     return rows.length > 0;
   }
 
   /**
    * The attempt failed. With `retry` and attempts left, the job is queued again after a backoff of
-   * base x 2^(attempts-1), capped; otherwise it is 'failed' for good. `error` is the job's last_error (for
+   * base x 2^(attempts-1), capped; otherwise it is 'failed' for good. With `retry` and `counted: false` (a
+   * dependency of the worker was down, not the job's fault), the attempt is given back and the job is due
+   * again at once, whatever its attempts: the worker holds back until its dependency works. `error` is the job's last_error (for
    * operators). With `video`, the job's video goes in the same statement to 'queued' or 'failed' (progress
    * 0) with the matching error. Resolves with the job as it is now, or undefined when `owner` no longer held
    * it (then nothing changed, the video neither).
    */
-  async fail(id: string, owner: string, error: string, opts: { retry: boolean; video?: FailedVideo }): Promise<JobRecord | undefined> {
-    const now = this.#now();
+  async fail(
+    id: string,
+    owner: string,
+    error: string,
+    opts: { retry: boolean; counted?: boolean; video?: FailedVideo },
+  ): Promise<JobRecord | undefined> {
     const { rows } = await this.#q.query<JobRow>(
       `WITH job AS (
          UPDATE jobs SET
-            state = CASE WHEN $4::boolean AND attempts < max_attempts THEN 'queued' ELSE 'failed' END,
-            run_at = CASE WHEN $4::boolean AND attempts < max_attempts
-                          THEN $5::timestamptz + LEAST($6::double precision * power(2, GREATEST(attempts - 1, 0)), $7::double precision) * interval '1 millisecond'
+            state = CASE WHEN $4::boolean AND (NOT $11::boolean OR attempts < max_attempts) THEN 'queued' ELSE 'failed' END,
+            attempts = CASE WHEN $4::boolean AND NOT $11::boolean THEN GREATEST(attempts - 1, 0) ELSE attempts END,
+            run_at = CASE WHEN $4::boolean AND NOT $11::boolean THEN ${NOW(5)}
+                          WHEN $4::boolean AND attempts < max_attempts
+                          THEN ${NOW(5)} + LEAST($6::double precision * power(2, GREATEST(attempts - 1, 0)), $7::double precision) * interval '1 millisecond'
                           ELSE run_at END,
-            lease_owner = NULL, lease_until = NULL, last_error = $3, updated_at = $5
+            lease_owner = NULL, lease_until = NULL, last_error = $3, updated_at = ${NOW(5)}
           WHERE id = $1 AND lease_owner = $2 AND state = 'running'
           RETURNING ${COLUMNS}
        ), video AS (
          UPDATE videos SET
             status = CASE WHEN job.state = 'queued' THEN 'queued' ELSE 'failed' END,
             error = CASE WHEN job.state = 'queued' THEN $8::text ELSE $9::text END,
-            progress = 0, updated_at = $5
+            progress = 0, updated_at = ${NOW(5)}
            FROM job
           WHERE $10::boolean AND videos.id = job.video_id
        )
@@ -266,12 +286,13 @@ export class JobQueue {
         owner,
         error.slice(0, MAX_ERROR_LENGTH),
         opts.retry,
-        new Date(now),
+        this.#at(),
         this.#baseMs,
         this.#maxMs,
         opts.video?.retrying.slice(0, MAX_ERROR_LENGTH) ?? null,
         opts.video?.failed.slice(0, MAX_ERROR_LENGTH) ?? null,
         opts.video !== undefined,
+        opts.counted ?? true,
       ],
     );
     return rows.length > 0 ? toJob(rows[0]) : undefined;
@@ -282,11 +303,10 @@ export class JobQueue {
    * so another server can take it without waiting for the lease. False when `owner` no longer held it.
    */
   async release(id: string, owner: string): Promise<boolean> {
-    const now = new Date(this.#now());
     const { rows } = await this.#q.query<{ id: string }>(
-      `UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), run_at = $3, lease_owner = NULL, lease_until = NULL, updated_at = $3
+      `UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), run_at = ${NOW(3)}, lease_owner = NULL, lease_until = NULL, updated_at = ${NOW(3)}
         WHERE id = $1 AND lease_owner = $2 AND state = 'running' RETURNING id`,
-      [id, owner, now],
+      [id, owner, this.#at()],
     );
     return rows.length > 0;
   }
@@ -299,19 +319,18 @@ export class JobQueue {
    * finished properly is not in those statuses any more and is left alone. Resolves with the revived jobs.
    */
   async revive(kind: string, videoStatuses: readonly VideoStatus[]): Promise<JobRecord[]> {
-    const now = new Date(this.#now());
     const { rows } = await this.#q.query<JobRow>(
       `WITH job AS (
-         UPDATE jobs SET state = 'queued', attempts = 0, run_at = $3, lease_owner = NULL, lease_until = NULL, updated_at = $3
+         UPDATE jobs SET state = 'queued', attempts = 0, run_at = ${NOW(3)}, lease_owner = NULL, lease_until = NULL, updated_at = ${NOW(3)}
           WHERE kind = $1 AND state IN ('done', 'failed')
             AND video_id IN (SELECT id FROM videos WHERE status = ANY($2::text[]))
           RETURNING ${COLUMNS}
        ), video AS (
-         UPDATE videos SET status = 'queued', progress = 0, error = NULL, updated_at = $3
+         UPDATE videos SET status = 'queued', progress = 0, error = NULL, updated_at = ${NOW(3)}
           WHERE id IN (SELECT video_id FROM job)
        )
        SELECT ${COLUMNS} FROM job ORDER BY created_at, id`,
-      [kind, [...videoStatuses], now],
+      [kind, [...videoStatuses], this.#at()],
     );
     return rows.map(toJob);
   }

@@ -550,7 +550,7 @@ export const SETTINGS = [
     default: 3,
     min: 1,
     max: 20,
-    doc: 'Tries of an upload packaging job before its video is failed (retried with backoff when FFmpeg or storage fail; bad media fails at once).',
+    doc: 'Tries of an upload packaging job before its video is failed (retried with backoff when FFmpeg or storage fail; bad media fails at once). An attempt made while FFmpeg does not run at all or the object store does not answer is not counted: the job waits for it.',
   },
   {
     env: 'VOD_JOB_LEASE_MS',

@@ -86,3 +86,14 @@ export function ffmpegEncoders(path: string): Promise<Set<string>> {
   }
   return cached;
 }
+
+/**
+ * Whether the FFmpeg at `path` runs at all (`-version` exits 0 within 5 s): told apart from a file FFmpeg
+ * fails on, so an outage of FFmpeg itself does not use up a job's attempts.
+ */
+export function ffmpegRuns(path: string): Promise<boolean> {
+  return execTool(path, ['-hide_banner', '-version'], { timeoutMs: 5000, maxBuffer: 1 << 20 }).then(
+    ({ code }) => code === 0,
+    () => false,
+  );
+}

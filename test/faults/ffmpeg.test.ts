@@ -5,7 +5,8 @@
  * Passthrough streams need no FFmpeg and keep playing; an ABR stream serves its source alone, says why in
  * its status, gives up after a bounded number of starts (no crash loop) and gets its rungs back once FFmpeg
  * works; /healthz says FFmpeg is down, then ok; a recording that ends meanwhile is ready without a poster;
- * an upload is retried (not failed as bad media) and packaged once FFmpeg works. A wrong FFMPEG_PATH at
+ * an upload waits for FFmpeg, its attempts not counted (not failed as bad media, nor out of attempts), and
+ * is packaged once FFmpeg works. A wrong FFMPEG_PATH at
  * start-up is refused with a message that says so.
  */
 import { chmodSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -48,7 +49,8 @@ describe('fault: FFmpeg missing or crashing', () => {
     chmodSync(script, 0o755);
     mode('crash');
     clip = await makeClip(join(dir, 'clip.mp4'), 4);
-    srv = await startTestServer({ FFMPEG_PATH: script, RECONNECT_GRACE_MS: '500', VOD_JOB_ATTEMPTS: '10' });
+    // VOD_JOB_ATTEMPTS is left at its default (3): an outage longer than three backoffs fails no upload.
+    srv = await startTestServer({ FFMPEG_PATH: script, RECONNECT_GRACE_MS: '500' });
   });
   afterAll(async () => {
     for (const c of cleanups.reverse()) await c();
@@ -98,6 +100,7 @@ describe('fault: FFmpeg missing or crashing', () => {
       return v?.error?.includes('retrying') ? v : undefined;
     }, 15_000);
     expect(retrying.status).not.toBe('failed');
+    expect(retrying.error).toContain('waits for FFmpeg');
     expect(await metric(srv, 'livepack_vod_jobs_retried_total')).toBeGreaterThanOrEqual(1);
 
     // The recording that ended meanwhile is a VOD without a poster (FFmpeg cuts posters).

@@ -8,9 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../src/core/index.js';
 import { JobQueue, VideoStore } from '../../src/catalog/index.js';
+import { toDate } from '../../src/catalog/types.js';
 import { openPglite, openPostgres } from '../../src/catalog/db.js';
 import type { Db } from '../../src/catalog/db.js';
 import { migrate } from '../../src/catalog/migrations.js';
@@ -169,6 +170,43 @@ function queueSuite(kind: 'pglite' | 'postgres', backend: Backend): void {
     for (let i = 1; i <= 3; i++) {
       expect(await jobs.claim(`w${i}`, LEASE)).toMatchObject({ id: job.id, attempts: i });
       t += LEASE + 1; // the worker died with it
+    }
+  });
+
+  it(`gives an attempt back when a dependency was down, queued again at once even on its last attempt (${kind})`, async () => {
+    await fresh();
+    const job = await jobs.enqueue({ kind: 'k', maxAttempts: 1 });
+    // Ten attempts in an FFmpeg outage, on a job allowed one: none is counted, none fails it.
+    for (let i = 0; i < 10; i++) {
+      expect(await jobs.claim('w', LEASE)).toMatchObject({ id: job.id, attempts: 1 });
+      const after = await jobs.fail(job.id, 'w', 'ffmpeg does not run', { retry: true, counted: false });
+      expect(after).toMatchObject({ state: 'queued', attempts: 0, leaseOwner: null, lastError: 'ffmpeg does not run' });
+      expect(after!.runAt.getTime()).toBe(t);
+    }
+    // The dependency is back and the job's own attempt fails: that one counts.
+    await jobs.claim('w', LEASE);
+    expect(await jobs.fail(job.id, 'w', 'boom', { retry: true })).toMatchObject({ state: 'failed', attempts: 1 });
+  });
+
+  it(`reads the database's clock when none is injected: a host clock an hour fast takes no lease early (${kind})`, async () => {
+    await fresh();
+    const real = Date.now.bind(Date);
+    const spy = vi.spyOn(Date, 'now').mockImplementation(() => real() + 3600_000);
+    try {
+      const queue = new JobQueue(db);
+      const job = await queue.enqueue({ kind: 'k' });
+      const claimed = await queue.claim('w', LEASE);
+      const dbNow = toDate((await db.query<{ now: Date | string }>('SELECT now() AS now')).rows[0].now).getTime();
+      expect(claimed).toMatchObject({ id: job.id, attempts: 1 });
+      expect(Math.abs(job.runAt.getTime() - dbNow)).toBeLessThan(5000);
+      expect(Math.abs(claimed!.leaseUntil!.getTime() - (dbNow + LEASE))).toBeLessThan(5000);
+      // By the database's clock the lease is live: nobody else takes the job.
+      expect(await queue.claim('w2', LEASE)).toBeUndefined();
+      expect(await queue.heartbeat(job.id, 'w', LEASE)).toBe(true);
+      const failed = await queue.fail(job.id, 'w', 'boom', { retry: true });
+      expect(failed!.runAt.getTime() - failed!.updatedAt.getTime()).toBe(2000);
+    } finally {
+      spy.mockRestore();
     }
   });
 

@@ -7,7 +7,11 @@
  *
  * Failures: media that cannot become a video (BadMediaError) fails the video and the job at once, with the
  * reason for the uploader; anything else (FFmpeg killed, storage or database down) is retried with backoff
- * until the job's attempts run out. A video's error can be read by anyone who can see the video, so only a
+ * until the job's attempts run out. When a failed attempt finds FFmpeg or the object store itself not working
+ * (FFmpeg does not run `-version`, the store's ping fails), the attempt is not counted: the job is queued
+ * again and this worker claims nothing until the dependency works, probing it with backoff (2 s to 30 s),
+ * so an outage of any length fails no upload, and another node whose FFmpeg works may take the job
+ * meanwhile. A video's error can be read by anyone who can see the video, so only a
  * BadMediaError's reason goes there; other reasons (paths, FFmpeg's stderr, storage errors) go to the log
  * and the job's last_error, and the video says "packaging failed; retrying (attempt 2 of 3)". The job's
  * outcome and its video's status change in one statement (JobQueue.fail).
@@ -15,8 +19,9 @@
  * start() first sweeps for upload videos left waiting with no job that will run them (JobQueue.revive).
  */
 import { hostname } from 'node:os';
-import { AppError, newId, type Logger } from '../../core/index.js';
+import { AppError, monotonicNow, newId, type Logger } from '../../core/index.js';
 import type { Catalog, JobRecord } from '../../catalog/index.js';
+import { ffmpegRuns } from '../../process/index.js';
 import type { ObjectStore } from '../../storage/index.js';
 import { videoPrefix } from '../assets.js';
 import { packageFile, type PackageFileOptions } from './package-file.js';
@@ -73,6 +78,9 @@ interface Running {
 const WAITING = ['queued', 'processing'] as const;
 /** Progress goes to the catalog at most this often. */
 const PROGRESS_INTERVAL_MS = 1000;
+/** While a dependency is down, it is probed again after this long, doubling up to OUTAGE_PROBE_MAX_MS. */
+const OUTAGE_PROBE_MIN_MS = 2000;
+const OUTAGE_PROBE_MAX_MS = 30_000;
 /** Share of the progress bar for encoding; publishing and the poster take the rest. */
 const ENCODE_SHARE = 95;
 
@@ -107,6 +115,11 @@ export class VodWorker {
     this.#o = opts;
     this.owner = opts.owner ?? `${hostname()}/${process.pid}/${newId().slice(0, 6)}`;
     this.#log = opts.logger.child({ module: 'vod-worker' });
+  }
+
+  /** False while packaging waits for FFmpeg (a failed attempt found it not running): read by /healthz. */
+  ffmpegWorks(): boolean {
+    return this.#outage?.what !== 'FFmpeg';
   }
 
   /** Jobs running now. */
@@ -182,12 +195,15 @@ export class VodWorker {
 
   /** The last claim failed (the catalog is away): the next failure is not logged again. */
   #queueDown = false;
+  /** A dependency packaging needs is down (found by a failed attempt): nothing is claimed until it works. */
+  #outage: { what: string; delayMs: number; probeAt: number } | undefined;
 
   /** Claims jobs while there is room, then again if nudged meanwhile. */
   async #fill(): Promise<void> {
     do {
       this.#again = false;
       while (!this.#closing && this.#running.size < this.#o.workers) {
+        if (!(await this.#dependenciesWork())) return;
         let job: JobRecord | undefined;
         try {
           job = await this.#o.catalog.jobs.claim(this.owner, this.#o.leaseMs, [PACKAGE_UPLOAD]);
@@ -353,6 +369,8 @@ export class VodWorker {
       return;
     }
     const permanent = isBadMedia(err) || err instanceof GiveUp;
+    const down = permanent ? undefined : await this.#dependencyDown();
+    if (down) return this.#waitFor(down, job, err, log);
     // Anyone who can see the video can read its error: only a BadMediaError's reason is written for them.
     const tries = Math.min(job.attempts, job.maxAttempts);
     const video = {
@@ -365,13 +383,53 @@ export class VodWorker {
     if (after.state === 'queued') {
       this.counters.retried++;
       log.warn({ err, retryAt: after.runAt, error: video.retrying }, 'packaging failed; will retry');
-      // Look at the queue when the backoff ends rather than at a later poll.
-      setTimeout(() => this.nudge(), Math.max(0, after.runAt.getTime() - Date.now()) + 50).unref();
+      // Look at the queue when the backoff ends rather than at a later poll (both times are the database's).
+      setTimeout(() => this.nudge(), Math.max(0, after.runAt.getTime() - after.updatedAt.getTime()) + 50).unref();
       return;
     }
     this.counters.failed++;
     log.warn({ err, error: video.failed }, 'video failed');
     await store.deletePrefix(videoPrefix(videoId)).catch((e: unknown) => log.warn({ err: e }, 'could not remove partial files'));
     await this.#o.uploads.remove(videoId);
+  }
+
+  /** 'FFmpeg' or 'storage' when that dependency of packaging does not work now, else undefined. */
+  async #dependencyDown(): Promise<string | undefined> {
+    if (!(await ffmpegRuns(this.#o.ffmpegPath))) return 'FFmpeg';
+    if (!(await this.#o.store.ping(5000).catch(() => false))) return 'storage';
+    return undefined;
+  }
+
+  /** An attempt failed because `what` is down: given back uncounted, and this worker waits for `what`. */
+  async #waitFor(what: string, job: JobRecord, err: unknown, log: Logger): Promise<void> {
+    const waiting = `packaging waits for ${what}, which is not working on the server; retrying by itself once it works`;
+    const video = job.videoId ? { retrying: waiting, failed: waiting } : undefined;
+    if (!(await this.#o.catalog.jobs.fail(job.id, this.owner, messageOf(err), { retry: true, counted: false, video }))) return;
+    this.counters.retried++;
+    if (this.#outage) return;
+    log.warn(
+      { err, dependency: what },
+      `packaging paused: ${what} is not working; the attempt is not counted (logged once until it works)`,
+    );
+    this.#outage = { what, delayMs: OUTAGE_PROBE_MIN_MS, probeAt: monotonicNow() + OUTAGE_PROBE_MIN_MS };
+    setTimeout(() => this.nudge(), OUTAGE_PROBE_MIN_MS).unref();
+  }
+
+  /** True unless an outage goes on: once its delay is up, the dependencies are probed again. */
+  async #dependenciesWork(): Promise<boolean> {
+    const o = this.#outage;
+    if (!o) return true;
+    if (monotonicNow() < o.probeAt) return false;
+    const down = await this.#dependencyDown();
+    if (down) {
+      o.what = down;
+      o.delayMs = Math.min(o.delayMs * 2, OUTAGE_PROBE_MAX_MS);
+      o.probeAt = monotonicNow() + o.delayMs;
+      setTimeout(() => this.nudge(), o.delayMs).unref();
+      return false;
+    }
+    this.#log.info({ dependency: o.what }, 'packaging resumes: its dependency works again');
+    this.#outage = undefined;
+    return true;
   }
 }
