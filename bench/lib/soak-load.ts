@@ -38,6 +38,8 @@ export interface Stream {
   publisher: Publisher | undefined;
   /** Set while the soak itself stops the publisher (churn, end). */
   stopping: boolean;
+  /** Stopped cleanly (its run ended) and not published since. */
+  stopped: boolean;
   readonly profile: 'passthrough' | 'abr';
   /** When the run in progress began (its first publish; a reconnect within the grace goes on with it). */
   runStartedAt: number | undefined;
@@ -58,6 +60,7 @@ export async function createStream(server: ServerProcess, name: string, profile:
     playlistUrl: `${server.base}/live/${s.id}/source/index.m3u8`,
     publisher: undefined,
     stopping: false,
+    stopped: false,
     profile,
     runStartedAt: undefined,
     runs: [],
@@ -108,6 +111,7 @@ export class Soak {
 
   publish(s: Stream): void {
     s.runStartedAt ??= Date.now();
+    s.stopped = false;
     const p = startPublisher(this.file, s.rtmpUrl);
     s.publisher = p;
     s.stopping = false;
@@ -121,10 +125,14 @@ export class Soak {
   }
 
   async unpublish(s: Stream, how: 'clean' | 'drop' = 'clean'): Promise<void> {
-    if (!s.publisher) return;
-    s.stopping = true;
-    await (how === 'drop' ? dropPublisher(s.publisher) : stopPublisher(s.publisher));
-    s.publisher = undefined;
+    if (s.publisher) {
+      s.stopping = true;
+      await (how === 'drop' ? dropPublisher(s.publisher) : stopPublisher(s.publisher));
+      s.publisher = undefined;
+    }
+    // A clean stop ends the run even when the churn had just dropped its publisher (the soak ending in the
+    // second before the replacement): its run is counted, and the churn does not bring it back.
+    if (how === 'clean') s.stopped = true;
     if (how === 'clean' && s.runStartedAt !== undefined) {
       s.runs.push({ startedAt: s.runStartedAt, endedAt: Date.now() });
       s.runStartedAt = undefined;
@@ -159,7 +167,7 @@ export class Soak {
           const s = this.streams[churnIndex++ % this.streams.length];
           this.churns++;
           void this.unpublish(s, 'drop').then(() =>
-            this.#bench.sleep(1000).then(() => !this.viewersStop.signal.aborted && this.publish(s)),
+            this.#bench.sleep(1000).then(() => !this.viewersStop.signal.aborted && !s.stopped && this.publish(s)),
           );
           shortLived.push(
             this.shortLivedStream(churnIndex).catch((err) => {

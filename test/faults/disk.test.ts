@@ -20,6 +20,7 @@ import {
   makeClip,
   metric,
   readyVideo,
+  settledVideo,
   upload,
   uploadUrlOf,
   vodSegments,
@@ -180,14 +181,7 @@ describe.skipIf(!MOUNTABLE)('fault: the disk under DATA_DIR/media fills up', () 
     // Segments after the outage were stored: the recording did not stop at the full disk.
     expect(segments.at(-1)?.gap).toBe(false);
 
-    const packaged = await until(
-      async () => {
-        const { json: v } = await srv.api('GET', `/api/v1/videos/${videoId}`);
-        return v?.status === 'ready' || v?.status === 'failed' ? v : undefined;
-      },
-      30_000,
-      250,
-    );
+    const packaged = await settledVideo(srv, videoId, 30_000);
     expect(packaged.status, JSON.stringify(packaged)).toBe('ready');
   }, 120_000);
 });

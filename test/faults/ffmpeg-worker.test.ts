@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findFfmpeg } from '../../src/process/index.js';
 import { startTestServer, until, type TestServer } from '../helpers/server.js';
-import { health, makeClip, metric, upload } from './helpers.js';
+import { health, makeClip, metric, settledVideo, upload } from './helpers.js';
 
 describe('fault: FFmpeg stops running on an upload worker', () => {
   const dir = mkdtempSync(join(tmpdir(), 'livepack-faults-ffmpeg-worker-'));
@@ -56,14 +56,7 @@ describe('fault: FFmpeg stops running on an upload worker', () => {
 
     mode('ok');
     // The worker probes at most 30 s apart; then one attempt packages the clip.
-    const packaged = await until(
-      async () => {
-        const { json: v } = await srv.api('GET', `/api/v1/videos/${videoId}`);
-        return v?.status === 'ready' || v?.status === 'failed' ? v : undefined;
-      },
-      60_000,
-      250,
-    );
+    const packaged = await settledVideo(srv, videoId, 60_000);
     expect(packaged.status, JSON.stringify(packaged)).toBe('ready');
     expect(packaged.error).toBeNull();
     expect((await health(srv)).dependencies.ffmpeg).toBe('ok');

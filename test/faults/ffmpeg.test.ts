@@ -17,7 +17,7 @@ import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
 import { kill, waitExit } from '../../harness/processes.js';
 import { findFfmpeg } from '../../src/process/index.js';
 import { parseMediaPlaylist, startTestServer, until, type TestServer } from '../helpers/server.js';
-import { health, liveNextMsn, makeClip, metric, readyVideo, upload, watchLive, expectKeptWatching } from './helpers.js';
+import { health, liveNextMsn, makeClip, metric, readyVideo, settledVideo, upload, watchLive, expectKeptWatching } from './helpers.js';
 
 const PUBLISH_SECONDS = 50;
 const LADDER = [{ name: '180p', height: 180, videoBitrateKbps: 300, maxFrameRate: 30 }];
@@ -131,14 +131,7 @@ describe('fault: FFmpeg missing or crashing', () => {
       const res = await fetch(`${srv.base}/live/${abr.id}/180p/index.m3u8`);
       return res.status === 200 && parseMediaPlaylist(await res.text()).segments.length > 0;
     }, 15_000);
-    const packaged = await until(
-      async () => {
-        const { json: v } = await srv.api('GET', `/api/v1/videos/${videoId}`);
-        return v?.status === 'ready' || v?.status === 'failed' ? v : undefined;
-      },
-      45_000,
-      250,
-    );
+    const packaged = await settledVideo(srv, videoId, 45_000);
     expect(packaged.status, JSON.stringify(packaged)).toBe('ready');
     // The upload worker's own probe (2 s doubling to 30 s) has found FFmpeg again by now, as has the ladder.
     expect((await health(srv)).dependencies.ffmpeg).toBe('ok');

@@ -57,6 +57,18 @@ export async function readyVideo(srv: TestServer, streamId: string, timeoutMs = 
   }, timeoutMs);
 }
 
+/** Waits for an upload's video to be packaged or failed for good: the video as it ended. */
+export async function settledVideo(srv: TestServer, videoId: string, timeoutMs: number): Promise<any> {
+  return until(
+    async () => {
+      const { json: v } = await srv.api('GET', `/api/v1/videos/${videoId}`);
+      return v?.status === 'ready' || v?.status === 'failed' ? v : undefined;
+    },
+    timeoutMs,
+    250,
+  );
+}
+
 /** A VOD rendition's media playlist: its segments, and those marked EXT-X-GAP. */
 export async function vodSegments(srv: TestServer, videoId: string, rendition = 'source') {
   const text = await (await fetch(`${srv.base}/vod/${videoId}/${rendition}/index.m3u8`)).text();
