@@ -40,6 +40,8 @@ export interface Stream {
   stopping: boolean;
   /** Stopped cleanly (its run ended) and not published since. */
   stopped: boolean;
+  /** When the churn last dropped its publisher, until a new one is published. */
+  droppedAt?: number;
   readonly profile: 'passthrough' | 'abr';
   /** When the run in progress began (its first publish; a reconnect within the grace goes on with it). */
   runStartedAt: number | undefined;
@@ -112,6 +114,7 @@ export class Soak {
   publish(s: Stream): void {
     s.runStartedAt ??= Date.now();
     s.stopped = false;
+    s.droppedAt = undefined;
     const p = startPublisher(this.file, s.rtmpUrl);
     s.publisher = p;
     s.stopping = false;
@@ -125,16 +128,20 @@ export class Soak {
   }
 
   async unpublish(s: Stream, how: 'clean' | 'drop' = 'clean'): Promise<void> {
+    // The run's media ends here, or, when the churn dropped the publisher and the load ended before its
+    // replacement came (the server then ends the run after the grace), where it was dropped.
+    let endedAt = s.droppedAt ?? Date.now();
     if (s.publisher) {
       s.stopping = true;
       await (how === 'drop' ? dropPublisher(s.publisher) : stopPublisher(s.publisher));
       s.publisher = undefined;
+      endedAt = Date.now();
+      if (how === 'drop') s.droppedAt = endedAt;
     }
-    // A clean stop ends the run even when the churn had just dropped its publisher (the soak ending in the
-    // second before the replacement): its run is counted, and the churn does not bring it back.
+    // A clean stop ends the run even then: its run is counted, and the churn does not bring it back.
     if (how === 'clean') s.stopped = true;
     if (how === 'clean' && s.runStartedAt !== undefined) {
-      s.runs.push({ startedAt: s.runStartedAt, endedAt: Date.now() });
+      s.runs.push({ startedAt: s.runStartedAt, endedAt });
       s.runStartedAt = undefined;
     }
   }
