@@ -4,7 +4,9 @@
  * test. cut() destroys every connection and refuses new ones (closed port: ECONNREFUSED at once, as a
  * stopped server or a dead host's RST gives); hold() destroys every connection and accepts new ones that
  * then never answer (a hung server, or a firewall that drops: only a client's timeout ends them);
- * restore() forwards again on the same port.
+ * stall() is hold() without the reset: the open connections stay open and go silent mid-conversation (a
+ * server that hangs mid-query, or a network that starts dropping everything), new ones are held; restore()
+ * forwards again on the same port (a stalled connection is then reset: what was sent into it is lost).
  */
 import net from 'node:net';
 
@@ -17,6 +19,7 @@ export interface TcpProxy {
   readonly accepted: number;
   cut(): Promise<void>;
   hold(): Promise<void>;
+  stall(): Promise<void>;
   restore(): Promise<void>;
   close(): Promise<void>;
 }
@@ -36,6 +39,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   const sockets = new Set<net.Socket>();
   let accepted = 0;
   let holding = false;
+  const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
   const onConnection = (client: net.Socket) => {
     accepted++;
     if (holding) {
@@ -58,6 +62,9 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     }
     client.pipe(upstream);
     upstream.pipe(client);
+    const pair = { client, upstream };
+    pairs.add(pair);
+    client.once('close', () => pairs.delete(pair));
     client.once('close', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
   };
@@ -87,6 +94,20 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       const s = net.createServer(onConnection);
       await listen(s, port);
       server = s;
+    },
+    async stall() {
+      if (!server) {
+        server = net.createServer(onConnection);
+        await listen(server, port);
+      }
+      holding = true;
+      for (const { client, upstream } of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        // Read nothing more either way: what each side sends waits in the kernel, unanswered.
+        client.pause();
+        upstream.pause();
+      }
     },
     async restore() {
       if (holding) await cut();

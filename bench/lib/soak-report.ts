@@ -74,6 +74,13 @@ export interface Report {
    */
   readonly gcHeapMB: number;
   readonly gcRssMB: number;
+  /**
+   * The rest of the same reading, to tell where an RSS growth lives: V8's reserved heap (its pages, used
+   * or not), memory outside the JS heap that V8 is told of (external), and ArrayBuffers (Buffers, media).
+   */
+  readonly gcHeapTotalMB: number;
+  readonly gcExternalMB: number;
+  readonly gcArrayBuffersMB: number;
   readonly eventLoopP99Ms: number;
   readonly streamsLive: number;
   readonly deliveryP50Ms: number;
@@ -118,6 +125,9 @@ export function printReportHeader(): void {
     'heapMB',
     'gcHeap',
     'gcRss',
+    'gcTot',
+    'ext',
+    'arrBuf',
     'loopP99',
     'live',
     'deliv p50',
@@ -129,7 +139,7 @@ export function printReportHeader(): void {
     'errors',
     'churns',
   ];
-  const w = [6, 7, 7, 7, 7, 7, 8, 5, 10, 7, 7, 9, 7, 5, 7, 7];
+  const w = [6, 7, 7, 7, 7, 7, 7, 7, 7, 8, 5, 10, 7, 7, 9, 7, 5, 7, 7];
   console.log(h.map((x, i) => x.padStart(w[i])).join(''));
 }
 
@@ -142,6 +152,9 @@ export function printReport(r: Report): void {
     f(r.heapUsedMB),
     f(r.gcHeapMB),
     f(r.gcRssMB),
+    f(r.gcHeapTotalMB),
+    f(r.gcExternalMB),
+    f(r.gcArrayBuffersMB),
     f(r.eventLoopP99Ms),
     String(r.streamsLive),
     f(r.deliveryP50Ms, 0),
@@ -153,7 +166,7 @@ export function printReport(r: Report): void {
     String(r.errors),
     String(r.churns),
   ];
-  const w = [6, 7, 7, 7, 7, 7, 8, 5, 10, 7, 7, 9, 7, 5, 7, 7];
+  const w = [6, 7, 7, 7, 7, 7, 7, 7, 7, 8, 5, 10, 7, 7, 9, 7, 5, 7, 7];
   console.log(cells.map((x, i) => x.padStart(w[i])).join(''));
 }
 

@@ -11,6 +11,12 @@ import { ID_RE } from './schemas.js';
 const CACHE_MS = 5000;
 /** Entries kept; past it the oldest go (ids from outside must not grow the map). */
 const CACHE_MAX = 10_000;
+/**
+ * How long a request waits for a look-up that has a value from before to fall back on: past it that value
+ * answers and the look-up goes on (a catalog that hangs rather than refuses would otherwise hold every
+ * viewer of a known stream for the whole query timeout, 20 s).
+ */
+const STALE_WAIT_MS = 1000;
 
 class TtlCache<T> {
   readonly #map = new Map<string, { value: T; until: number }>();
@@ -20,6 +26,15 @@ class TtlCache<T> {
   async get(key: string, load: () => Promise<T>, keep: (value: T) => boolean = () => true): Promise<T> {
     const hit = this.#map.get(key);
     if (hit && hit.until > monotonicNow()) return hit.value;
+    const p = this.#load(key, load, keep);
+    if (!hit) return p;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<T>((resolve) => (timer = setTimeout(() => resolve(hit.value), STALE_WAIT_MS)));
+    return Promise.race([p, late]).finally(() => clearTimeout(timer));
+  }
+
+  /** The one look-up of `key` in flight, started if there is none. */
+  #load(key: string, load: () => Promise<T>, keep: (value: T) => boolean): Promise<T> {
     let p = this.#inflight.get(key);
     if (!p) {
       // One load per key at a time: a burst of segment requests for one asset makes one query.
