@@ -2,8 +2,39 @@
  * What every fault test checks while its dependency is away: a live viewer's media playlist keeps
  * advancing, and, once it is back, a recorded run's VOD playlists and counters.
  */
-import { expect } from 'vitest';
-import { parseMediaPlaylist, until, type TestServer } from '../helpers/server.js';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { createDatabase, databaseUrl, dropDatabase } from '../../harness/postgres.js';
+import { startTcpProxy, type TcpProxy } from '../../harness/tcp-proxy.js';
+import { parseMediaPlaylist, startTestServer, until, type TestServer } from '../helpers/server.js';
+
+/** The shared PostgreSQL the PostgreSQL faults use (each test its own database on it). */
+export const FAULT_PG = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/**
+ * A test server whose catalog is a database of its own on the shared PostgreSQL, reached through a TCP
+ * proxy the test cuts or stalls. Registers the describe's beforeAll/afterAll: the cleanups pushed run
+ * first (in reverse), then the server stops, the proxy closes and the database is dropped.
+ */
+export function serverBehindPostgresProxy(dbPrefix: string): { proxy: TcpProxy; srv: TestServer; cleanups: Array<() => unknown> } {
+  const db = `${dbPrefix}_${randomBytes(4).toString('hex')}`;
+  const ctx = { proxy: undefined as unknown as TcpProxy, srv: undefined as unknown as TestServer, cleanups: [] as Array<() => unknown> };
+  beforeAll(async () => {
+    await createDatabase(FAULT_PG, db);
+    const pgUrl = new URL(FAULT_PG);
+    ctx.proxy = await startTcpProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+    const viaProxy = new URL(databaseUrl(FAULT_PG, db));
+    viaProxy.port = String(ctx.proxy.port);
+    ctx.srv = await startTestServer({ DATABASE_URL: viaProxy.toString(), RECONNECT_GRACE_MS: '500' });
+  });
+  afterAll(async () => {
+    for (const c of ctx.cleanups.reverse()) await c();
+    await ctx.srv?.stop();
+    await ctx.proxy?.close();
+    await dropDatabase(FAULT_PG, db);
+  });
+  return ctx;
+}
 
 /** The next media sequence number of a stream's source rendition (what a viewer polling it sees). */
 export async function liveNextMsn(srv: TestServer, streamId: string): Promise<number> {

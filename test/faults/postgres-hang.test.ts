@@ -7,18 +7,22 @@
  * timeouts, not never; /healthz says the catalog is down; once the proxy forwards again everything works
  * without a restart, and the recording of the stream that was live is complete.
  */
-import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
-import { createDatabase, databaseUrl, dropDatabase } from '../../harness/postgres.js';
 import { kill, waitExit } from '../../harness/processes.js';
-import { startTcpProxy, type TcpProxy } from '../../harness/tcp-proxy.js';
 import { PG_CONNECT_TIMEOUT_MS, PG_QUERY_TIMEOUT_MS } from '../../src/catalog/db.js';
-import { startTestServer, until, type TestServer } from '../helpers/server.js';
-import { expectKeptWatching, health, liveNextMsn, metric, readyVideo, vodSegments, watchLive } from './helpers.js';
+import { until } from '../helpers/server.js';
+import {
+  expectKeptWatching,
+  health,
+  liveNextMsn,
+  metric,
+  readyVideo,
+  serverBehindPostgresProxy,
+  vodSegments,
+  watchLive,
+} from './helpers.js';
 
-const PG = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const DB = `faults_pghang_${randomBytes(4).toString('hex')}`;
 /** Longer than the query timeout: every connection open when it began has been given up by its end. */
 const OUTAGE_MS = PG_QUERY_TIMEOUT_MS + 6000;
 const PUBLISH_SECONDS = Math.ceil(OUTAGE_MS / 1000) + 16;
@@ -26,26 +30,10 @@ const PUBLISH_SECONDS = Math.ceil(OUTAGE_MS / 1000) + 16;
 const ANSWER_WITHIN_MS = Math.max(PG_QUERY_TIMEOUT_MS, PG_CONNECT_TIMEOUT_MS) + 3000;
 
 describe('fault: PostgreSQL hangs mid-query', () => {
-  let proxy: TcpProxy;
-  let srv: TestServer;
-  const cleanups: Array<() => unknown> = [];
-
-  beforeAll(async () => {
-    await createDatabase(PG, DB);
-    const pgUrl = new URL(PG);
-    proxy = await startTcpProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
-    const viaProxy = new URL(databaseUrl(PG, DB));
-    viaProxy.port = String(proxy.port);
-    srv = await startTestServer({ DATABASE_URL: viaProxy.toString(), RECONNECT_GRACE_MS: '500' });
-  });
-  afterAll(async () => {
-    for (const c of cleanups.reverse()) await c();
-    await srv?.stop();
-    await proxy?.close();
-    await dropDatabase(PG, DB);
-  });
+  const ctx = serverBehindPostgresProxy('faults_pghang');
 
   it('viewers keep watching, the API answers 503 within the timeouts, /healthz says down; all resumes and the recording is whole', async () => {
+    const { proxy, srv, cleanups } = ctx;
     const { json: live } = await srv.api('POST', '/api/v1/streams', { name: 'live-through-hang', profile: 'passthrough' });
     const pub = ffmpegPublish(srv.rtmpUrl(live.streamKey), { seconds: PUBLISH_SECONDS });
     cleanups.push(() => kill(pub));

@@ -5,43 +5,31 @@
  * E_UNAVAILABLE and Retry-After, /healthz says the catalog is down; afterwards everything works again and
  * the recording of the stream that was live is complete.
  */
-import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ffmpegPublish } from '../../harness/ffmpeg-publish.js';
-import { createDatabase, databaseUrl, dropDatabase } from '../../harness/postgres.js';
 import { kill, waitExit } from '../../harness/processes.js';
-import { startTcpProxy, type TcpProxy } from '../../harness/tcp-proxy.js';
-import { startTestServer, until, type TestServer } from '../helpers/server.js';
-import { health, liveNextMsn, metric, readyVideo, vodSegments, watchLive, expectKeptWatching } from './helpers.js';
+import { until } from '../helpers/server.js';
+import {
+  expectKeptWatching,
+  health,
+  liveNextMsn,
+  metric,
+  readyVideo,
+  serverBehindPostgresProxy,
+  vodSegments,
+  watchLive,
+} from './helpers.js';
 
-const PG = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const DB = `faults_pg_${randomBytes(4).toString('hex')}`;
 const PUBLISH_SECONDS = 24;
 const OUTAGE_MS = 9000;
 /** Long enough to be live before the cut, short enough to end during it. */
 const ENDING_SECONDS = 10;
 
 describe('fault: PostgreSQL stops mid-stream', () => {
-  let proxy: TcpProxy;
-  let srv: TestServer;
-  const cleanups: Array<() => unknown> = [];
-
-  beforeAll(async () => {
-    await createDatabase(PG, DB);
-    const pgUrl = new URL(PG);
-    proxy = await startTcpProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
-    const viaProxy = new URL(databaseUrl(PG, DB));
-    viaProxy.port = String(proxy.port);
-    srv = await startTestServer({ DATABASE_URL: viaProxy.toString(), RECONNECT_GRACE_MS: '500' });
-  });
-  afterAll(async () => {
-    for (const c of cleanups.reverse()) await c();
-    await srv?.stop();
-    await proxy?.close();
-    await dropDatabase(PG, DB);
-  });
+  const ctx = serverBehindPostgresProxy('faults_pg');
 
   it('viewers keep watching, the API answers 503 + Retry-After, publishes are refused; all resumes and the recording is whole', async () => {
+    const { proxy, srv, cleanups } = ctx;
     const { json: live } = await srv.api('POST', '/api/v1/streams', { name: 'live-through', profile: 'passthrough' });
     const { json: later } = await srv.api('POST', '/api/v1/streams', { name: 'published-later', profile: 'passthrough' });
     const { json: ending } = await srv.api('POST', '/api/v1/streams', { name: 'ends-in-outage', profile: 'passthrough' });
