@@ -26,6 +26,16 @@ export interface ServerProcess {
 export const SERVER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128'];
 
 /**
+ * The environment `npm start` gives the server before node starts (package.json "start"; the same unit
+ * test keeps them in step). A fixed glibc mmap threshold (128 KiB, glibc's own starting value): by
+ * default glibc raises it to the size of each large block freed, up to 32 MiB, so once a few media
+ * segments have come and gone every Buffer below that size is carved from the process heap, whose freed
+ * holes stay resident. RSS then climbed in steps while the JS heap and ArrayBuffers stayed flat (the soak,
+ * docs/BENCHMARKS.md); fixed, a large Buffer is its own mapping and goes back to the system when freed.
+ */
+export const SERVER_NODE_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '131072' };
+
+/**
  * Start the server as its own process the way `npm start` does (`node <SERVER_NODE_FLAGS> --import tsx
  * src/main.ts`, free ports, `dataDir` as DATA_DIR, the bench API token, no default stream, LOG_LEVEL=warn)
  * and leave it running once /healthz answers 200. `nodeArgs` go to node before the script (e.g. --inspect),
@@ -50,6 +60,7 @@ export async function startServerProcess(
       stdio: ['ignore', 'ignore', 'pipe'],
       env: {
         ...process.env,
+        ...SERVER_NODE_ENV,
         HOST: '127.0.0.1',
         HTTP_PORT: String(httpPort),
         RTMP_PORT: String(rtmpPort),
