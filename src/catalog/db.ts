@@ -35,7 +35,7 @@ export function assertIdentifier(name: string, what: string): void {
   }
 }
 
-interface Backend extends Queryable {
+export interface Backend extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   end(): Promise<void>;
 }
@@ -63,7 +63,7 @@ function foundAway(err: AppError): boolean {
  * to try, and the first that succeeds ends it. What waits on the catalog (API requests, publish checks,
  * the recorder's journal) is refused or retried in milliseconds, not held.
  */
-class TrackedDb implements Db {
+export class TrackedDb implements Db {
   readonly kind: 'pglite' | 'postgres';
   #backend: Backend;
   #log: Logger;
