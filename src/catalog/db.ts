@@ -44,21 +44,30 @@ export interface Backend extends Queryable {
 export const CATALOG_AWAY_RETRY_MS = 1000;
 
 /**
- * Whether an error says the server is away, not only slow: a statement it cancelled at statement_timeout
- * (57014) was answered, so it does not count.
+ * Codes and messages of a server that cannot be reached now: a connection refused or not opened in time, an
+ * answer that never came (pg's query_timeout), a server not accepting connections yet (57P03) or full
+ * (53300). One connection lost (reset, terminated: an idle one a firewall or the server closed) is not:
+ * the pool opens another, and everyone else's queries must not fail meanwhile.
  */
+const AWAY_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', '57P03', '53300']);
+const AWAY_MESSAGES = /timeout exceeded when trying to connect|due to connection timeout|Query read timeout/i;
+
+/** Whether an error says the server is away: not one connection lost, nor a slow statement it cancelled. */
 function foundAway(err: AppError): boolean {
   if (err.code !== 'E_UNAVAILABLE') return false;
   const cause = (err as { cause?: unknown }).cause;
-  return !(typeof cause === 'object' && cause !== null && (cause as { code?: unknown }).code === '57014');
+  if (typeof cause !== 'object' || cause === null) return false;
+  const code = (cause as { code?: unknown }).code;
+  if (typeof code === 'string' && AWAY_CODES.has(code)) return true;
+  return cause instanceof Error && AWAY_MESSAGES.test(cause.message);
 }
 
 /**
  * Wraps a backend with what both share: closed-state checks, driver errors mapped to AppError (see
  * errors.ts), tracking of work in flight so close() can wait for it, and idempotent close.
  *
- * And a fail-fast while the server is away: once a query finds it away (refused, reset, or no answer
- * within the timeouts), every new query fails at once with E_UNAVAILABLE instead of waiting for the same
+ * And a fail-fast while the server is away: once a query finds it away (refused, or no answer within the
+ * timeouts), every new query fails at once with E_UNAVAILABLE instead of waiting for the same
  * timeouts (up to 20 s against a server that hangs); every CATALOG_AWAY_RETRY_MS one query is let through
  * to try, and the first that succeeds ends it. What waits on the catalog (API requests, publish checks,
  * the recorder's journal) is refused or retried in milliseconds, not held.

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/index.js';
 import { CATALOG_AWAY_RETRY_MS, TrackedDb, type Backend } from '../../src/catalog/db.js';
 
-type Answer = 'ok' | 'refused' | 'cancelled' | 'constraint' | 'hang';
+type Answer = 'ok' | 'refused' | 'reset' | 'cancelled' | 'constraint' | 'hang';
 
 function backend() {
   const state = { answer: 'ok' as Answer, calls: 0, hanging: [] as Array<(err: Error) => void> };
@@ -18,6 +18,8 @@ function backend() {
         return Promise.resolve({ rows: [] });
       case 'refused':
         return Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }));
+      case 'reset':
+        return Promise.reject(new Error('Connection terminated unexpectedly'));
       case 'cancelled':
         return Promise.reject(Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' }));
       case 'constraint':
@@ -76,11 +78,11 @@ describe('catalog: fail fast while the server is away', () => {
     expect(state.calls).toBe(2);
   });
 
-  it('a statement the server cancelled, or a constraint it refused, is an answer: nothing fails fast after it', async () => {
+  it('one connection lost, a statement the server cancelled, a constraint it refused: nothing fails fast after it', async () => {
     const { state, db } = backend();
-    for (const answer of ['cancelled', 'constraint'] as const) {
+    for (const answer of ['reset', 'cancelled', 'constraint'] as const) {
       state.answer = answer;
-      await codeOf(db.query('SELECT 1'));
+      expect(await codeOf(db.query('SELECT 1')), answer).toBe(answer === 'constraint' ? 'E_CONFLICT' : 'E_UNAVAILABLE');
       state.answer = 'ok';
       expect(await codeOf(db.query('SELECT 1')), answer).toBe('ok');
     }
