@@ -8,7 +8,7 @@ import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { AppError, ClosedError, monotonicNow } from '../core/index.js';
 import type { Logger } from '../core/index.js';
-import { CatalogUnavailableError, toAppError } from './errors.js';
+import { CatalogUnavailableError, isUnreachable, toAppError } from './errors.js';
 
 /** Something that runs SQL: the database itself or an open transaction. */
 export interface Queryable {
@@ -43,23 +43,9 @@ export interface Backend extends Queryable {
 /** After a query finds the server away, new ones fail at once for this long before one may try again. */
 export const CATALOG_AWAY_RETRY_MS = 1000;
 
-/**
- * Codes and messages of a server that cannot be reached now: a connection refused or not opened in time, an
- * answer that never came (pg's query_timeout), a server not accepting connections yet (57P03) or full
- * (53300). One connection lost (reset, terminated: an idle one a firewall or the server closed) is not:
- * the pool opens another, and everyone else's queries must not fail meanwhile.
- */
-const AWAY_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', '57P03', '53300']);
-const AWAY_MESSAGES = /timeout exceeded when trying to connect|due to connection timeout|Query read timeout/i;
-
 /** Whether an error says the server is away: not one connection lost, nor a slow statement it cancelled. */
 function foundAway(err: AppError): boolean {
-  if (err.code !== 'E_UNAVAILABLE') return false;
-  const cause = (err as { cause?: unknown }).cause;
-  if (typeof cause !== 'object' || cause === null) return false;
-  const code = (cause as { code?: unknown }).code;
-  if (typeof code === 'string' && AWAY_CODES.has(code)) return true;
-  return cause instanceof Error && AWAY_MESSAGES.test(cause.message);
+  return err.code === 'E_UNAVAILABLE' && isUnreachable((err as { cause?: unknown }).cause);
 }
 
 /**

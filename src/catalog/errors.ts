@@ -43,6 +43,23 @@ const LOST_CONNECTION =
   /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect|Connection closed|Query read timeout/i;
 
 /**
+ * Codes and messages of a server that cannot be reached now: a connection refused or not opened in time, an
+ * answer that never came (pg's query_timeout), a server not accepting connections yet (57P03) or full
+ * (53300). One connection lost (reset, terminated: an idle one a firewall or the server closed) is not:
+ * the pool opens another. What db.ts's fail-fast starts on.
+ */
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', '57P03', '53300']);
+const UNREACHABLE_MESSAGES = /timeout exceeded when trying to connect|due to connection timeout|Query read timeout/i;
+
+/** Whether a driver error (the cause of an E_UNAVAILABLE) says the server cannot be reached now. */
+export function isUnreachable(cause: unknown): boolean {
+  if (typeof cause !== 'object' || cause === null) return false;
+  const code = (cause as { code?: unknown }).code;
+  if (typeof code === 'string' && UNREACHABLE_CODES.has(code)) return true;
+  return cause instanceof Error && UNREACHABLE_MESSAGES.test(cause.message);
+}
+
+/**
  * Whether `sqlstate` or the error says the server is away: SQLSTATE class 08 (connection exception),
  * 57P01-57P03 (the server shutting down or not accepting connections yet), 53300 (too many connections),
  * 57014 (a statement cancelled by statement_timeout: the server is too slow to answer now; see db.ts).
