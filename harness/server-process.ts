@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { delimiter, dirname } from 'node:path';
 import { request } from './http.js';
 import { freePort, track } from './processes.js';
 
@@ -18,7 +20,7 @@ export interface ServerProcess {
 }
 
 /**
- * The node flags `npm start` gives the server (package.json "start"; a unit test keeps the two in step).
+ * The node flags `npm start` gives the server (scripts/start.sh's default NODE_FLAGS; a unit test keeps the two in step).
  * A larger initial old generation: with the default, V8 runs a full mark-compact about once a second
  * under ingest load although the live heap is under 40 MB; this took 40 passthrough streams from 10 % to
  * 7 % of a core for 40 MB more RSS (docs/BENCHMARKS.md). V8 refuses it in NODE_OPTIONS.
@@ -26,20 +28,11 @@ export interface ServerProcess {
 export const SERVER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128'];
 
 /**
- * The environment `npm start` gives the server before node starts (package.json "start"; the same unit
- * test keeps them in step). A fixed glibc mmap threshold (128 KiB, glibc's own starting value): by
- * default glibc raises it to the size of each large block freed, up to 32 MiB, so once a few media
- * segments have come and gone every Buffer below that size is carved from the process heap, whose freed
- * holes stay resident. RSS then climbed in steps while the JS heap and ArrayBuffers stayed flat (the soak,
- * docs/BENCHMARKS.md); fixed, a large Buffer is its own mapping and goes back to the system when freed.
- */
-export const SERVER_NODE_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '131072' };
-
-/**
- * Start the server as its own process the way `npm start` does (`node <SERVER_NODE_FLAGS> --import tsx
- * src/main.ts`, free ports, `dataDir` as DATA_DIR, the bench API token, no default stream, LOG_LEVEL=warn)
- * and leave it running once /healthz answers 200. `nodeArgs` go to node before the script (e.g. --inspect),
- * after `serverFlags` (default SERVER_NODE_FLAGS; bench/node-flags.ts compares others).
+ * Start the server as its own process through the script `npm start` runs (scripts/start.sh: its allocator
+ * and malloc settings, then `node <flags> --import tsx src/main.ts`), with free ports, `dataDir` as
+ * DATA_DIR, the bench API token, no default stream and LOG_LEVEL=warn, and leave it running once /healthz
+ * answers 200. The script execs node, so `pid` is the server's. `nodeArgs` go to node after `serverFlags`
+ * (default SERVER_NODE_FLAGS; bench/node-flags.ts compares others), e.g. --inspect.
  */
 export async function startServerProcess(
   repoRoot: string,
@@ -53,14 +46,16 @@ export async function startServerProcess(
   serverFlags: readonly string[] = SERVER_NODE_FLAGS,
 ): Promise<ServerProcess> {
   const [httpPort, rtmpPort] = [await freePort(), await freePort()];
-  const args = [...serverFlags, ...nodeArgs, '--import', 'tsx', 'src/main.ts'];
+  const nodeFlags = [...serverFlags, ...nodeArgs].join(' ');
   const child = track(
-    spawn(process.execPath, args, {
+    spawn('/bin/sh', ['scripts/start.sh'], {
       cwd: repoRoot,
       stdio: ['ignore', 'ignore', 'pipe'],
       env: {
         ...process.env,
-        ...SERVER_NODE_ENV,
+        // the script finds `node` on PATH: put this one first, so the server runs on the harness's node
+        PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}`,
+        NODE_FLAGS: nodeFlags,
         HOST: '127.0.0.1',
         HTTP_PORT: String(httpPort),
         RTMP_PORT: String(rtmpPort),
@@ -116,9 +111,18 @@ export async function startServerProcess(
     httpPort,
     rtmpPort,
     base,
-    command: `node ${args.join(' ')}`,
+    command: `${extraEnv.ALLOCATOR ? `ALLOCATOR=${extraEnv.ALLOCATOR} ` : ''}NODE_FLAGS='${nodeFlags}' sh scripts/start.sh (${allocatorOf(child.pid!)})`,
     stderrText: () => stderr,
     alive,
     stop,
   };
+}
+
+/** Which malloc a running process uses, from what it has mapped (Linux; elsewhere "unknown"). */
+export function allocatorOf(pid: number): string {
+  try {
+    return /libjemalloc/.test(readFileSync(`/proc/${pid}/maps`, 'utf8')) ? 'jemalloc' : 'system malloc';
+  } catch {
+    return 'unknown';
+  }
 }

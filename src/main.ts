@@ -263,6 +263,8 @@ export async function startServer(config: Config, logger?: pino.Logger, deps: Se
       nodeId,
       coordination: coord.kind,
       catalog: catalog.kind,
+      // scripts/start.sh preloads jemalloc where it is installed (docs/CONFIGURATION.md)
+      allocator: /libjemalloc/.test(process.env.LD_PRELOAD ?? '') ? 'jemalloc' : 'system',
       startupMs: Math.round(performance.now() - started),
     };
     return runningServer(life, log, { httpPort, rtmpAddr, apiToken, webrtc: ingest?.webrtc, facts });
