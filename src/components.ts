@@ -142,7 +142,7 @@ export function newUploads(config: Config, catalog: Catalog, onQueued: () => voi
   const { dataDir, uploadMaxBytes, jobAttempts } = config.vod;
   return new Uploads({
     catalog,
-    logger: log.child({ module: 'uploads' }),
+    logger: log,
     dataDir,
     s3: config.storage.s3,
     maxBytes: uploadMaxBytes,
@@ -175,7 +175,7 @@ export function newVodWorker(
     // Only this process writes to the embedded catalog, and it nudges the worker for what it enqueues:
     // a poll there is for nothing but a lost nudge, and costs ~4 ms of CPU in PGlite each time.
     pollMs: catalog.kind === 'pglite' ? 30_000 : 2000,
-    logger: log.child({ module: 'vod-worker' }),
+    logger: log,
   });
 }
 

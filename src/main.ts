@@ -196,14 +196,14 @@ export async function startServer(config: Config, logger?: pino.Logger, deps: Se
   const life = new Lifecycle({ logger: log, stepMs: SHUTDOWN_STEP_MS });
   try {
     // Pushed first, so it closes last: everything below may use it (leases, the live window, the registry).
-    const { coord, window } = createCoordination({ ...config.coord, logger: log.child({ module: 'coord' }) });
+    const { coord, window } = createCoordination({ ...config.coord, logger: log });
     // In one process nothing else reads the live window: it is shared only with Redis.
     const cluster = coord.kind === 'redis' ? { coord, window } : undefined;
     life.push('coordination', () => coord.close());
     const catalog = await openCatalog({
       databaseUrl: config.catalog.databaseUrl,
       dataDir: config.catalog.dataDir,
-      logger: log.child({ module: 'catalog' }),
+      logger: log,
     });
     life.push('catalog', () => catalog.close());
     const store = await createStorage(config.storage, log);
