@@ -4,7 +4,7 @@
 # Allocator (ALLOCATOR=auto, the default): on Linux, preload jemalloc when it is installed (Debian and
 # Ubuntu: libjemalloc2). In the one-hour soak glibc's malloc kept the holes that uploads and media
 # segments leave in its main arena, and RSS grew about 4.5 MB per 10 minutes while the JS heap stayed flat;
-# with jemalloc RSS stays flat and returns to its baseline when the streams stop (docs/BENCHMARKS.md).
+# with jemalloc it did not grow (docs/BENCHMARKS.md).
 # ALLOCATOR=jemalloc refuses to start without it; ALLOCATOR=system keeps the C library's malloc. An
 # LD_PRELOAD already set is left as it is.
 #
