@@ -11,7 +11,8 @@
 # MALLOC_MMAP_THRESHOLD_ (glibc only) fixes the mmap threshold at 128 KiB, so large Buffers are their own
 # mappings and go back to the system when freed (docs/CONFIGURATION.md).
 #
-# NODE_FLAGS: node's own flags (default --initial-old-space-size=128, which V8 refuses in NODE_OPTIONS).
+# NODE_FLAGS: node's own flags (default --initial-old-space-size=128, which V8 refuses in NODE_OPTIONS); set
+# and empty, none.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -40,4 +41,4 @@ fi
 
 export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}"
 # shellcheck disable=SC2086 # NODE_FLAGS is a list of flags, split on spaces
-exec node ${NODE_FLAGS:---initial-old-space-size=128} --import tsx src/main.ts "$@"
+exec node ${NODE_FLAGS---initial-old-space-size=128} --import tsx src/main.ts "$@"

@@ -28,7 +28,7 @@ describe('the docs stay in step with the code', () => {
   it('npm start runs scripts/start.sh, whose default node flags are the ones benches compare against', () => {
     expect(pkg.scripts.start).toBe('sh scripts/start.sh');
     const script = readFileSync(new URL('../../scripts/start.sh', import.meta.url), 'utf8');
-    expect(script).toContain(`exec node \${NODE_FLAGS:-${SERVER_NODE_FLAGS.join(' ')}} --import tsx src/main.ts`);
+    expect(script).toContain(`exec node \${NODE_FLAGS-${SERVER_NODE_FLAGS.join(' ')}} --import tsx src/main.ts`);
   });
 
   it('the README shows the two quick-start commands', () => {

@@ -39,6 +39,8 @@ describe('scripts/start.sh (npm start)', () => {
     const r = run({ ALLOCATOR: 'system', NODE_FLAGS: '--max-old-space-size=512 --inspect=127.0.0.1:0', MALLOC_MMAP_THRESHOLD_: '65536' });
     expect(r.args).toBe('--max-old-space-size=512 --inspect=127.0.0.1:0 --import tsx src/main.ts');
     expect(r.mmap).toBe('65536');
+    // set and empty: no flags at all (bench:node-flags measures that against the default)
+    expect(run({ ALLOCATOR: 'system', NODE_FLAGS: '' }).args).toBe('--import tsx src/main.ts');
   });
 
   it.runIf(debianJemalloc)('auto and jemalloc preload the installed jemalloc', () => {
