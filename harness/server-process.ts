@@ -111,7 +111,7 @@ export async function startServerProcess(
     httpPort,
     rtmpPort,
     base,
-    command: `${extraEnv.ALLOCATOR ? `ALLOCATOR=${extraEnv.ALLOCATOR} ` : ''}NODE_FLAGS='${nodeFlags}' sh scripts/start.sh (${allocatorOf(child.pid!)})`,
+    command: `NODE_FLAGS='${nodeFlags}' sh scripts/start.sh (${allocatorOf(child.pid!)})`,
     stderrText: () => stderr,
     alive,
     stop,
